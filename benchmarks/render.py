@@ -1,0 +1,91 @@
+"""Render benchmark: seconds per annotated frame vs raw Cycles render time, and peak RSS.
+
+    python benchmarks/render.py [--recipe tabletop] [--frames 4] [--out benchmarks/results/render.json]
+
+For each frame of the recipe (default ``tabletop`` at its 640x480, Cycles 16 spp) it measures the
+whole pipeline (sample -> render in the long-lived Blender worker -> read EXR/PNG -> annotate ->
+write files + record) and, inside the worker, the time spent in ``bpy.ops.render.render`` alone.
+The ratio of the two is the pipeline's overhead (target <= 1.15). Peak RSS is the maximum of the
+Blender worker's RSS and this process's. The first frame (Blender start, kernel load) is reported
+separately and excluded from the steady-state figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from synthloop.atomic import atomic_write_json  # noqa: E402
+from synthloop.generators.blender_renderer import BlenderRenderer  # noqa: E402
+from synthloop.generators.generate import generate_frames  # noqa: E402
+from synthloop.scenes.recipe import load_recipe  # noqa: E402
+
+
+class _TrackingRenderer(BlenderRenderer):
+    peak_worker_rss = 0
+
+    def render(self, spec):  # type: ignore[override]
+        fr = super().render(spec)
+        _TrackingRenderer.peak_worker_rss = max(_TrackingRenderer.peak_worker_rss, self.rss_bytes or 0)
+        return fr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="tabletop")
+    ap.add_argument("--frames", type=int, default=4, help="frames after the warm-up frame")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "render.json"))
+    args = ap.parse_args()
+
+    recipe = load_recipe(args.recipe)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = generate_frames(
+            recipe, args.seed, range(args.frames + 1), Path(tmp) / "ds",
+            renderer_factory=lambda: _TrackingRenderer(threads=args.threads), quiet=True,
+        )
+        wall = time.perf_counter() - t0
+    if res.failed:
+        raise SystemExit(f"frames failed: {res.failed}")
+    steady = res.timings[1:]
+    per_frame = [t["frame_total"] for t in steady]
+    raw = [t["render"] for t in steady]
+    ratio = sum(per_frame) / sum(raw)
+    peak_rss = max(_TrackingRenderer.peak_worker_rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    figures = {
+        "recipe": args.recipe,
+        "resolution": [recipe.resolution[0], recipe.resolution[1]],
+        "frames_measured": len(steady),
+        "first_frame_seconds": round(res.timings[0]["frame_total"], 3),
+        "seconds_per_annotated_frame": round(statistics.mean(per_frame), 3),
+        "raw_cycles_render_seconds": round(statistics.mean(raw), 3),
+        "ratio_annotated_over_raw": round(ratio, 4),
+        "target_ratio": 1.15,
+        "annotate_seconds": round(statistics.mean(t.get("annotate", 0.0) for t in steady), 4),
+        "peak_rss_mb": round(peak_rss / 2**20, 1),
+        "peak_worker_rss_mb": round(_TrackingRenderer.peak_worker_rss / 2**20, 1),
+        "wall_seconds": round(wall, 2),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    for k, v in figures.items():
+        print(f"{k:32s} {v}")
+    atomic_write_json(args.out, figures)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``synthloop dataset ...``: stats, overlays, merge, split.
+
+Mount: ``app.add_typer(synthloop.commands.dataset.app, name="dataset")``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from synthloop.commands.export import SKIP, cli_errors, load_source
+
+app = typer.Typer(help="Inspect and combine datasets.", no_args_is_help=True)
+
+DIR = typer.Argument(..., help="synthloop folder, COCO .json, KITTI folder or BlenderProc output")
+
+
+@app.command("stats")
+@cli_errors
+def stats_cmd(
+    src: Path = DIR,
+    as_json: bool = typer.Option(False, "--json", help="print the stats as JSON"),
+    skip_invalid: bool = SKIP,
+) -> None:
+    """Per-class counts, box-size and occlusion histograms."""
+    from rich.console import Console
+
+    from synthloop.dataset.stats import dataset_stats, stats_tables
+
+    stats = dataset_stats(load_source(src, skip_invalid))
+    if as_json:
+        print(json.dumps(stats, indent=1))
+        return
+    console = Console()
+    for t in stats_tables(stats):
+        console.print(t)
+
+
+@app.command("show")
+@cli_errors
+def show_cmd(
+    src: Path = DIR,
+    out: Path = typer.Option(..., "--out", help="folder for the overlay PNGs"),
+    limit: int | None = typer.Option(None, "--limit", help="at most N frames"),
+    frame: list[str] | None = typer.Option(None, "--frame", help="frame id (repeatable)"),
+    skip_invalid: bool = SKIP,
+) -> None:
+    """Draw boxes, masks, keypoints and labels onto the images."""
+    from synthloop.visualize import draw_overlays
+
+    paths = draw_overlays(load_source(src, skip_invalid), out, frames=frame or None, limit=limit)
+    print(f"wrote {len(paths)} overlays to {out}")
+
+
+@app.command("merge")
+@cli_errors
+def merge_cmd(
+    sources: list[Path] = typer.Argument(..., help="datasets to merge (any supported format)"),
+    out: Path = typer.Option(..., "--out", help="new synthloop dataset folder"),
+    skip_invalid: bool = SKIP,
+) -> None:
+    """Merge datasets (categories unified by name, frame ids prefixed) into a synthloop folder."""
+    from synthloop.dataset.merge import merge_datasets, write_dataset_folder
+
+    ds = merge_datasets([load_source(s, skip_invalid) for s in sources])
+    write_dataset_folder(ds, out)
+    print(f"wrote {out} ({len(ds.frames)} frames, {len(ds.categories)} categories)")
+
+
+@app.command("split")
+@cli_errors
+def split_cmd(
+    src: Path = DIR,
+    out_subset: Path = typer.Option(..., "--out-subset", help="synthloop folder for the subset"),
+    out_rest: Path = typer.Option(..., "--out-rest", help="synthloop folder for the rest"),
+    fraction: float | None = typer.Option(None, help="subset fraction of frames"),
+    count: int | None = typer.Option(None, help="subset frame count"),
+    seed: int = typer.Option(0, help="random seed"),
+) -> None:
+    """Deterministic random split into two synthloop folders."""
+    from synthloop.dataset.merge import write_dataset_folder
+    from synthloop.dataset.split import split_dataset
+
+    subset, rest = split_dataset(load_source(src), fraction=fraction, count=count, seed=seed)
+    write_dataset_folder(subset, out_subset)
+    write_dataset_folder(rest, out_rest)
+    print(f"subset {len(subset)} frames -> {out_subset}; rest {len(rest)} frames -> {out_rest}")

@@ -1,0 +1,111 @@
+"""``synthloop export ...``: write a dataset (synthloop folder, COCO json, KITTI or BlenderProc
+folder; auto-detected) as COCO, KITTI, depth PNGs or semantic PNGs.
+
+Mount: ``app.add_typer(synthloop.commands.export.app, name="export")``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from synthloop.dataset.types import Dataset
+from synthloop.errors import SynthloopError
+
+app = typer.Typer(help="Export a dataset to COCO / KITTI / depth / semantic maps.", no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Turn a SynthloopError into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SynthloopError as err:
+            print(str(err), file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_source(src: Path, skip_invalid: bool = False) -> Dataset:
+    """Load SRC with :func:`synthloop.importers.load_any`; report skipped records on stderr."""
+    from synthloop.importers import load_any
+
+    ds = load_any(src, skip_invalid=skip_invalid)
+    skipped = ds.info.get("skipped") or []
+    if skipped:
+        print(f"skipped {len(skipped)} invalid record(s):", file=sys.stderr)
+        for s in skipped:
+            field = f".{s['field']}" if s.get("field") else ""
+            print(f"  {s['record']}{field}: {s['reason']}", file=sys.stderr)
+    return ds
+
+
+SRC = typer.Argument(..., help="synthloop folder, COCO .json, KITTI folder or BlenderProc output")
+DST = typer.Argument(..., help="output folder (written to a temp sibling, renamed when complete)")
+SKIP = typer.Option(
+    False, "--skip-invalid", help="skip invalid records (listed on stderr) instead of failing"
+)
+
+
+@app.command("coco")
+@cli_errors
+def coco_cmd(
+    src: Path = SRC,
+    dst: Path = DST,
+    skip_invalid: bool = SKIP,
+    no_copy_images: bool = typer.Option(False, "--no-copy-images", help="reference images where they are"),
+    file_name: str = typer.Option("annotations.json", help="name of the JSON inside DST"),
+) -> None:
+    """COCO instances JSON (RLE masks) + images/."""
+    from synthloop.exporters.coco import write_coco
+
+    ds = load_source(src, skip_invalid)
+    path = write_coco(ds, dst, copy_images=not no_copy_images, file_name=file_name)
+    print(f"wrote {path} ({len(ds.frames)} images)")
+
+
+@app.command("kitti")
+@cli_errors
+def kitti_cmd(
+    src: Path = SRC,
+    dst: Path = DST,
+    layout: str = typer.Option("kitti", help="kitti (image_2/label_2/calib) or flat (images/labels, TAO)"),
+    skip_invalid: bool = SKIP,
+    keep_case: bool = typer.Option(False, "--keep-case", help="do not lower-case class names"),
+) -> None:
+    """KITTI object labels (15 fields) + images (+ calib)."""
+    from synthloop.exporters.kitti import write_kitti
+
+    ds = load_source(src, skip_invalid)
+    out = write_kitti(ds, dst, layout=layout, lowercase=not keep_case)
+    print(f"wrote {out} ({len(ds.frames)} frames, layout {layout})")
+
+
+@app.command("depth")
+@cli_errors
+def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
+    """Depth as 16-bit PNG (mm, 0 = no hit) + float32 .npy (m)."""
+    from synthloop.exporters.maps import write_depth_pngs
+
+    paths = write_depth_pngs(load_source(src), dst)
+    print(f"wrote {len(paths)} depth maps to {dst}")
+
+
+@app.command("semantic")
+@cli_errors
+def semantic_cmd(src: Path = SRC, dst: Path = DST) -> None:
+    """Class-id PNGs (0 = background) + colour PNGs + colormap.txt/json."""
+    from synthloop.exporters.maps import write_semantic_pngs
+
+    paths = write_semantic_pngs(load_source(src), dst)
+    print(f"wrote {len(paths)} semantic maps to {dst}")

@@ -1,0 +1,156 @@
+"""``synthloop farm``: plan, work, run, status, merge, jobfiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthloop.cli_common import fail, user_errors
+
+app = typer.Typer(no_args_is_help=True, help="Sharded, resumable render jobs.")
+
+
+@app.command()
+def plan(
+    recipe: str = typer.Option("tabletop", "--recipe", "-r", help="Bundled recipe name or YAML path."),
+    frames: int = typer.Option(..., "--frames", "-n", min=1),
+    seed: int = typer.Option(0, "--seed", "-s"),
+    shards: int = typer.Option(1, "--shards", "-k", min=1),
+    out: Path = typer.Option(..., "--out", "-o", help="Job folder."),
+    start: int = typer.Option(0, "--start", min=0),
+    restart_every: int = typer.Option(200, "--restart-every", min=1, help="Restart Blender every M frames."),
+) -> None:
+    """Write a job manifest: recipe copy + hash, seed, frame ranges per shard."""
+    from synthloop.farm.plan import plan_job
+
+    with user_errors():
+        p = plan_job(recipe, frames, seed, shards, out, start=start, restart_every=restart_every)
+    typer.echo(f"planned {p.frames} frames in {len(p.shards)} shards -> {out}")
+
+
+@app.command()
+def work(
+    job: Path = typer.Argument(..., help="Job folder."),
+    shard: int = typer.Option(..., "--shard", "-i", help="Shard index (Slurm/K8s array index)."),
+    threads: int = typer.Option(0, "--threads", help="Blender threads (0 = all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Render shard i, skipping complete frames (safe to run twice at once)."""
+    from synthloop.farm.worker import work_shard
+
+    with user_errors():
+        res = work_shard(job, shard, quiet=quiet, threads=threads)
+    if res.failed:
+        fail(f"shard {shard}: {len(res.failed)} frame(s) failed twice: {sorted(res.failed)}", code=1)
+
+
+@app.command()
+def run(
+    job: Path = typer.Argument(...),
+    workers: int = typer.Option(1, "--workers", "-w", min=1),
+    executor: str = typer.Option("local", "--executor", "-e", help="local | ray"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: start a local one)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="Blender threads per worker."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run all shards (local worker processes, or Ray tasks)."""
+    from synthloop.farm.executors import run_local, run_ray
+
+    with user_errors():
+        if executor == "local":
+            s = run_local(job, workers=workers, threads=threads, quiet=quiet)
+        elif executor == "ray":
+            s = run_ray(job, address=address, threads=threads or 1, quiet=quiet)
+        else:
+            fail(f"--executor: unknown executor {executor!r}; expected local or ray")
+    if s.shards_failed or s.frames_failed:
+        fail(
+            f"{len(s.shards_failed)} shard(s) failed, {s.frames_failed} frame(s) failed; "
+            f"see `synthloop farm status {job}`",
+            code=1,
+        )
+
+
+@app.command()
+def status(job: Path = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Frames done per shard, failures, rate."""
+    import json
+
+    from synthloop.farm.merge import job_status
+
+    with user_errors():
+        plan_, st = job_status(job)
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ for s in st]))
+        return
+    t = Table(title=f"{job}  ({plan_.recipe_name}, seed {plan_.seed}, {plan_.frames} frames)")
+    for c in ("shard", "done", "planned", "failed", "s/frame"):
+        t.add_column(c, justify="right")
+    for s in st:
+        t.add_row(
+            str(s.index),
+            str(s.done),
+            str(s.planned),
+            ",".join(map(str, s.failed)) or "-",
+            f"{s.seconds_per_frame:.2f}" if s.seconds_per_frame else "-",
+        )
+    done = sum(s.done for s in st)
+    t.caption = f"{done}/{plan_.frames} frames complete"
+    Console().print(t)
+
+
+@app.command()
+def merge(
+    job: Path = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o"),
+    allow_partial: bool = typer.Option(False, "--allow-partial"),
+    coco: bool = typer.Option(True, "--coco/--no-coco", help="Also write OUT/coco/annotations.json."),
+    kitti: bool = typer.Option(False, "--kitti/--no-kitti", help="Also write OUT/kitti/."),
+) -> None:
+    """Merge shards into one dataset (+ COCO/KITTI); refuses an incomplete job unless --allow-partial."""
+    from synthloop.farm.merge import merge_job
+
+    with user_errors():
+        merged = merge_job(job, out, allow_partial=allow_partial)
+        if coco or kitti:
+            from synthloop.dataset.folder import load_dataset
+
+            ds = load_dataset(merged)
+            if coco:
+                from synthloop.exporters.coco import write_coco
+
+                write_coco(ds, merged / "coco", copy_images=False)
+            if kitti:
+                from synthloop.exporters.kitti import write_kitti
+
+                write_kitti(ds, merged / "kitti")
+    typer.echo(f"merged -> {out}")
+
+
+@app.command()
+def jobfiles(
+    job: Path = typer.Argument(...),
+    slurm: Path | None = typer.Option(None, "--slurm", help="Write an sbatch --array script here."),
+    k8s: Path | None = typer.Option(None, "--k8s", help="Write a Kubernetes Indexed Job YAML here."),
+    threads: int = typer.Option(4, "--threads"),
+    image: str = typer.Option("synthloop:latest", "--image"),
+    pvc: str = typer.Option("synthloop-data", "--pvc"),
+) -> None:
+    """Generate Slurm-array / Kubernetes-indexed-job files calling `farm work` with the array index."""
+    from synthloop.atomic import atomic_write_bytes
+    from synthloop.farm.executors import k8s_indexed_job, slurm_script
+
+    with user_errors():
+        if slurm:
+            atomic_write_bytes(slurm, slurm_script(job, threads=threads).encode())
+            typer.echo(f"wrote {slurm}")
+        if k8s:
+            atomic_write_bytes(k8s, k8s_indexed_job(job, image=image, threads=threads, pvc=pvc).encode())
+            typer.echo(f"wrote {k8s}")
+    if not slurm and not k8s:
+        fail("give --slurm PATH and/or --k8s PATH")

@@ -1,0 +1,1 @@
+"""The in-memory dataset type and the synthloop dataset folder (records on disk)."""

@@ -1,0 +1,277 @@
+"""COCO metrics through pycocotools' own COCOeval (never re-implemented here).
+
+The ground truth is the COCO dict of the dataset (``synthloop.exporters.coco.dataset_to_coco`` when
+available, otherwise :func:`gt_coco_dict`, both with image ids 1..N in frame order); detections go
+through :func:`synthloop.evaluation.detections.to_coco_results` and ``COCO.loadRes``.
+
+Values are pycocotools' own: stats of -1.0 mean "undefined" (no ground truth in that range),
+per-class values are None in that case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from synthloop.dataset.types import Dataset
+from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+BOX_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KP_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def gt_coco_dict(ds: Dataset) -> dict[str, Any]:
+    """Minimal COCO ground-truth dict of ``ds`` (image ids 1..N in frame order, annotation ids 1..M).
+
+    Boxes become ``[x1, y1, x2 - x1, y2 - y1]``; ``area`` is the annotation's own; masks are passed
+    as their RLE; keypoints flattened with ``num_keypoints`` = count of visibility > 0.
+    """
+    images, anns = [], []
+    for i, frame in enumerate(ds.frames):
+        img_id = i + 1
+        images.append(
+            {"id": img_id, "width": frame.width, "height": frame.height, "file_name": frame.frame_id}
+        )
+        for obj in frame.objects:
+            x1, y1, x2, y2 = (float(v) for v in obj.bbox)
+            a: dict[str, Any] = {
+                "id": len(anns) + 1,
+                "image_id": img_id,
+                "category_id": int(obj.category_id),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": float(obj.area),
+                "iscrowd": int(bool(obj.iscrowd)),
+            }
+            if obj.mask is not None:
+                a["segmentation"] = dict(obj.mask)
+            if obj.keypoints is not None:
+                a["keypoints"] = [float(v) for kp in obj.keypoints for v in kp]
+                a["num_keypoints"] = obj.num_keypoints
+            anns.append(a)
+    cats = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "supercategory": c.supercategory,
+            "keypoints": list(c.keypoints),
+            "skeleton": [list(e) for e in c.skeleton],
+        }
+        for c in ds.categories
+    ]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def dataset_gt(ds: Dataset) -> tuple[dict[str, Any], dict[str, int]]:
+    """(COCO GT dict, frame_id -> image id). Uses the COCO exporter when it is installed."""
+    try:
+        from synthloop.exporters.coco import dataset_to_coco  # type: ignore[import-not-found]
+    except ImportError:
+        gt = gt_coco_dict(ds)
+    else:
+        gt = dataset_to_coco(ds)
+    if len(gt["images"]) != len(ds.frames):
+        raise EvaluationError(f"COCO GT has {len(gt['images'])} images for {len(ds.frames)} frames")
+    ids = {f.frame_id: int(img["id"]) for f, img in zip(ds.frames, gt["images"], strict=True)}
+    return gt, ids
+
+
+def _coco_from_dict(d: dict[str, Any]) -> COCO:
+    c = COCO()
+    c.dataset = d
+    with contextlib.redirect_stdout(io.StringIO()):
+        c.createIndex()
+    return c
+
+
+def _load_results(gt: COCO, results: list[dict[str, Any]]) -> COCO:
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return gt.loadRes(copy.deepcopy(results))
+    # loadRes cannot take an empty list: an empty result set over the same images
+    return _coco_from_dict(
+        {
+            "images": list(gt.dataset["images"]),
+            "categories": list(gt.dataset["categories"]),
+            "annotations": [],
+        }
+    )
+
+
+def _supports(
+    gt: dict[str, Any], ds: Dataset, dets: Mapping[str, FrameDetections], iou_type: str
+) -> str | None:
+    """None if ``iou_type`` can be evaluated on GT dict ``gt`` and ``dets``, else the reason it cannot."""
+    anns = gt["annotations"]
+    frames = [dets[f.frame_id] for f in ds.frames if f.frame_id in dets and len(dets[f.frame_id])]
+    if iou_type == "bbox":
+        return None
+    if iou_type == "segm":
+        if not anns or any(not a.get("segmentation") for a in anns):
+            return "skipped: not every ground-truth object has a mask"
+        if any(fd.masks is None for fd in frames):
+            return "skipped: detections carry no masks"
+        return None
+    if iou_type == "keypoints":
+        if not any(c.keypoints for c in ds.categories):
+            return "skipped: no category defines keypoints"
+        if not any(a.get("num_keypoints", 0) > 0 for a in anns):
+            return "skipped: no ground-truth object has labeled keypoints"
+        if not frames or any(fd.keypoints is None for fd in frames):
+            return "skipped: detections carry no keypoints"
+        return None
+    raise EvaluationError(f"unknown iou type {iou_type!r} (expected one of {IOU_TYPES})", where="iou_types")
+
+
+def _area_ranges(area_rng: Any, params: Any) -> None:
+    """Replace ``params.areaRng`` entries by label (dict label -> (lo, hi), or 4 pairs all/s/m/l)."""
+    if area_rng is None:
+        return
+    if isinstance(area_rng, Mapping):
+        table = {str(k): v for k, v in area_rng.items()}
+    else:
+        pairs = list(area_rng)
+        if len(pairs) != 4:
+            raise EvaluationError(
+                "area_rng must be a dict label -> (lo, hi) or 4 (lo, hi) pairs for all/s/m/l"
+            )
+        table = dict(zip(("all", "small", "medium", "large"), pairs, strict=True))
+    unknown = set(table) - {"all", "small", "medium", "large"}
+    if unknown:
+        raise EvaluationError(f"area_rng labels {sorted(unknown)} not in all/small/medium/large")
+    rng = [list(r) for r in params.areaRng]
+    for i, lbl in enumerate(params.areaRngLbl):
+        if lbl in table:
+            lo, hi = (float(v) for v in table[lbl])
+            if not hi > lo >= 0:
+                raise EvaluationError(f"area_rng[{lbl!r}] must satisfy 0 <= lo < hi, got ({lo}, {hi})")
+            rng[i] = [lo, hi]
+    params.areaRng = rng
+
+
+def _mean_valid(x: np.ndarray) -> float | None:
+    v = x[x > -1]
+    return float(np.mean(v)) if v.size else None
+
+
+def _per_class(E: COCOeval, ds: Dataset) -> dict[str, dict[str, Any]]:
+    """Per-class AP (IoU .50:.95), AP50, AP75 from ``E.eval['precision']`` [T, R, K, A, M], area 'all',
+    the largest maxDets."""
+    prec = E.eval["precision"]
+    thrs = E.params.iouThrs
+    i50 = int(np.argmin(np.abs(thrs - 0.5)))
+    i75 = int(np.argmin(np.abs(thrs - 0.75)))
+    names = ds.category_by_id()
+    out: dict[str, dict[str, Any]] = {}
+    for k, cid in enumerate(E.params.catIds):
+        p = prec[:, :, k, 0, -1]
+        name = names[cid].name if cid in names else str(cid)
+        out[name] = {
+            "category_id": int(cid),
+            "AP": _mean_valid(p),
+            "AP50": _mean_valid(p[i50]),
+            "AP75": _mean_valid(p[i75]),
+        }
+    return out
+
+
+def _results_for(iou_type: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if iou_type == "bbox":
+        return [{k: v for k, v in r.items() if k not in ("segmentation", "keypoints")} for r in results]
+    if iou_type == "segm":
+        # without 'bbox', loadRes takes the mask area (not the box area) for the area ranges
+        return [{k: v for k, v in r.items() if k not in ("bbox", "keypoints")} for r in results]
+    return [{k: v for k, v in r.items() if k != "segmentation"} for r in results if "keypoints" in r]
+
+
+def coco_evaluate(
+    ds: Dataset,
+    dets: Mapping[str, FrameDetections],
+    iou_types: Sequence[str] = IOU_TYPES,
+    area_rng: Mapping[str, tuple[float, float]] | Sequence[tuple[float, float]] | None = None,
+    img_ids: Sequence[str] | None = None,
+    cat_ids: Sequence[int] | None = None,
+    kpt_oks_sigmas: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Run COCOeval for each of ``iou_types`` the data supports, silently.
+
+    ``area_rng``: override COCO's area ranges in pixels² (dict label -> (lo, hi) with labels
+    all/small/medium/large, or 4 pairs). ``img_ids``: restrict to these frame ids. ``cat_ids``:
+    restrict to these category ids. ``kpt_oks_sigmas``: per-keypoint OKS sigmas (default COCO's 17
+    when K == 17, else 0.05 for every keypoint, with a note).
+
+    Returns ``{iou_type: {"stats": {name: value}, "per_class": {name: {...}}, "summary_text": str,
+    "num_images": int, "num_detections": int}, "skipped": {iou_type: reason}, "notes": [...]}``.
+    Stats: bbox/segm ``AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl``; keypoints
+    ``AP AP50 AP75 APm APl AR AR50 AR75 ARm ARl``.
+    """
+    gt_dict, ids = dataset_gt(ds)
+    results = to_coco_results(ds, dets, ids)
+    gt = _coco_from_dict(gt_dict)
+    out: dict[str, Any] = {"skipped": {}, "notes": []}
+    eval_img_ids: list[int] | None = None
+    if img_ids is not None:
+        missing = [f for f in img_ids if f not in ids]
+        if missing:
+            raise EvaluationError(f"img_ids not in the dataset: {missing[:5]}")
+        eval_img_ids = sorted(ids[f] for f in img_ids)
+    if cat_ids is not None:
+        known = {c.id for c in ds.categories}
+        bad = [c for c in cat_ids if c not in known]
+        if bad:
+            raise EvaluationError(f"cat_ids not in the dataset: {bad}")
+    for iou_type in iou_types:
+        reason = _supports(gt_dict, ds, dets, iou_type)
+        if reason is not None:
+            out["skipped"][iou_type] = reason
+            continue
+        res = _results_for(iou_type, results)
+        dt = _load_results(gt, res)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            E = COCOeval(gt, dt, iou_type)
+            if eval_img_ids is not None:
+                E.params.imgIds = eval_img_ids
+            if cat_ids is not None:
+                E.params.catIds = sorted(int(c) for c in cat_ids)
+            if iou_type == "keypoints":
+                kp_cats = [c for c in ds.categories if c.keypoints]
+                if cat_ids is None:
+                    E.params.catIds = sorted(c.id for c in kp_cats)
+                n_kp = max(len(c.keypoints) for c in kp_cats)
+                if kpt_oks_sigmas is not None:
+                    if len(kpt_oks_sigmas) != n_kp:
+                        raise EvaluationError(
+                            f"kpt_oks_sigmas has {len(kpt_oks_sigmas)} values for {n_kp} keypoints"
+                        )
+                    E.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=float)
+                elif n_kp != 17:
+                    E.params.kpt_oks_sigmas = np.full(n_kp, 0.05)
+                    out["notes"].append(
+                        f"keypoints: {n_kp} keypoints, not COCO's 17; OKS sigma 0.05 for each"
+                    )
+            _area_ranges(area_rng, E.params)
+            E.evaluate()
+            E.accumulate()
+        summ = io.StringIO()
+        with contextlib.redirect_stdout(summ):
+            E.summarize()
+        names = KP_STAT_NAMES if iou_type == "keypoints" else BOX_STAT_NAMES
+        out[iou_type] = {
+            "stats": {n: float(v) for n, v in zip(names, E.stats, strict=True)},
+            "per_class": _per_class(E, ds),
+            "summary_text": summ.getvalue(),
+            "num_images": len(E.params.imgIds),
+            "num_detections": len(res),
+            "area_rng": {
+                lbl: list(map(float, r)) for lbl, r in zip(E.params.areaRngLbl, E.params.areaRng, strict=True)
+            },
+        }
+    return out

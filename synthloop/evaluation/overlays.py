@@ -1,0 +1,250 @@
+"""Per-frame outcomes of a detector and overlay images of its worst frames (PIL only).
+
+A frame's outcome counts detections with ``score >= score_thr`` matched to its ground truth with
+the VOC rules of :mod:`synthloop.evaluation.matching` (per-class minimum IoU, crowd/difficult GT
+ignored): TP (matched), FP (unmatched detection), missed (non-ignored GT without a match).
+Per-frame F1 is ``2 TP / (2 TP + FP + missed)``; a frame with no GT and no detection has F1 1.
+
+Overlay colours: matched detections green, missed GT red with a dashed outline, false positives
+orange; detections are labelled ``class score``, missed GT ``class (missed)``. Boxes are pixel
+``(x1, y1, x2, y2)`` floats (pixel i covers [i, i+1)); small images are enlarged by an integer
+factor as in :mod:`synthloop.visualize`, annotations scaled with them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from synthloop.atomic import atomic_save_image
+from synthloop.dataset.types import Category, Dataset, Frame
+from synthloop.errors import DatasetError
+from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
+from synthloop.evaluation.matching import TP, frame_gt_arrays, match_frame, resolve_min_iou
+from synthloop.visualize import MIN_LONG_SIDE, _font
+
+GREEN = (40, 200, 70)
+RED = (235, 40, 40)
+ORANGE = (255, 150, 20)
+
+WorstBy = Literal["f1", "missed"]
+
+
+@dataclass
+class FrameOutcome:
+    """Outcome of one frame at one operating point.
+
+    ``tp``/``fp``/``missed``: counts; ``det_index``: indices (into the frame's FrameDetections) of
+    the detections kept (score >= threshold); ``det_status`` (same length) 1 TP, 0 FP, -1 ignored;
+    ``missed_gt``: indices into ``frame.objects`` of the missed GT; ``matched_gt``: indices of GT
+    that a detection matched.
+    """
+
+    frame_id: str
+    tp: int
+    fp: int
+    missed: int
+    det_index: list[int]
+    det_status: list[int]
+    missed_gt: list[int]
+    matched_gt: list[int]
+
+    @property
+    def num_gt(self) -> int:
+        return self.tp + self.missed
+
+    @property
+    def f1(self) -> float:
+        denom = 2 * self.tp + self.fp + self.missed
+        return 1.0 if denom == 0 else 2 * self.tp / denom
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "frame_id": self.frame_id,
+            "tp": self.tp,
+            "fp": self.fp,
+            "missed": self.missed,
+            "f1": round(self.f1, 6),
+        }
+
+
+def frame_outcome(
+    frame: Frame, fd: FrameDetections, min_iou: Mapping[int, float], score_thr: float = 0.5
+) -> FrameOutcome:
+    """Match the detections of ``fd`` with ``score >= score_thr`` to ``frame.objects``.
+
+    ``min_iou``: category id -> minimum IoU (see :func:`resolve_min_iou`).
+    """
+    keep = np.nonzero(fd.scores >= score_thr)[0]
+    sub = FrameDetections(
+        fd.frame_id, fd.boxes[keep], fd.scores[keep], fd.labels[keep]
+    )
+    m = match_frame(frame, sub, min_iou)
+    _, _, ignored = frame_gt_arrays(frame)
+    missed = [j for j in range(len(frame.objects)) if not ignored[j] and m.gt_det[j] < 0]
+    matched = [j for j in range(len(frame.objects)) if m.gt_det[j] >= 0]
+    status = [int(s) for s in m.det_status]
+    return FrameOutcome(
+        frame_id=frame.frame_id,
+        tp=sum(1 for s in status if s == TP),
+        fp=sum(1 for s in status if s == 0),
+        missed=len(missed),
+        det_index=[int(i) for i in keep],
+        det_status=status,
+        missed_gt=missed,
+        matched_gt=matched,
+    )
+
+
+def frame_outcomes(
+    ds: Dataset,
+    dets: Mapping[str, FrameDetections],
+    *,
+    score_thr: float = 0.5,
+    min_iou: float | Mapping[int | str, float] | None = None,
+) -> list[FrameOutcome]:
+    """One :class:`FrameOutcome` per frame of ``ds``, in dataset order."""
+    check_detections(ds, dets)
+    ious = resolve_min_iou(ds, min_iou)
+    return [
+        frame_outcome(f, dets.get(f.frame_id) or FrameDetections.empty(f.frame_id), ious, score_thr)
+        for f in ds.frames
+    ]
+
+
+def rank_worst(outcomes: Sequence[FrameOutcome], by: WorstBy = "f1") -> list[FrameOutcome]:
+    """Outcomes sorted worst first.
+
+    ``by="f1"``: lowest F1 first, ties by more missed, then more FP; ``by="missed"``: most missed GT
+    first, ties by lower F1, then more FP. Remaining ties keep dataset order (stable sort).
+    """
+    if by == "f1":
+        key = lambda o: (o.f1, -o.missed, -o.fp)  # noqa: E731
+    elif by == "missed":
+        key = lambda o: (-o.missed, o.f1, -o.fp)  # noqa: E731
+    else:
+        raise EvaluationError(f"worst-frame ranking must be 'f1' or 'missed', got {by!r}", where="by")
+    return sorted(outcomes, key=key)
+
+
+def _dashed_rect(
+    draw: ImageDraw.ImageDraw, box: Sequence[float], color: tuple[int, int, int], width: int, dash: int
+) -> None:
+    x1, y1, x2, y2 = box
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = math.hypot(bx - ax, by - ay)
+        n = max(1, int(length // (2 * dash)))
+        for k in range(n + 1):
+            t0 = min(1.0, (2 * k * dash) / max(length, 1e-9))
+            t1 = min(1.0, ((2 * k + 1) * dash) / max(length, 1e-9))
+            if t1 <= t0:
+                continue
+            draw.line(
+                [(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                fill=color,
+                width=width,
+            )
+
+
+def _label(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, color: tuple[int, int, int], font, lw: int
+) -> None:
+    x1, y1 = xy
+    tb = draw.textbbox((x1, y1), text, font=font)
+    th, tw = tb[3] - tb[1], tb[2] - tb[0]
+    ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
+    draw.rectangle([x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw], fill=color)
+    draw.text((x1 + lw, ty + lw - (tb[1] - y1)), text, fill=(0, 0, 0), font=font)
+
+
+def render_outcome_overlay(
+    frame: Frame, fd: FrameDetections, outcome: FrameOutcome, cats: Mapping[int, Category]
+) -> Image.Image:
+    """The frame's image (RGB) with matched detections (green), missed GT (red, dashed) and false
+    positives (orange) drawn, labelled with class names and scores; a summary line at the top."""
+    try:
+        with Image.open(frame.image_path) as im:
+            base = im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id) from None
+    s = max(1, math.ceil(MIN_LONG_SIDE / max(base.width, base.height)))
+    img = base.resize((base.width * s, base.height * s), Image.Resampling.NEAREST) if s > 1 else base
+    draw = ImageDraw.Draw(img)
+    lw = max(2, round(max(img.width, img.height) / 400))
+    font = _font(max(10, round(max(img.width, img.height) / 60)))
+
+    def name(cid: int) -> str:
+        c = cats.get(cid)
+        return c.name if c else f"id {cid}"
+
+    def scaled(b: Sequence[float]) -> list[float]:
+        x1, y1, x2, y2 = (float(v) * s for v in b)
+        return [x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)]
+
+    for j in outcome.missed_gt:
+        o = frame.objects[j]
+        box = scaled(o.bbox)
+        _dashed_rect(draw, box, RED, lw, dash=3 * lw)
+        _label(draw, (box[0], box[1]), f"{name(o.category_id)} (missed)", RED, font, lw)
+    # FPs under TPs, so matches stay visible where they overlap
+    for status_wanted, color in ((0, ORANGE), (TP, GREEN)):
+        for i, st in zip(outcome.det_index, outcome.det_status, strict=True):
+            if st != status_wanted:
+                continue
+            box = scaled(fd.boxes[i])
+            draw.rectangle(box, outline=color, width=lw)
+            _label(draw, (box[0], box[1]), f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}", color, font, lw)
+    header = f"{frame.frame_id}  TP {outcome.tp}  FP {outcome.fp}  missed {outcome.missed}  F1 {outcome.f1:.2f}"
+    tb = draw.textbbox((0, 0), header, font=font)
+    draw.rectangle([0, 0, tb[2] - tb[0] + 4 * lw, tb[3] - tb[1] + 4 * lw], fill=(0, 0, 0))
+    draw.text((2 * lw, 2 * lw - tb[1]), header, fill=(255, 255, 255), font=font)
+    return img
+
+
+def _safe_stem(frame_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", frame_id).strip("._") or "frame"
+
+
+def write_outcome_overlays(
+    ds: Dataset,
+    dets: Mapping[str, FrameDetections],
+    out_dir: str | Path,
+    *,
+    frames: Sequence[str] | None = None,
+    worst: int | None = 8,
+    by: WorstBy = "f1",
+    score_thr: float = 0.5,
+    min_iou: float | Mapping[int | str, float] | None = None,
+) -> list[tuple[Path, FrameOutcome]]:
+    """Write overlays to ``out_dir``: of ``frames`` (frame ids, in the given order) when given, else of
+    the ``worst`` frames ranked by ``by`` (all frames when ``worst`` is None). Files are named
+    ``NN_<frame id>.png`` (NN = rank from 00), written atomically. Returns (path, outcome) pairs."""
+    outcomes = frame_outcomes(ds, dets, score_thr=score_thr, min_iou=min_iou)
+    by_id = {o.frame_id: o for o in outcomes}
+    if frames is not None:
+        missing = [f for f in frames if f not in by_id]
+        if missing:
+            raise DatasetError(f"no frame with id {missing[0]!r}", path=str(ds.root or ds.name), where="frames")
+        chosen = [by_id[f] for f in frames]
+    else:
+        chosen = rank_worst(outcomes, by)
+        if worst is not None:
+            chosen = chosen[: max(0, worst)]
+    frame_by_id = {f.frame_id: f for f in ds.frames}
+    cats = ds.category_by_id()
+    out = Path(out_dir)
+    written = []
+    for rank, oc in enumerate(chosen):
+        fd = dets.get(oc.frame_id) or FrameDetections.empty(oc.frame_id)
+        img = render_outcome_overlay(frame_by_id[oc.frame_id], fd, oc, cats)
+        path = out / f"{rank:02d}_{_safe_stem(oc.frame_id)}.png"
+        atomic_save_image(path, img)
+        written.append((path, oc))
+    return written

@@ -1,0 +1,1 @@
+"""Writers from the in-memory Dataset to ecosystem formats (COCO, ...)."""

@@ -1,0 +1,183 @@
+"""In-memory Dataset -> COCO instances JSON (+ the images beside it).
+
+The COCO core is exact: ``bbox`` is ``[x, y, w, h]`` from the xyxy pixel box (x = x1, w = x2 - x1,
+rounded to 1e-6), ``segmentation`` is compressed RLE with ``counts`` as str (the object's stored
+mask, or encoded from the frame's instance map when only that exists), ``area`` is the mask's
+pixel count for synthetic frames and the stored area for imported ones (COCO's own polygon
+areas) or for objects without a mask, ``iscrowd`` 0/1, category ids as in the dataset (from 1),
+image ids = frame order from 1, annotation ids from 1.
+
+Objects with zero area (fully hidden, empty mask) are left out. Extra per-annotation fields that
+pycocotools and FiftyOne ignore carry what COCO has no slot for: ``occlusion``, ``truncation``,
+``bbox_amodal`` (xyxy), ``box3d`` and ``attributes``; each image carries ``synthloop_frame_id``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import synthloop
+from synthloop.atomic import atomic_write_json
+from synthloop.dataset.folder import load_instance_map
+from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
+from synthloop.errors import DatasetError
+from synthloop.exporters.staging import link_or_copy, require_files, staged_dir, unique_names
+from synthloop.importers.rle import encode_mask, rle_area
+
+_ND = 6  # decimals kept for box coordinates (float noise of x2 - x1 never shows)
+
+
+def _box_xywh(bbox: tuple[float, float, float, float]) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in bbox)
+    return [round(x1, _ND), round(y1, _ND), round(x2 - x1, _ND), round(y2 - y1, _ND)]
+
+
+def category_to_coco(c) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": int(c.id), "name": c.name, "supercategory": c.supercategory}
+    if c.keypoints:
+        d["keypoints"] = list(c.keypoints)
+        d["skeleton"] = [[int(a), int(b)] for a, b in c.skeleton]
+    return d
+
+
+def _object_mask(frame: Frame, obj: ObjectAnnotation, inst_cache: dict[str, np.ndarray]) -> dict | None:
+    if obj.mask is not None:
+        counts = obj.mask["counts"]
+        return {
+            "size": [int(s) for s in obj.mask["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        }
+    if obj.instance_id is not None and frame.instance_map_path is not None:
+        if frame.frame_id not in inst_cache:
+            inst_cache.clear()  # keep one frame's map in memory
+            inst_cache[frame.frame_id] = load_instance_map(frame)
+        return encode_mask(inst_cache[frame.frame_id] == int(obj.instance_id))
+    return None
+
+
+def annotation_to_coco(
+    frame: Frame, obj: ObjectAnnotation, inst_cache: dict[str, np.ndarray] | None = None
+) -> dict[str, Any] | None:
+    """One object -> a COCO annotation dict without ``id``/``image_id``; None when zero-area."""
+    rle = _object_mask(frame, obj, inst_cache if inst_cache is not None else {})
+    if rle is not None:
+        mask_area = rle_area(rle)
+        if mask_area == 0:
+            return None
+        area = float(mask_area) if frame.source == "synthetic" or obj.area <= 0 else float(obj.area)
+    else:
+        area = float(obj.area)
+    if not area > 0:
+        return None
+    ann: dict[str, Any] = {
+        "category_id": int(obj.category_id),
+        "bbox": _box_xywh(obj.bbox),
+        "area": area,
+        "iscrowd": int(bool(obj.iscrowd)),
+        "segmentation": rle if rle is not None else [],
+    }
+    if obj.keypoints is not None:
+        flat: list[float] = []
+        for u, v, vis in obj.keypoints:
+            flat += [0, 0, 0] if int(vis) == 0 else [float(u), float(v), int(vis)]
+        ann["keypoints"] = flat
+        ann["num_keypoints"] = obj.num_keypoints
+    if obj.occlusion is not None:
+        ann["occlusion"] = float(obj.occlusion)
+    if obj.truncation is not None:
+        ann["truncation"] = float(obj.truncation)
+    if obj.bbox_amodal is not None:
+        ann["bbox_amodal"] = [float(v) for v in obj.bbox_amodal]
+    if obj.box3d is not None:
+        b = obj.box3d
+        ann["box3d"] = {
+            "center": [float(v) for v in b.center],
+            "dimensions": [float(v) for v in b.dimensions],
+            "rotation_y": float(b.rotation_y),
+            "corners": [[float(v) for v in c] for c in b.corners],
+        }
+    if obj.attributes:
+        ann["attributes"] = obj.attributes
+    return ann
+
+
+def image_file_names(ds: Dataset) -> list[str]:
+    """Unique file names for the frames' images (the original base name; ``_1``... on clashes)."""
+    return unique_names([Path(f.image_path).name for f in ds.frames])
+
+
+def dataset_to_coco(ds: Dataset, file_names: list[str] | None = None) -> dict[str, Any]:
+    """The COCO instances dict of a dataset (see module docstring for the exact rules).
+
+    ``file_names``: each frame's ``file_name`` (default: :func:`image_file_names`).
+    """
+    names = file_names if file_names is not None else image_file_names(ds)
+    images, annotations = [], []
+    inst_cache: dict[str, np.ndarray] = {}
+    cat_ids = {c.id for c in ds.categories}
+    for image_id, (frame, fname) in enumerate(zip(ds.frames, names, strict=True), start=1):
+        images.append(
+            {
+                "id": image_id,
+                "file_name": fname,
+                "width": int(frame.width),
+                "height": int(frame.height),
+                "synthloop_frame_id": frame.frame_id,
+            }
+        )
+        for k, obj in enumerate(frame.objects):
+            if obj.category_id not in cat_ids:
+                raise DatasetError(
+                    f"category id {obj.category_id} is not in the dataset's categories",
+                    path=str(ds.root or ds.name or "dataset"),
+                    where=f"frame {frame.frame_id} objects[{k}].category_id",
+                )
+            ann = annotation_to_coco(frame, obj, inst_cache)
+            if ann is None:
+                continue
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+    return {
+        "info": {
+            "description": ds.name or "synthloop dataset",
+            "version": synthloop.__version__,
+            "synthloop_version": synthloop.__version__,
+        },
+        "licenses": [],
+        "categories": [category_to_coco(c) for c in sorted(ds.categories, key=lambda c: c.id)],
+        "images": images,
+        "annotations": annotations,
+    }
+
+
+def write_coco(
+    ds: Dataset,
+    out_dir: str | Path,
+    *,
+    copy_images: bool = True,
+    file_name: str = "annotations.json",
+) -> Path:
+    """Write ``out_dir/<file_name>`` (and ``out_dir/images/`` when ``copy_images``); return the JSON path.
+
+    With ``copy_images`` the images are hard-linked (or copied) into ``images/`` under unique
+    names and ``file_name`` entries are relative to ``images/``; without it ``file_name`` is the
+    image's path relative to ``out_dir``. The folder is built in a temp sibling and published at
+    the end (the JSON last), so an error never leaves a half-written export.
+    """
+    out_dir = Path(out_dir).absolute()
+    if copy_images:
+        require_files(ds.frames)
+        names = image_file_names(ds)
+    else:
+        import os
+
+        names = [os.path.relpath(Path(f.image_path).absolute(), out_dir) for f in ds.frames]
+    with staged_dir(out_dir, markers=[file_name]) as tmp:
+        coco = dataset_to_coco(ds, names)
+        if copy_images:
+            for frame, name in zip(ds.frames, names, strict=True):
+                link_or_copy(Path(frame.image_path), tmp / "images" / name)
+        atomic_write_json(tmp / file_name, coco)
+    return out_dir / file_name

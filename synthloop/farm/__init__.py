@@ -1,0 +1,1 @@
+"""The render farm: deterministic, resumable shards of a render job, run anywhere, merged into one dataset."""

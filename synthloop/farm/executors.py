@@ -1,0 +1,226 @@
+"""Executors run a job's shards: local worker processes (default), Ray, or generated cluster files.
+
+Every executor calls the same ``synthloop farm work JOB --shard i`` unit, so a job can be started
+on a laptop, continued by Ray and finished by a Slurm array: its state is what is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synthloop.farm.plan import load_plan, shard_dir
+from synthloop.progress import JobProgress
+
+
+@dataclass
+class RunSummary:
+    shards_ok: list[int] = field(default_factory=list)
+    shards_failed: dict[int, str] = field(default_factory=dict)
+    frames_failed: int = 0
+
+
+def worker_command(job: Path, shard: int, threads: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "synthloop.cli", "farm", "work", str(job), "--shard", str(shard),
+            "--threads", str(threads), "--quiet"]
+
+
+def _pump(proc: subprocess.Popen, shard: int, q: queue.Queue) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        q.put((shard, line))
+    q.put((shard, None))
+
+
+def run_local(job: str | Path, *, workers: int = 1, threads: int | None = None, quiet: bool = False,
+              shards: list[int] | None = None, retries: int = 1) -> RunSummary:
+    """Run shards with ``workers`` concurrent worker processes (one Blender process each).
+
+    ``threads`` per worker defaults to cores // workers. A worker process that dies (killed,
+    out of memory) has its shard started again up to ``retries`` times; frames it completed are
+    kept, so nothing is lost and nothing is rendered twice.
+    """
+    job = Path(job).resolve()
+    plan = load_plan(job)
+    todo = [s.index for s in plan.shards] if shards is None else list(shards)
+    threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
+    done_before = sum(
+        len(list((shard_dir(job, s) / "records").glob("*.json"))) if (shard_dir(job, s) / "records").exists() else 0
+        for s in plan.shards if s.index in todo
+    )
+    total = sum(len(plan.shard(i).frames) for i in todo)
+    summary = RunSummary()
+    attempts = dict.fromkeys(todo, 0)
+    pending = list(todo)
+    running: dict[int, subprocess.Popen] = {}
+    stderr_tail: dict[int, list[str]] = {}
+    q: queue.Queue = queue.Queue()
+    with JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog:
+        while pending or running:
+            while pending and len(running) < workers:
+                s = pending.pop(0)
+                attempts[s] += 1
+                proc = subprocess.Popen(
+                    worker_command(job, s, threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+                running[s] = proc
+                stderr_tail[s] = []
+                threading.Thread(target=_pump, args=(proc, s, q), daemon=True).start()
+                threading.Thread(
+                    target=lambda p=proc, s=s: stderr_tail[s].extend(p.stderr.readlines()[-20:]), daemon=True
+                ).start()
+            shard, line = q.get()
+            if line is not None:
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if ev.get("event") == "frame" and not ev.get("skipped"):
+                    prog.advance(shard=shard, frame=ev.get("frame"), failed=ev.get("failed", False))
+                    if ev.get("failed"):
+                        summary.frames_failed += 1
+                continue
+            proc = running.pop(shard)
+            rc = proc.wait()
+            if rc == 0:
+                summary.shards_ok.append(shard)
+            elif attempts[shard] <= retries:
+                prog.log("worker_died", shard=shard, rc=rc, retry=True)
+                pending.append(shard)
+            else:
+                summary.shards_failed[shard] = f"exit {rc}: " + "".join(stderr_tail.get(shard, []))[-800:]
+                prog.log("worker_failed", shard=shard, rc=rc)
+    return summary
+
+
+def run_ray(job: str | Path, *, address: str | None = None, threads: int = 1, quiet: bool = False,
+            max_retries: int = 2, num_cpus: int | None = None) -> RunSummary:
+    """Run every shard as a Ray task (``num_cpus=threads`` each), retried on worker loss.
+
+    ``address``: a running cluster (``ray://host:10001`` or ``auto``); None starts a local Ray.
+    The job folder must be on storage every node sees (NFS, a shared volume).
+    """
+    import ray
+
+    job = Path(job).resolve()
+    plan = load_plan(job)
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+
+    @ray.remote(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
+    def shard_task(job_path: str, shard: int, threads: int) -> dict:
+        from synthloop.farm.worker import work_shard
+
+        res = work_shard(job_path, shard, quiet=True, threads=threads)
+        return {"shard": shard, "rendered": len(res.rendered), "failed": sorted(res.failed)}
+
+    summary = RunSummary()
+    try:
+        refs = {shard_task.remote(str(job), s.index, threads): s.index for s in plan.shards}
+        total = plan.frames
+        with JobProgress(len(refs), f"ray {job.name} ({total} frames)", quiet=quiet, unit="shard") as prog:
+            remaining = list(refs)
+            while remaining:
+                ready, remaining = ray.wait(remaining, num_returns=1)
+                ref = ready[0]
+                shard = refs[ref]
+                try:
+                    out = ray.get(ref)
+                    summary.shards_ok.append(shard)
+                    summary.frames_failed += len(out["failed"])
+                    prog.advance(shard=shard, rendered=out["rendered"])
+                except Exception as e:  # task failed after its retries
+                    summary.shards_failed[shard] = f"{type(e).__name__}: {e}"[:800]
+                    prog.advance(shard=shard, failed=True)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return summary
+
+
+def slurm_script(job: str | Path, *, threads: int = 4, partition: str | None = None, time_limit: str = "24:00:00",
+                 mem: str = "8G", python: str = "python") -> str:
+    """An ``sbatch --array`` script: array task i runs ``synthloop farm work JOB --shard i``."""
+    job = Path(job).resolve()
+    plan = load_plan(job)
+    n = len(plan.shards)
+    lines = [
+        "#!/usr/bin/env bash",
+        f"#SBATCH --job-name=synthloop-{job.name}",
+        f"#SBATCH --array=0-{n - 1}",
+        f"#SBATCH --cpus-per-task={threads}",
+        f"#SBATCH --mem={mem}",
+        f"#SBATCH --time={time_limit}",
+        f"#SBATCH --output={job}/logs/slurm-%A_%a.out",
+        "#SBATCH --requeue",
+    ]
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines += [
+        "set -euo pipefail",
+        f'mkdir -p "{job}/logs"',
+        "# Re-running a task (requeue, preemption) skips frames already complete.",
+        f'exec {python} -m synthloop.cli farm work "{job}" --shard "$SLURM_ARRAY_TASK_ID" '
+        f"--threads {threads} --quiet",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def k8s_indexed_job(job: str | Path, *, image: str = "synthloop:latest", threads: int = 4, memory: str = "8Gi",
+                    parallelism: int = 8, pvc: str = "synthloop-data", mount_path: str = "/data",
+                    job_subpath: str | None = None) -> str:
+    """A Kubernetes Indexed Job: pod with completion index i runs shard i.
+
+    The job folder lives on the PersistentVolumeClaim ``pvc`` mounted at ``mount_path``;
+    ``job_subpath`` is the job folder relative to it (default: the folder's name).
+    """
+    import yaml
+
+    job = Path(job)
+    plan = load_plan(job)
+    n = len(plan.shards)
+    job_in_pod = f"{mount_path}/{job_subpath or job.name}"
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"synthloop-{job.name}".lower().replace("_", "-")[:63]},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": n,
+            "parallelism": min(parallelism, n),
+            "backoffLimitPerIndex": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": image,
+                            "command": ["sh", "-c"],
+                            "args": [
+                                f'exec synthloop farm work "{job_in_pod}" --shard "$JOB_COMPLETION_INDEX" '
+                                f"--threads {threads} --quiet"
+                            ],
+                            "resources": {
+                                "requests": {"cpu": str(threads), "memory": memory},
+                                "limits": {"memory": memory},
+                            },
+                            "volumeMounts": [{"name": "data", "mountPath": mount_path}],
+                        }
+                    ],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc}}],
+                }
+            },
+        },
+    }
+    return yaml.safe_dump(manifest, sort_keys=False)

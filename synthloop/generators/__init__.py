@@ -1,0 +1,1 @@
+"""Rendering backends (Blender) and the generation loop that writes dataset folders."""

@@ -1,0 +1,271 @@
+"""The generation loop: (recipe, seed, frame indices) -> dataset folder, resumable.
+
+Per frame: ``sample_scene`` -> ``Renderer.render`` -> ``annotate_frame`` (pure numpy) ->
+``DatasetWriter.write_frame`` (files first, record last, atomically). Frames whose record exists
+are skipped, so a killed job re-run with the same arguments continues where it stopped and
+produces the same records as an uninterrupted run.
+
+A frame whose render fails (:class:`~synthloop.errors.RenderError`) is retried once with a fresh
+Blender process; if it fails again the error is written to ``failures/<stem>.json`` and the job
+goes on (the frame is reported, never silently dropped; a later run retries it).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthloop import __version__
+from synthloop.atomic import atomic_write_json, remove_stale_temps
+from synthloop.dataset.folder import DatasetWriter, frame_stem, object_to_record
+from synthloop.dataset.types import Category
+from synthloop.errors import RenderError
+from synthloop.generators.renderer import RenderedFrame, Renderer
+from synthloop.geometry.annotate import FrameAnnotation, annotate_frame
+from synthloop.progress import JobProgress
+from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_yaml
+from synthloop.scenes.sampler import sample_scene
+from synthloop.scenes.spec import SceneSpec
+
+RendererFactory = Callable[[], Renderer]
+FrameClaim = Callable[[int], AbstractContextManager[Any] | None]
+
+
+def categories_of(spec: SceneSpec) -> list[Category]:
+    return [
+        Category(id=c.id, name=c.name, supercategory=c.supercategory, keypoints=c.keypoints, skeleton=c.skeleton)
+        for c in spec.categories
+    ]
+
+
+def _r(x: float) -> float:
+    return float(round(float(x), 10))
+
+
+def build_record(spec: SceneSpec, ann: FrameAnnotation, rendered: RenderedFrame) -> dict[str, Any]:
+    """The frame record (JSON-able, deterministic: no timings, no timestamps)."""
+    return {
+        "source": "synthetic",
+        "frame_index": spec.frame_index,
+        "seed": spec.seed,
+        "recipe_name": spec.recipe_name,
+        "recipe_hash": spec.recipe_hash,
+        "scene_hash": spec.content_hash(),
+        "width": spec.render.width,
+        "height": spec.render.height,
+        "camera": {
+            "K": [[_r(v) for v in row] for row in ann.camera.K],
+            "world_to_cam": [[_r(v) for v in row] for row in ann.camera.world_to_cam],
+            "focal_length_mm": spec.camera.focal_length_mm,
+            "sensor_width_mm": spec.camera.sensor_width_mm,
+            "axes": "opencv",
+        },
+        "objects": [object_to_record(o) for o in ann.objects],
+        "distractors": ann.distractors,
+        "scene_params": dict(spec.params),
+        "scene": spec.to_json_dict(),
+        "versions": {
+            "synthloop": __version__,
+            "blender": rendered.blender_version,
+            "python": platform.python_version(),
+        },
+    }
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    rendered: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    timings: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+def default_renderer_factory(threads: int = 0) -> RendererFactory:
+    def make() -> Renderer:
+        from synthloop.generators.blender_renderer import BlenderRenderer
+
+        return BlenderRenderer(threads=threads)
+
+    return make
+
+
+def render_one(renderer: Renderer, spec: SceneSpec) -> tuple[RenderedFrame, FrameAnnotation]:
+    rendered = renderer.render(spec)
+    t0 = time.perf_counter()
+    ann = annotate_frame(spec, rendered.instance_ids, rendered.depth)
+    rendered.timings["annotate"] = time.perf_counter() - t0
+    return rendered, ann
+
+
+def generate_frames(
+    recipe: Recipe,
+    seed: int,
+    frame_indices: Sequence[int] | Iterable[int],
+    out: str | Path,
+    *,
+    renderer_factory: RendererFactory | None = None,
+    quiet: bool = False,
+    description: str = "render",
+    retries: int = 1,
+    progress: JobProgress | None = None,
+    claim: FrameClaim | None = None,
+    poll_seconds: float = 0.5,
+) -> GenerateResult:
+    """Render the given frame indices of ``recipe`` with ``seed`` into the dataset folder ``out``.
+
+    Resumable: frames already complete are skipped. ``claim(i)`` (optional) returns a context
+    manager that holds frame i exclusively, or None when another process holds it: such frames
+    are retried after the others until they are complete (rendered by the holder) or free (the
+    holder died). Returns what was rendered, skipped, failed.
+    """
+    out = Path(out)
+    indices = list(frame_indices)
+    rhash = recipe_hash(recipe)
+    first = sample_scene(recipe, seed, indices[0] if indices else 0)
+    writer = DatasetWriter(
+        out,
+        categories_of(first),
+        info={"recipe_name": recipe.name, "recipe_hash": rhash, "seed": seed, "generator": f"synthloop {__version__}"},
+    )
+    recipe_file = out / "recipe.yaml"
+    if not recipe_file.exists():
+        from synthloop.atomic import atomic_write_bytes
+
+        atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    remove_stale_temps(out)
+    done = writer.completed_stems()
+    result = GenerateResult(out=out)
+    todo = [i for i in indices if frame_stem(i) not in done]
+    result.skipped = [i for i in indices if frame_stem(i) in done]
+    factory = renderer_factory or default_renderer_factory()
+    renderer: Renderer | None = None
+    own_progress = progress is None
+    prog = progress or JobProgress(len(indices), description, quiet=quiet, completed=len(result.skipped))
+    try:
+        if own_progress:
+            prog.__enter__()
+        pending = todo
+        while pending:
+            deferred: list[int] = []
+            for i in pending:
+                stem = frame_stem(i)
+                if writer.is_complete(stem):  # finished meanwhile by another worker
+                    result.skipped.append(i)
+                    prog.advance(frame=i, skipped=True)
+                    continue
+                lock = claim(i) if claim is not None else nullcontext()
+                if lock is None:
+                    deferred.append(i)
+                    continue
+                with lock:
+                    if writer.is_complete(stem):
+                        result.skipped.append(i)
+                        prog.advance(frame=i, skipped=True)
+                        continue
+                    renderer = _render_and_write(
+                        i, recipe, seed, out, writer, renderer, factory, retries, prog, result
+                    )
+            if deferred:
+                time.sleep(poll_seconds)
+            pending = deferred
+    finally:
+        if renderer is not None:
+            renderer.close()
+        if own_progress:
+            prog.__exit__(None, None, None)
+    return result
+
+
+def _render_and_write(
+    i: int,
+    recipe: Recipe,
+    seed: int,
+    out: Path,
+    writer: DatasetWriter,
+    renderer: Renderer | None,
+    factory: RendererFactory,
+    retries: int,
+    prog: JobProgress,
+    result: GenerateResult,
+) -> Renderer | None:
+    """Render frame i (retrying a failed render with a fresh renderer) and write it.
+
+    Returns the renderer to reuse for the next frame (None after a failure closed it)."""
+    stem = frame_stem(i)
+    spec = sample_scene(recipe, seed, i)
+    t0 = time.perf_counter()
+    last_error = ""
+    for attempt in range(retries + 1):
+        try:
+            if renderer is None:
+                renderer = factory()
+            rendered, ann = render_one(renderer, spec)
+            break
+        except RenderError as e:
+            last_error = str(e)
+            prog.log("render_error", frame=i, attempt=attempt, error=last_error[-500:])
+            if renderer is not None:
+                renderer.close()
+            renderer = None
+    else:
+        result.failed[i] = last_error
+        atomic_write_json(
+            out / "failures" / f"{stem}.json", {"frame_index": i, "error": last_error, "attempts": retries + 1}
+        )
+        prog.advance(frame=i, failed=True)
+        return renderer
+    writer.write_frame(
+        stem,
+        rgb=rendered.rgb,
+        instance_ids=rendered.instance_ids,
+        depth=rendered.depth,
+        record=build_record(spec, ann, rendered),
+        image_format=spec.render.image_format,
+        jpeg_quality=spec.render.jpeg_quality,
+    )
+    (out / "failures" / f"{stem}.json").unlink(missing_ok=True)
+    timings = dict(rendered.timings)
+    timings["frame_total"] = time.perf_counter() - t0
+    result.timings.append(timings)
+    result.rendered.append(i)
+    prog.advance(frame=i, objects=len(ann.objects), render_s=round(timings.get("render", 0.0), 3))
+    return renderer
+
+
+def generate_dataset(
+    recipe: Recipe,
+    seed: int,
+    frames: int,
+    out: str | Path,
+    *,
+    start: int = 0,
+    renderer_factory: RendererFactory | None = None,
+    quiet: bool = False,
+) -> GenerateResult:
+    """Render frames ``start .. start+frames-1``; marks the folder complete when nothing failed."""
+    result = generate_frames(
+        recipe, seed, range(start, start + frames), out, renderer_factory=renderer_factory, quiet=quiet
+    )
+    if result.complete:
+        mark_complete(out, frames=frames, start=start)
+    return result
+
+
+def mark_complete(out: str | Path, **fields: Any) -> None:
+    """Record in ``dataset.json`` that the planned frames are all written."""
+    import json
+
+    manifest = Path(out) / "dataset.json"
+    data = json.loads(manifest.read_text())
+    data.setdefault("info", {}).update({"complete": True, **fields})
+    atomic_write_json(manifest, data)

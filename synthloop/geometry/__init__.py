@@ -1,0 +1,1 @@
+"""Pure numpy math: meshes, camera projection, rasterization, masks, per-object annotation."""

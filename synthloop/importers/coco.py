@@ -1,0 +1,391 @@
+"""COCO instances JSON -> in-memory Dataset.
+
+Reads polygons, compressed RLE, uncompressed RLE (crowd annotations; BlenderProc writes it for
+every object) into the one mask form (compressed RLE, str counts); crowd objects stay crowd
+(``iscrowd`` True, mask kept). Category ids are kept as they are (gaps allowed). COCO boxes
+``[x, y, w, h]`` become xyxy ``(x, y, x + w, y + h)``; ``area`` is COCO's stored area (the mask's
+pixel count or w*h when missing). Keypoints ``[u, v, vis, ...]`` become ``(u, v, vis)`` triples.
+Missing image sizes are read from the image header. Fields synthloop's exporter adds
+(``occlusion``, ``truncation``, ``bbox_amodal``, ``box3d``, ``attributes``) are read back; other
+unknown scalar annotation fields go to ``attributes``.
+
+Bad input raises one :class:`DatasetError` naming the file, the record
+(``annotations[17] (id 42)``) and the field. With ``skip_invalid=True`` bad records are skipped
+instead (an image's annotations go with it) and listed in ``ds.info["skipped"]`` as
+``{"record", "field", "reason"}`` dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnotation
+from synthloop.errors import DatasetError
+from synthloop.importers.rle import rle_area, rle_bbox_xyxy, segmentation_to_rle
+
+_KNOWN_ANN_KEYS = {
+    "id",
+    "image_id",
+    "category_id",
+    "bbox",
+    "area",
+    "iscrowd",
+    "segmentation",
+    "keypoints",
+    "num_keypoints",
+    "occlusion",
+    "truncation",
+    "bbox_amodal",
+    "box3d",
+    "attributes",
+}
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _Issues:
+    """Raises a DatasetError for the first bad record, or records it when skipping."""
+
+    def __init__(self, path: Path, skip: bool):
+        self.path = path
+        self.skip = skip
+        self.skipped: list[dict[str, str]] = []
+
+    def report(self, record: str, field: str, reason: str) -> None:
+        if not self.skip:
+            raise DatasetError(reason, path=str(self.path), where=f"{record}.{field}" if field else record)
+        self.skipped.append({"record": record, "field": field, "reason": reason})
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _num(d: dict, key: str) -> float:
+    v = d[key]
+    if not _is_num(v):
+        raise _Invalid(key, f"must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _label(kind: str, i: int, rec: Any) -> str:
+    if isinstance(rec, dict) and "id" in rec:
+        return f"{kind}[{i}] (id {rec['id']})"
+    return f"{kind}[{i}]"
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; missing file or bad JSON -> DatasetError naming the file (and line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError("file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read file ({e})", path=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", path=str(path)
+        ) from None
+
+
+def image_size(path: Path, *, full: bool = False) -> tuple[int, int]:
+    """(width, height) from the image header; ``full`` decodes all pixels (finds truncated files).
+
+    Raises OSError/ValueError for a missing or unreadable file.
+    """
+    with Image.open(path) as im:
+        if full:
+            im.load()
+        return int(im.width), int(im.height)
+
+
+def _parse_category(i: int, c: Any) -> Category:
+    if not isinstance(c, dict):
+        raise _Invalid("", "must be an object")
+    if "id" not in c:
+        raise _Invalid("id", "missing")
+    if not isinstance(c["id"], int) or isinstance(c["id"], bool):
+        raise _Invalid("id", f"must be an integer, got {c['id']!r}")
+    if "name" not in c:
+        raise _Invalid("name", "missing")
+    kps = c.get("keypoints") or []
+    if not isinstance(kps, list) or not all(isinstance(k, str) for k in kps):
+        raise _Invalid("keypoints", "must be a list of names")
+    skel = c.get("skeleton") or []
+    try:
+        skeleton = tuple((int(a), int(b)) for a, b in skel)
+    except (TypeError, ValueError):
+        raise _Invalid("skeleton", "must be a list of [i, j] pairs") from None
+    if any(not (1 <= a <= len(kps) and 1 <= b <= len(kps)) for a, b in skeleton):
+        raise _Invalid("skeleton", "indices must be 1-based keypoint indices")
+    return Category(
+        id=int(c["id"]),
+        name=str(c["name"]),
+        supercategory=str(c.get("supercategory") or ""),
+        keypoints=tuple(kps),
+        skeleton=skeleton,
+    )
+
+
+def _resolve_image(file_name: str, dirs: list[Path]) -> Path:
+    p = Path(file_name)
+    if p.is_absolute():
+        return p
+    for d in dirs:
+        if (d / p).exists():
+            return (d / p).resolve()
+    return (dirs[0] / p).absolute()
+
+
+def _parse_image(img: Any, dirs: list[Path], verify: bool) -> tuple[Any, Path, int, int]:
+    if not isinstance(img, dict):
+        raise _Invalid("", "must be an object")
+    if "id" not in img:
+        raise _Invalid("id", "missing")
+    if not isinstance(img["id"], int | str) or isinstance(img["id"], bool):
+        raise _Invalid("id", f"must be an integer or string, got {img['id']!r}")
+    fname = img.get("file_name")
+    if not isinstance(fname, str) or not fname:
+        raise _Invalid(
+            "file_name", "missing" if fname is None else f"must be a non-empty string, got {fname!r}"
+        )
+    path = _resolve_image(fname, dirs)
+    w, h = img.get("width"), img.get("height")
+    if w is not None and h is not None:
+        for key, v in (("width", w), ("height", h)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise _Invalid(key, f"must be a positive integer, got {v!r}")
+    if w is None or h is None or verify:
+        try:
+            hw, hh = image_size(path, full=verify)
+        except (OSError, ValueError, SyntaxError) as e:
+            what = "image file not found" if not path.exists() else f"unreadable or truncated image ({e})"
+            raise _Invalid("file_name", f"{what}: {path}") from None
+        if w is not None and h is not None and (hw, hh) != (w, h):
+            raise _Invalid("width", f"image is {hw}x{hh} but the record says {w}x{h}")
+        w, h = hw, hh
+    return img["id"], path, int(w), int(h)
+
+
+def _parse_box3d(b: Any) -> Box3D:
+    try:
+        return Box3D(
+            center=tuple(float(v) for v in b["center"]),  # type: ignore[arg-type]
+            dimensions=tuple(float(v) for v in b["dimensions"]),  # type: ignore[arg-type]
+            rotation_y=float(b["rotation_y"]),
+            corners=tuple(tuple(float(v) for v in c) for c in b["corners"]),  # type: ignore[misc]
+        )
+    except (KeyError, TypeError, ValueError):
+        raise _Invalid("box3d", "must have center, dimensions, rotation_y, corners") from None
+
+
+def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectAnnotation:
+    if not isinstance(a, dict):
+        raise _Invalid("", "must be an object")
+    iscrowd = a.get("iscrowd", 0)
+    if iscrowd not in (0, 1, True, False):
+        raise _Invalid("iscrowd", f"must be 0 or 1, got {iscrowd!r}")
+    try:
+        rle = segmentation_to_rle(a.get("segmentation"), height, width)
+    except (ValueError, TypeError, KeyError) as e:
+        raise _Invalid("segmentation", f"invalid ({e})") from None
+    if "bbox" in a:
+        bb = a["bbox"]
+        if not isinstance(bb, list) or len(bb) != 4:
+            n = len(bb) if isinstance(bb, list) else type(bb).__name__
+            raise _Invalid("bbox", f"must be [x, y, w, h] (4 numbers), got {n}")
+        if not all(_is_num(v) for v in bb):
+            raise _Invalid("bbox", f"must be 4 finite numbers, got {bb!r}")
+        x, y, w, h = (float(v) for v in bb)
+        if w < 0 or h < 0:
+            raise _Invalid("bbox", f"width and height must be >= 0, got {w}, {h}")
+        bbox = (x, y, x + w, y + h)
+    elif rle is not None:
+        bbox = rle_bbox_xyxy(rle)
+    else:
+        raise _Invalid("bbox", "missing (and no segmentation to derive it from)")
+    if "area" in a:
+        area = _num(a, "area")
+        if area < 0:
+            raise _Invalid("area", f"must be >= 0, got {area}")
+    else:
+        area = float(rle_area(rle)) if rle is not None else (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
+    keypoints = None
+    if a.get("keypoints") is not None:
+        kp = a["keypoints"]
+        if not isinstance(kp, list) or len(kp) % 3 or not all(_is_num(v) for v in kp):
+            raise _Invalid("keypoints", "must be a flat list [u, v, visibility, ...] of numbers")
+        if cat.keypoints and len(kp) != 3 * len(cat.keypoints):
+            raise _Invalid(
+                "keypoints", f"has {len(kp) // 3} points, category {cat.name!r} has {len(cat.keypoints)}"
+            )
+        if any(int(kp[i + 2]) not in (0, 1, 2) for i in range(0, len(kp), 3)):
+            raise _Invalid("keypoints", "visibility must be 0, 1 or 2")
+        keypoints = tuple((float(kp[i]), float(kp[i + 1]), int(kp[i + 2])) for i in range(0, len(kp), 3))
+    extra: dict[str, Any] = {}
+    for key in ("occlusion", "truncation"):
+        if a.get(key) is not None:
+            extra[key] = _num(a, key)
+    if a.get("bbox_amodal") is not None:
+        ba = a["bbox_amodal"]
+        if not isinstance(ba, list) or len(ba) != 4 or not all(_is_num(v) for v in ba):
+            raise _Invalid("bbox_amodal", "must be 4 numbers (x1, y1, x2, y2)")
+        extra["bbox_amodal"] = tuple(float(v) for v in ba)
+    if a.get("box3d") is not None:
+        extra["box3d"] = _parse_box3d(a["box3d"])
+    attributes = dict(a["attributes"]) if isinstance(a.get("attributes"), dict) else {}
+    for k, v in a.items():
+        if k not in _KNOWN_ANN_KEYS and isinstance(v, str | int | float | bool) and k not in attributes:
+            attributes[k] = v
+    return ObjectAnnotation(
+        category_id=cat.id,
+        bbox=bbox,  # type: ignore[arg-type]
+        area=area,
+        mask=rle,
+        iscrowd=bool(iscrowd),
+        keypoints=keypoints,
+        attributes=attributes,
+        **extra,
+    )
+
+
+def coco_to_dataset(
+    data: Any,
+    json_path: str | Path,
+    images_dir: str | Path | None = None,
+    *,
+    skip_invalid: bool = False,
+    verify_images: bool = False,
+    source: str = "coco",
+) -> Dataset:
+    """Build a Dataset from an already-parsed COCO dict (``json_path`` names it in errors and
+    anchors relative image paths). See :func:`load_coco`."""
+    path = Path(json_path).absolute()
+    issues = _Issues(path, skip_invalid)
+    if not isinstance(data, dict):
+        raise DatasetError("top level must be a JSON object", path=str(path))
+    for key in ("images", "categories"):
+        if key not in data:
+            raise DatasetError("missing key", path=str(path), where=key)
+        if not isinstance(data[key], list):
+            raise DatasetError("must be a list", path=str(path), where=key)
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise DatasetError("must be a list", path=str(path), where="annotations")
+    dirs = [Path(images_dir).absolute()] if images_dir is not None else [path.parent, path.parent / "images"]
+
+    cats: dict[int, Category] = {}
+    for i, c in enumerate(data["categories"]):
+        label = _label("categories", i, c)
+        try:
+            cat = _parse_category(i, c)
+        except _Invalid as e:
+            issues.report(label, e.field, e.reason)
+            continue
+        if cat.id in cats:
+            issues.report(label, "id", f"duplicate category id {cat.id}")
+            continue
+        cats[cat.id] = cat
+
+    frames: list[Frame] = []
+    by_image: dict[Any, Frame] = {}
+    skipped_images: set[Any] = set()
+    for i, img in enumerate(data["images"]):
+        label = _label("images", i, img)
+        try:
+            image_id, img_path, w, h = _parse_image(img, dirs, verify_images)
+        except _Invalid as e:
+            issues.report(label, e.field, e.reason)
+            if isinstance(img, dict) and "id" in img:
+                skipped_images.add(img["id"])
+            continue
+        if image_id in by_image:
+            issues.report(label, "id", f"duplicate image id {image_id!r}")
+            continue
+        fid = img.get("synthloop_frame_id")
+        frame = Frame(
+            frame_id=str(fid) if isinstance(fid, str) and fid else str(image_id),
+            image_path=img_path,
+            width=w,
+            height=h,
+            source=source,
+            extra={"coco_image_id": image_id},
+        )
+        by_image[image_id] = frame
+        frames.append(frame)
+    if len({f.frame_id for f in frames}) != len(frames):  # synthloop ids clash: fall back to image ids
+        for f in frames:
+            f.frame_id = str(f.extra["coco_image_id"])
+
+    for i, a in enumerate(anns):
+        label = _label("annotations", i, a)
+        if not isinstance(a, dict):
+            issues.report(label, "", "must be an object")
+            continue
+        if "image_id" not in a:
+            issues.report(label, "image_id", "missing")
+            continue
+        frame = by_image.get(a["image_id"]) if isinstance(a["image_id"], int | str) else None
+        if frame is None:
+            if a["image_id"] in skipped_images and skip_invalid:
+                issues.report(label, "image_id", f"its image {a['image_id']!r} was skipped")
+            else:
+                issues.report(label, "image_id", f"no image with id {a['image_id']!r}")
+            continue
+        if "category_id" not in a:
+            issues.report(label, "category_id", "missing")
+            continue
+        cat = cats.get(a["category_id"]) if isinstance(a["category_id"], int) else None
+        if cat is None:
+            issues.report(label, "category_id", f"category id {a['category_id']!r} is not in categories")
+            continue
+        try:
+            obj = _parse_annotation(a, frame.width, frame.height, cat)
+        except _Invalid as e:
+            issues.report(label, e.field, e.reason)
+            continue
+        frame.objects.append(obj)
+
+    info: dict[str, Any] = {"source_format": source, "source_path": str(path), "skipped": issues.skipped}
+    if isinstance(data.get("info"), dict):
+        info["coco_info"] = data["info"]
+    return Dataset(
+        categories=sorted(cats.values(), key=lambda c: c.id),
+        frames=frames,
+        name=path.stem,
+        root=path.parent,
+        info=info,
+    )
+
+
+def load_coco(
+    json_path: str | Path,
+    images_dir: str | Path | None = None,
+    *,
+    skip_invalid: bool = False,
+    verify_images: bool = False,
+) -> Dataset:
+    """Read a COCO instances JSON into a Dataset.
+
+    ``images_dir``: where ``file_name`` paths are relative to (default: the JSON's folder, else
+    its ``images/`` subfolder, chosen per image). ``verify_images``: decode every image fully
+    (finds missing, unreadable and truncated files); without it only images whose size is
+    missing from the JSON are opened (header only). Frame ids are the image ids as str (or the
+    ``synthloop_frame_id`` our exporter wrote).
+    """
+    path = Path(json_path).absolute()
+    return coco_to_dataset(
+        read_json(path), path, images_dir, skip_invalid=skip_invalid, verify_images=verify_images
+    )

@@ -1,0 +1,244 @@
+"""KITTI object labels (KITTI ``image_2/label_2[/calib]`` or flat ``images/labels`` layout) -> Dataset.
+
+Each frame is an image; its label file (same stem, ``.txt``) may be missing (no objects). Lines
+have the 15 KITTI fields (an optional 16th is a score, kept in ``attributes["score"]``);
+``DontCare`` lines are not objects: their boxes go to ``Frame.extra["kitti_dontcare"]`` (the KITTI
+exporter writes them back). Per object:
+
+* ``bbox`` = (x1, y1, x2, y2); ``area`` = box area (KITTI has no masks); ``truncation`` = the
+  truncated field; ``occlusion`` stays None (KITTI gives only a level) and the level goes to
+  ``attributes["kitti_occluded"]`` (so a re-export writes the same level).
+* 3D fields that are not KITTI's don't-care values (dims -1, location -1000) become a
+  :class:`Box3D` (centre = bottom centre - h/2 along Y, corners from the KITTI box); otherwise
+  the alpha is kept in ``attributes["kitti_alpha"]``.
+* ``calib/<stem>.txt`` (KITTI layout): ``CameraModel.K`` = P2[:, :3]; ``world_to_cam`` = identity
+  (KITTI object calib has no world frame).
+
+Categories: the type names sorted, ids from 1; or ``categories`` = {type name: id}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthloop.dataset.types import Box3D, CameraModel, Category, Dataset, Frame, ObjectAnnotation
+from synthloop.errors import DatasetError
+from synthloop.exporters.kitti import DONT_CARE_ANGLE, LAYOUTS, kitti_corners
+from synthloop.importers.coco import image_size
+
+FIELD_NAMES = (
+    "type",
+    "truncated",
+    "occluded",
+    "alpha",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "h",
+    "w",
+    "l",
+    "x",
+    "y",
+    "z",
+    "rotation_y",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class _LineError(Exception):
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(reason)
+
+
+def find_kitti_root(root: str | Path) -> tuple[Path, str] | None:
+    """(folder holding the image/label dirs, layout) for ``root`` (or its ``training/``), else None."""
+    root = Path(root)
+    for base in (root, root / "training"):
+        for layout, (img, lbl) in LAYOUTS.items():
+            if (base / img).is_dir() and (base / lbl).is_dir():
+                return base, layout
+    return None
+
+
+def parse_label_line(line: str) -> dict[str, Any]:
+    """One KITTI label line -> dict of the 15 named fields (+ ``score``); raises _LineError."""
+    parts = line.split()
+    if len(parts) < 15:
+        raise _LineError(
+            "", f"expected 15 fields (type truncated occluded alpha bbox dims location ry), got {len(parts)}"
+        )
+    if len(parts) > 16:
+        raise _LineError("", f"expected 15 or 16 fields, got {len(parts)}")
+    out: dict[str, Any] = {"type": parts[0]}
+    for name, tok in zip(FIELD_NAMES[1:], parts[1:15], strict=True):
+        try:
+            v = float(tok)
+        except ValueError:
+            raise _LineError(name, f"not a number: {tok!r}") from None
+        if not np.isfinite(v):
+            raise _LineError(name, f"not a finite number: {tok!r}")
+        out[name] = v
+    if len(parts) == 16:
+        try:
+            out["score"] = float(parts[15])
+        except ValueError:
+            raise _LineError("score", f"not a number: {parts[15]!r}") from None
+    if out["occluded"] not in (0, 1, 2, 3):
+        raise _LineError("occluded", f"must be 0, 1, 2 or 3, got {parts[2]}")
+    if out["x2"] < out["x1"] or out["y2"] < out["y1"]:
+        raise _LineError("x2", "box has x2 < x1 or y2 < y1")
+    return out
+
+
+def parse_calib_K(path: Path) -> list[list[float]]:
+    """K (3x3) = the first 3 columns of the ``P2`` row of a KITTI object calib file."""
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith("P2:"):
+            vals = line.split(":", 1)[1].split()
+            try:
+                P = np.array([float(v) for v in vals], dtype=np.float64)
+            except ValueError:
+                raise DatasetError("P2 has a non-number", path=str(path), where=f"line {n}") from None
+            if P.size != 12:
+                raise DatasetError(
+                    f"P2 must have 12 numbers, got {P.size}", path=str(path), where=f"line {n}"
+                )
+            return P.reshape(3, 4)[:, :3].tolist()
+    raise DatasetError("no P2 row", path=str(path))
+
+
+def _object(f: dict[str, Any], category_id: int) -> ObjectAnnotation:
+    bbox = (f["x1"], f["y1"], f["x2"], f["y2"])
+    dims = (f["h"], f["w"], f["l"])
+    loc = (f["x"], f["y"], f["z"])
+    attributes: dict[str, Any] = {"kitti_occluded": int(f["occluded"])}
+    if "score" in f:
+        attributes["score"] = f["score"]
+    box3d = None
+    if min(dims) > 0 and loc != (-1000.0, -1000.0, -1000.0):
+        corners = kitti_corners(dims, loc, f["rotation_y"])
+        box3d = Box3D(
+            center=(loc[0], loc[1] - dims[0] / 2, loc[2]),
+            dimensions=dims,
+            rotation_y=f["rotation_y"],
+            corners=tuple(tuple(float(v) for v in c) for c in corners),  # type: ignore[misc]
+        )
+    elif f["alpha"] != DONT_CARE_ANGLE:
+        attributes["kitti_alpha"] = f["alpha"]
+    return ObjectAnnotation(
+        category_id=category_id,
+        bbox=bbox,  # type: ignore[arg-type]
+        area=(bbox[2] - bbox[0]) * (bbox[3] - bbox[1]),
+        truncation=f["truncated"],
+        box3d=box3d,
+        attributes=attributes,
+    )
+
+
+def load_kitti(
+    root: str | Path,
+    *,
+    skip_invalid: bool = False,
+    categories: Mapping[str, int] | None = None,
+    verify_images: bool = False,
+) -> Dataset:
+    """Read a KITTI-layout or flat-layout folder (see module docstring).
+
+    Bad lines (too few fields, non-numbers, unknown type with a given ``categories`` map) raise
+    one :class:`DatasetError` naming the label file and line; ``skip_invalid=True`` skips them and
+    lists them in ``ds.info["skipped"]``. Unreadable images always raise (or are skipped).
+    """
+    found = find_kitti_root(root)
+    if found is None:
+        raise DatasetError(
+            "not a KITTI folder (needs image_2/ + label_2/ or images/ + labels/)", path=str(root)
+        )
+    base, layout = found
+    base = base.resolve()
+    img_dir, lbl_dir = (base / d for d in LAYOUTS[layout])
+    skipped: list[dict[str, str]] = []
+
+    def fail(path: Path, where: str, reason: str) -> None:
+        if not skip_invalid:
+            raise DatasetError(reason, path=str(path), where=where or None)
+        record, _, field = where.partition(".")
+        skipped.append(
+            {"record": f"{path.name}" + (f" {record}" if record else ""), "field": field, "reason": reason}
+        )
+
+    images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    for lbl in sorted(lbl_dir.glob("*.txt")):
+        if lbl.stem not in images:
+            fail(lbl, "", f"no image {lbl.stem}.* in {img_dir}")
+
+    parsed: list[tuple[str, Path, int, int, list[dict[str, Any]], list[list[float]]]] = []
+    for stem, img_path in sorted(images.items()):
+        try:
+            w, h = image_size(img_path, full=verify_images)
+        except (OSError, ValueError, SyntaxError) as e:
+            fail(img_path, "", f"unreadable or truncated image ({e})")
+            continue
+        rows: list[dict[str, Any]] = []
+        dontcare: list[list[float]] = []
+        lbl = lbl_dir / f"{stem}.txt"
+        if lbl.exists():
+            for n, line in enumerate(lbl.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                if line.split()[0] == "DontCare":  # ignore regions: not objects; kept in frame.extra
+                    toks = line.split()
+                    try:
+                        dontcare.append([float(v) for v in toks[4:8]])
+                    except (ValueError, IndexError):
+                        fail(lbl, f"line {n}", "DontCare line needs a numeric box in fields 5-8")
+                    continue
+                try:
+                    f = parse_label_line(line)
+                except _LineError as e:
+                    fail(lbl, f"line {n}" + (f".{e.field}" if e.field else ""), e.reason)
+                    continue
+                if categories is not None and f["type"] not in categories:
+                    fail(lbl, f"line {n}.type", f"type {f['type']!r} is not in the given categories")
+                    continue
+                f["_where"] = (lbl, n)
+                rows.append(f)
+        parsed.append((stem, img_path, w, h, rows, dontcare))
+
+    names = dict(categories) if categories is not None else {}
+    if categories is None:
+        all_types = sorted({f["type"] for p in parsed for f in p[4]})
+        names = {t: i for i, t in enumerate(all_types, start=1)}
+    cats = [Category(id=int(i), name=t) for t, i in sorted(names.items(), key=lambda kv: kv[1])]
+
+    frames = []
+    calib_dir = base / "calib"
+    for stem, img_path, w, h, rows, dontcare in parsed:
+        camera = None
+        if layout == "kitti" and (calib_dir / f"{stem}.txt").exists():
+            camera = CameraModel(K=parse_calib_K(calib_dir / f"{stem}.txt"), world_to_cam=np.eye(4).tolist())
+        frames.append(
+            Frame(
+                frame_id=stem,
+                image_path=img_path,
+                width=w,
+                height=h,
+                objects=[_object(f, names[f["type"]]) for f in rows],
+                source="kitti",
+                camera=camera,
+                extra={"kitti_dontcare": dontcare} if dontcare else {},
+            )
+        )
+    return Dataset(
+        categories=cats,
+        frames=frames,
+        name=base.name,
+        root=base,
+        info={"source_format": "kitti", "layout": layout, "source_path": str(base), "skipped": skipped},
+    )

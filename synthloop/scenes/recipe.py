@@ -1,0 +1,450 @@
+"""Recipe: what may vary in a scene, as distributions (see :mod:`synthloop.scenes.distributions`).
+
+A recipe is a YAML file validated into :class:`Recipe` (pydantic v2, unknown keys rejected).
+Every randomized knob takes a distribution (a bare value is a constant). Units: metres, degrees
+(``*_deg``), Kelvin, Watts (POINT/SPOT/AREA lights), W/m^2 (SUN); HSV in turns/[0, 1] describing
+display (sRGB) colours. The world frame is +Z up with the table plane at z = 0 centred at the
+origin; ``elevation_deg`` is measured up from the table plane (90 = straight down) and
+``azimuth_deg`` counter-clockwise from world +X.
+
+Paths (``shape.mesh_file``, ``material.texture_folder``) may be relative to the recipe file's
+folder; they are resolved to absolute paths on load and must exist (a texture folder must hold
+at least one image).
+
+:func:`load_recipe` accepts a bundled name (``tabletop``, ``shapes``) or a YAML path and turns
+every problem into one :class:`~synthloop.errors.RecipeError` line naming the file and the field
+path, e.g. ``my.yaml: classes[1].shape.kind: unknown shape 'cube'; expected one of ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from synthloop.atomic import atomic_write_bytes
+from synthloop.errors import RecipeError
+from synthloop.scenes.distributions import CatDist, NumDist, in_range, integral, one_of
+from synthloop.scenes.placement import ORIENTATIONS
+from synthloop.scenes.registry import resolve_recipe
+from synthloop.scenes.spec import ShapeKind
+
+SHAPE_KINDS: tuple[str, ...] = get_args(ShapeKind)
+PATTERNS = ("none", "noise", "wood", "checker", "marble", "foil")
+LIGHT_TYPES = ("SUN", "POINT", "SPOT", "AREA")
+MESH_SUFFIXES = (".obj", ".ply", ".glb")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff")
+DEFAULT_FOCAL_LENGTH_MM = 50.0
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+Positive = Annotated[NumDist, in_range(0, None, low_open=True)]
+NonNegative = Annotated[NumDist, in_range(0, None)]
+Unit = Annotated[NumDist, in_range(0, 1)]
+Fraction = Annotated[NumDist, in_range(0, 0.99)]
+Count = Annotated[NumDist, in_range(0, None), AfterValidator(integral)]
+Elevation = Annotated[NumDist, in_range(0, 90)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _check_name(v: str) -> str:
+    if not _NAME_RE.match(v):
+        raise ValueError(f"name {v!r} must start with a letter and use only letters, digits, '_' and '-'")
+    return v
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
+def _resolve(path: str, info: ValidationInfo) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        p = (Path(base) if base is not None else Path.cwd()) / p
+    return p.resolve()
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (by suffix) directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class RenderConfig(_Model):
+    """Render settings (fixed per recipe). ``samples``: Cycles samples per pixel."""
+
+    engine: Literal["CYCLES", "BLENDER_WORKBENCH"] = "CYCLES"
+    samples: int = Field(16, ge=1)
+    denoise: bool = False
+    max_bounces: int = Field(4, ge=0)
+    image_format: Literal["png", "jpg"] = "png"
+    jpeg_quality: int = Field(92, ge=1, le=100)
+
+
+class CameraConfig(_Model):
+    """Camera orbiting the look-at point (table centre + a horizontal offset of length
+    ``look_at_jitter`` metres in a uniformly random direction) at ``distance`` metres,
+    ``elevation_deg`` above the table plane (90 = straight down), ``azimuth_deg`` from +X;
+    ``roll_deg`` turns the image about the view axis. Give ``focal_length_mm`` or ``fov_deg``
+    (horizontal, converted with ``sensor_width_mm``); neither means 50 mm."""
+
+    distance: Positive = 0.6
+    elevation_deg: Elevation = 90.0
+    azimuth_deg: NumDist = {"uniform": [0.0, 360.0]}
+    roll_deg: NumDist = 0.0
+    look_at_jitter: NonNegative = 0.0
+    focal_length_mm: Positive | None = None
+    fov_deg: Annotated[NumDist, in_range(1, 170)] | None = None
+    sensor_width_mm: float = Field(36.0, gt=0)
+    clip_start: float = Field(0.01, gt=0)
+    clip_end: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraConfig:
+        if self.focal_length_mm is not None and self.fov_deg is not None:
+            raise ValueError("give focal_length_mm or fov_deg, not both")
+        if self.clip_end <= self.clip_start:
+            raise ValueError("clip_end must be greater than clip_start")
+        return self
+
+
+class LightsConfig(_Model):
+    """``count`` lights, each drawn independently: position at ``distance`` metres from the table
+    centre, ``elevation_deg``/``azimuth_deg`` as for the camera, pointing at the centre. The first
+    light is the key light; the others' strength is multiplied by ``fill_ratio``. ``strength``
+    (W) is for POINT/SPOT/AREA, ``sun_strength`` (W/m^2) for SUN. ``size``: radius (POINT/SPOT)
+    or edge (AREA) in metres; ``sun_angle_deg``: the sun's angular diameter."""
+
+    count: Count = 2
+    type: Annotated[CatDist, one_of(LIGHT_TYPES, "light type")] = "AREA"
+    elevation_deg: Elevation = {"uniform": [35.0, 80.0]}
+    azimuth_deg: NumDist = {"uniform": [0.0, 360.0]}
+    distance: Positive = 1.5
+    strength: NonNegative = 150.0
+    sun_strength: NonNegative = 3.0
+    fill_ratio: NonNegative = 1.0
+    color_temperature_k: Annotated[NumDist, in_range(1000, 40000)] = 5500.0
+    size: Positive = 0.3
+    sun_angle_deg: NonNegative = 2.0
+    spot_angle_deg: Annotated[NumDist, in_range(1, 180)] = 45.0
+
+
+class WorldConfig(_Model):
+    """Uniform environment: colour from HSV (display values), ``strength`` multiplier."""
+
+    strength: NonNegative = 0.5
+    hue: NumDist = 0.0
+    saturation: Unit = 0.0
+    value: Unit = 1.0
+
+
+class MaterialConfig(_Model):
+    """A Principled BSDF. Base colour from HSV (display values, hue in turns, wraps); the
+    pattern's second colour is HSV(hue + ``color2_hue_shift``, saturation *
+    ``color2_saturation_scale``, value * ``color2_value_scale``). ``texture_folder``: one image
+    from the folder replaces the base colour (chosen per object)."""
+
+    hue: NumDist = 0.0
+    saturation: Unit = 0.0
+    value: Unit = 0.8
+    color2_hue_shift: NumDist = 0.0
+    color2_saturation_scale: NonNegative = 1.0
+    color2_value_scale: NonNegative = 0.6
+    roughness: Unit = 0.5
+    metallic: Unit = 0.0
+    specular: Unit = 0.5
+    pattern: Annotated[CatDist, one_of(PATTERNS, "pattern")] = "none"
+    pattern_scale: Positive = 5.0
+    pattern_strength: Unit = 0.0
+    bump_strength: NonNegative = 0.0
+    bump_scale: Positive = 20.0
+    texture_folder: str | None = None
+    image_scale: Positive = 1.0
+
+    @field_validator("texture_folder")
+    @classmethod
+    def _folder(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        p = _resolve(v, info)
+        if not p.is_dir():
+            raise ValueError(f"texture folder not found: {p}")
+        if not list_images(p):
+            raise ValueError(f"texture folder has no images ({', '.join(IMAGE_SUFFIXES)}): {p}")
+        return str(p)
+
+
+class ShapeConfig(_Model):
+    """Geometry of a class. ``dimensions`` (x, y, z) are full extents in metres before ``scale``
+    (a uniform multiplier); the final extents are ``dimensions * scale``. The shape parameters
+    pass through to :class:`~synthloop.scenes.spec.ShapeSpec` (see
+    :mod:`synthloop.geometry.meshes`: ``wrinkle_amplitude`` and ``dent_depth`` are fractions of
+    the radius, ``wrinkle_frequency`` about bumps per radian, ``taper`` 0 = ellipsoid .. 1 = conical
+    tip at +Z, ``bevel`` metres for boxes). ``mesh_file``: a path or a list of
+    paths (.obj/.ply/.glb, one chosen per object) for ``kind: mesh``. ``orientation``: resting
+    pose, one of ``upright`` (yaw only), ``lying`` (local +Z horizontal), ``upside_down``."""
+
+    kind: ShapeKind
+    dimensions: tuple[Positive, Positive, Positive]
+    scale: Positive = 1.0
+    segments: int = Field(32, ge=3)
+    wrinkle_amplitude: Fraction = 0.0
+    wrinkle_frequency: NonNegative = 0.0
+    dent_count: Count = 0
+    dent_depth: Fraction = 0.0
+    taper: Annotated[NumDist, in_range(0, 2)] = 0.0
+    bevel: NonNegative = 0.0
+    mesh_file: tuple[str, ...] | None = None
+    orientation: Annotated[CatDist, one_of(ORIENTATIONS, "orientation")] = "upright"
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in SHAPE_KINDS:
+            raise ValueError(f"unknown shape {v!r}; expected one of {', '.join(SHAPE_KINDS)}")
+        return v
+
+    @field_validator("mesh_file", mode="before")
+    @classmethod
+    def _mesh_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("mesh_file")
+    @classmethod
+    def _mesh_exists(cls, v: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("mesh_file list is empty")
+        out = []
+        for item in v:
+            p = _resolve(item, info)
+            if p.suffix.lower() not in MESH_SUFFIXES:
+                raise ValueError(f"mesh file must be one of {', '.join(MESH_SUFFIXES)}: {p}")
+            if not p.is_file():
+                raise ValueError(f"mesh file not found: {p}")
+            out.append(str(p))
+        return tuple(out)
+
+    @model_validator(mode="after")
+    def _mesh_kind(self) -> ShapeConfig:
+        if self.kind == "mesh" and self.mesh_file is None:
+            raise ValueError("kind 'mesh' needs mesh_file")
+        if self.kind != "mesh" and self.mesh_file is not None:
+            raise ValueError(f"mesh_file given but kind is '{self.kind}' (use kind: mesh)")
+        return self
+
+
+Keypoint = tuple[
+    Annotated[float, Field(ge=-1, le=1)],
+    Annotated[float, Field(ge=-1, le=1)],
+    Annotated[float, Field(ge=-1, le=1)],
+]
+
+
+class DistractorConfig(_Model):
+    """Unlabeled objects: placed and rendered with instance ids, but no category."""
+
+    name: Name
+    count: Count = 1
+    shape: ShapeConfig
+    material: MaterialConfig = Field(default_factory=MaterialConfig)
+
+
+class ClassConfig(DistractorConfig):
+    """A labeled class. ``keypoints``: name -> [x, y, z] in normalized asset coordinates (units of
+    the half-extents, each in [-1, 1]; [0, 0, 1] is the top centre of the bounding box), in
+    COCO order. ``skeleton``: pairs of keypoint names."""
+
+    supercategory: str = ""
+    keypoints: dict[str, Keypoint] = Field(default_factory=dict)
+    skeleton: tuple[tuple[str, str], ...] = ()
+
+    @model_validator(mode="after")
+    def _check_skeleton(self) -> ClassConfig:
+        for i, (a, b) in enumerate(self.skeleton):
+            for kp in (a, b):
+                if kp not in self.keypoints:
+                    known = ", ".join(self.keypoints) or "(none)"
+                    raise ValueError(f"skeleton[{i}] names keypoint '{kp}', not one of: {known}")
+        return self
+
+
+class SupportConfig(_Model):
+    """The table: a rectangle centred at the origin, ``size`` (x, y) metres."""
+
+    size: tuple[Positive, Positive] = (1.0, 1.0)
+    material: MaterialConfig = Field(default_factory=MaterialConfig)
+
+
+class PlacementConfig(_Model):
+    """Objects are placed inside the centred rectangle ``area`` (x, y metres) with at least
+    ``min_gap`` metres between their footprint circles; ``max_attempts`` draws per object."""
+
+    area: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (0.4, 0.3)
+    min_gap: float = Field(0.005, ge=0)
+    max_attempts: int = Field(200, ge=1)
+
+
+class Recipe(_Model):
+    """A scene recipe. ``resolution`` is [width, height] in pixels."""
+
+    name: Name
+    description: str = ""
+    resolution: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    lights: LightsConfig = Field(default_factory=LightsConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    support: SupportConfig = Field(default_factory=SupportConfig)
+    classes: tuple[ClassConfig, ...] = Field(min_length=1)
+    distractors: tuple[DistractorConfig, ...] = ()
+    placement: PlacementConfig = Field(default_factory=PlacementConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Recipe:
+        seen: set[str] = set()
+        for group, items in (("classes", self.classes), ("distractors", self.distractors)):
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    raise ValueError(f"{group}[{i}].name: duplicate name '{item.name}'")
+                seen.add(item.name)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: pydantic's ValidationError -> one line.
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    prev: Any = None
+    for item in loc:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        elif item == "components" and prev == "mixture":
+            pass
+        else:
+            out += ("." if out else "") + str(item)
+        prev = item
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_error_line(err: ValidationError) -> tuple[str | None, str]:
+    """(field path or None, message) of the first error, noting how many more there are."""
+    errors = err.errors()
+    # Drop follow-on errors of a container whose items failed (e.g. "tuple too short" after an
+    # invalid item was removed): keep errors whose location is not a prefix of another's.
+    locs = [tuple(e["loc"]) for e in errors]
+    errors = [
+        e for e, loc in zip(errors, locs, strict=True) if not any(o[: len(loc)] == loc != o for o in locs)
+    ]
+    first = errors[0]
+    loc = tuple(first["loc"])
+    kind = first["type"]
+    msg = str(first["msg"])
+    if kind == "extra_forbidden" and loc:
+        msg = f"unknown key '{loc[-1]}'"
+        loc = loc[:-1]
+    elif kind == "missing" and loc:
+        msg = f"missing required field '{loc[-1]}'"
+        loc = loc[:-1]
+    elif kind in ("value_error", "assertion_error"):
+        msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    else:
+        msg = f"{msg} (got {_short(first.get('input'))})"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    path = _loc_to_path(loc)
+    # Model-level validators that name a sub-field prefix it to their message ("classes[1].name: ...").
+    m = re.match(r"^([A-Za-z_][\w.\[\]]*): (.*)$", msg)
+    if m and kind == "value_error" and "[" in m.group(1):
+        path = f"{path}.{m.group(1)}" if path else m.group(1)
+        msg = m.group(2)
+    return (path or None), msg
+
+
+def recipe_from_dict(data: Any, *, source: str = "<recipe>", base_dir: str | Path | None = None) -> Recipe:
+    """Validate a parsed recipe; relative paths resolve against ``base_dir`` (default: cwd).
+
+    Raises RecipeError(path=source, where=field path) on the first problem."""
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"expected a mapping of recipe fields at the top level, got {type(data).__name__}", path=source
+        )
+    try:
+        return Recipe.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
+    except ValidationError as err:
+        where, msg = validation_error_line(err)
+        raise RecipeError(msg, path=source, where=where) from None
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A bundled recipe by name (``tabletop``, ``shapes``) or a YAML file, validated.
+
+    Raises RecipeError (one line: file, field path, problem) for a missing file, YAML syntax
+    errors (with line and column) and every validation problem."""
+    path = resolve_recipe(name_or_path)
+    source = str(name_or_path) if Path(str(name_or_path)).is_file() else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"cannot read recipe: {err}", path=source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
+        raise RecipeError(f"YAML syntax error: {problem}", path=source, where=where) from None
+    return recipe_from_dict(data, source=source, base_dir=path.resolve().parent)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    """JSON-able dict in field order; distributions in their compact form; paths absolute."""
+    return recipe.model_dump(mode="json")
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """sha256 hex of the canonical JSON dump (field order fixed by the model; keypoint order kept,
+    since it is meaningful). Numbers are floats, so ``3`` and ``3.0`` hash alike."""
+    canon = json.dumps(recipe_to_dict(recipe), sort_keys=False, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """YAML text that :func:`load_recipe` reads back into an equal Recipe."""
+    return yaml.safe_dump(
+        recipe_to_dict(recipe), sort_keys=False, default_flow_style=None, allow_unicode=True, width=110
+    )
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> Path:
+    """Write ``recipe_to_yaml(recipe)`` atomically to ``path`` (a derived recipe next to its outputs)."""
+    return atomic_write_bytes(path, recipe_to_yaml(recipe).encode("utf-8"))
+
+
+def focal_length_from_fov(fov_deg: float, sensor_width_mm: float) -> float:
+    """Focal length (mm) giving the horizontal field of view ``fov_deg`` on the sensor width."""
+    return sensor_width_mm / (2.0 * math.tan(math.radians(fov_deg) / 2.0))

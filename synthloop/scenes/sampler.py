@@ -1,0 +1,420 @@
+"""Sampler: ``sample_scene(recipe, seed, frame_index) -> SceneSpec``.
+
+Determinism: every subsystem draws from its own generator,
+``np.random.default_rng(np.random.SeedSequence([seed, frame_index, SUBSYSTEM, *index]))``, so a
+frame depends only on (recipe, seed, frame_index) -- never on other frames or the order they are
+sampled in -- and changing one part of a recipe leaves the others' draws alone (adding objects
+does not move the camera; adding a class does not change another class's objects; only the
+placement, which sees all objects, changes).
+
+Geometry (world +Z up, table plane z = 0 centred at the origin, metres):
+
+* Camera: at ``look_at + distance * b`` with ``b = (cos e cos a, cos e sin a, sin e)`` for
+  elevation ``e`` and azimuth ``a``. Blender camera axes: local -Z = view direction (-b), local
+  +Y = image up = ``(-sin e cos a, -sin e sin a, cos e)`` (the direction of increasing elevation,
+  so at e = 90 deg image up is the horizontal direction away from the azimuth, no special case),
+  local +X = Y x Z. A positive roll turns the camera counter-clockwise about its view axis as seen
+  from behind (the image content turns clockwise).
+* Lights: at ``distance * b(elevation, azimuth)`` from the table centre, pointing at it.
+* Objects: see :mod:`synthloop.scenes.placement`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from synthloop.errors import SynthloopError
+from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb
+from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat
+from synthloop.scenes.recipe import (
+    DEFAULT_FOCAL_LENGTH_MM,
+    CameraConfig,
+    ClassConfig,
+    DistractorConfig,
+    LightsConfig,
+    MaterialConfig,
+    Recipe,
+    ShapeConfig,
+    SupportConfig,
+    WorldConfig,
+    focal_length_from_fov,
+    list_images,
+    recipe_hash,
+)
+from synthloop.scenes.spec import (
+    CameraSpec,
+    CategorySpec,
+    LightSpec,
+    MaterialSpec,
+    ObjectSpec,
+    RenderSettings,
+    SceneSpec,
+    ShapeSpec,
+    SupportSpec,
+    WorldSpec,
+)
+
+# Subsystem ids for the per-frame SeedSequence (never renumber: it would change every dataset).
+CAMERA, LIGHTS, SUPPORT, WORLD, COUNTS, OBJECTS, DISTRACTORS, PLACEMENT = 1, 2, 3, 4, 5, 6, 7, 8
+
+Params = dict[str, float | int | str]
+
+
+def subsystem_rng(seed: int, frame_index: int, subsystem: int, *index: int) -> np.random.Generator:
+    """The generator of one subsystem (and optional sub-index) of one frame."""
+    return np.random.default_rng(np.random.SeedSequence([seed, frame_index, subsystem, *index]))
+
+
+def direction_from_angles(elevation_deg: float, azimuth_deg: float) -> np.ndarray:
+    """Unit vector (3,) pointing from the origin towards elevation/azimuth (degrees), world axes."""
+    e, a = math.radians(elevation_deg), math.radians(azimuth_deg)
+    return np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+
+
+def orbit_rotation(elevation_deg: float, azimuth_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+    """World-from-camera rotation (3, 3), columns = Blender camera X, Y, Z axes in world.
+
+    The camera sits in direction ``direction_from_angles(elevation, azimuth)`` from its target and
+    looks at it (local -Z towards the target); see the module docstring for image up and roll.
+    Well defined for every elevation including 90 (straight down) and 0."""
+    e, a, r = math.radians(elevation_deg), math.radians(azimuth_deg), math.radians(roll_deg)
+    z = direction_from_angles(elevation_deg, azimuth_deg)
+    y = np.array([-math.sin(e) * math.cos(a), -math.sin(e) * math.sin(a), math.cos(e)])
+    x = np.cross(y, z)
+    xr = math.cos(r) * x + math.sin(r) * y
+    yr = -math.sin(r) * x + math.cos(r) * y
+    return np.stack([xr, yr, z], axis=1)
+
+
+def _vec3(v: np.ndarray | list[float]) -> tuple[float, float, float]:
+    a, b, c = (float(x) for x in v)
+    return (a, b, c)
+
+
+def _wrap180(deg: float) -> float:
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+def sample_camera(cfg: CameraConfig, rng: np.random.Generator) -> tuple[CameraSpec, Params]:
+    """Camera pose and focal length; params for mining."""
+    distance = cfg.distance.sample_float(rng)
+    elevation = cfg.elevation_deg.sample_float(rng)
+    azimuth = cfg.azimuth_deg.sample_float(rng)
+    roll = cfg.roll_deg.sample_float(rng)
+    jitter = cfg.look_at_jitter.sample_float(rng)
+    jitter_angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    if cfg.fov_deg is not None:
+        fov = cfg.fov_deg.sample_float(rng)
+        focal = focal_length_from_fov(fov, cfg.sensor_width_mm)
+    else:
+        focal = (
+            cfg.focal_length_mm.sample_float(rng)
+            if cfg.focal_length_mm is not None
+            else DEFAULT_FOCAL_LENGTH_MM
+        )
+        fov = math.degrees(2.0 * math.atan(cfg.sensor_width_mm / (2.0 * focal)))
+    look_at = np.array([jitter * math.cos(jitter_angle), jitter * math.sin(jitter_angle), 0.0])
+    location = look_at + distance * direction_from_angles(elevation, azimuth)
+    rot = orbit_rotation(elevation, azimuth, roll)
+    spec = CameraSpec(
+        location=_vec3(location),
+        rotation_world_from_cam=(_vec3(rot[0]), _vec3(rot[1]), _vec3(rot[2])),
+        look_at=_vec3(look_at),
+        focal_length_mm=float(focal),
+        sensor_width_mm=float(cfg.sensor_width_mm),
+        clip_start=float(cfg.clip_start),
+        clip_end=float(cfg.clip_end),
+    )
+    params: Params = {
+        "camera_distance": distance,
+        "camera_height": float(location[2]),
+        "camera_elevation_deg": elevation,
+        "camera_azimuth_deg": azimuth % 360.0,
+        "camera_roll_deg": roll,
+        "camera_look_at_offset": jitter,
+        "focal_length_mm": float(focal),
+        "fov_deg": float(fov),
+    }
+    return spec, params
+
+
+def sample_lights(
+    cfg: LightsConfig, rng: np.random.Generator, camera_azimuth_deg: float
+) -> tuple[tuple[LightSpec, ...], Params]:
+    """``count`` lights; the first is the key light (its values go into params)."""
+    count = cfg.count.sample_int(rng)
+    lights: list[LightSpec] = []
+    params: Params = {"light_count": count}
+    for i in range(count):
+        kind = cfg.type.sample_str(rng)
+        elevation = cfg.elevation_deg.sample_float(rng)
+        azimuth = cfg.azimuth_deg.sample_float(rng)
+        distance = cfg.distance.sample_float(rng)
+        strength = cfg.strength.sample_float(rng)
+        sun_strength = cfg.sun_strength.sample_float(rng)
+        kelvin = cfg.color_temperature_k.sample_float(rng)
+        size = cfg.size.sample_float(rng)
+        sun_angle = cfg.sun_angle_deg.sample_float(rng)
+        spot_angle = cfg.spot_angle_deg.sample_float(rng)
+        fill = 1.0 if i == 0 else cfg.fill_ratio.sample_float(rng)
+        power = (sun_strength if kind == "SUN" else strength) * fill
+        direction = direction_from_angles(elevation, azimuth)
+        lights.append(
+            LightSpec(
+                type=kind,  # type: ignore[arg-type]
+                location=_vec3(distance * direction),
+                direction=_vec3(-direction),
+                strength=float(power),
+                color_temperature_k=float(kelvin),
+                color_rgb=kelvin_to_linear_rgb(kelvin),
+                size=float(math.radians(sun_angle) if kind == "SUN" else size),
+                spot_angle=float(math.radians(spot_angle)),
+            )
+        )
+        if i == 0:
+            params.update(
+                {
+                    "key_light_type": kind,
+                    "key_light_strength": float(power),
+                    "key_light_elevation_deg": elevation,
+                    "key_light_azimuth_deg": azimuth % 360.0,
+                    "key_light_relative_azimuth_deg": _wrap180(azimuth - camera_azimuth_deg),
+                    "key_light_distance": distance,
+                    "light_color_temperature_k": kelvin,
+                }
+            )
+    return tuple(lights), params
+
+
+def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[MaterialSpec, Params]:
+    """A material and its sampled scalars (hue, saturation, value, roughness, metallic, pattern)."""
+    h = cfg.hue.sample_float(rng)
+    s = cfg.saturation.sample_float(rng)
+    v = cfg.value.sample_float(rng)
+    h2 = h + cfg.color2_hue_shift.sample_float(rng)
+    s2 = min(1.0, s * cfg.color2_saturation_scale.sample_float(rng))
+    v2 = min(1.0, v * cfg.color2_value_scale.sample_float(rng))
+    roughness = cfg.roughness.sample_float(rng)
+    metallic = cfg.metallic.sample_float(rng)
+    specular = cfg.specular.sample_float(rng)
+    pattern = cfg.pattern.sample_str(rng)
+    pattern_scale = cfg.pattern_scale.sample_float(rng)
+    pattern_strength = cfg.pattern_strength.sample_float(rng)
+    bump_strength = cfg.bump_strength.sample_float(rng)
+    bump_scale = cfg.bump_scale.sample_float(rng)
+    image_scale = cfg.image_scale.sample_float(rng)
+    image_path = None
+    if cfg.texture_folder is not None:
+        images = list_images(cfg.texture_folder)
+        if images:
+            image_path = str(images[int(rng.integers(len(images)))])
+    spec = MaterialSpec(
+        base_color_hsv=(h % 1.0, s, v),
+        base_color_rgb=hsv_to_linear_rgb(h, s, v),
+        color2_rgb=hsv_to_linear_rgb(h2, s2, v2),
+        roughness=roughness,
+        metallic=metallic,
+        specular=specular,
+        pattern=pattern,  # type: ignore[arg-type]
+        pattern_scale=pattern_scale,
+        pattern_strength=pattern_strength,
+        bump_strength=bump_strength,
+        bump_scale=bump_scale,
+        image_path=image_path,
+        image_scale=image_scale,
+    )
+    params: Params = {
+        "hue": h % 1.0,
+        "saturation": s,
+        "value": v,
+        "roughness": roughness,
+        "metallic": metallic,
+        "pattern": pattern,
+    }
+    if image_path is not None:
+        params["texture"] = image_path.rsplit("/", 1)[-1]
+    return spec, params
+
+
+def sample_shape(cfg: ShapeConfig, rng: np.random.Generator) -> tuple[ShapeSpec, str, Params]:
+    """Shape with final dimensions (``dimensions * scale``, metres), its orientation name, params."""
+    base = [d.sample_float(rng) for d in cfg.dimensions]
+    scale = cfg.scale.sample_float(rng)
+    dims = _vec3(np.asarray(base) * scale)
+    mesh_path = None
+    if cfg.mesh_file is not None:
+        mesh_path = cfg.mesh_file[int(rng.integers(len(cfg.mesh_file)))]
+    spec = ShapeSpec(
+        kind=cfg.kind,
+        dimensions=dims,
+        segments=cfg.segments,
+        wrinkle_amplitude=cfg.wrinkle_amplitude.sample_float(rng),
+        wrinkle_frequency=cfg.wrinkle_frequency.sample_float(rng),
+        dent_count=cfg.dent_count.sample_int(rng),
+        dent_depth=cfg.dent_depth.sample_float(rng),
+        taper=cfg.taper.sample_float(rng),
+        bevel=cfg.bevel.sample_float(rng),
+        noise_seed=int(rng.integers(0, 2**31 - 1)),
+        mesh_path=mesh_path,
+    )
+    orientation = cfg.orientation.sample_str(rng)
+    params: Params = {"scale": scale, "size": max(dims), "orientation": orientation}
+    return spec, orientation, params
+
+
+def sample_support(cfg: SupportConfig, rng: np.random.Generator) -> tuple[SupportSpec, Params]:
+    sx, sy = (d.sample_float(rng) for d in cfg.size)
+    material, mparams = sample_material(cfg.material, rng)
+    params: Params = {f"support_{k}": v for k, v in mparams.items()}
+    params["support_size_x"], params["support_size_y"] = sx, sy
+    return SupportSpec(size=(sx, sy), material=material), params
+
+
+def sample_world(cfg: WorldConfig, rng: np.random.Generator) -> tuple[WorldSpec, Params]:
+    strength = cfg.strength.sample_float(rng)
+    h, s, v = cfg.hue.sample_float(rng), cfg.saturation.sample_float(rng), cfg.value.sample_float(rng)
+    spec = WorldSpec(color_rgb=hsv_to_linear_rgb(h, s, v), strength=strength)
+    return spec, {"world_strength": strength, "world_value": v}
+
+
+def category_specs(recipe: Recipe) -> tuple[CategorySpec, ...]:
+    """One CategorySpec per class, ids 1.. in recipe order, skeleton as 1-based index pairs."""
+    out = []
+    for i, cls in enumerate(recipe.classes):
+        names = list(cls.keypoints)
+        skeleton = tuple((names.index(a) + 1, names.index(b) + 1) for a, b in cls.skeleton)
+        out.append(
+            CategorySpec(
+                id=i + 1,
+                name=cls.name,
+                supercategory=cls.supercategory,
+                keypoints=tuple(names),
+                skeleton=skeleton,
+            )
+        )
+    return tuple(out)
+
+
+class _Draft:
+    """An object sampled but not yet placed."""
+
+    def __init__(
+        self,
+        group: DistractorConfig,
+        category_id: int | None,
+        index: int,
+        rng: np.random.Generator,
+    ) -> None:
+        self.group = group
+        self.category_id = category_id
+        self.index = index
+        self.shape, orientation, shape_params = sample_shape(group.shape, rng)
+        self.material, mat_params = sample_material(group.material, rng)
+        yaw = float(rng.uniform(0.0, 360.0))
+        self.quat = resting_quat(orientation, math.radians(yaw))
+        self.radius = footprint_radius(self.shape.dimensions, self.quat)
+        self.z = rest_height(self.shape.dimensions, self.quat)
+        self.params: Params = {**shape_params, **mat_params, "yaw_deg": yaw}
+
+
+def _keypoints_local(
+    cls: ClassConfig, dims: tuple[float, float, float]
+) -> dict[str, tuple[float, float, float]]:
+    half = 0.5 * np.asarray(dims)
+    return {name: _vec3(np.asarray(kp) * half) for name, kp in cls.keypoints.items()}
+
+
+def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
+    """The SceneSpec of frame ``frame_index`` of the dataset with ``seed`` (both >= 0).
+
+    Labeled objects get instance ids 1..N (recipe class order, then draw order), distractors the
+    following ids. Objects that do not fit on the placement area are dropped; ``params`` records
+    requested and realized counts (``requested_count_<name>``, ``count_<name>``,
+    ``object_count`` (labeled), ``distractor_count``, ``dropped_count``)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise SynthloopError(f"seed must be an integer >= 0, got {seed!r}", where="seed")
+    if isinstance(frame_index, bool) or not isinstance(frame_index, int | np.integer) or frame_index < 0:
+        raise SynthloopError(f"frame_index must be an integer >= 0, got {frame_index!r}", where="frame_index")
+    seed, frame_index = int(seed), int(frame_index)
+
+    def rng(*ids: int) -> np.random.Generator:
+        return subsystem_rng(seed, frame_index, *ids)
+
+    camera, params = sample_camera(recipe.camera, rng(CAMERA))
+    lights, light_params = sample_lights(recipe.lights, rng(LIGHTS), float(params["camera_azimuth_deg"]))
+    support, support_params = sample_support(recipe.support, rng(SUPPORT))
+    world, world_params = sample_world(recipe.world, rng(WORLD))
+    params.update(light_params)
+    params.update(world_params)
+    params.update(support_params)
+
+    drafts: list[_Draft] = []
+    for group_id, groups in ((OBJECTS, recipe.classes), (DISTRACTORS, recipe.distractors)):
+        for gi, group in enumerate(groups):
+            n = group.count.sample_int(rng(COUNTS, group_id, gi))
+            params[f"requested_count_{group.name}"] = n
+            category_id = gi + 1 if group_id == OBJECTS else None
+            drafts.extend(_Draft(group, category_id, k, rng(group_id, gi, k)) for k in range(n))
+
+    # Place in a random order so no class is systematically the one dropped when space runs out.
+    place_rng = rng(PLACEMENT)
+    order = place_rng.permutation(len(drafts))
+    pl = recipe.placement
+    xy_in_order = place_circles(
+        [drafts[i].radius for i in order], pl.area, pl.min_gap, pl.max_attempts, place_rng
+    )
+    xy: list[tuple[float, float] | None] = [None] * len(drafts)
+    for slot, i in enumerate(order):
+        xy[int(i)] = xy_in_order[slot]
+
+    objects: list[ObjectSpec] = []
+    realized: dict[str, int] = {g.name: 0 for g in (*recipe.classes, *recipe.distractors)}
+    for draft, pos in zip(drafts, xy, strict=True):  # drafts are labeled first, then distractors
+        if pos is None:
+            continue
+        realized[draft.group.name] += 1
+        keypoints = _keypoints_local(draft.group, draft.shape.dimensions) if draft.category_id else {}
+        objects.append(
+            ObjectSpec(
+                instance_id=len(objects) + 1,
+                name=f"{draft.group.name}_{draft.index:03d}",
+                category_id=draft.category_id,
+                shape=draft.shape,
+                material=draft.material,
+                location=(pos[0], pos[1], draft.z),
+                rotation_quat_wxyz=draft.quat,
+                keypoints_local=keypoints,
+                params=draft.params,
+            )
+        )
+    for name, n in realized.items():
+        params[f"count_{name}"] = n
+    params["object_count"] = sum(1 for o in objects if o.category_id is not None)
+    params["distractor_count"] = sum(1 for o in objects if o.category_id is None)
+    params["dropped_count"] = len(drafts) - len(objects)
+
+    return SceneSpec(
+        recipe_name=recipe.name,
+        recipe_hash=recipe_hash(recipe),
+        seed=seed,
+        frame_index=frame_index,
+        render=RenderSettings(
+            width=recipe.resolution[0],
+            height=recipe.resolution[1],
+            engine=recipe.render.engine,
+            samples=recipe.render.samples,
+            denoise=recipe.render.denoise,
+            max_bounces=recipe.render.max_bounces,
+            image_format=recipe.render.image_format,
+            jpeg_quality=recipe.render.jpeg_quality,
+        ),
+        camera=camera,
+        lights=lights,
+        support=support,
+        world=world,
+        categories=category_specs(recipe),
+        objects=tuple(objects),
+        params=params,
+    )

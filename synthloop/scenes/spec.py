@@ -1,0 +1,219 @@
+"""SceneSpec: every value sampled for one frame, as plain JSON-able data.
+
+A SceneSpec is the whole truth of a frame: rendering it twice gives the same frame, the
+active-learning loop mines its ``params``, and a failed frame can be re-rendered from it alone.
+
+Conventions (written once, used everywhere):
+
+* World frame: right-handed, metres, +Z up. The support surface (tabletop) is the plane z = 0.
+* Object local frame: metres, the asset centred on its bounding-box centre before placement; an
+  object's world transform is ``T(location) @ R(rotation_quat_wxyz)`` (no extra scale: the
+  shape's ``dimensions`` are already the final size).
+* Camera pose: ``CameraSpec.rotation_world_from_cam`` is the 3x3 rotation of a *Blender* camera
+  (camera looks down its local -Z, +Y up). :mod:`synthloop.geometry.camera` converts it to
+  OpenCV/KITTI axes (+Z forward, +Y down) in one tested function.
+* Colours: ``*_rgb`` fields are linear RGB in [0, 1]; HSV fields are the sampled values that
+  produced them (h in [0, 1) turns, s and v in [0, 1]).
+* Instance ids are integers >= 1, unique in the frame, used as Blender's object pass index.
+  0 is background. Distractors have ids too (so occlusion by them is measured) but no category.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
+
+ShapeKind = Literal[
+    "ellipsoid",
+    "wrinkled_ellipsoid",
+    "dented_ellipsoid",
+    "teardrop",
+    "sphere",
+    "box",
+    "cylinder",
+    "mesh",
+]
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShapeSpec(_Plain):
+    """Geometry of one asset; :func:`synthloop.geometry.meshes.build_mesh` turns it into triangles.
+
+    ``dimensions`` are the full extents (x, y, z) in metres of the final mesh's axis-aligned
+    bounding box in the object's local frame. ``wrinkle_*`` displace vertices radially with
+    seeded value noise (``noise_seed``); ``dent_*`` push ``dent_count`` smooth dents inward;
+    ``taper`` shapes a teardrop (0 = ellipsoid, 1 = sharp tip at +Z). ``segments`` is the mesh
+    resolution (longitude segments; rings = segments // 2). ``mesh_path`` is an absolute path to
+    an .obj/.ply/.glb file for ``kind == "mesh"`` (rescaled to ``dimensions``).
+    """
+
+    kind: ShapeKind
+    dimensions: Vec3
+    segments: int = 32
+    wrinkle_amplitude: float = 0.0
+    wrinkle_frequency: float = 0.0
+    dent_count: int = 0
+    dent_depth: float = 0.0
+    taper: float = 0.0
+    bevel: float = 0.0
+    noise_seed: int = 0
+    mesh_path: str | None = None
+
+
+class MaterialSpec(_Plain):
+    """A Principled BSDF with optional procedural pattern, bump and image texture.
+
+    ``pattern``: ``none`` (flat colour), ``noise`` (colour variation by a noise texture),
+    ``wood`` (wave bands), ``checker``, ``marble``, ``foil`` (crumpled metal: strong bump,
+    high metallic). ``pattern_scale`` is in texture-space units (larger = finer). ``color2_rgb``
+    is the pattern's second colour. ``image_path`` (absolute) replaces the base colour.
+    """
+
+    base_color_hsv: Vec3
+    base_color_rgb: Vec3
+    color2_rgb: Vec3 | None = None
+    roughness: float = 0.5
+    metallic: float = 0.0
+    specular: float = 0.5
+    pattern: Literal["none", "noise", "wood", "checker", "marble", "foil"] = "none"
+    pattern_scale: float = 5.0
+    pattern_strength: float = 0.0
+    bump_strength: float = 0.0
+    bump_scale: float = 20.0
+    image_path: str | None = None
+    image_scale: float = 1.0
+
+
+class CategorySpec(_Plain):
+    """A labeled class: id from 1 in recipe order, COCO keypoint names and skeleton (1-based)."""
+
+    id: int
+    name: str
+    supercategory: str = ""
+    keypoints: tuple[str, ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
+
+
+class ObjectSpec(_Plain):
+    """One placed object. ``category_id`` is None for unlabeled distractors.
+
+    ``keypoints_local`` maps keypoint name -> point in the object's local frame (metres), in the
+    category's keypoint order. ``params`` holds this object's sampled scalars for mining
+    (e.g. ``scale``, ``hue``, ``roughness``).
+    """
+
+    instance_id: int
+    name: str
+    category_id: int | None
+    shape: ShapeSpec
+    material: MaterialSpec
+    location: Vec3
+    rotation_quat_wxyz: Quat
+    keypoints_local: dict[str, Vec3] = Field(default_factory=dict)
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+class LightSpec(_Plain):
+    """A Blender light. ``location`` in world metres (ignored for SUN except for placement);
+    ``direction`` is the unit vector the light points along (world). ``strength`` is W for
+    point/spot/area lights and W/m^2 (irradiance) for SUN. ``size`` is the radius (point/spot),
+    edge (area) in metres, or angular diameter in radians (sun)."""
+
+    type: Literal["SUN", "POINT", "SPOT", "AREA"]
+    location: Vec3
+    direction: Vec3
+    strength: float
+    color_temperature_k: float
+    color_rgb: Vec3
+    size: float = 0.1
+    spot_angle: float = 0.8
+
+
+class CameraSpec(_Plain):
+    """Pinhole camera. ``rotation_world_from_cam`` is row-major 3x3 (Blender camera axes).
+    Sensor fit is horizontal: fx = focal_length_mm / sensor_width_mm * width_px."""
+
+    location: Vec3
+    rotation_world_from_cam: tuple[Vec3, Vec3, Vec3]
+    look_at: Vec3
+    focal_length_mm: float
+    sensor_width_mm: float = 36.0
+    clip_start: float = 0.01
+    clip_end: float = 100.0
+
+
+class SupportSpec(_Plain):
+    """The support surface: a rectangle centred at the origin on z = 0, ``size`` (x, y) metres."""
+
+    size: tuple[float, float]
+    material: MaterialSpec
+
+
+class WorldSpec(_Plain):
+    """Uniform environment light (colour, strength) seen by reflections and as ambient light."""
+
+    color_rgb: Vec3 = (0.05, 0.05, 0.05)
+    strength: float = 1.0
+
+
+class RenderSettings(_Plain):
+    """Resolution in pixels; ``engine`` CYCLES (annotations exact) or BLENDER_WORKBENCH (fast
+    previews: RGB from Workbench, id/depth passes from a 1-sample Cycles pass)."""
+
+    width: int
+    height: int
+    engine: Literal["CYCLES", "BLENDER_WORKBENCH"] = "CYCLES"
+    samples: int = 16
+    denoise: bool = False
+    max_bounces: int = 4
+    image_format: Literal["png", "jpg"] = "png"
+    jpeg_quality: int = 92
+
+
+class SceneSpec(_Plain):
+    """Everything that defines one frame. Same (recipe, seed, frame_index) -> equal SceneSpec."""
+
+    schema_: str = Field(default=SCENE_SPEC_SCHEMA, alias="schema")
+    recipe_name: str
+    recipe_hash: str
+    seed: int
+    frame_index: int
+    render: RenderSettings
+    camera: CameraSpec
+    lights: tuple[LightSpec, ...]
+    support: SupportSpec
+    world: WorldSpec
+    categories: tuple[CategorySpec, ...]
+    objects: tuple[ObjectSpec, ...]
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json_dict(self) -> dict:
+        """JSON-able dict (tuples become lists)."""
+        return json.loads(self.model_dump_json(by_alias=True))
+
+    @classmethod
+    def from_json_dict(cls, data: dict) -> SceneSpec:
+        return cls.model_validate(data)
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON form: equal specs have equal hashes."""
+        canon = json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+    def object_by_instance(self, instance_id: int) -> ObjectSpec:
+        for obj in self.objects:
+            if obj.instance_id == instance_id:
+                return obj
+        raise KeyError(f"no object with instance_id {instance_id}")
