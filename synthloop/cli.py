@@ -15,6 +15,7 @@ from synthloop.cli_common import fail, user_errors
 from synthloop.commands import dataset as dataset_cmd
 from synthloop.commands import export as export_cmd
 from synthloop.commands import farm as farm_cmd
+from synthloop.commands import geometry as geometry_cmd
 from synthloop.commands import recipes as recipes_cmd
 from synthloop.commands.evaluate import evaluate_cmd
 
@@ -29,6 +30,7 @@ app.add_typer(recipes_cmd.app, name="recipes", help="List, show and validate sce
 app.add_typer(export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / depth / semantic maps.")
 app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, show, merge and split datasets.")
 app.command("evaluate")(evaluate_cmd)
+app.add_typer(geometry_cmd.app, name="geometry", help="Meshes and Blender-free scene previews.")
 app.add_typer(farm_cmd.app, name="farm", help="Sharded, resumable render jobs (local, Ray, Slurm, Kubernetes).")
 
 

@@ -199,11 +199,11 @@ def test_ids_and_depth_agree_with_zbuffer_of_same_meshes(frame_a):
     assert set(np.unique(ids)) == {0, 1, 2, 3}
     differ = ids != zb_ids
     # pixel-centre sampling on both sides: only centres within a hair of an edge may differ
-    assert differ.sum() <= 3, np.argwhere(differ)
+    assert differ.sum() <= 2, np.argwhere(differ)
     assert not (differ & ~_boundary(zb_ids)).any()
     both = np.isfinite(depth) & np.isfinite(zb_depth) & ~differ & ~_boundary(zb_ids)
     assert both.sum() > 0.9 * W * H  # the support plane fills the view
-    np.testing.assert_allclose(depth[both], zb_depth[both], atol=1e-3)
+    np.testing.assert_allclose(depth[both], zb_depth[both], atol=2e-4)
 
 
 def test_visible_mask_boxes_equal_projected_vertex_boxes(frame_a):
@@ -238,6 +238,7 @@ def test_png_is_aligned_with_id_map(frame_a):
 def test_timings_and_metadata(frame_a, renderer):
     t = frame_a.timings
     assert t["render"] > 0 and t["total"] >= t["render"] and t["build_and_io"] >= 0
+    assert t["render"] == pytest.approx(t["render_rgb"] + t["render_ids_depth"])
     assert frame_a.blender_version.startswith("4.2")
     assert renderer.rss_bytes > 50e6
 
@@ -256,6 +257,31 @@ def inprocess(tmp_path_factory):
     out = blender_scene.render_frame(spec, tmp_path_factory.mktemp("inproc"), threads=2)
     ids, depth = read_id_depth_exr(out["exr"])
     return bpy, spec, ids, depth
+
+
+def test_session_state_follows_the_spec(inprocess):
+    bpy, spec, _ids, _depth = inprocess
+    from synthloop.generators.blender_scene import cycles_seed
+
+    scene = bpy.context.scene
+    assert scene.cycles.seed == cycles_seed(spec.seed, spec.frame_index)
+    assert cycles_seed(7, 0) != cycles_seed(7, 1) != cycles_seed(8, 1)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (W, H)
+    assert scene.view_settings.view_transform == "Standard"
+    assert scene.view_layers[0].material_override is None  # the data-pass override is temporary
+    cam = scene.camera
+    assert cam.data.sensor_fit == "HORIZONTAL" and cam.data.lens == pytest.approx(spec.camera.focal_length_mm)
+    np.testing.assert_allclose(
+        np.array(cam.matrix_world)[:3, :3], spec.camera.rotation_world_from_cam, atol=1e-6
+    )
+    by_index = {o.pass_index: o for o in scene.objects if o.type == "MESH"}
+    assert sorted(by_index) == [0, 1, 2, 3]  # support plane + the three objects
+    for o in spec.objects:
+        ob = by_index[o.instance_id]
+        assert not ob.modifiers
+        np.testing.assert_allclose(ob.location, o.location, atol=1e-6)
+        assert len(ob.data.vertices) == len(build_mesh(o.shape).vertices)
+    assert len([o for o in scene.objects if o.type == "LIGHT"]) == len(spec.lights)
 
 
 def _ray_cast(bpy, origin, target):
@@ -336,6 +362,9 @@ def test_deterministic_and_flat_memory_over_frames(renderer):
         renderer.render(moved)
         rss.append(renderer.rss_bytes)
     again = renderer.render(spec)
+    other_seed = renderer.render(scene_a(frame_index=4))  # same objects, other frame -> other noise
+    np.testing.assert_array_equal(first.instance_ids, other_seed.instance_ids)
+    assert np.any(first.rgb != other_seed.rgb)
     np.testing.assert_array_equal(first.instance_ids, again.instance_ids)
     np.testing.assert_array_equal(first.depth, again.depth)
     np.testing.assert_array_equal(first.rgb, again.rgb)  # same seed -> same Cycles noise
@@ -384,6 +413,18 @@ def test_failures_raise_render_error_and_next_render_works(renderer, tmp_path):
     with pytest.raises(RenderError, match="died"):
         renderer.render(scene_a())
     assert set(np.unique(renderer.render(scene_a()).instance_ids)) == {0, 1, 2, 3}
+
+
+def test_frame_timeout_kills_worker_and_next_render_works():
+    from synthloop.generators.blender_renderer import BlenderRenderer
+
+    with BlenderRenderer(threads=1, frame_timeout_s=0.05) as r:
+        with pytest.raises(RenderError, match="timed out"):
+            r.render(scene_a(samples=4096))
+        assert r.worker_pid is None  # killed, not left running
+        r.frame_timeout_s = None
+        assert set(np.unique(r.render(scene_a(samples=1)).instance_ids)) == {0, 1, 2, 3}
+        assert r.worker_starts == 2
 
 
 def test_workbench_preview_shares_exact_id_pass(frame_a, renderer):

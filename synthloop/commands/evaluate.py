@@ -1,4 +1,14 @@
-"""``synthloop evaluate``: score detections against a dataset.
+"""``synthloop evaluate``: score a trained model (or a detections file) against a dataset.
+
+Forms::
+
+    synthloop evaluate RUN_OR_CHECKPOINT --data DATASET [--out DIR]   # predict, then evaluate
+    synthloop evaluate DATASET --detections DETECTIONS.json [--out DIR]
+    synthloop evaluate DATASET DETECTIONS.json [--out REPORT.json]     # the original form
+
+``--out DIR`` receives ``report.json``, ``detections.json`` and ``overlays/`` (the worst frames:
+matched detections green, missed ground truth red dashed, false positives orange). An ``--out``
+ending in ``.json`` writes only the report there, as before.
 
 Mount: ``app.command("evaluate")(synthloop.commands.evaluate.evaluate_cmd)``.
 """
@@ -36,31 +46,89 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
 
 @cli_errors
 def evaluate_cmd(
-    dataset: Path = typer.Argument(..., help="ground truth: synthloop folder, COCO .json, KITTI folder, ..."),
-    detections: Path = typer.Argument(..., help="detections JSON (synthloop.detections/1)"),
-    out: Path | None = typer.Option(None, "--out", help="write the report JSON here (atomically)"),
+    target: Path = typer.Argument(
+        ..., help="run folder or checkpoint (with --data); or the ground-truth dataset (with detections)"
+    ),
+    detections_arg: Path | None = typer.Argument(
+        None, help="detections JSON (the original two-argument form)"
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="ground truth to predict on: synthloop folder, COCO .json, KITTI folder"
+    ),
+    detections: Path | None = typer.Option(
+        None, "--detections", help="evaluate this detections JSON (synthloop.detections/1) on TARGET"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="output folder (report.json, detections.json, overlays/); *.json: the report only"
+    ),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="images per predictor call"),
+    worst: int = typer.Option(8, "--worst", min=0, help="overlays of the N worst frames (0: none)"),
+    worst_by: str = typer.Option("f1", "--worst-by", help="rank frames by per-frame 'f1' or 'missed' count"),
     voc_mode: str = typer.Option(
         "integrate", "--voc-mode", help="VOC AP: 'integrate' (2010+) or 'sample' (11-pt)"
     ),
     min_iou: list[str] | None = typer.Option(
         None, "--min-iou", help="IoU for all classes, or CLASS=IOU (repeat)"
     ),
-    score_thr: float = typer.Option(0.5, "--score-thr", help="operating point for P/R and confusion"),
+    score_thr: float = typer.Option(0.5, "--score-thr", help="operating point for P/R, confusion, overlays"),
     max_bins: int | None = typer.Option(None, "--max-bins", help="print at most N bins per slice group"),
-    quiet: bool = typer.Option(False, "--quiet", help="do not print the tables"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the tables"),
     skip_invalid: bool = SKIP,
 ) -> None:
-    """COCO (pycocotools), VOC AP, per-class P/R, confusion matrix and slices."""
+    """COCO (pycocotools), VOC AP, per-class P/R, confusion matrix, slices and worst-frame overlays."""
     from synthloop.evaluation.detections import load_detections
+    from synthloop.evaluation.overlays import write_outcome_overlays
     from synthloop.evaluation.report import evaluate, print_report
 
     if voc_mode not in ("integrate", "sample"):
         raise SynthloopError(f"--voc-mode must be 'integrate' or 'sample', got {voc_mode!r}")
-    ds = load_source(dataset, skip_invalid)
-    dets = load_detections(detections)
-    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=_parse_min_iou(min_iou), score_thr=score_thr)  # type: ignore[arg-type]
+    if worst_by not in ("f1", "missed"):
+        raise SynthloopError(f"--worst-by must be 'f1' or 'missed', got {worst_by!r}")
+    if detections is not None and detections_arg is not None:
+        raise SynthloopError("give the detections file once: as the second argument or as --detections")
+    dets_file = detections if detections is not None else detections_arg
+    predicted = dets_file is None
+    if dets_file is not None:
+        if data is not None:
+            raise SynthloopError("with a detections file, TARGET is the dataset: drop --data")
+        ds = load_source(target, skip_invalid)
+        dets = load_detections(dets_file)
+    else:
+        if data is None:
+            raise SynthloopError(
+                "--data DATASET is required to evaluate a run or checkpoint (or pass --detections FILE)",
+                path=str(target),
+            )
+        from synthloop.experiments.training_api import predict_dataset, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(target, prefer="best")
+        ds = load_source(data, skip_invalid)
+        print(f"predicting {len(ds.frames)} frames with {ckpt}")
+        dets = predict_dataset(ckpt, ds, batch_size=batch_size)
+    iou = _parse_min_iou(min_iou)
+    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)  # type: ignore[arg-type]
     if not quiet:
         print_report(report, max_slices_per_group=max_bins)
-    if out is not None:
+    if out is None:
+        return
+    if out.suffix.lower() == ".json":
         report.save(out)
         print(f"wrote {out}")
+        return
+    report.save(out / "report.json")
+    if predicted:
+        dets.save(out / "detections.json")
+    written = []
+    if worst:
+        written = write_outcome_overlays(
+            ds,
+            dets,
+            out / "overlays",
+            worst=worst,
+            by=worst_by,
+            score_thr=score_thr,
+            min_iou=iou,  # type: ignore[arg-type]
+        )
+    print(
+        f"wrote {out}/report.json" + (", detections.json" if predicted else "") + f", {len(written)} overlays"
+    )

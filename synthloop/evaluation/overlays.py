@@ -83,9 +83,7 @@ def frame_outcome(
     ``min_iou``: category id -> minimum IoU (see :func:`resolve_min_iou`).
     """
     keep = np.nonzero(fd.scores >= score_thr)[0]
-    sub = FrameDetections(
-        fd.frame_id, fd.boxes[keep], fd.scores[keep], fd.labels[keep]
-    )
+    sub = FrameDetections(fd.frame_id, fd.boxes[keep], fd.scores[keep], fd.labels[keep])
     m = match_frame(frame, sub, min_iou)
     _, _, ignored = frame_gt_arrays(frame)
     missed = [j for j in range(len(frame.objects)) if not ignored[j] and m.gt_det[j] < 0]
@@ -138,7 +136,12 @@ def _dashed_rect(
     draw: ImageDraw.ImageDraw, box: Sequence[float], color: tuple[int, int, int], width: int, dash: int
 ) -> None:
     x1, y1, x2, y2 = box
-    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+    for (ax, ay), (bx, by) in (
+        ((x1, y1), (x2, y1)),
+        ((x2, y1), (x2, y2)),
+        ((x2, y2), (x1, y2)),
+        ((x1, y2), (x1, y1)),
+    ):
         length = math.hypot(bx - ax, by - ay)
         n = max(1, int(length // (2 * dash)))
         for k in range(n + 1):
@@ -168,12 +171,16 @@ def render_outcome_overlay(
     frame: Frame, fd: FrameDetections, outcome: FrameOutcome, cats: Mapping[int, Category]
 ) -> Image.Image:
     """The frame's image (RGB) with matched detections (green), missed GT (red, dashed) and false
-    positives (orange) drawn, labelled with class names and scores; a summary line at the top."""
+    positives (orange) drawn, labelled with class names and scores, under a black bar with the
+    frame's counts. The image part is the frame enlarged by an integer factor ``s`` (see module
+    docstring) and starts ``bar = height - frame.height * s`` rows down."""
     try:
         with Image.open(frame.image_path) as im:
             base = im.convert("RGB")
     except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id) from None
+        raise DatasetError(
+            f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id
+        ) from None
     s = max(1, math.ceil(MIN_LONG_SIDE / max(base.width, base.height)))
     img = base.resize((base.width * s, base.height * s), Image.Resampling.NEAREST) if s > 1 else base
     draw = ImageDraw.Draw(img)
@@ -200,12 +207,23 @@ def render_outcome_overlay(
                 continue
             box = scaled(fd.boxes[i])
             draw.rectangle(box, outline=color, width=lw)
-            _label(draw, (box[0], box[1]), f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}", color, font, lw)
-    header = f"{frame.frame_id}  TP {outcome.tp}  FP {outcome.fp}  missed {outcome.missed}  F1 {outcome.f1:.2f}"
+            _label(
+                draw,
+                (box[0], box[1]),
+                f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}",
+                color,
+                font,
+                lw,
+            )
+    header = (
+        f"{frame.frame_id}  TP {outcome.tp}  FP {outcome.fp}  missed {outcome.missed}  F1 {outcome.f1:.2f}"
+    )
     tb = draw.textbbox((0, 0), header, font=font)
-    draw.rectangle([0, 0, tb[2] - tb[0] + 4 * lw, tb[3] - tb[1] + 4 * lw], fill=(0, 0, 0))
-    draw.text((2 * lw, 2 * lw - tb[1]), header, fill=(255, 255, 255), font=font)
-    return img
+    bar = tb[3] - tb[1] + 4 * lw
+    canvas = Image.new("RGB", (img.width, img.height + bar), (0, 0, 0))
+    canvas.paste(img, (0, bar))
+    ImageDraw.Draw(canvas).text((2 * lw, 2 * lw - tb[1]), header, fill=(255, 255, 255), font=font)
+    return canvas
 
 
 def _safe_stem(frame_id: str) -> str:
@@ -231,7 +249,9 @@ def write_outcome_overlays(
     if frames is not None:
         missing = [f for f in frames if f not in by_id]
         if missing:
-            raise DatasetError(f"no frame with id {missing[0]!r}", path=str(ds.root or ds.name), where="frames")
+            raise DatasetError(
+                f"no frame with id {missing[0]!r}", path=str(ds.root or ds.name), where="frames"
+            )
         chosen = [by_id[f] for f in frames]
     else:
         chosen = rank_worst(outcomes, by)

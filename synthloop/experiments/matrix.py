@@ -66,7 +66,9 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str
-    iou_types: list[Literal["bbox", "segm", "keypoints"]] = Field(default_factory=lambda: ["bbox"], min_length=1)
+    iou_types: list[Literal["bbox", "segm", "keypoints"]] = Field(
+        default_factory=lambda: ["bbox"], min_length=1
+    )
     voc_mode: Literal["integrate", "sample"] = "integrate"
     score_thr: float = Field(0.5, ge=0, le=1)
     min_iou: float | dict[str, float] | None = None
@@ -128,7 +130,9 @@ def _loc(err: dict[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"]) or "(top level)"
 
 
-def parse_experiment(data: Any, path: str | Path | None = None, base_dir: str | Path | None = None) -> LoadedExperiment:
+def parse_experiment(
+    data: Any, path: str | Path | None = None, base_dir: str | Path | None = None
+) -> LoadedExperiment:
     """Validate a parsed YAML mapping. Errors name ``path`` and the first bad field."""
     src = str(path) if path is not None else "<experiment>"
     if not isinstance(data, dict):
@@ -153,7 +157,9 @@ def load_experiment(path: str | Path) -> LoadedExperiment:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
-        raise MixExperimentError(f"invalid YAML ({getattr(e, 'problem', None) or e})", path=str(path), where=where) from None
+        raise MixExperimentError(
+            f"invalid YAML ({getattr(e, 'problem', None) or e})", path=str(path), where=where
+        ) from None
     return parse_experiment(data, path)
 
 
@@ -210,7 +216,9 @@ def fraction_label(r: float) -> str:
     return f"{r:g}"
 
 
-def _candidates(loaded: LoadedExperiment, base: dict[str, Any]) -> list[tuple[str, str, str, float, int, dict]]:
+def _candidates(
+    loaded: LoadedExperiment, base: dict[str, Any], ops: Any
+) -> list[tuple[str, str, str, float, int, dict]]:
     """(name, series, effective schedule, fraction, seed, spec) for every point, in matrix order."""
     exp = loaded.experiment
     out = []
@@ -219,43 +227,49 @@ def _candidates(loaded: LoadedExperiment, base: dict[str, Any]) -> list[tuple[st
             # without real data there is nothing to fine-tune on: every schedule is the blend
             eff = "blend" if r == 0.0 else schedule
             for seed in exp.seeds:
-                spec = training_api.with_mix(base, schedule=eff, real_fraction=r, seed=seed)
+                spec = ops.with_mix(base, schedule=eff, real_fraction=r, seed=seed)
                 out.append((f"{eff}-r{fraction_label(r)}-s{seed}", schedule, eff, r, seed, spec))
     for kind in BASELINES:
         if not getattr(exp.baselines, kind):
             continue
         for seed in exp.seeds:
             if kind == SYNTHETIC_ONLY:
-                spec = training_api.with_mix(base, schedule="blend", real_fraction=0.0, seed=seed)
+                spec = ops.with_mix(base, schedule="blend", real_fraction=0.0, seed=seed)
                 r = 0.0
             else:
-                spec = training_api.real_only(base, seed=seed)
+                spec = ops.real_only(base, seed=seed)
                 r = 1.0
             out.append((f"{kind}-s{seed}", kind, "blend", r, seed, spec))
     return out
 
 
-def base_spec(loaded: LoadedExperiment) -> dict[str, Any]:
+def base_spec(loaded: LoadedExperiment, ops: Any = None) -> dict[str, Any]:
     """The experiment's base ExperimentSpec (validated, paths absolute) with ``overrides`` merged."""
+    ops = ops if ops is not None else training_api
     exp = loaded.experiment
     src = str(loaded.path) if loaded.path else "<experiment>"
-    base = training_api.load_spec_data(exp.base, loaded.base_dir, source=src)
+    base = ops.load_spec_data(exp.base, loaded.base_dir, source=src)
     if exp.overrides:
-        base = training_api.normalize_spec(deep_merge(base, exp.overrides), source=src, where="overrides")
+        base = ops.normalize_spec(deep_merge(base, exp.overrides), source=src, where="overrides")
     return base
 
 
-def expand(loaded: LoadedExperiment | MixExperiment) -> list[RunSpec]:
+def expand(loaded: LoadedExperiment | MixExperiment, ops: Any = None) -> list[RunSpec]:
     """Every distinct run of the experiment, in matrix order (schedules x fractions x seeds, then
-    baselines); equal specs merged (see module docstring). Names are unique."""
+    baselines); equal specs merged (see module docstring). Names are unique.
+
+    ``ops``: the spec operations (``load_spec_data``, ``normalize_spec``, ``with_mix``,
+    ``real_only``); default :mod:`synthloop.experiments.training_api` (the training package's
+    ExperimentSpec)."""
+    ops = ops if ops is not None else training_api
     if isinstance(loaded, MixExperiment):
         loaded = LoadedExperiment(loaded, None, Path.cwd())
     src = str(loaded.path) if loaded.path else "<experiment>"
-    base = base_spec(loaded)
+    base = base_spec(loaded, ops)
     runs: list[RunSpec] = []
     by_hash: dict[str, RunSpec] = {}
-    for name, series, eff, r, seed, spec in _candidates(loaded, base):
-        spec = training_api.normalize_spec(spec, source=src, where=name)
+    for name, series, eff, r, seed, spec in _candidates(loaded, base, ops):
+        spec = ops.normalize_spec(spec, source=src, where=name)
         h = spec_hash(spec)
         run = by_hash.get(h)
         if run is None:

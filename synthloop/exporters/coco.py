@@ -85,6 +85,8 @@ def annotation_to_coco(
             flat += [0, 0, 0] if int(vis) == 0 else [float(u), float(v), int(vis)]
         ann["keypoints"] = flat
         ann["num_keypoints"] = obj.num_keypoints
+    if obj.instance_id is not None:
+        ann["instance_id"] = int(obj.instance_id)  # pixel value in the frame's instance map
     if obj.occlusion is not None:
         ann["occlusion"] = float(obj.occlusion)
     if obj.truncation is not None:

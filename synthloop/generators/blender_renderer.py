@@ -62,7 +62,11 @@ class BlenderRenderer:
     ``threads``: Cycles threads (0 = Blender's automatic choice). ``python``: the interpreter
     that runs the worker (must have ``bpy``). ``env``: the worker's environment (default: ours).
     ``frame_timeout_s``: kill the worker and raise :class:`RenderError` if one frame takes longer
-    (``None``: wait forever). ``rss_bytes``: the worker's RSS after the last frame.
+    (``None``: wait forever); ``startup_timeout_s`` likewise for starting Blender.
+    ``rss_bytes``: the worker's RSS after the last frame; ``worker_starts``: workers started so far.
+    Timings per frame: ``render`` (inside ``bpy.ops.render.render``, both passes), ``render_rgb``
+    (the image render alone, what a plain Blender render would cost), ``render_ids_depth`` (the
+    1-sample id/depth pass), ``build_and_io``, ``total`` and, on a worker's first frame, ``startup``.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class BlenderRenderer:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         frame_timeout_s: float | None = None,
+        startup_timeout_s: float | None = 300.0,
     ):
         if restart_every is not None and restart_every < 1:
             raise ValueError(f"restart_every must be >= 1 or None, got {restart_every}")
@@ -82,6 +87,7 @@ class BlenderRenderer:
         self.python = python
         self.env = env
         self.frame_timeout_s = frame_timeout_s
+        self.startup_timeout_s = startup_timeout_s
         self.rss_bytes: int = 0
         self.blender_version: str = ""
         self.worker_starts = 0
@@ -117,7 +123,7 @@ class BlenderRenderer:
         self._frames_on_worker = 0
         self._rss_first = None
         self.worker_starts += 1
-        hello = self._read_reply("starting the Blender worker")
+        hello = self._read_reply("starting the Blender worker", self.startup_timeout_s)
         if not hello.get("ready"):
             self._stop(kill=True)
             raise RenderError(f"Blender worker sent {hello!r} instead of its ready message")
@@ -160,17 +166,16 @@ class BlenderRenderer:
 
     # ------------------------------------------------------------------ rendering
 
-    def _read_reply(self, what: str) -> dict[str, Any]:
+    def _read_reply(self, what: str, timeout_s: float | None) -> dict[str, Any]:
         """One message from the worker; on death/timeout stop it and raise RenderError."""
         assert self._proc is not None and self._proc.stdout is not None
-        deadline = None if self.frame_timeout_s is None else time.monotonic() + self.frame_timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             return read_message(_TimeoutReader(self._proc.stdout.fileno(), deadline))
         except TimeoutError as e:
             self._stop(kill=True)
             raise RenderError(
-                f"Blender worker timed out after {self.frame_timeout_s} s {what}; "
-                f"log tail:\n{self._log_tail()}"
+                f"Blender worker timed out after {timeout_s} s {what}; log tail:\n{self._log_tail()}"
             ) from e
         except (ProtocolEOF, OSError, ValueError) as e:
             code = self._proc.poll() if self._proc is not None else None
@@ -194,7 +199,7 @@ class BlenderRenderer:
             raise RenderError(
                 f"Blender worker died (exit code {code}) {what}: {e}; log tail:\n{self._log_tail()}"
             ) from e
-        return self._read_reply(what)
+        return self._read_reply(what, self.frame_timeout_s)
 
     def render(self, spec: SceneSpec) -> RenderedFrame:
         """Render ``spec``; raises :class:`RenderError` if Blender fails (next call restarts cleanly)."""
@@ -231,6 +236,7 @@ class BlenderRenderer:
         render_s = float(reply["render_seconds"])
         timings = {
             "render": render_s,
+            "render_rgb": float(reply.get("rgb_pass_seconds", 0.0)),
             "render_ids_depth": float(reply.get("data_pass_seconds", 0.0)),
             "build_and_io": max(total - render_s - startup, 0.0),
             "total": total,

@@ -8,7 +8,9 @@ and images, purges orphans (so memory stays flat) and builds the spec's frame.
 Two renders per frame (see :func:`render_frame`):
 
 * **data pass** - Cycles, 1 sample, no bounces, pixel filter width ~0, so each pixel's single
-  camera ray goes through the pixel centre ``(i + 0.5, j + 0.5)``. The compositor writes the
+  camera ray goes through the pixel centre ``(i + 0.5, j + 0.5)``; every surface is shaded by a
+  black view-layer override material (only the first hit matters), so the pass costs a few
+  percent of the image render. The compositor writes the
   object-index pass (``pass_index`` = ``instance_id``, exact integers, not anti-aliased) and the
   depth pass (camera-space z in metres, ``1e10`` where nothing was hit) to a 32-bit multilayer
   EXR. Because the ids come from pixel-centre rays they agree with a point-sampling rasterizer
@@ -16,7 +18,12 @@ Two renders per frame (see :func:`render_frame`):
 * **rgb pass** - the spec's engine (Cycles with ``samples``/``denoise``/``max_bounces`` or
   Workbench for fast previews), anti-aliased, written as an 8-bit sRGB PNG with the 'Standard'
   view transform. Workbench has no object-index pass, which is why ids/depth always come from
-  the Cycles data pass.
+  the Cycles data pass; Workbench previews use studio lighting and flat material colours (spec
+  lights, world and textures are Cycles-only).
+
+Lights: ``color_rgb`` is used as the light colour (``color_temperature_k`` is informational: the
+sampler already converted it); SUN ``strength`` is irradiance (W/m^2), ``size`` its angular
+diameter; POINT/SPOT ``size`` is the radius, AREA a square of edge ``size``.
 
 Geometry is exactly :func:`synthloop.geometry.meshes.build_mesh` (no modifiers that change the
 silhouette: surface detail is bump only), so annotations computed from the same meshes agree
@@ -49,6 +56,7 @@ from synthloop.scenes.spec import (
 
 CAMERA_NAME = "synthloop_camera"
 WORLD_NAME = "synthloop_world"
+DATA_MATERIAL_NAME = "synthloop_data_pass"
 RGB_NAME = "rgb.png"
 EXR_NAME = "ids_depth.exr"
 _EXR_BASE = "ids_depth_"  # the File Output node appends the frame number: ids_depth_0001.exr
@@ -65,9 +73,16 @@ _session: dict[str, Any] = {"initialized": False}
 
 
 def init_session() -> None:
-    """Reset Blender to empty factory settings and create the per-session scaffolding (once)."""
+    """Reset Blender to empty factory settings and create the per-session scaffolding (once).
+
+    Runs again if something else reset Blender's data since (our camera is no longer the scene's).
+    """
     if _session["initialized"]:
-        return
+        try:
+            if bpy.context.scene.camera == _session["camera"] and _session["camera"].name == CAMERA_NAME:
+                return
+        except ReferenceError:
+            pass
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
 
@@ -130,7 +145,22 @@ def init_session() -> None:
     out.file_slots.new("Depth")
     tree.links.new(rlayers.outputs["IndexOB"], out.inputs["IndexOB"])
     tree.links.new(rlayers.outputs["Depth"], out.inputs["Depth"])
-    _session.update(initialized=True, camera=cam_obj, world=world, exr_node=out)
+    _session.update(initialized=True, camera=cam_obj, world=world, exr_node=out, override=_data_material())
+
+
+def _data_material() -> bpy.types.Material:
+    """Black, non-scattering material used as the view-layer override during the data pass: the
+    index and depth passes only need the first hit, so no texture, BSDF or light is evaluated."""
+    mat = bpy.data.materials.new(DATA_MATERIAL_NAME)
+    mat.use_fake_user = True  # survives orphans_purge
+    mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
+    emit = tree.nodes.new("ShaderNodeEmission")
+    emit.inputs["Strength"].default_value = 0.0
+    out = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    return mat
 
 
 def clear_frame() -> None:
@@ -147,7 +177,8 @@ def clear_frame() -> None:
         bpy.data.node_groups,
     ):
         for block in list(coll):
-            coll.remove(block)
+            if block != _session["override"]:
+                coll.remove(block)
     for img in list(bpy.data.images):
         if img.source in {"FILE", "GENERATED"}:
             bpy.data.images.remove(img)
@@ -237,9 +268,19 @@ def _scaled_factor(tree: Any, value: Any, strength: float) -> Any:
 
 
 def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Material:
-    """Principled BSDF material for ``spec`` (colours linear RGB; pattern coords = Generated, 0..1
-    over the object's bounding box, times ``pattern_scale``; image textures box-projected on object
-    coordinates (metres) times ``image_scale``)."""
+    """Principled BSDF material for ``spec``; ``where`` names the spec field in error messages.
+
+    Colours are linear RGB. Patterns are mixed into the base colour by
+    ``clamp(pattern_value * pattern_strength)`` towards ``color2_rgb`` (default: half the base
+    colour) and use Generated coordinates (0..1 over the object's bounding box) times
+    ``pattern_scale``: noise (Noise texture), wood (Wave rings), checker, marble (distorted noise
+    through a narrow colour ramp = veins), foil (Voronoi cells). Bump: a Noise height field of
+    scale ``bump_scale`` through a Bump node of strength ``bump_strength``; foil always gets a
+    Voronoi bump of strength ``max(bump_strength, 0.6)`` (crumpled metal; its metallic value is
+    the spec's). ``image_path`` replaces the base colour with the image, box-projected on object
+    coordinates (metres) times ``image_scale``; a missing file raises ``FileNotFoundError``.
+    Workbench previews use ``diffuse_color``/``roughness``/``metallic`` (flat colour only).
+    """
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     mat.diffuse_color = _rgba(spec.base_color_rgb)  # Workbench preview colour
@@ -496,7 +537,10 @@ def build_scene(
 
 
 def _render_data_pass() -> float:
-    """Cycles 1-sample pixel-centre render writing the id/depth EXR. Returns seconds in render()."""
+    """Cycles 1-sample pixel-centre render writing the id/depth EXR. Returns seconds in render().
+
+    Every surface is shaded with the black override material (ids and depth come from the first
+    hit only, so shading is wasted work: this makes the pass several times cheaper)."""
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     cyc = scene.cycles
@@ -508,9 +552,14 @@ def _render_data_pass() -> float:
     cyc.filter_width = DATA_FILTER_WIDTH
     scene.render.use_compositing = True
     _session["exr_node"].mute = False
-    t0 = time.perf_counter()
-    bpy.ops.render.render(write_still=False)
-    return time.perf_counter() - t0
+    view_layer = scene.view_layers[0]
+    view_layer.material_override = _session["override"]
+    try:
+        t0 = time.perf_counter()
+        bpy.ops.render.render(write_still=False)
+        return time.perf_counter() - t0
+    finally:
+        view_layer.material_override = None
 
 
 def _render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
@@ -550,7 +599,7 @@ def render_frame(
 
     Writes ``rgb.png`` (H, W, 3 8-bit sRGB) and ``ids_depth.exr`` (channels ``IndexOB.V`` and
     ``Depth.V``, float32) and returns ``{"rgb", "exr", "render_seconds" (sum of the time inside
-    both ``bpy.ops.render.render`` calls), "data_pass_seconds" (the id/depth render's share),
+    both ``bpy.ops.render.render`` calls), "data_pass_seconds" / "rgb_pass_seconds" (the two renders),
     "build_seconds", "rss_bytes", "blender_version"}``.
     Stale outputs are removed first, so a missing output is an error, never an old frame.
     """
@@ -577,6 +626,7 @@ def render_frame(
         "exr": str(exr_path),
         "render_seconds": data_seconds + rgb_seconds,
         "data_pass_seconds": data_seconds,
+        "rgb_pass_seconds": rgb_seconds,
         "build_seconds": build_seconds,
         "rss_bytes": _rss_bytes(),
         "blender_version": bpy.app.version_string,

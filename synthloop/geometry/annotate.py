@@ -17,16 +17,16 @@ For every object of the spec (labeled objects and distractors alike):
   keeps it at that size (both counts then come from the same coarse grid). 1.0 when the object is
   entirely behind the near plane; 0.0 when its silhouette covers no sample at all.
 * ``occlusion`` = 1 - visible / (amodal pixels inside the image), clipped to [0, 1]; 0.0 when no
-  amodal pixel is inside the image (then ``truncation`` says why). Render and rasterizer sample
-  the same pixel centres, but a render's pixel-filter jitter moves silhouettes by up to 1 px, so
-  expect a few % noise for small objects.
+  amodal pixel is inside the image (then ``truncation`` says why). Cycles' object-index pass is
+  sampled at pixel centres like the rasterizer (tests/test_geometry_blender_parity.py: identical
+  masks up to float32 ties within ~1e-3 px of an edge), so an unoccluded object gets 0.0.
 * keypoints (labeled objects, the category's keypoint order; a name missing from
   ``keypoints_local`` is unlabeled): projected from the object's local frame. Behind the near
   plane or outside the image -> ``(0, 0, 0)``. Otherwise the rendered depth ``d`` at the pixel
   containing (u, v) is compared with the keypoint's camera depth ``z``: visibility 1 (occluded,
   by anything including the object itself) if ``d < z - tol``, else 2. The tolerance
   ``tol = max(KP_TOL_ABS, KP_TOL_REL * z, KP_TOL_SLOPE * g)`` covers the surface between the
-  keypoint and the pixel centre (<= 0.71 px away) plus one pixel of render jitter: ``g`` is the
+  keypoint and the pixel centre (<= 0.71 px away) with a safety factor: ``g`` is the
   largest depth change (metres per pixel) from that pixel to its 4-neighbours of the same
   instance, i.e. the local depth slope times the pixel footprint z / fx, and ``KP_TOL_SLOPE = 2``
   allows for ~2 px of it. The 2 mm / 1 % floors absorb depth-pass precision and the difference

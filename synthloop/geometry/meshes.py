@@ -13,7 +13,8 @@ bit-identical arrays (noise comes from ``numpy.random.default_rng`` seeded by ``
 Kinds (fields not listed for a kind are ignored by it):
 
 * ``sphere``, ``ellipsoid``: UV sphere with ``segments`` (>= 3) longitudes and
-  ``max(2, segments // 2)`` rings (poles on +-Z), scaled to ``dimensions`` (a "sphere" with unequal dimensions is an ellipsoid).
+  ``max(2, segments // 2)`` rings (poles on +-Z), scaled to ``dimensions`` (a "sphere" with
+  unequal dimensions is an ellipsoid).
 * ``wrinkled_ellipsoid``: radius ``1 + wrinkle_amplitude * n(d)`` on the unit direction ``d``,
   ``n`` in [-1, 1] a 3-octave value noise (lacunarity 2, gain 1/2, normalised). The base octave's
   lattice spacing is ``1 / wrinkle_frequency`` on the unit sphere, so ``wrinkle_frequency`` is
@@ -138,7 +139,8 @@ def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     ext = hi - lo
     if np.any(ext <= 1e-12 * max(float(ext.max()), 1e-300)):
-        raise _err(f"mesh is flat (extents {ext.tolist()}), cannot scale to dimensions", "kind", shape)
+        field = "mesh_path" if shape.kind == "mesh" else "kind"
+        raise _err(f"mesh is flat (extents {ext.tolist()}), cannot scale to dimensions", field, shape)
     out = (vertices - (lo + hi) / 2.0) * (dims / ext)
     # Make the extents exact despite rounding: snap the extreme coordinates to +-dims/2.
     for ax in range(3):
@@ -395,3 +397,11 @@ def mesh_cache(shape: ShapeSpec) -> Mesh:
 def clear_mesh_cache() -> None:
     """Empty the mesh cache (e.g. in tests)."""
     _cached.cache_clear()
+
+
+def mesh_to_obj(mesh: Mesh) -> str:
+    """Wavefront OBJ text of a mesh (``v`` lines in metres, 1-based ``f`` lines, winding kept)."""
+    lines = [f"# synthloop mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces"]
+    lines += [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
+    return "\n".join(lines) + "\n"

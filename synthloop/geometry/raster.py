@@ -4,9 +4,10 @@ Coverage rule. A sample is covered when its centre lies inside the projected tri
 boundary (edge functions >= 0 up to ``EDGE_SLACK_PX`` = 1e-7 px of rounding slack,
 orientation-independent; zero-area and non-finite triangles are skipped). For the default grid
 (``origin = (0, 0)``, ``step = 1``) the samples are the pixel centres (i + 0.5, j + 0.5) of the
-continuous pixel convention (pixel i covers [i, i+1)), which is
-where Blender traces a pixel's unjittered ray, so a rasterized mesh and a render of the same mesh
-agree up to the render's pixel-filter jitter (<= 1 px on the silhouette). Because boundaries are
+continuous pixel convention (pixel i covers [i, i+1)). Cycles samples its object-index pass at
+the same points, so a rasterized ``build_mesh`` mesh equals the render's id mask except for pixel
+centres within float32 reach (~1e-3 px) of an edge (tests/test_geometry_blender_parity.py;
+the RGB image is still anti-aliased by the pixel filter). Because boundaries are
 inclusive, a pixel centre on an edge shared by two triangles is covered by both; the union is
 what a silhouette needs and the z-buffer keeps the nearer one.
 
@@ -22,7 +23,8 @@ behind the camera rasterizes its visible part only.
 Implementation. Every triangle's samples inside its bounding box (clipped to the canvas) are
 enumerated with flat index arithmetic, in chunks of at most ``chunk`` samples (large triangles are
 split into row bands), and tested with the three edge functions at once. Cost is proportional to
-the summed bounding-box areas, a few ms for a few thousand triangles of one object at 640x480.
+the summed bounding-box areas: about 20 ms for a 4,000-triangle object covering 16k pixels at
+640x480 on one core, about 10 ms with ``front_only``.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ _KNOWN_ANN_KEYS = {
     "bbox_amodal",
     "box3d",
     "attributes",
+    "instance_id",
 }
 
 
@@ -245,6 +246,10 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
         extra["bbox_amodal"] = tuple(float(v) for v in ba)
     if a.get("box3d") is not None:
         extra["box3d"] = _parse_box3d(a["box3d"])
+    if a.get("instance_id") is not None:
+        if not isinstance(a["instance_id"], int) or isinstance(a["instance_id"], bool):
+            raise _Invalid("instance_id", "must be an integer")
+        extra["instance_id"] = int(a["instance_id"])
     attributes = dict(a["attributes"]) if isinstance(a.get("attributes"), dict) else {}
     for k, v in a.items():
         if k not in _KNOWN_ANN_KEYS and isinstance(v, str | int | float | bool) and k not in attributes:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,6 +42,7 @@ from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import RecipeError
 from synthloop.scenes.distributions import CatDist, NumDist, in_range, integral, one_of
 from synthloop.scenes.placement import ORIENTATIONS
+from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.spec import ShapeKind
 
@@ -196,8 +198,8 @@ class ShapeConfig(_Model):
     pass through to :class:`~synthloop.scenes.spec.ShapeSpec` (see
     :mod:`synthloop.geometry.meshes`: ``wrinkle_amplitude`` and ``dent_depth`` are fractions of
     the radius, ``wrinkle_frequency`` about bumps per radian, ``taper`` 0 = ellipsoid .. 1 = conical
-    tip at +Z, ``bevel`` metres for boxes). ``mesh_file``: a path or a list of
-    paths (.obj/.ply/.glb, one chosen per object) for ``kind: mesh``. ``orientation``: resting
+    tip at +Z, ``bevel`` metres for boxes). ``mesh_file`` (or ``mesh_files``): a path or a list
+    of paths (.obj/.ply/.glb, one chosen per object) for ``kind: mesh``. ``orientation``: resting
     pose, one of ``upright`` (yaw only), ``lying`` (local +Z horizontal), ``upside_down``."""
 
     kind: ShapeKind
@@ -210,7 +212,7 @@ class ShapeConfig(_Model):
     dent_depth: Fraction = 0.0
     taper: Annotated[NumDist, in_range(0, 2)] = 0.0
     bevel: NonNegative = 0.0
-    mesh_file: tuple[str, ...] | None = None
+    mesh_file: tuple[str, ...] | None = Field(None, validation_alias=AliasChoices("mesh_file", "mesh_files"))
     orientation: Annotated[CatDist, one_of(ORIENTATIONS, "orientation")] = "upright"
 
     @field_validator("kind", mode="before")

@@ -1,0 +1,390 @@
+"""Domain gap: image statistics of a real COCO split next to those of a recipe's renders.
+
+    python benchmarks/domain_gap.py [--real PATH/train.json] [--recipe tabletop] [--frames 12]
+        [--size 320x240] [--seed 0] [--threads 1] [--render-dir DIR | --dataset DIR | --zbuffer]
+        [--out benchmarks/results/domain_gap.json]
+
+Synthetic side, one of:
+
+* default: render ``--frames`` frames of ``--recipe`` with synthloop's generator (Blender, the
+  recipe's engine and samples) at ``--size`` into ``--render-dir`` (a temporary folder when not
+  given; an existing folder is resumed, so re-running is cheap);
+* ``--dataset DIR``: read an existing synthloop dataset folder (e.g. ``synthloop generate`` output);
+* ``--zbuffer``: no Blender at all: the numpy z-buffer of each SceneSpec gives masks and boxes
+  (geometry statistics only; colour and background rows are left empty).
+
+Statistics (per class unless noted), identical definitions on both sides:
+
+* ``rel_size``: the visible box's long side / image width (so resolution does not matter);
+  median and quartiles over objects.
+* ``aspect``: the box's long side / short side (>= 1; objects lie at random yaw, so w/h would
+  mix orientation with shape); median and quartiles.
+* ``count``: objects of the class per image (images without the class count as 0); mean,
+  quartiles, min, max. ``total`` is the same for all labeled objects.
+* ``coverage`` (per image): union of the labeled masks / image area.
+* ``hsv``: colour of the pixels under the class's masks, pooled over objects. HSV of the sRGB
+  values in [0, 1], hue in turns; hue mean/std are circular (std = sqrt(-2 ln R) / 2 pi) and
+  weighted by saturation (the hue of grey pixels is noise); s and v plain mean/std.
+* ``background`` (per image): mean HSV value and saturation of the pixels outside every labeled
+  mask (unlabeled distractors, e.g. the gold foil, count as background on both sides).
+
+Real masks come from the COCO polygons/RLE (:func:`synthloop.importers.coco.load_coco`), synthetic
+masks from the frame records. Only the real split given is read (use the training split: the
+evaluation split must not steer a recipe). Prints a side-by-side table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from synthloop.atomic import atomic_write_json  # noqa: E402
+from synthloop.dataset.folder import load_dataset  # noqa: E402
+from synthloop.dataset.types import Dataset, Frame  # noqa: E402
+from synthloop.errors import SynthloopError  # noqa: E402
+from synthloop.geometry.masks import rle_to_mask  # noqa: E402
+from synthloop.importers.coco import load_coco  # noqa: E402
+from synthloop.scenes.recipe import Recipe, load_recipe  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_REAL = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "train.json"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "domain_gap.json"
+
+
+# ------------------------------------------------------------------------------ pure statistics
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """HSV (N, 3) float64 of sRGB pixels (N, 3) uint8: h in turns [0, 1), s and v in [0, 1]."""
+    c = np.asarray(rgb, dtype=np.float64).reshape(-1, 3) / 255.0
+    mx, mn = c.max(axis=1), c.min(axis=1)
+    delta = mx - mn
+    s = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0)
+    safe = np.where(delta > 0, delta, 1.0)
+    r, g, b = c[:, 0], c[:, 1], c[:, 2]
+    h = np.where(
+        mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
+    h = np.where(delta > 0, h / 6.0, 0.0) % 1.0
+    return np.stack([h, s, mx], axis=1)
+
+
+def circular_mean_std(turns: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Weighted circular mean in [0, 1) and circular std (turns) of angles given in turns."""
+    a = 2.0 * math.pi * np.asarray(turns, dtype=np.float64)
+    w = np.ones_like(a) if weights is None else np.asarray(weights, dtype=np.float64)
+    if a.size == 0 or w.sum() <= 0:
+        return float("nan"), float("nan")
+    cx, sy = float((w * np.cos(a)).sum() / w.sum()), float((w * np.sin(a)).sum() / w.sum())
+    r = min(1.0, math.hypot(cx, sy))
+    mean = (math.atan2(sy, cx) / (2.0 * math.pi)) % 1.0
+    std = math.sqrt(-2.0 * math.log(r)) / (2.0 * math.pi) if r > 0 else float("inf")
+    return mean, std
+
+
+def summarize(values: Iterable[float]) -> dict[str, float | int]:
+    """{n, mean, std, min, q1, median, q3, max} of a sample (NaNs for an empty one)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        nan = float("nan")
+        return {"n": 0, "mean": nan, "std": nan, "min": nan, "q1": nan, "median": nan, "q3": nan, "max": nan}
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "q1": float(q1),
+        "median": float(med),
+        "q3": float(q3),
+        "max": float(v.max()),
+    }
+
+
+def _load_rgb(frame: Frame) -> np.ndarray:
+    try:
+        with Image.open(frame.image_path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except OSError as err:
+        raise SynthloopError(f"cannot read image: {err}", path=str(frame.image_path)) from None
+    if rgb.shape[:2] != (frame.height, frame.width):
+        raise SynthloopError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, record says {frame.width}x{frame.height}",
+            path=str(frame.image_path),
+        )
+    return rgb
+
+
+def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
+    """Statistics of a dataset (see the module docstring); ``colour`` reads the images.
+
+    Objects with zero area, crowd objects and objects without a mask (colour only) are skipped.
+    Returns ``{"images", "classes": {name: {rel_size, aspect, count, hsv}}, "total", "coverage",
+    "background"}`` with :func:`summarize` dicts (``hsv``/``background`` None without colour).
+    """
+    names = {c.id: c.name for c in ds.categories}
+    rel: dict[str, list[float]] = {n: [] for n in names.values()}
+    aspect: dict[str, list[float]] = {n: [] for n in names.values()}
+    counts: dict[str, list[int]] = {n: [] for n in names.values()}
+    pixels: dict[str, list[np.ndarray]] = {n: [] for n in names.values()}
+    totals: list[int] = []
+    coverage: list[float] = []
+    bg_v: list[float] = []
+    bg_s: list[float] = []
+    for frame in ds.frames:
+        w, h = frame.width, frame.height
+        rgb = _load_rgb(frame) if colour else None
+        union = np.zeros((h, w), dtype=bool)
+        per_image = dict.fromkeys(names.values(), 0)
+        for obj in frame.objects:
+            if obj.iscrowd or obj.area <= 0 or obj.category_id not in names:
+                continue
+            name = names[obj.category_id]
+            x1, y1, x2, y2 = obj.bbox
+            bw, bh = x2 - x1, y2 - y1
+            if bw <= 0 or bh <= 0:
+                continue
+            per_image[name] += 1
+            rel[name].append(max(bw, bh) / w)
+            aspect[name].append(max(bw, bh) / min(bw, bh))
+            if obj.mask is not None:
+                m = rle_to_mask(obj.mask)
+                union |= m
+                if rgb is not None:
+                    pixels[name].append(rgb[m])
+        for name, n in per_image.items():
+            counts[name].append(n)
+        totals.append(sum(per_image.values()))
+        coverage.append(float(union.mean()))
+        if rgb is not None:
+            bg = rgb_to_hsv(rgb[~union])
+            bg_v.append(float(bg[:, 2].mean()))
+            bg_s.append(float(bg[:, 1].mean()))
+    classes: dict[str, Any] = {}
+    for name in names.values():
+        hsv_stats = None
+        if colour and pixels[name]:
+            hsv = rgb_to_hsv(np.concatenate(pixels[name]))
+            hm, hs = circular_mean_std(hsv[:, 0], hsv[:, 1])
+            hsv_stats = {
+                "h_mean": hm,
+                "h_std": hs,
+                "s_mean": float(hsv[:, 1].mean()),
+                "s_std": float(hsv[:, 1].std()),
+                "v_mean": float(hsv[:, 2].mean()),
+                "v_std": float(hsv[:, 2].std()),
+            }
+        classes[name] = {
+            "rel_size": summarize(rel[name]),
+            "aspect": summarize(aspect[name]),
+            "count": summarize(counts[name]),
+            "hsv": hsv_stats,
+        }
+    return {
+        "images": len(ds.frames),
+        "classes": classes,
+        "total": summarize(totals),
+        "coverage": summarize(coverage),
+        "background": {"value": summarize(bg_v), "saturation": summarize(bg_s)} if colour else None,
+    }
+
+
+def gap_checks(real: dict[str, Any], synth: dict[str, Any], size_tol: float = 0.2, count_tol: float = 0.25):
+    """Pass/fail per class: |synth/real - 1| of the median rel_size (<= ``size_tol``) and of the
+    mean count (<= ``count_tol``); also the mean total objects per image (``count_tol``)."""
+    out: dict[str, Any] = {}
+    for name, rc in real["classes"].items():
+        sc = synth["classes"].get(name)
+        if sc is None:
+            continue
+        size_ratio = sc["rel_size"]["median"] / rc["rel_size"]["median"]
+        count_ratio = sc["count"]["mean"] / rc["count"]["mean"]
+        out[name] = {
+            "rel_size_median_ratio": size_ratio,
+            "rel_size_ok": bool(abs(size_ratio - 1) <= size_tol),
+            "count_mean_ratio": count_ratio,
+            "count_ok": bool(abs(count_ratio - 1) <= count_tol),
+        }
+    t = synth["total"]["mean"] / real["total"]["mean"]
+    out["total"] = {"count_mean_ratio": t, "count_ok": bool(abs(t - 1) <= count_tol)}
+    return out
+
+
+# ------------------------------------------------------------------------------ data sources
+def load_real(path: str | Path) -> Dataset:
+    """A real COCO split (masks from polygons/RLE)."""
+    return load_coco(path)
+
+
+def with_resolution(recipe: Recipe, size: tuple[int, int] | None) -> Recipe:
+    """The recipe at another resolution (same camera geometry: fov is horizontal, sizes relative)."""
+    if size is None:
+        return recipe
+    return recipe.model_copy(update={"resolution": (int(size[0]), int(size[1]))})
+
+
+def render_dataset(recipe: Recipe, frames: int, seed: int, out: Path, threads: int) -> Dataset:
+    """Render (or resume) frames 0..frames-1 into ``out`` with Blender and read the folder back."""
+    from synthloop.generators.generate import default_renderer_factory, generate_frames
+
+    res = generate_frames(
+        recipe, seed, range(frames), out, renderer_factory=default_renderer_factory(threads), quiet=True
+    )
+    if res.failed:
+        raise SynthloopError(f"{len(res.failed)} frame(s) failed to render: {sorted(res.failed)}", path=str(out))
+    return load_dataset(out)
+
+
+def zbuffer_dataset(recipe: Recipe, frames: int, seed: int) -> Dataset:
+    """Blender-free geometry: each SceneSpec's numpy z-buffer gives ids and depth, annotated as a
+    render would be (frames have no image; use ``colour=False``)."""
+    from synthloop.generators.generate import categories_of
+    from synthloop.geometry.annotate import annotate_frame, zbuffer_scene
+    from synthloop.scenes.sampler import sample_scene
+
+    out: list[Frame] = []
+    cats = None
+    for i in range(frames):
+        spec = sample_scene(recipe, seed, i)
+        cats = cats or categories_of(spec)
+        ids, depth = zbuffer_scene(spec, include_support=True)
+        ann = annotate_frame(spec, ids, depth)
+        out.append(
+            Frame(
+                frame_id=f"{i:06d}",
+                image_path=Path("/nonexistent"),
+                width=spec.render.width,
+                height=spec.render.height,
+                objects=ann.objects,
+            )
+        )
+    return Dataset(categories=cats or [], frames=out, name=f"{recipe.name}-zbuffer")
+
+
+# ------------------------------------------------------------------------------ report
+def _fmt_dist(d: dict[str, Any], nd: int = 3) -> str:
+    if not d or d.get("n", 0) == 0:
+        return "-"
+    return f"{d['median']:.{nd}f} [{d['q1']:.{nd}f}, {d['q3']:.{nd}f}]"
+
+
+def _fmt_count(d: dict[str, Any]) -> str:
+    if not d or d.get("n", 0) == 0:
+        return "-"
+    return f"{d['mean']:.2f} ({d['min']:.0f}-{d['max']:.0f})"
+
+
+def _fmt_hsv(h: dict[str, float] | None) -> str:
+    if not h:
+        return "-"
+    return (
+        f"h {h['h_mean']:.3f}±{h['h_std']:.3f} s {h['s_mean']:.2f}±{h['s_std']:.2f} "
+        f"v {h['v_mean']:.2f}±{h['v_std']:.2f}"
+    )
+
+
+def table_rows(real: dict[str, Any], synth: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(statistic, real, synthetic) rows of the side-by-side table."""
+    rows: list[tuple[str, str, str]] = [("images", str(real["images"]), str(synth["images"]))]
+    for name, rc in real["classes"].items():
+        sc = synth["classes"].get(name, {})
+        rows.append((f"{name} rel_size med (q1, q3)", _fmt_dist(rc["rel_size"]), _fmt_dist(sc.get("rel_size", {}))))
+        rows.append((f"{name} aspect med (q1, q3)", _fmt_dist(rc["aspect"], 2), _fmt_dist(sc.get("aspect", {}), 2)))
+        rows.append((f"{name} per image mean (min-max)", _fmt_count(rc["count"]), _fmt_count(sc.get("count", {}))))
+        rows.append((f"{name} HSV", _fmt_hsv(rc["hsv"]), _fmt_hsv(sc.get("hsv"))))
+    rows.append(("objects per image mean (min-max)", _fmt_count(real["total"]), _fmt_count(synth["total"])))
+    rows.append(("coverage med (q1, q3)", _fmt_dist(real["coverage"]), _fmt_dist(synth["coverage"])))
+    for key in ("value", "saturation"):
+        r = real["background"][key] if real["background"] else {}
+        s = synth["background"][key] if synth["background"] else {}
+        rows.append((f"background {key} med (q1, q3)", _fmt_dist(r, 2), _fmt_dist(s, 2)))
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str]], real_name: str, synth_name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="domain gap")
+    table.add_column("statistic")
+    table.add_column(f"real: {real_name}")
+    table.add_column(f"synthetic: {synth_name}")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    real_ds = load_real(args.real)
+    real = domain_stats(real_ds)
+    if args.dataset:
+        synth_ds = load_dataset(args.dataset)
+        synth_name = str(args.dataset)
+        synth = domain_stats(synth_ds)
+    else:
+        recipe = with_resolution(load_recipe(args.recipe), args.size)
+        synth_name = f"{args.recipe} ({recipe.resolution[0]}x{recipe.resolution[1]}, seed {args.seed})"
+        if args.zbuffer:
+            synth = domain_stats(zbuffer_dataset(recipe, args.frames, args.seed), colour=False)
+            synth_name += " z-buffer"
+        elif args.render_dir:
+            synth = domain_stats(render_dataset(recipe, args.frames, args.seed, Path(args.render_dir), args.threads))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                synth = domain_stats(render_dataset(recipe, args.frames, args.seed, Path(tmp) / "ds", args.threads))
+    rows = table_rows(real, synth)
+    if not args.quiet:
+        print_table(rows, Path(args.real).name, synth_name)
+    result = {
+        "real": {"source": str(args.real), **real},
+        "synthetic": {"source": synth_name, **synth},
+        "checks": gap_checks(real, synth),
+    }
+    if not args.quiet:
+        for name, c in result["checks"].items():
+            print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()})
+    atomic_write_json(args.out, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", default=str(DEFAULT_REAL), help="real COCO json (training split)")
+    ap.add_argument("--recipe", default="tabletop")
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=_size, default=(320, 240), help="render size WxH (default 320x240)")
+    ap.add_argument("--threads", type=int, default=1, help="Cycles threads")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--render-dir", help="render into (or resume) this dataset folder")
+    src.add_argument("--dataset", help="read this existing synthloop dataset folder instead of rendering")
+    src.add_argument("--zbuffer", action="store_true", help="no Blender: geometry statistics from the z-buffer")
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        run(args)
+    except SynthloopError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

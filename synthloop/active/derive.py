@@ -1,0 +1,425 @@
+"""Derivation: weak regions -> a recipe that renders more of them.
+
+For each weak region the param name is mapped back to the recipe field(s) that produced it (table
+below), and the field's distribution ``D`` is replaced by the mixture
+
+    exploration * D  +  (1 - exploration) * W
+
+where ``W`` is uniform on the failure interval clipped to ``D``'s support (integer knobs: the
+integers in it; several regions on one field: an equal-weight mixture of their intervals;
+categorical: a uniform choice of the weak categories that ``D`` can produce). A field that is
+already a mixture is flattened (its components scaled by ``exploration``), so repeated
+derivations stay one level deep. ``exploration = 1`` changes nothing; ``0`` renders only the
+weak region.
+
+Param -> field (``scene.`` params; ``attr.`` params go to every class whose field can reach the
+interval):
+
+==============================================  ============================================
+``camera_distance``                             ``camera.distance``
+``camera_height``                               ``camera.distance`` (height / sin(elevation),
+                                                elevation at the middle of its support)
+``camera_elevation_deg`` / ``_azimuth_deg`` /   ``camera.elevation_deg`` / ``azimuth_deg`` /
+``_roll_deg`` / ``camera_look_at_offset``       ``roll_deg`` / ``look_at_jitter``
+``focal_length_mm`` / ``fov_deg``               ``camera.focal_length_mm`` or ``camera.fov_deg``
+                                                (whichever the recipe sets; converted)
+``key_light_strength``                          ``lights.strength`` (POINT/SPOT/AREA) and/or
+                                                ``lights.sun_strength`` (SUN), by light type
+``key_light_elevation_deg`` / ``_azimuth_deg``  ``lights.elevation_deg`` / ``azimuth_deg`` /
+/ ``_distance`` / ``_type``, ``light_count``,   ``distance`` / ``type``, ``lights.count``,
+``light_color_temperature_k``                   ``lights.color_temperature_k``
+``world_strength`` / ``world_value``            ``world.strength`` / ``world.value``
+``support_<hue|saturation|value|roughness|      ``support.material.<x>``; ``support.size[0|1]``
+metallic|pattern>``, ``support_size_x|y``
+``count_<name>``, ``requested_count_<name>``    ``classes[i].count`` / ``distractors[i].count``
+``object_count`` / ``distractor_count``         every class's / distractor's ``count`` (the total
+                                                split in proportion to their mean counts)
+``attr.scale``                                  ``classes[i].shape.scale``
+``attr.size`` / ``attr.size_m``                 ``classes[i].shape.scale`` (size / largest
+                                                base dimension)
+``attr.<hue|saturation|value|roughness|         ``classes[i].material.<x>``
+metallic|pattern>``, ``attr.material_pattern``
+``attr.orientation``                            ``classes[i].shape.orientation``
+==============================================  ============================================
+
+Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
+``attr.yaw_deg``, ``key_light_relative_azimuth_deg``, ...) is reported in
+:attr:`Derivation.unmapped` with the reason and left alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthloop.active.errors import ActiveError
+from synthloop.active.mining import WeakRegion
+from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.scenes.distributions import Choice, Constant, Mixture, Uniform
+from synthloop.scenes.recipe import Recipe, recipe_from_dict, recipe_hash, recipe_to_dict, recipe_to_yaml
+
+Path_ = tuple[str | int, ...]
+Interval = tuple[float, float, bool]  # low, high, high_inclusive
+
+
+@dataclass
+class FieldChange:
+    """One recipe field rewritten: ``path`` (``classes[0].shape.scale``), the ``regions`` that drove
+    it, the distribution ``before`` and ``after`` (compact YAML forms), and a ``note``."""
+
+    path: str
+    params: list[str]
+    regions: list[str]
+    before: Any
+    after: Any
+    note: str = ""
+
+
+@dataclass
+class Unmapped:
+    """A weak region that changed nothing, and why."""
+
+    param: str
+    region: str
+    reason: str
+
+
+@dataclass
+class Derivation:
+    """The derived ``recipe``, what changed, what could not be mapped, and the inputs' identity."""
+
+    recipe: Recipe
+    changes: list[FieldChange]
+    unmapped: list[Unmapped]
+    exploration: float
+    base_name: str
+    base_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base_recipe": self.base_name,
+            "base_recipe_hash": self.base_hash,
+            "derived_recipe": self.recipe.name,
+            "derived_recipe_hash": recipe_hash(self.recipe),
+            "exploration": self.exploration,
+            "changes": [asdict(c) for c in self.changes],
+            "unmapped": [asdict(u) for u in self.unmapped],
+        }
+
+
+@dataclass
+class _Target:
+    path: Path_
+    integer: bool = False
+    convert: Callable[[float, float], tuple[float, float]] | None = None
+    note: str = ""
+
+
+@dataclass
+class _Pending:
+    target: _Target
+    intervals: list[Interval] = field(default_factory=list)
+    categories: set[str] = field(default_factory=set)
+    params: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+
+
+def path_str(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + p
+    return out
+
+
+def get_field(model: Any, path: Path_) -> Any:
+    """The value at ``path`` (attribute names and tuple indices) of a pydantic model."""
+    cur = model
+    for p in path:
+        cur = cur[p] if isinstance(p, int) else getattr(cur, p)
+    return cur
+
+
+def _set_in(d: Any, path: Path_, value: Any) -> None:
+    cur = d
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+
+
+_SCENE_DIRECT: dict[str, tuple[Path_, bool]] = {
+    "camera_distance": (("camera", "distance"), False),
+    "camera_elevation_deg": (("camera", "elevation_deg"), False),
+    "camera_azimuth_deg": (("camera", "azimuth_deg"), False),
+    "camera_roll_deg": (("camera", "roll_deg"), False),
+    "camera_look_at_offset": (("camera", "look_at_jitter"), False),
+    "key_light_elevation_deg": (("lights", "elevation_deg"), False),
+    "key_light_azimuth_deg": (("lights", "azimuth_deg"), False),
+    "key_light_distance": (("lights", "distance"), False),
+    "key_light_type": (("lights", "type"), False),
+    "light_color_temperature_k": (("lights", "color_temperature_k"), False),
+    "light_count": (("lights", "count"), True),
+    "world_strength": (("world", "strength"), False),
+    "world_value": (("world", "value"), False),
+    "support_size_x": (("support", "size", 0), False),
+    "support_size_y": (("support", "size", 1), False),
+}
+_MATERIAL_KEYS = ("hue", "saturation", "value", "roughness", "metallic", "pattern")
+_UNMAPPABLE_WHY = {
+    "object": "measured by the evaluation, not sampled from the recipe",
+    "key_light_relative_azimuth_deg": "depends on the camera azimuth too; no single recipe field",
+    "yaw_deg": "object yaw is always uniform on [0, 360) (no recipe field)",
+    "dropped_count": "a consequence of placement, not a recipe field",
+}
+
+
+def _mid(d: Any) -> float:
+    s = d.support()
+    lo, hi = float(s.low), float(s.high)
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return float(getattr(d, "mean", lo if math.isfinite(lo) else hi))
+    return 0.5 * (lo + hi)
+
+
+def _focal_fov(sensor: float) -> Callable[[float, float], tuple[float, float]]:
+    """Interval in focal length (mm) <-> horizontal FOV (deg): decreasing, so the ends swap."""
+
+    def conv(a: float, b: float) -> tuple[float, float]:
+        def f(x: float) -> float:
+            return math.degrees(2.0 * math.atan(sensor / (2.0 * x))) if x > 0 else 180.0
+
+        return f(b), f(a)
+
+    return conv
+
+
+def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
+    """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
+    level, name = region.level, region.name
+    if level == "object":
+        return _UNMAPPABLE_WHY["object"]
+    if name in _UNMAPPABLE_WHY:
+        return _UNMAPPABLE_WHY[name]
+    if level == "attr":
+        groups = [("classes", i) for i in range(len(recipe.classes))]
+        if name == "scale":
+            return [_Target((*g, "shape", "scale")) for g in groups]
+        if name in ("size", "size_m"):
+            out = []
+            for g in groups:
+                dims = get_field(recipe, (*g, "shape", "dimensions"))
+                base = max(_mid(d) for d in dims)
+                out.append(
+                    _Target(
+                        (*g, "shape", "scale"),
+                        convert=lambda a, b, base=base: (a / base, b / base),
+                        note=f"size / largest base dimension ({base:.4g} m)",
+                    )
+                )
+            return out
+        if name in _MATERIAL_KEYS or name == "material_pattern":
+            key = "pattern" if name == "material_pattern" else name
+            return [_Target((*g, "material", key)) for g in groups]
+        if name == "orientation":
+            return [_Target((*g, "shape", "orientation")) for g in groups]
+        return f"object attribute {name!r} is not produced by a recipe field"
+    # scene level
+    if name in _SCENE_DIRECT:
+        path, integer = _SCENE_DIRECT[name]
+        return [_Target(path, integer)]
+    cam = recipe.camera
+    if name == "camera_height":
+        e = math.radians(_mid(cam.elevation_deg))
+        s = math.sin(e)
+        if s <= 1e-6:
+            return "camera elevation is ~0, height does not depend on distance"
+        return [
+            _Target(
+                ("camera", "distance"),
+                convert=lambda a, b: (a / s, b / s),
+                note=f"height / sin({math.degrees(e):.3g} deg)",
+            )
+        ]
+    if name in ("focal_length_mm", "fov_deg"):
+        if cam.focal_length_mm is None and cam.fov_deg is None:
+            return "the recipe uses the default focal length (no distribution to change)"
+        own = "focal_length_mm" if cam.focal_length_mm is not None else "fov_deg"
+        if own == name:
+            return [_Target(("camera", name))]
+        return [_Target(("camera", own), convert=_focal_fov(cam.sensor_width_mm), note=f"{name} -> {own}")]
+    if name == "key_light_strength":
+        types = set(recipe.lights.type.support().values or ())
+        out = []
+        if types - {"SUN"}:
+            out.append(_Target(("lights", "strength"), note="applies to every light (fills scale by fill_ratio)"))
+        if "SUN" in types:
+            out.append(_Target(("lights", "sun_strength"), note="SUN key light"))
+        return out
+    if name.startswith("support_") and name[len("support_") :] in _MATERIAL_KEYS:
+        return [_Target(("support", "material", name[len("support_") :]))]
+    for prefix in ("requested_count_", "count_"):
+        if name.startswith(prefix):
+            group = name[len(prefix) :]
+            for gname, items in (("classes", recipe.classes), ("distractors", recipe.distractors)):
+                for i, it in enumerate(items):
+                    if it.name == group:
+                        return [_Target((gname, i, "count"), integer=True)]
+            return f"no class or distractor named {group!r} in the recipe"
+    if name in ("object_count", "distractor_count"):
+        gname = "classes" if name == "object_count" else "distractors"
+        items = getattr(recipe, gname)
+        if not items:
+            return f"the recipe has no {gname}"
+        mids = [max(_mid(it.count), 1e-9) for it in items]
+        total = sum(mids)
+        return [
+            _Target(
+                (gname, i, "count"),
+                integer=True,
+                convert=lambda a, b, share=m / total: (math.floor(a * share), math.ceil(b * share)),
+                note=f"total split by mean counts (share {m / total:.3g})",
+            )
+            for i, m in enumerate(mids)
+        ]
+    return f"scene param {name!r} is not produced by a recipe field"
+
+
+def _clip(iv: Interval, dist: Any, integer: bool) -> tuple[float, float] | None:
+    s = dist.support()
+    if float(s.low) == float(s.high):
+        return None  # a constant cannot be shifted within its own support
+    lo, hi, incl = iv
+    lo, hi = max(lo, float(s.low)), min(hi, float(s.high))
+    if integer:
+        lo_i = math.ceil(lo)
+        hi_i = math.floor(hi) if (incl or hi < iv[1]) else math.ceil(hi) - 1
+        if lo_i > hi_i:
+            return None
+        return float(lo_i), float(hi_i)
+    if lo >= hi:
+        return None
+    return lo, hi
+
+
+def _flatten(dist: Any, weight: float) -> list[tuple[float, Any]]:
+    if isinstance(dist, Mixture):
+        p = dist.probabilities()
+        return [(round(weight * float(w), 12), c.dist) for w, c in zip(p, dist.components, strict=True)]
+    return [(weight, dist)]
+
+
+def _mixture(original: Any, weak: list[Any], exploration: float) -> Any:
+    w = weak[0] if len(weak) == 1 else Mixture.of([(1.0, d) for d in weak])
+    if exploration <= 0.0:
+        return w
+    parts = _flatten(original, exploration) + _flatten(w, round(1.0 - exploration, 12))
+    return Mixture.of(parts)
+
+
+def derive(
+    recipe: Recipe,
+    weak_regions: Sequence[WeakRegion],
+    exploration: float = 0.3,
+    *,
+    name: str | None = None,
+) -> Derivation:
+    """The derived recipe plus what changed and what was not mappable (module docstring).
+
+    ``name``: the derived recipe's name (default ``<name>-derived``). Non-weak regions in the list
+    are used as given (the caller chose them). Raises :class:`ActiveError` for an exploration
+    outside [0, 1]; the result is validated like a loaded recipe (RecipeError if not).
+    """
+    if not 0.0 <= exploration <= 1.0:
+        raise ActiveError(f"exploration must be in [0, 1], got {exploration!r}", where="exploration")
+    pending: dict[Path_, _Pending] = {}
+    unmapped: list[Unmapped] = []
+    for r in weak_regions:
+        targets = _targets(recipe, r)
+        if isinstance(targets, str):
+            unmapped.append(Unmapped(r.param, r.describe(), targets))
+            continue
+        hits = 0
+        for t in targets:
+            dist = get_field(recipe, t.path)
+            sup = dist.support()
+            if r.kind == "categorical":
+                if sup.numeric:
+                    continue
+                cats = {c for c in r.categories or [] if c in set(map(str, sup.values or ()))}
+                if not cats:
+                    continue
+                p = pending.setdefault(t.path, _Pending(t))
+                p.categories |= cats
+            else:
+                if not sup.numeric:
+                    continue
+                lo, hi = float(r.low), float(r.high)  # type: ignore[arg-type]
+                if t.convert is not None:
+                    lo, hi = t.convert(lo, hi)
+                lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")  # readable YAML
+                iv = (lo, hi, r.high_inclusive)
+                if _clip(iv, dist, t.integer) is None:
+                    continue
+                p = pending.setdefault(t.path, _Pending(t))
+                p.intervals.append(iv)
+            p.params.append(r.param)
+            p.regions.append(r.describe())
+            hits += 1
+        if not hits:
+            where = ", ".join(path_str(t.path) for t in targets)
+            unmapped.append(Unmapped(r.param, r.describe(), f"outside the support of {where}"))
+    data = recipe_to_dict(recipe)
+    data["name"] = name or f"{recipe.name}-derived"
+    changes: list[FieldChange] = []
+    for path, p in pending.items():
+        dist = get_field(recipe, path)
+        if exploration >= 1.0:
+            continue
+        if p.categories:
+            vals = sorted(p.categories)
+            weak: list[Any] = [Constant(value=vals[0]) if len(vals) == 1 else Choice(values=tuple(vals))]
+        else:
+            weak = []
+            for iv in p.intervals:
+                c = _clip(iv, dist, p.target.integer)
+                assert c is not None
+                weak.append(Constant(value=c[0]) if c[0] == c[1] else Uniform(low=c[0], high=c[1]))
+        new = _mixture(dist, weak, exploration)
+        _set_in(data, path, new.model_dump())
+        changes.append(
+            FieldChange(path_str(path), p.params, p.regions, dist.model_dump(), new.model_dump(), p.target.note)
+        )
+    derived = recipe_from_dict(data, source=f"<derived from {recipe.name}>")
+    return Derivation(derived, changes, unmapped, exploration, recipe.name, recipe_hash(recipe))
+
+
+def derive_recipe(recipe: Recipe, weak_regions: Sequence[WeakRegion], exploration: float = 0.3) -> Recipe:
+    """Just the derived recipe of :func:`derive` (see there for the report of unmapped params)."""
+    return derive(recipe, weak_regions, exploration).recipe
+
+
+def recipe_diff(original: Recipe, derived: Recipe, a_name: str = "original.yaml", b_name: str = "derived.yaml") -> str:
+    """Unified diff (``difflib``) of the two recipes' YAML forms."""
+    a = recipe_to_yaml(original).splitlines(keepends=True)
+    b = recipe_to_yaml(derived).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, fromfile=a_name, tofile=b_name))
+
+
+def save_derivation(derivation: Derivation, original: Recipe, out_dir: str | Path, stem: str = "recipe") -> dict[str, Path]:
+    """Write ``<stem>.yaml`` (the derived recipe), ``<stem>.diff`` (against ``original``) and
+    ``<stem>.derivation.json`` (changes, unmapped) into ``out_dir``, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "recipe": out / f"{stem}.yaml",
+        "diff": out / f"{stem}.diff",
+        "derivation": out / f"{stem}.derivation.json",
+    }
+    atomic_write_bytes(paths["recipe"], recipe_to_yaml(derivation.recipe).encode("utf-8"))
+    diff = recipe_diff(original, derivation.recipe, f"{original.name}.yaml", f"{derivation.recipe.name}.yaml")
+    atomic_write_bytes(paths["diff"], diff.encode("utf-8"))
+    atomic_write_json(paths["derivation"], derivation.to_dict())
+    return paths

@@ -1,0 +1,448 @@
+"""The active-learning loop: render -> train -> evaluate -> mine -> derive -> render more.
+
+A :class:`LoopSpec` (YAML) names the initial recipe, how many frames round 0 and each later round
+render, the number of later rounds, the exploration share, the base training spec, whether each
+round fine-tunes the previous checkpoint or trains from scratch, the synthetic validation set
+(own seed), an optional real evaluation set, and the farm workers.
+
+``run_loop(spec_path, out_dir)`` lays out::
+
+    OUT/loop.yaml              the spec as run (+ its hash in loop.json)
+    OUT/val/                   synthetic validation set (initial recipe, val_seed), DONE marker
+    OUT/round_000/             round 0: initial recipe
+      recipe.yaml              recipe rendered in this round (+ recipe.diff, recipe.derivation.json
+                               for derived rounds)
+      job/  data/              farm job and the merged dataset of this round's frames
+      params.json              sampled params of this round's frames (for histograms)
+      train/  train.json       training run; train.json names the checkpoint
+      val_eval.json            evaluation report on the synthetic val set
+      val_slices.json          its SliceTable; weak_regions.json: mining result
+      real_eval.json           metrics on the real set (when given)
+      metrics.json             the round's summary
+      DONE                     written last: a finished round is never redone
+    OUT/round_001/ ...
+
+Round K > 0 derives a recipe from the **initial** recipe and round K-1's weak regions (weak
+regions are measured on the fixed val set drawn from the initial recipe, so deriving from the
+initial recipe keeps every round's mixture one level deep with the stated exploration share),
+renders ``frames_per_round`` frames with frame indices after all earlier rounds' (same seed, new
+index range: never the same scene twice), and trains on the union of all rounds' data. The
+``random`` arm renders the same number of frames from the initial recipe instead (the baseline of
+the comparison experiment). Every step leaves a marker, so a killed loop resumes at the step it
+was in; the farm resumes within a render job.
+
+The render / train / evaluate steps are :class:`LoopHooks` (defaults: the farm, the training
+package, :func:`synthloop.evaluation.evaluate`); tests inject tiny fakes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthloop.active.derive import derive, save_derivation
+from synthloop.active.errors import ActiveError
+from synthloop.active.mining import MiningOptions, MiningResult, mine
+from synthloop.active.outcomes import outcome_table
+from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml, validation_error_line
+
+LOOP_SCHEMA = "synthloop.loop/1"
+DONE = "DONE"
+
+
+class MiningConfig(BaseModel):
+    """Mining options of the loop (see :class:`~synthloop.active.mining.MiningOptions`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_bins: int = Field(5, ge=2)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    adjust: Literal["bonferroni", "none"] = "bonferroni"
+    min_effect: float = Field(0.05, ge=0)
+    min_support: int = Field(10, ge=1)
+    max_regions: int = Field(5, ge=1)
+    max_depth: int = Field(3, ge=1)
+    model: Literal["tree", "gbm"] = "tree"
+    exclude: list[str] = Field(default_factory=list)
+    include_measured: bool = True
+    seed: int = 0
+
+    def options(self) -> MiningOptions:
+        d = self.model_dump(exclude={"exclude", "include_measured"})
+        return MiningOptions(**d)
+
+
+class LoopSpec(BaseModel):
+    """The loop's inputs. Paths (``recipe`` unless a bundled name, ``train``, ``real_eval``) are
+    relative to the spec file. ``rounds``: rounds after round 0 (total ``rounds + 1``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "loop"
+    recipe: str
+    seed: int = Field(0, ge=0)
+    initial_frames: int = Field(ge=1)
+    frames_per_round: int = Field(ge=1)
+    rounds: int = Field(ge=0)
+    exploration: float = Field(0.3, ge=0, le=1)
+    arm: Literal["active", "random"] = "active"
+    train: str | None = None
+    retrain: Literal["finetune", "scratch"] = "finetune"
+    val_frames: int = Field(ge=1)
+    val_seed: int = Field(1_000_003, ge=0)
+    real_eval: str | None = None
+    workers: int = Field(1, ge=1)
+    shards: int | None = Field(None, ge=1)
+    score_thr: float = Field(0.5, ge=0, le=1)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> LoopSpec:
+        if self.val_seed == self.seed:
+            raise ValueError("val_seed must differ from seed (the val set would repeat training scenes)")
+        return self
+
+    def round_start(self, k: int) -> int:
+        """First frame index rendered in round ``k``."""
+        return 0 if k == 0 else self.initial_frames + (k - 1) * self.frames_per_round
+
+    def round_frames(self, k: int) -> int:
+        return self.initial_frames if k == 0 else self.frames_per_round
+
+
+def _resolve(base: Path, p: str | None) -> str | None:
+    if p is None:
+        return None
+    q = Path(p).expanduser()
+    if q.is_absolute():
+        return str(q)
+    cand = (base / q).resolve()
+    return str(cand) if cand.exists() or "/" in p or q.suffix else p
+
+
+def load_loop_spec(path: str | Path) -> LoopSpec:
+    """Read and validate a loop YAML; relative paths resolve against its folder (a bare recipe name
+    that is no file there stays a bundled-recipe name). ActiveError names file and field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ActiveError(f"cannot read loop spec ({e.strerror or e})", path=str(path)) from None
+    except yaml.YAMLError as e:
+        raise ActiveError(f"invalid YAML: {e}", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise ActiveError("expected a mapping of loop fields", path=str(path))
+    try:
+        spec = LoopSpec.model_validate(data)
+    except ValidationError as e:
+        where, msg = validation_error_line(e)
+        raise ActiveError(msg, path=str(path), where=where) from None
+    base = path.resolve().parent
+    return spec.model_copy(
+        update={
+            "recipe": _resolve(base, spec.recipe),
+            "train": _resolve(base, spec.train),
+            "real_eval": _resolve(base, spec.real_eval),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- hooks
+@dataclass
+class EvalResult:
+    """What an evaluation step returns: a flat ``metrics`` dict (JSON numbers) and, for synthetic
+    data, the :class:`~synthloop.evaluation.slices.SliceTable` to mine (None otherwise)."""
+
+    metrics: dict[str, Any]
+    slices: Any = None
+
+
+RenderFn = Callable[[Recipe, int, int, int, Path, LoopSpec], Path]
+"""``render(recipe, seed, start, frames, work_dir, spec) -> dataset folder`` (inside ``work_dir``)."""
+TrainFn = Callable[[LoopSpec, Sequence[Path], Path, "Path | None"], Path]
+"""``train(spec, dataset_folders, out_dir, init_checkpoint) -> checkpoint``."""
+EvalFn = Callable[[Path, Path, Path, LoopSpec], EvalResult]
+"""``evaluate(checkpoint, dataset, report_path, spec) -> EvalResult`` (writes the report)."""
+
+
+def farm_render(recipe: Recipe, seed: int, start: int, frames: int, work_dir: Path, spec: LoopSpec) -> Path:
+    """Render through the farm: ``plan_job`` + ``run_local`` + ``merge_job`` into ``work_dir/data``."""
+    from synthloop.farm.executors import run_local
+    from synthloop.farm.merge import merge_job
+    from synthloop.farm.plan import plan_job
+
+    data = work_dir / "data"
+    if data.exists():
+        return data
+    job = work_dir / "job"
+    plan_job(recipe, frames, seed, spec.shards or spec.workers, job, start=start)
+    summary = run_local(job, workers=spec.workers, quiet=True)
+    if summary.shards_failed or summary.frames_failed:
+        raise ActiveError(
+            f"render job failed ({len(summary.shards_failed)} shard(s), {summary.frames_failed} frame(s));"
+            " re-run to resume",
+            path=str(job),
+        )
+    return merge_job(job, data)
+
+
+def _training_api() -> Any:
+    try:
+        from synthloop.training import loop as tloop
+        from synthloop.training import spec as tspec
+    except ImportError as e:  # the training package is optional at import time
+        raise ActiveError(f"the training package is not available ({e})", where="train") from None
+    return tspec, tloop
+
+
+def default_train(spec: LoopSpec, datasets: Sequence[Path], out_dir: Path, init: Path | None) -> Path:
+    """Train with the training package: the base ExperimentSpec with its training data replaced by
+    ``datasets`` (and ``init`` as the starting checkpoint when fine-tuning). Returns the checkpoint."""
+    if spec.train is None:
+        raise ActiveError("the loop spec has no 'train' (base ExperimentSpec YAML)", where="train")
+    tspec, tloop = _training_api()
+    base = tspec.load_experiment_spec(spec.train)
+    exp = tspec.with_training_data(base, [str(d) for d in datasets], init_checkpoint=str(init) if init else None)
+    run = tloop.train(exp, out_dir, resume=True)
+    ckpt = getattr(run, "checkpoint", None) or getattr(run, "best_checkpoint", None) or run
+    return Path(ckpt)
+
+
+def _metrics_of(report: Any) -> dict[str, Any]:
+    coco = report.coco.get("bbox", {}).get("stats", {})
+    objs = [o for o in report.slices.objects if not o.get("ignored")]
+    recall = sum(1 for o in objs if o.get("matched")) / len(objs) if objs else None
+    return {
+        "num_frames": report.summary.get("num_frames"),
+        "num_gt": report.summary.get("num_gt"),
+        "recall": recall,
+        "voc_mAP": report.voc.get("mAP"),
+        "coco_AP": coco.get("AP"),
+        "coco_AP50": coco.get("AP50"),
+    }
+
+
+def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: LoopSpec) -> EvalResult:
+    """Predict with the training package's ``Predictor`` and evaluate (report saved at ``report_path``)."""
+    from synthloop.evaluation.detections import Detections, FrameDetections
+    from synthloop.evaluation.report import evaluate
+    from synthloop.importers import load_any
+
+    try:
+        from synthloop.training.predict import Predictor
+    except ImportError as e:
+        raise ActiveError(f"the training package's Predictor is not available ({e})", where="evaluate") from None
+    from synthloop.active.select import detection_arrays, load_rgb
+
+    ds = load_any(dataset)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    dets = Detections()
+    for f in ds.frames:
+        (pred,) = predictor.predict([load_rgb(f.image_path)])
+        b, s, lab, _ = detection_arrays(pred)
+        dets[f.frame_id] = FrameDetections(f.frame_id, b, s, lab)
+    report = evaluate(ds, dets, score_thr=spec.score_thr)
+    report.save(report_path)
+    return EvalResult(_metrics_of(report), report.slices)
+
+
+@dataclass
+class LoopHooks:
+    render: RenderFn = farm_render
+    train: TrainFn = default_train
+    evaluate: EvalFn = default_evaluate
+
+
+# ----------------------------------------------------------------------------- params
+def sampled_params(dataset: Path) -> dict[str, dict[str, list[Any]]]:
+    """``{"scene": {param: [value per frame]}, "attr": {param: [value per labeled object]}}`` of a
+    synthloop dataset folder (the values its frames were rendered with)."""
+    from synthloop.dataset.folder import load_dataset
+
+    ds = load_dataset(dataset)
+    scene: dict[str, list[Any]] = {}
+    attr: dict[str, list[Any]] = {}
+    for f in ds.frames:
+        for k, v in f.scene_params.items():
+            scene.setdefault(k, []).append(v)
+        for o in f.objects:
+            for k, v in o.attributes.items():
+                if isinstance(v, str | int | float | bool) or v is None:
+                    attr.setdefault(k, []).append(v)
+    return {"scene": scene, "attr": attr}
+
+
+# ----------------------------------------------------------------------------- loop
+def round_dir(out_dir: Path, k: int) -> Path:
+    return Path(out_dir) / f"round_{k:03d}"
+
+
+def _step(marker: Path, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` unless ``marker`` (JSON holding its result) exists; store the result after."""
+    if marker.exists():
+        return json.loads(marker.read_text())["result"]
+    result = fn()
+    atomic_write_json(marker, {"result": result})
+    return result
+
+
+@dataclass
+class RoundResult:
+    """One round's summary (the content of ``metrics.json``)."""
+
+    round: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec_hash(spec: LoopSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def run_loop(
+    spec_path: str | Path,
+    out_dir: str | Path,
+    *,
+    hooks: LoopHooks | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the loop; returns every round's ``metrics.json`` content, in order.
+
+    A different spec in an existing ``out_dir`` is refused (ActiveError): its rounds would mix."""
+    spec = load_loop_spec(spec_path)
+    hooks = hooks or LoopHooks()
+    say = log or (lambda _m: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    h = _spec_hash(spec)
+    meta = out / "loop.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old.get("spec_hash") != h:
+            raise ActiveError("a different loop spec was run in this folder; use a new --out", path=str(meta))
+    else:
+        atomic_write_bytes(out / "loop.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+        atomic_write_json(meta, {"schema": LOOP_SCHEMA, "spec_hash": h, "spec": spec.model_dump(mode="json")})
+    base = load_recipe(spec.recipe)
+
+    # validation set (fixed for the whole loop)
+    val_dir = out / "val"
+    if not (val_dir / DONE).exists():
+        say(f"rendering validation set ({spec.val_frames} frames, seed {spec.val_seed})")
+        val_dir.mkdir(parents=True, exist_ok=True)
+        data = hooks.render(base, spec.val_seed, 0, spec.val_frames, val_dir, spec)
+        atomic_write_json(val_dir / DONE, {"data": str(Path(data).resolve())})
+    val_data = Path(json.loads((val_dir / DONE).read_text())["data"])
+
+    results: list[dict[str, Any]] = []
+    prev_weak: MiningResult | None = None
+    prev_ckpt: Path | None = None
+    datasets: list[Path] = []
+    for k in range(spec.rounds + 1):
+        rdir = round_dir(out, k)
+        if (rdir / DONE).exists():
+            m = json.loads((rdir / "metrics.json").read_text())
+            results.append(m)
+            datasets.append(Path(m["data"]))
+            prev_ckpt = Path(m["checkpoint"])
+            prev_weak = MiningResult.load(rdir / "weak_regions.json")
+            say(f"round {k}: done (skipped)")
+            continue
+        rdir.mkdir(parents=True, exist_ok=True)
+        # 1. recipe
+        if k == 0 or spec.arm == "random" or prev_weak is None:
+            recipe = base
+            atomic_write_bytes(rdir / "recipe.yaml", recipe_to_yaml(recipe).encode())
+            derivation = None
+        else:
+            derivation = derive(base, prev_weak.regions, spec.exploration, name=f"{base.name}-r{k}")
+            save_derivation(derivation, base, rdir, stem="recipe")
+            recipe = derivation.recipe
+        # 2. render
+        start, n = spec.round_start(k), spec.round_frames(k)
+        say(f"round {k}: rendering {n} frames (indices {start}..{start + n - 1}) from {recipe.name}")
+        data_s = _step(
+            rdir / "render.done",
+            lambda: str(Path(hooks.render(recipe, spec.seed, start, n, rdir, spec)).resolve()),  # noqa: B023
+        )
+        data = Path(data_s)
+        if not (rdir / "params.json").exists():
+            atomic_write_json(rdir / "params.json", _jsonable(sampled_params(data)))
+        datasets_k = [*datasets, data]
+        # 3. train
+        init = prev_ckpt if (spec.retrain == "finetune" and k > 0) else None
+        say(f"round {k}: training on {len(datasets_k)} dataset(s){' from ' + str(init) if init else ''}")
+        ckpt = Path(
+            _step(
+                rdir / "train.json",
+                lambda: str(hooks.train(spec, datasets_k, rdir / "train", init)),  # noqa: B023
+            )
+        )
+        # 4. evaluate + mine
+        say(f"round {k}: evaluating")
+        val = hooks.evaluate(ckpt, val_data, rdir / "val_eval.json", spec)
+        if val.slices is None:
+            raise ActiveError("the synthetic evaluation returned no slice table", path=str(val_data))
+        val.slices.save(rdir / "val_slices.json")
+        table = outcome_table(
+            val.slices, exclude=spec.mining.exclude, include_measured=spec.mining.include_measured
+        )
+        mined = mine(table, spec.mining.options())
+        mined.save(rdir / "weak_regions.json")
+        real = None
+        if spec.real_eval:
+            real = hooks.evaluate(ckpt, Path(spec.real_eval), rdir / "real_eval.json", spec).metrics
+        metrics = {
+            "round": k,
+            "arm": spec.arm,
+            "recipe": recipe.name,
+            "recipe_hash": recipe_hash(recipe),
+            "frames_round": n,
+            "frames_total": sum(spec.round_frames(j) for j in range(k + 1)),
+            "frame_range": [start, start + n],
+            "data": str(data),
+            "checkpoint": str(ckpt),
+            "val": val.metrics,
+            "real": real,
+            "outcomes": table.counts(),
+            "weak_regions": [r.describe() for r in mined.regions],
+            "derived_changes": [c.path for c in derivation.changes] if derivation else [],
+            "unmapped": [u.param for u in derivation.unmapped] if derivation else [],
+        }
+        atomic_write_json(rdir / "metrics.json", _jsonable(metrics))
+        atomic_write_json(rdir / DONE, {"round": k})
+        results.append(metrics)
+        datasets.append(data)
+        prev_ckpt, prev_weak = ckpt, mined
+        say(f"round {k}: val recall {val.metrics.get('recall')}, {len(mined.regions)} weak region(s)")
+    return results
+
+
+def _jsonable(v: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def reset_round(out_dir: str | Path, k: int) -> None:
+    """Delete round ``k`` and every later round (to redo them with a changed hook or code)."""
+    out = Path(out_dir)
+    for d in sorted(out.glob("round_*")):
+        if int(d.name.split("_")[1]) >= k:
+            shutil.rmtree(d)

@@ -1,0 +1,14 @@
+"""Deployment: pruning, quantization (QAT / PTQ), ONNX export, TensorRT engines and inference.
+
+Flow: a training checkpoint (:mod:`checkpoints`) -> :mod:`prune` (channel pruning, fine-tune with the
+training loop) -> :mod:`qat` (fake-quant INT8 fine-tuning or PTQ calibration) -> :mod:`export_onnx`
+(FP32 / FP16 / INT8 QDQ ONNX + a sidecar metadata JSON) -> :mod:`tensorrt_build` (engine, where
+TensorRT exists) -> :mod:`infer` (torch, onnxruntime or TensorRT backends, one decoding path).
+
+Models are described by :class:`synthloop.deploy.checkpoints.ModelDesc` (family, backbone, classes,
+fixed input size, post-processing parameters); every artefact written here carries one.
+"""
+
+from synthloop.deploy.errors import DeployError
+
+__all__ = ["DeployError"]

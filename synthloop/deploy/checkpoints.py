@@ -1,0 +1,445 @@
+"""Load training / pruned checkpoints and rebuild their models.
+
+A model is described by :class:`ModelDesc`: family (``detectnet_v2`` or ``mask_rcnn``), backbone,
+classes (training label ``i + 1`` is dataset category ``category_ids[i]`` named ``class_names[i]``),
+the fixed network input size (``input_width`` x ``input_height`` pixels; images are resized to it
+for export and inference) and the post-processing parameters.
+
+Checkpoint kinds read by :func:`load_model` (all with ``torch.load(..., weights_only=True)``):
+
+* training checkpoints of :mod:`synthloop.training` (``{"model": state_dict, "optimizer", ...,
+  "spec": dict}``): the architecture is read from the state_dict itself (head / backbone keys and
+  shapes, so a checkpoint is never silently loaded into the wrong model) and completed from the
+  saved spec (class names, input size, clustering / anchor parameters) by :func:`desc_from_spec`;
+* pruned checkpoints written by :mod:`synthloop.deploy.prune` (``format`` :data:`PRUNED_FORMAT`):
+  the unpruned model is rebuilt from ``desc`` and every conv / batch-norm layer is resized to its
+  stored shape before the weights are loaded (:func:`apply_layer_shapes`), so no pickled code is
+  needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from synthloop.deploy.errors import DeployError
+from synthloop.training.postprocess import ClusterParams
+from synthloop.training.rasterizer import RasterParams
+
+Family = Literal["detectnet_v2", "mask_rcnn"]
+FAMILIES: tuple[str, ...] = ("detectnet_v2", "mask_rcnn")
+PRUNED_FORMAT = "synthloop.pruned/1"
+_FAMILY_ALIASES = {
+    "detectnet_v2": "detectnet_v2",
+    "detectnetv2": "detectnet_v2",
+    "detectnet": "detectnet_v2",
+    "mask_rcnn": "mask_rcnn",
+    "maskrcnn": "mask_rcnn",
+    "mask-rcnn": "mask_rcnn",
+}
+
+
+class ModelDesc(BaseModel):
+    """Everything needed to rebuild a model and decode its outputs (JSON-able, see module docstring).
+
+    DetectNet_v2 fields: ``head_channels``, ``bbox_norm`` (pixels), ``raster`` / ``cluster`` / ``class_weights``
+    (one per class) and the loss settings used when fine-tuning. Mask R-CNN fields: ``anchor_sizes``
+    (one per FPN level), ``aspect_ratios``, ``min_size`` / ``max_size`` (None: the input size, so the
+    network does not resize a fixed-size input), ``box_detections_per_img``, ``box_score_thresh``,
+    ``mask_threshold`` (probability above which a mask pixel is on).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: Family
+    backbone: str
+    class_names: list[str]
+    category_ids: list[int]
+    input_width: int = Field(gt=0)
+    input_height: int = Field(gt=0)
+    head_channels: int = 128
+    bbox_norm: float = 35.0
+    raster: list[RasterParams] | None = None
+    cluster: list[ClusterParams] | None = None
+    class_weights: list[float] | None = None
+    cov_loss: Literal["bce", "l2"] = "bce"
+    cov_loss_weight: float = 1.0
+    bbox_loss_weight: float = 10.0
+    cov_normalize: Literal["cells", "positives"] = "positives"
+    anchor_sizes: list[int] = Field(default_factory=lambda: [32, 64, 128, 256])
+    aspect_ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+    min_size: int | None = None
+    max_size: int | None = None
+    box_detections_per_img: int = 100
+    box_score_thresh: float = 0.05
+    mask_threshold: float = 0.5
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes C (without background)."""
+        return len(self.class_names)
+
+    def label_to_category(self) -> dict[int, int]:
+        """Training label (1..C) -> dataset category id."""
+        return {i + 1: int(c) for i, c in enumerate(self.category_ids)}
+
+
+@dataclass
+class LoadedModel:
+    """A rebuilt model (eval mode, CPU) with its description and where it came from.
+
+    ``kind``: ``"training"`` or ``"pruned"``; ``spec``: the training spec dict saved in the checkpoint
+    (None when absent); ``extra``: other checkpoint entries worth keeping (pruning report, epoch).
+    """
+
+    model: nn.Module
+    desc: ModelDesc
+    kind: str
+    path: Path
+    spec: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_family(name: str, path: str | None = None, where: str = "family") -> str:
+    """``"DetectNet_v2"``, ``"detectnet"``, ``"maskrcnn"``... -> ``detectnet_v2`` / ``mask_rcnn``."""
+    key = str(name).strip().lower().replace(" ", "_")
+    if key not in _FAMILY_ALIASES:
+        raise DeployError(f"unknown model family {name!r} (expected one of {', '.join(FAMILIES)})",
+                          path=path, where=where)
+    return _FAMILY_ALIASES[key]
+
+
+# ----------------------------------------------------------------------------------- building
+
+
+def build_model(desc: ModelDesc) -> nn.Module:
+    """A freshly initialized (random weights) model of ``desc``'s architecture, eval mode, CPU."""
+    from synthloop.training.backbones import build_backbone
+
+    backbone = build_backbone(desc.backbone, weights=None)
+    if desc.family == "detectnet_v2":
+        from synthloop.training.detectnet import DetectNetV2
+
+        model: nn.Module = DetectNetV2(
+            backbone,
+            desc.num_classes,
+            raster=desc.raster,
+            cluster=desc.cluster,
+            class_weights=desc.class_weights,
+            cov_loss=desc.cov_loss,
+            cov_loss_weight=desc.cov_loss_weight,
+            bbox_loss_weight=desc.bbox_loss_weight,
+            bbox_norm=desc.bbox_norm,
+            head_channels=desc.head_channels,
+            cov_normalize=desc.cov_normalize,
+        )
+    else:
+        from synthloop.training.maskrcnn import build_maskrcnn
+
+        model = build_maskrcnn(
+            backbone,
+            desc.num_classes + 1,
+            anchor_sizes=tuple(desc.anchor_sizes),
+            aspect_ratios=tuple(desc.aspect_ratios),
+            min_size=desc.min_size or min(desc.input_width, desc.input_height),
+            max_size=desc.max_size or max(desc.input_width, desc.input_height),
+            box_detections_per_img=desc.box_detections_per_img,
+            box_score_thresh=desc.box_score_thresh,
+        )
+    return model.eval()
+
+
+def feature_backbone(model: nn.Module) -> nn.Module:
+    """The :class:`~synthloop.training.backbones.FeatureBackbone` inside a DetectNetV2 or Mask R-CNN."""
+    bb = model.backbone
+    return bb.body if hasattr(bb, "fpn") else bb
+
+
+# ------------------------------------------------------------------ state_dict inspection
+
+
+def family_of_state_dict(sd: Mapping[str, Any]) -> str | None:
+    """``detectnet_v2`` / ``mask_rcnn`` from characteristic keys, None if neither."""
+    if "cov_head.weight" in sd and "bbox_head.weight" in sd:
+        return "detectnet_v2"
+    if any(k.startswith("roi_heads.mask_predictor.") for k in sd):
+        return "mask_rcnn"
+    return None
+
+
+def backbone_of_state_dict(sd: Mapping[str, Any], family: str) -> str | None:
+    """Backbone name from the keys below the family's backbone prefix (None if unknown)."""
+    prefix = "backbone." if family == "detectnet_v2" else "backbone.body."
+    keys = [k[len(prefix) :] for k in sd if k.startswith(prefix)]
+    if any(k.startswith("body.blocks.") for k in keys):
+        return "efficientnet_lite0"
+    if any(k.startswith("body.layer1.0.conv3.") for k in keys):
+        return "resnet50"
+    if any(k.startswith("body.layer3.") for k in keys):
+        blocks = {k.split(".")[2] for k in keys if k.startswith("body.layer3.")}
+        return "resnet34" if len(blocks) > 2 else "resnet18"
+    return None
+
+
+def num_classes_of_state_dict(sd: Mapping[str, Any], family: str) -> int:
+    """Object classes C (without background) from the output layers' shapes."""
+    if family == "detectnet_v2":
+        return int(sd["cov_head.weight"].shape[0])
+    return int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1
+
+
+def _find(spec: Any, *names: str) -> Any:
+    """First value of a key in ``names`` found depth-first in nested dicts/lists (None if absent)."""
+    if isinstance(spec, Mapping):
+        for n in names:
+            if n in spec and spec[n] is not None:
+                return spec[n]
+        for v in spec.values():
+            r = _find(v, *names)
+            if r is not None:
+                return r
+    elif isinstance(spec, list | tuple):
+        for v in spec:
+            r = _find(v, *names)
+            if r is not None:
+                return r
+    return None
+
+
+def family_of_spec(spec: Mapping[str, Any] | None) -> str | None:
+    """Model family named by a training spec dict (``model.arch`` / ``family`` / ``type``...), or None."""
+    if not spec:
+        return None
+    model = spec.get("model") if isinstance(spec.get("model"), Mapping) else spec
+    for key in ("family", "arch", "architecture", "type", "name", "model_type"):
+        v = model.get(key) if isinstance(model, Mapping) else None
+        if isinstance(v, str) and v.strip().lower().replace(" ", "_") in _FAMILY_ALIASES:
+            return _FAMILY_ALIASES[v.strip().lower().replace(" ", "_")]
+    if isinstance(spec.get("model"), str) and spec["model"].lower() in _FAMILY_ALIASES:
+        return _FAMILY_ALIASES[spec["model"].lower()]
+    return None
+
+
+def desc_from_spec(
+    spec: Mapping[str, Any] | None,
+    family: str,
+    backbone: str,
+    num_classes: int,
+    checkpoint: Mapping[str, Any] | None = None,
+) -> ModelDesc:
+    """Complete the architecture read from the weights with what the training spec knows.
+
+    Looked up (depth-first, first match) in the spec and the checkpoint's top level: class names
+    (``class_names`` / ``classes`` / ``categories``), category ids (``category_ids``), input size
+    (``output_width``/``output_height`` of the augmentation, ``input_width``/``input_height``),
+    DetectNet ``cluster`` / ``raster`` / ``bbox_norm`` / ``head_channels``, Mask R-CNN
+    ``anchor_sizes`` / ``aspect_ratios`` / ``min_size`` / ``max_size``. Missing values fall back to
+    ``class_1..class_C``, ids 1..C and a 640 x 480 input.
+    """
+    src: list[Any] = [dict(checkpoint or {}), dict(spec or {})]
+    src[0].pop("model", None)
+    src[0].pop("optimizer", None)
+
+    def get(*names: str) -> Any:
+        for s in src:
+            v = _find(s, *names)
+            if v is not None:
+                return v
+        return None
+
+    names = get("class_names", "classes", "categories")
+    ids: list[int] | None = get("category_ids")
+    if isinstance(names, list) and names and isinstance(names[0], Mapping):  # [{"id", "name"}, ...]
+        ids = [int(c["id"]) for c in names]
+        names = [str(c["name"]) for c in names]
+    if not isinstance(names, list) or len(names) != num_classes:
+        names = [f"class_{i + 1}" for i in range(num_classes)]
+    if not isinstance(ids, list) or len(ids) != num_classes:
+        ids = list(range(1, num_classes + 1))
+    d: dict[str, Any] = {
+        "family": family,
+        "backbone": backbone,
+        "class_names": [str(n) for n in names],
+        "category_ids": [int(i) for i in ids],
+        "input_width": int(get("input_width", "output_width") or 640),
+        "input_height": int(get("input_height", "output_height") or 480),
+    }
+    optional = ["bbox_norm", "head_channels", "cov_loss", "cov_loss_weight", "bbox_loss_weight", "cov_normalize"]
+    optional += ["anchor_sizes", "aspect_ratios", "min_size", "max_size", "box_detections_per_img"]
+    optional += ["box_score_thresh", "class_weights"]
+    for key in optional:
+        v = get(key)
+        if v is not None:
+            d[key] = v
+    for key in ("cluster", "raster"):
+        v = get(key, f"{key}_params")
+        if isinstance(v, Mapping):  # per class name, or one set for all classes
+            cn = d["class_names"]
+            v = [v[n] for n in cn] if all(n in v for n in cn) else [v] * num_classes
+        if isinstance(v, list) and len(v) == num_classes:
+            d[key] = v
+    try:
+        return ModelDesc.model_validate(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise DeployError(f"cannot describe the model: {err['msg']}",
+                          where=".".join(str(p) for p in err["loc"])) from None
+
+
+# ---------------------------------------------------------------------- pruned layer shapes
+
+
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Shape attributes of every conv / batch-norm / linear layer (what pruning changes)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = {"in_channels": m.in_channels, "out_channels": m.out_channels, "groups": m.groups}
+        elif isinstance(m, nn.BatchNorm2d):
+            out[name] = {"num_features": m.num_features}
+        elif isinstance(m, nn.Linear):
+            out[name] = {"in_features": m.in_features, "out_features": m.out_features}
+    return out
+
+
+def apply_layer_shapes(model: nn.Module, shapes: Mapping[str, Mapping[str, int]]) -> nn.Module:
+    """Resize layers in place to ``shapes`` (from :func:`layer_shapes`); parameters become empty
+    tensors of the new shapes, to be filled by ``load_state_dict``."""
+    modules = dict(model.named_modules())
+    for name, attrs in shapes.items():
+        m = modules.get(name)
+        if m is None:
+            raise DeployError(f"pruned checkpoint names layer {name!r} that the model lacks", where=name)
+        for k, v in attrs.items():
+            setattr(m, k, int(v))
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            m.weight = nn.Parameter(torch.empty(m.out_channels, m.in_channels // m.groups, kh, kw))
+            if m.bias is not None:
+                m.bias = nn.Parameter(torch.empty(m.out_channels))
+        elif isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            if m.affine:
+                m.weight, m.bias = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n))
+            if m.track_running_stats:
+                m.running_mean, m.running_var = torch.zeros(n), torch.ones(n)
+        elif isinstance(m, nn.Linear):
+            m.weight = nn.Parameter(torch.empty(m.out_features, m.in_features))
+            if m.bias is not None:
+                m.bias = nn.Parameter(torch.empty(m.out_features))
+    return model
+
+
+def refresh_out_channels(model: nn.Module, desc: ModelDesc) -> None:
+    """Update ``out_channels_list`` of the feature backbone after pruning (one forward pass)."""
+    bb = feature_backbone(model)
+    with torch.no_grad():
+        feats = bb(torch.zeros(1, 3, 64, 64))
+    bb.out_channels_list = [int(f.shape[1]) for f in feats.values()]
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def read_checkpoint(path: str | os.PathLike, where: str = "model") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` -> dict, with one-line errors for a missing,
+    unreadable, corrupt or truncated file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DeployError("checkpoint not found", path=str(p), where=where)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise DeployError(
+            f"cannot read checkpoint, corrupt or truncated ({type(e).__name__}: {first})", path=str(p), where=where
+        ) from None
+    if not isinstance(obj, dict):
+        raise DeployError(f"not a checkpoint dict (got {type(obj).__name__})", path=str(p), where=where)
+    return obj
+
+
+def _load_weights(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)})")
+        raise DeployError("weights do not fit the model: " + "; ".join(parts), path=path, where="model")
+    model.load_state_dict(dict(sd), strict=True)
+
+
+def _check_family(found: str, expected: str | None, path: str) -> None:
+    if expected is not None and found != normalize_family(expected):
+        raise DeployError(
+            f"checkpoint holds a {found} model, but a {normalize_family(expected)} model was asked for",
+            path=path,
+            where="family",
+        )
+
+
+def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
+    """Rebuild the model stored at ``path`` (a training or pruned checkpoint), eval mode, CPU.
+
+    ``family``: when given, a checkpoint of the other family raises :class:`DeployError`.
+    """
+    p = str(path)
+    ck = read_checkpoint(path)
+    if ck.get("format") == PRUNED_FORMAT:
+        try:
+            desc = ModelDesc.model_validate(ck["desc"])
+        except (KeyError, ValidationError) as e:
+            raise DeployError(f"pruned checkpoint has no valid model description ({e})".splitlines()[0],
+                              path=p, where="desc") from None
+        _check_family(desc.family, family, p)
+        model = apply_layer_shapes(build_model(desc), ck.get("layer_shapes") or {})
+        _load_weights(model, ck.get("model") or {}, p)
+        refresh_out_channels(model, desc)
+        return LoadedModel(model.eval(), desc, "pruned", Path(path), ck.get("spec"),
+                           {"prune_report": ck.get("report")})
+    sd = ck.get("model")
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise DeployError("checkpoint has no 'model' state_dict", path=p, where="model")
+    spec = ck.get("spec") if isinstance(ck.get("spec"), Mapping) else None
+    found = family_of_state_dict(sd)
+    named = family_of_spec(spec)
+    if found is None:
+        raise DeployError("cannot tell the model family from the weights (neither DetectNet_v2 nor Mask R-CNN)",
+                          path=p, where="model")
+    if named is not None and named != found:
+        raise DeployError(f"spec names a {named} model but the weights are {found}", path=p, where="spec")
+    _check_family(found, family, p)
+    backbone = backbone_of_state_dict(sd, found)
+    if backbone is None:
+        raise DeployError("cannot tell the backbone from the weights", path=p, where="model")
+    desc = desc_from_spec(spec, found, backbone, num_classes_of_state_dict(sd, found), ck)
+    if found == "detectnet_v2":
+        desc = desc.model_copy(update={"head_channels": int(sd["fuse.0.weight"].shape[0])})
+    model = build_model(desc)
+    _load_weights(model, sd, p)
+    extra = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
+    return LoadedModel(model.eval(), desc, "training", Path(path), dict(spec) if spec else None, extra)
+
+
+def save_training_checkpoint(path: str | os.PathLike, model: nn.Module, spec: Mapping[str, Any]) -> Path:
+    """Write ``{"model": state_dict, "spec": spec}`` atomically (the training checkpoint layout; used
+    by tests and tools that make models outside the training loop)."""
+    from synthloop.atomic import atomic_write_with
+
+    obj = {"model": model.state_dict(), "spec": dict(spec)}
+    return atomic_write_with(path, lambda fh: torch.save(obj, fh))

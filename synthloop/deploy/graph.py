@@ -1,0 +1,103 @@
+"""Graph helpers shared by pruning, quantization and export: the raw-output DetectNet module,
+batch-norm folding, and counting what a forward pass actually uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+class DetectNetRaw(nn.Module):
+    """DetectNetV2 without post-processing (TLT style).
+
+    ``forward(x)``: x (B, 3, H, W) float RGB in [0, 1] (the model normalizes internally) ->
+    ``cov`` (B, C, H/16, W/16) coverage *logits* and ``bbox`` (B, C, 4, H/16, W/16) encoded boxes
+    (see :mod:`synthloop.training.rasterizer`). Sigmoid and DBSCAN clustering happen outside.
+    """
+
+    def __init__(self, detectnet: nn.Module):
+        super().__init__()
+        self.net = detectnet
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.head(x)
+
+
+def executed_modules(module: nn.Module, run: Callable[[], object]) -> list[nn.Module]:
+    """Leaf modules of ``module`` that ``run()`` calls, in first-call order."""
+    seen: dict[int, nn.Module] = {}
+
+    def hook(mod: nn.Module, inputs: object, output: object) -> None:  # must return None
+        seen.setdefault(id(mod), mod)
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(seen.values())
+
+
+def count_used_params(module: nn.Module, run: Callable[[], object]) -> int:
+    """Parameters of the leaf modules ``run()`` executes (unused heads, e.g. the EfficientNet
+    classifier kept for weight compatibility, do not count)."""
+    return sum(p.numel() for m in executed_modules(module, run) for p in m.parameters(recurse=False))
+
+
+def fold_batchnorm(model: nn.Module, example: torch.Tensor | tuple, call: Callable | None = None) -> int:
+    """Fold every BatchNorm2d that directly consumes a Conv2d's output into that conv (eval mode).
+
+    The pairs are found by running ``model`` once on ``example`` (``call(model, example)`` when
+    given) and matching the BN input tensor to the conv output tensor, so it works for any module
+    structure (Sequential conv-bn-act, torchvision ResNets' ``conv1``/``bn1``). The conv gets the
+    folded weight and bias, the BN becomes ``nn.Identity``. Returns the number of folded pairs.
+    Numerically exact up to float rounding for a model in eval mode.
+    """
+    produced: dict[int, nn.Conv2d] = {}
+    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
+
+    def after_conv(mod: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        produced[id(output)] = mod
+
+    def before_bn(mod: nn.Module, inputs: tuple) -> None:
+        if id(inputs[0]) in produced:
+            pairs.append((produced[id(inputs[0])], mod))
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(after_conv))
+        elif isinstance(m, nn.BatchNorm2d):
+            hooks.append(m.register_forward_pre_hook(before_bn))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if call is not None:
+                call(model, example)
+            elif isinstance(example, tuple):
+                model(*example)
+            else:
+                model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    names = {m: n for n, m in model.named_modules()}
+
+    def replace(mod: nn.Module, new: nn.Module) -> None:
+        parent, _, attr = names[mod].rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+    done = 0
+    for conv, bn in dict((id(b), (c, b)) for c, b in pairs).values():
+        replace(conv, fuse_conv_bn_eval(conv, bn))
+        replace(bn, nn.Identity())
+        done += 1
+    model.train(was_training)
+    return done

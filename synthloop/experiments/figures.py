@@ -1,0 +1,110 @@
+"""Matplotlib figures of a mixing experiment's results, as PNG bytes (Agg canvas, no pyplot state).
+
+Input is the results dict of :func:`synthloop.experiments.report.collect_results`.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from synthloop.experiments.matrix import fraction_label
+
+SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+BASELINE_STYLE = {"synthetic_only": ("#ff7f0e", "--"), "real_only": ("#7f7f7f", ":")}
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def metric_vs_fraction_png(results: dict[str, Any], metric: str) -> bytes:
+    """``metric`` (``"AP"`` or ``"AP50"``) against the real fraction: per schedule the mean over
+    seeds as a line with markers and the min..max range as a shaded band (plus error bars, so a
+    single fraction stays visible); baselines as horizontal lines with their own band."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    fracs_all: set[float] = set()
+    for i, (name, aggs) in enumerate(results["series"].items()):
+        pts = [a for a in aggs if a[metric]["n"]]
+        if not pts:
+            continue
+        col = SERIES_COLORS[i % len(SERIES_COLORS)]
+        x = [a["real_fraction"] for a in pts]
+        mean = [a[metric]["mean"] for a in pts]
+        lo = [a[metric]["min"] for a in pts]
+        hi = [a[metric]["max"] for a in pts]
+        fracs_all.update(x)
+        ax.fill_between(x, lo, hi, color=col, alpha=0.18, linewidth=0)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=[
+                [m - a for m, a in zip(mean, lo, strict=True)],
+                [b - m for m, b in zip(mean, hi, strict=True)],
+            ],
+            color=col,
+            marker="o",
+            capsize=3,
+            label=f"{name} (mean, min-max over seeds)",
+        )
+    for name, a in results["baselines"].items():
+        s = a[metric]
+        if not s["n"]:
+            continue
+        col, ls = BASELINE_STYLE.get(name, ("#000000", "-."))
+        ax.axhline(s["mean"], color=col, linestyle=ls, linewidth=1.6, label=f"{name} baseline")
+        if s["max"] > s["min"]:
+            ax.axhspan(s["min"], s["max"], color=col, alpha=0.10, linewidth=0)
+    ax.set_xlabel("real fraction")
+    ax.set_ylabel(f"{metric} (COCO bbox)")
+    ax.set_title(f"{metric} vs real fraction")
+    if fracs_all:
+        ax.set_xticks(sorted(fracs_all))
+        ax.set_xticklabels([fraction_label(f) for f in sorted(fracs_all)])
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def per_class_png(results: dict[str, Any], metric: str = "AP50") -> bytes:
+    """Grouped bars: one group per class, one bar per configuration (series x real fraction, then
+    the baselines), bar = mean over seeds, error bar = min..max."""
+    configs: list[tuple[str, dict[str, Any]]] = []
+    for name, aggs in results["series"].items():
+        configs += [(f"{name} r={fraction_label(a['real_fraction'])}", a) for a in aggs]
+    configs += [(f"{name}", a) for name, a in results["baselines"].items()]
+    configs = [(lab, a) for lab, a in configs if any(s["n"] for s in a[f"per_class_{metric}"].values())]
+    classes = list(results["classes"])
+    fig = Figure(figsize=(max(6.4, 1.2 + 0.35 * len(classes) * max(1, len(configs))), 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(configs))
+    colors = matplotlib.colormaps["tab20"]
+    for j, (label, a) in enumerate(configs):
+        xs, ys, lo, hi = [], [], [], []
+        for k, c in enumerate(classes):
+            s = a[f"per_class_{metric}"].get(c, {"n": 0})
+            if not s["n"]:
+                continue
+            xs.append(k - 0.4 + width * (j + 0.5))
+            ys.append(s["mean"])
+            lo.append(s["mean"] - s["min"])
+            hi.append(s["max"] - s["mean"])
+        ax.bar(xs, ys, width=width * 0.95, yerr=[lo, hi], capsize=2, color=colors(j % 20), label=label)
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels(classes)
+    ax.set_ylabel(f"{metric} per class (COCO bbox)")
+    ax.set_title(f"per-class {metric} (mean over seeds, min-max bars)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    if configs:
+        ax.legend(fontsize=7, ncol=2, loc="best")
+    return _png(fig)
