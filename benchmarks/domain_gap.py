@@ -22,6 +22,8 @@ Statistics (per class unless noted), identical definitions on both sides:
 * ``count``: objects of the class per image (images without the class count as 0); mean,
   quartiles, min, max. ``total`` is the same for all labeled objects.
 * ``coverage`` (per image): union of the labeled masks / image area.
+* ``touching_border``: fraction of labeled objects whose box comes within 0.5 % of the image
+  width of an image edge (truncated objects).
 * ``hsv``: colour of the pixels under the class's masks, pooled over objects. HSV of the sRGB
   values in [0, 1], hue in turns; hue mean/std are circular (std = sqrt(-2 ln R) / 2 pi) and
   weighted by saturation (the hue of grey pixels is noise); s and v plain mean/std.
@@ -59,6 +61,7 @@ from synthloop.scenes.recipe import Recipe, load_recipe  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "train.json"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "domain_gap.json"
+BORDER_MARGIN = 0.005  # a box within this fraction of the image width of an edge touches the border
 
 
 # ------------------------------------------------------------------------------ pure statistics
@@ -137,6 +140,7 @@ def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
     pixels: dict[str, list[np.ndarray]] = {n: [] for n in names.values()}
     totals: list[int] = []
     coverage: list[float] = []
+    touching = 0
     bg_v: list[float] = []
     bg_s: list[float] = []
     for frame in ds.frames:
@@ -153,6 +157,8 @@ def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
             if bw <= 0 or bh <= 0:
                 continue
             per_image[name] += 1
+            m_px = BORDER_MARGIN * w
+            touching += int(x1 <= m_px or y1 <= m_px or x2 >= w - m_px or y2 >= h - m_px)
             rel[name].append(max(bw, bh) / w)
             aspect[name].append(max(bw, bh) / min(bw, bh))
             if obj.mask is not None:
@@ -193,6 +199,7 @@ def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
         "classes": classes,
         "total": summarize(totals),
         "coverage": summarize(coverage),
+        "touching_border": touching / max(1, sum(totals)),
         "background": {"value": summarize(bg_v), "saturation": summarize(bg_s)} if colour else None,
     }
 
@@ -200,20 +207,24 @@ def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
 def gap_checks(real: dict[str, Any], synth: dict[str, Any], size_tol: float = 0.2, count_tol: float = 0.25):
     """Pass/fail per class: |synth/real - 1| of the median rel_size (<= ``size_tol``) and of the
     mean count (<= ``count_tol``); also the mean total objects per image (``count_tol``)."""
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b and math.isfinite(a) and math.isfinite(b) else float("nan")
+
     out: dict[str, Any] = {}
     for name, rc in real["classes"].items():
         sc = synth["classes"].get(name)
         if sc is None:
             continue
-        size_ratio = sc["rel_size"]["median"] / rc["rel_size"]["median"]
-        count_ratio = sc["count"]["mean"] / rc["count"]["mean"]
+        size_ratio = ratio(sc["rel_size"]["median"], rc["rel_size"]["median"])
+        count_ratio = ratio(sc["count"]["mean"], rc["count"]["mean"])
         out[name] = {
             "rel_size_median_ratio": size_ratio,
             "rel_size_ok": bool(abs(size_ratio - 1) <= size_tol),
             "count_mean_ratio": count_ratio,
             "count_ok": bool(abs(count_ratio - 1) <= count_tol),
         }
-    t = synth["total"]["mean"] / real["total"]["mean"]
+    t = ratio(synth["total"]["mean"], real["total"]["mean"])
     out["total"] = {"count_mean_ratio": t, "count_ok": bool(abs(t - 1) <= count_tol)}
     return out
 
@@ -239,7 +250,9 @@ def render_dataset(recipe: Recipe, frames: int, seed: int, out: Path, threads: i
         recipe, seed, range(frames), out, renderer_factory=default_renderer_factory(threads), quiet=True
     )
     if res.failed:
-        raise SynthloopError(f"{len(res.failed)} frame(s) failed to render: {sorted(res.failed)}", path=str(out))
+        raise SynthloopError(
+            f"{len(res.failed)} frame(s) failed to render: {sorted(res.failed)}", path=str(out)
+        )
     return load_dataset(out)
 
 
@@ -296,12 +309,21 @@ def table_rows(real: dict[str, Any], synth: dict[str, Any]) -> list[tuple[str, s
     rows: list[tuple[str, str, str]] = [("images", str(real["images"]), str(synth["images"]))]
     for name, rc in real["classes"].items():
         sc = synth["classes"].get(name, {})
-        rows.append((f"{name} rel_size med (q1, q3)", _fmt_dist(rc["rel_size"]), _fmt_dist(sc.get("rel_size", {}))))
-        rows.append((f"{name} aspect med (q1, q3)", _fmt_dist(rc["aspect"], 2), _fmt_dist(sc.get("aspect", {}), 2)))
-        rows.append((f"{name} per image mean (min-max)", _fmt_count(rc["count"]), _fmt_count(sc.get("count", {}))))
+        rows.append(
+            (f"{name} rel_size med (q1, q3)", _fmt_dist(rc["rel_size"]), _fmt_dist(sc.get("rel_size", {})))
+        )
+        rows.append(
+            (f"{name} aspect med (q1, q3)", _fmt_dist(rc["aspect"], 2), _fmt_dist(sc.get("aspect", {}), 2))
+        )
+        rows.append(
+            (f"{name} per image mean (min-max)", _fmt_count(rc["count"]), _fmt_count(sc.get("count", {})))
+        )
         rows.append((f"{name} HSV", _fmt_hsv(rc["hsv"]), _fmt_hsv(sc.get("hsv"))))
     rows.append(("objects per image mean (min-max)", _fmt_count(real["total"]), _fmt_count(synth["total"])))
     rows.append(("coverage med (q1, q3)", _fmt_dist(real["coverage"]), _fmt_dist(synth["coverage"])))
+    rows.append(
+        ("objects touching the border", f"{real['touching_border']:.3f}", f"{synth['touching_border']:.3f}")
+    )
     for key in ("value", "saturation"):
         r = real["background"][key] if real["background"] else {}
         s = synth["background"][key] if synth["background"] else {}
@@ -344,10 +366,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             synth = domain_stats(zbuffer_dataset(recipe, args.frames, args.seed), colour=False)
             synth_name += " z-buffer"
         elif args.render_dir:
-            synth = domain_stats(render_dataset(recipe, args.frames, args.seed, Path(args.render_dir), args.threads))
+            synth = domain_stats(
+                render_dataset(recipe, args.frames, args.seed, Path(args.render_dir), args.threads)
+            )
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                synth = domain_stats(render_dataset(recipe, args.frames, args.seed, Path(tmp) / "ds", args.threads))
+                synth = domain_stats(
+                    render_dataset(recipe, args.frames, args.seed, Path(tmp) / "ds", args.threads)
+                )
     rows = table_rows(real, synth)
     if not args.quiet:
         print_table(rows, Path(args.real).name, synth_name)
@@ -374,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--render-dir", help="render into (or resume) this dataset folder")
     src.add_argument("--dataset", help="read this existing synthloop dataset folder instead of rendering")
-    src.add_argument("--zbuffer", action="store_true", help="no Blender: geometry statistics from the z-buffer")
+    src.add_argument(
+        "--zbuffer", action="store_true", help="no Blender: geometry statistics from the z-buffer"
+    )
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)

@@ -55,8 +55,10 @@ def rss_run(recipe_name: str, frames: int, warmup: int) -> dict:
             annotate_frame(spec, fr.instance_ids, fr.depth)
             samples.append(r.rss_bytes)
             if (i + 1) % 100 == 0:
-                print(f"  rss frame {i + 1}: {r.rss_bytes / 2**20:.1f} MB ({time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+                print(
+                    f"  rss frame {i + 1}: {r.rss_bytes / 2**20:.1f} MB ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     base = samples[warmup - 1]
     return {
         "frames": frames,
@@ -83,14 +85,16 @@ def main() -> None:
     one = throughput(args.recipe, args.frames, workers=1, threads=1, shards=2)
     two = throughput(args.recipe, args.frames, workers=2, threads=1, shards=2)
     one_t2 = throughput(args.recipe, args.frames, workers=1, threads=2, shards=2)
-    fig.update({
-        "fps_1_worker_1_thread": round(one, 3),
-        "fps_2_workers_1_thread": round(two, 3),
-        "fps_1_worker_2_threads": round(one_t2, 3),
-        "speedup_2_workers": round(two / one, 3),
-        "speedup_2_workers_vs_1_worker_2_threads": round(two / one_t2, 3),
-        "target_speedup": 1.8,
-    })
+    fig.update(
+        {
+            "fps_1_worker_1_thread": round(one, 3),
+            "fps_2_workers_1_thread": round(two, 3),
+            "fps_1_worker_2_threads": round(one_t2, 3),
+            "speedup_2_workers": round(two / one, 3),
+            "speedup_2_workers_vs_1_worker_2_threads": round(two / one_t2, 3),
+            "target_speedup": 1.8,
+        }
+    )
     for k, v in fig.items():
         print(f"{k:40s} {v}", flush=True)
     if args.long_frames:

@@ -7,6 +7,7 @@ writers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -30,10 +31,8 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 

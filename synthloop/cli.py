@@ -12,12 +12,16 @@ from pathlib import Path
 import typer
 
 from synthloop.cli_common import fail, user_errors
+from synthloop.commands import active as active_cmd
 from synthloop.commands import dataset as dataset_cmd
+from synthloop.commands import deploy as deploy_cmd
 from synthloop.commands import export as export_cmd
 from synthloop.commands import farm as farm_cmd
 from synthloop.commands import geometry as geometry_cmd
+from synthloop.commands import mix as mix_cmd
 from synthloop.commands import recipes as recipes_cmd
 from synthloop.commands.evaluate import evaluate_cmd
+from synthloop.commands.train import train_cmd
 
 app = typer.Typer(
     name="synthloop",
@@ -29,16 +33,31 @@ app = typer.Typer(
 app.add_typer(recipes_cmd.app, name="recipes", help="List, show and validate scene recipes.")
 app.add_typer(export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / depth / semantic maps.")
 app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, show, merge and split datasets.")
+app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.add_typer(mix_cmd.app, name="mix", help="Mixing-ratio experiments: run the matrix, write the report.")
+app.command("prune")(deploy_cmd.prune_cmd)
+app.command("qat")(deploy_cmd.qat_cmd)
+app.command("export-model")(deploy_cmd.export_model_cmd)
+app.command("infer")(deploy_cmd.infer_cmd)
 app.add_typer(geometry_cmd.app, name="geometry", help="Meshes and Blender-free scene previews.")
-app.add_typer(farm_cmd.app, name="farm", help="Sharded, resumable render jobs (local, Ray, Slurm, Kubernetes).")
+app.add_typer(
+    active_cmd.app, name="active", help="Active learning: mine weak regions, derive recipes, run the loop."
+)
+app.add_typer(
+    farm_cmd.app, name="farm", help="Sharded, resumable render jobs (local, Ray, Slurm, Kubernetes)."
+)
 
 
 @app.command()
 def generate(
-    recipe: str = typer.Option("tabletop", "--recipe", "-r", help="Bundled recipe name or path to a YAML file."),
+    recipe: str = typer.Option(
+        "tabletop", "--recipe", "-r", help="Bundled recipe name or path to a YAML file."
+    ),
     frames: int = typer.Option(8, "--frames", "-n", min=1, help="Number of frames."),
-    seed: int = typer.Option(0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."),
+    seed: int = typer.Option(
+        0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset folder (resumable)."),
     start: int = typer.Option(0, "--start", min=0, help="First frame index."),
     threads: int = typer.Option(0, "--threads", help="Blender render threads (0 = all cores)."),
@@ -52,11 +71,20 @@ def generate(
     with user_errors():
         rec = load_recipe(recipe)  # validate before anything is written
         result = generate_dataset(
-            rec, seed, frames, out, start=start, renderer_factory=default_renderer_factory(threads), quiet=quiet
+            rec,
+            seed,
+            frames,
+            out,
+            start=start,
+            renderer_factory=default_renderer_factory(threads),
+            quiet=quiet,
         )
         if result.failed:
-            fail(f"{out}: {len(result.failed)} frame(s) failed after retry: {sorted(result.failed)} "
-                 f"(errors in {out}/failures/; re-run to retry)", code=1)
+            fail(
+                f"{out}: {len(result.failed)} frame(s) failed after retry: {sorted(result.failed)} "
+                f"(errors in {out}/failures/; re-run to retry)",
+                code=1,
+            )
         if coco:
             from synthloop.dataset.folder import load_dataset
             from synthloop.exporters.coco import write_coco

@@ -45,8 +45,9 @@ class RateColumn(TextColumn):
 class JobProgress:
     """Context manager: ``with JobProgress(total, "render", quiet=q) as p: p.advance(frame=3)``."""
 
-    def __init__(self, total: int, description: str, *, quiet: bool = False, unit: str = "frame",
-                 completed: int = 0) -> None:
+    def __init__(
+        self, total: int, description: str, *, quiet: bool = False, unit: str = "frame", completed: int = 0
+    ) -> None:
         self.total = total
         self.description = description
         self.quiet = quiet
@@ -79,17 +80,26 @@ class JobProgress:
     def log(self, event: str, **fields: Any) -> None:
         """Print a JSON line in quiet mode; a dim line above the bar otherwise."""
         if self.quiet:
-            rec = {"event": event, "job": self.description, "t": round(time.monotonic() - self._start, 3), **fields}
+            rec = {
+                "event": event,
+                "job": self.description,
+                "t": round(time.monotonic() - self._start, 3),
+                **fields,
+            }
             sys.stdout.write(json.dumps(rec, default=str) + "\n")
             sys.stdout.flush()
         elif self._progress is not None and event not in ("frame", "start"):
-            self._progress.console.print(f"[dim]{event}[/dim] " + " ".join(f"{k}={v}" for k, v in fields.items()))
+            self._progress.console.print(
+                f"[dim]{event}[/dim] " + " ".join(f"{k}={v}" for k, v in fields.items())
+            )
 
     def advance(self, n: int = 1, **fields: Any) -> None:
         self.completed += n
         if self.quiet:
             elapsed = time.monotonic() - self._start
-            self.log(self.unit, completed=self.completed, total=self.total, elapsed_s=round(elapsed, 3), **fields)
+            self.log(
+                self.unit, completed=self.completed, total=self.total, elapsed_s=round(elapsed, 3), **fields
+            )
         elif self._progress is not None:
             self._progress.advance(self._task, n)
 

@@ -16,7 +16,11 @@ from synthloop.scenes.sampler import sample_scene
 RECIPE = {
     "name": "shapes",
     "resolution": [64, 48],
-    "camera": {"distance": {"uniform": [0.7, 0.9]}, "elevation_deg": {"uniform": [55, 90]}, "focal_length_mm": 35},
+    "camera": {
+        "distance": {"uniform": [0.7, 0.9]},
+        "elevation_deg": {"uniform": [55, 90]},
+        "focal_length_mm": 35,
+    },
     "lights": {"count": 1, "type": "SUN", "sun_strength": {"uniform": [2, 4]}},
     "classes": [
         {
@@ -25,7 +29,11 @@ RECIPE = {
             "shape": {"kind": "sphere", "dimensions": [0.06, 0.06, 0.06], "scale": {"uniform": [0.8, 1.2]}},
             "material": {"hue": {"uniform": [0, 0.1]}},
         },
-        {"name": "box", "count": {"uniform": [1, 2]}, "shape": {"kind": "box", "dimensions": [0.05, 0.04, 0.03]}},
+        {
+            "name": "box",
+            "count": {"uniform": [1, 2]},
+            "shape": {"kind": "box", "dimensions": [0.05, 0.04, 0.03]},
+        },
         {
             "name": "cylinder",
             "count": {"choice": [0, 1]},
@@ -139,3 +147,20 @@ def test_repeated_derivation_stays_flat_and_exploration_is_checked(shapes):
     with pytest.raises(ActiveError):
         derive(shapes, [], exploration=1.5)
     assert derive_recipe(shapes, [region("attr.scale", 0.8, 0.9)], 1.0).classes == shapes.classes
+
+
+def test_regions_at_the_observed_ends_extend_to_the_distribution_bounds(shapes):
+    low_end = region("attr.scale", 0.8123, 0.9)
+    low_end.at_min = True
+    d = derive(shapes, [low_end])
+    weak = d.recipe.classes[0].shape.scale.components[1].dist
+    assert (weak.low, weak.high) == (0.8, 0.9)  # runs on to the support's low end
+    # an unbounded (normal) knob keeps the observed end instead of going to -inf
+    rec = recipe_from_dict({**RECIPE, "camera": {**RECIPE["camera"], "roll_deg": {"normal": [0, 5]}}})
+    r = region("scene.camera_roll_deg", -12.5, -4.0)
+    r.at_min = True
+    weak = derive(rec, [r]).recipe.camera.roll_deg.components[1].dist
+    assert (weak.low, weak.high) == (-12.5, -4.0)
+    top = region("scene.count_sphere", 2, 2, high_inclusive=True)  # the largest count seen
+    c = derive(shapes, [top]).recipe.classes[0].count.components[1].dist
+    assert c.sample_int(np.random.default_rng(0)) == 2

@@ -16,7 +16,7 @@ from synthloop.dataset.folder import DatasetWriter, frame_stem, load_dataset, ob
 from synthloop.dataset.types import Category, ObjectAnnotation
 from synthloop.evaluation.detections import Detections, FrameDetections
 from synthloop.evaluation.slices import compute_slices
-from synthloop.scenes.recipe import recipe_to_yaml, recipe_from_dict
+from synthloop.scenes.recipe import recipe_from_dict, recipe_to_yaml
 from synthloop.scenes.sampler import sample_scene
 
 RECIPE = {
@@ -53,14 +53,26 @@ class Fakes:
         for k in range(start, start + frames):
             scene = sample_scene(recipe, seed, k)
             objs = [
-                ObjectAnnotation(o.category_id, (2.0 * j, 2.0, 2.0 * j + 6.0, 8.0), 36.0, attributes=dict(o.params))
+                ObjectAnnotation(
+                    o.category_id, (2.0 * j, 2.0, 2.0 * j + 6.0, 8.0), 36.0, attributes=dict(o.params)
+                )
                 for j, o in enumerate(scene.objects)
             ]
-            rec = {"width": 32, "height": 24, "source": "synthetic", "scene_params": dict(scene.params),
-                   "objects": [object_to_record(o) for o in objs]}
+            rec = {
+                "width": 32,
+                "height": 24,
+                "source": "synthetic",
+                "scene_params": dict(scene.params),
+                "objects": [object_to_record(o) for o in objs],
+            }
             z = np.zeros((24, 32))
-            w.write_frame(frame_stem(k), rgb=z.astype(np.uint8)[..., None].repeat(3, 2), instance_ids=z.astype(np.uint16),
-                          depth=z, record=rec)
+            w.write_frame(
+                frame_stem(k),
+                rgb=z.astype(np.uint8)[..., None].repeat(3, 2),
+                instance_ids=z.astype(np.uint16),
+                depth=z,
+                record=rec,
+            )
         return out
 
     def train(self, spec, datasets, out_dir: Path, init) -> Path:
@@ -77,7 +89,9 @@ class Fakes:
         for f in ds.frames:
             keep = [o for o in f.objects if not (o.category_id == 1 and o.attributes["scale"] < SMALL)]
             dets[f.frame_id] = FrameDetections(
-                f.frame_id, np.array([o.bbox for o in keep]).reshape(-1, 4), np.full(len(keep), 0.9),
+                f.frame_id,
+                np.array([o.bbox for o in keep]).reshape(-1, 4),
+                np.full(len(keep), 0.9),
                 np.array([o.category_id for o in keep], dtype=np.int64),
             )
         st = compute_slices(ds, dets)
@@ -90,9 +104,18 @@ class Fakes:
 
 def write_spec(tmp_path: Path, **over) -> Path:
     (tmp_path / "spheres.yaml").write_text(recipe_to_yaml(recipe_from_dict(RECIPE)))
-    spec = {"name": "t", "recipe": "spheres.yaml", "seed": 3, "initial_frames": 15, "frames_per_round": 15,
-            "rounds": 1, "exploration": 0.3, "val_frames": 40, "val_seed": 11,
-            "mining": {"min_support": 5, "exclude": ["attr.size", "scene.requested_count_sphere"]}}
+    spec = {
+        "name": "t",
+        "recipe": "spheres.yaml",
+        "seed": 3,
+        "initial_frames": 15,
+        "frames_per_round": 15,
+        "rounds": 1,
+        "exploration": 0.3,
+        "val_frames": 40,
+        "val_seed": 11,
+        "mining": {"min_support": 5, "exclude": ["attr.size", "scene.requested_count_sphere"]},
+    }
     spec.update(over)
     path = tmp_path / "loop.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -122,11 +145,13 @@ def test_rounds_render_new_frames_from_the_derived_recipe(finished):
     assert weak["regions"][0]["param"] == "attr.scale"
     diff = (out / "round_001" / "recipe.diff").read_text()
     assert "-      uniform: [0.8, 1.2]" in diff and "+      mixture:" in diff
+
     # the derived round renders far more small spheres than round 0
     def small_share(k):
         p = json.loads((out / f"round_{k:03d}" / "params.json").read_text())["attr"]["scale"]
         s = np.array([v for v in p if v != 1.0])  # spheres only (boxes have scale 1)
         return float((s < SMALL).mean())
+
     assert small_share(1) > small_share(0) + 0.25
     for k in (0, 1):
         assert (out / f"round_{k:03d}" / "DONE").exists()
@@ -197,3 +222,75 @@ def test_report_shows_rounds_histograms_and_weak_slices(finished):
     console = Console(record=True, width=200)
     print_loop_report(build_report(out), console)
     assert "top weak region" in console.export_text()
+
+
+def test_training_spec_swaps_in_the_loop_datasets(tmp_path):
+    from synthloop.active.loop import label_map, training_spec
+    from synthloop.dataset.types import Dataset
+
+    base = tmp_path / "exp.yaml"
+    base.write_text(
+        yaml.safe_dump(
+            {
+                "name": "base",
+                "datasets": [
+                    {"kind": "synthetic", "paths": ["old_data"], "class_mapping": {"dattel": "date"}},
+                    {"kind": "real", "coco_json": "real/train.json", "images_dir": "real/images"},
+                ],
+                "epochs": 2,
+                "batch_size": 4,
+            }
+        )
+    )
+    spec = load_loop_spec(write_spec(tmp_path, train="exp.yaml"))
+    exp = training_spec(spec, [tmp_path / "r0", tmp_path / "r1"])
+    synth, real = exp.datasets
+    assert synth.kind == "synthetic" and synth.paths == [str(tmp_path / "r0"), str(tmp_path / "r1")]
+    assert synth.class_mapping == {"dattel": "date"}
+    assert real.kind == "real" and real.coco_json == str(tmp_path / "real" / "train.json")
+    assert exp.epochs == 2 and exp.batch_size == 4
+    ds = Dataset([Category(3, "fig"), Category(5, "date")], [])
+    assert label_map(["date", "fig", "nut"], ds) == {1: 5, 2: 3}
+    assert label_map(None, ds) == {3: 3, 5: 5}
+    assert label_map(["date", "nut"], ds, [7, 9]) == {7: 5}  # the run's own category ids
+
+
+def test_backbone_weights_from_a_checkpoint_load_into_a_new_backbone(tmp_path):
+    import torch
+
+    from synthloop.active.loop import backbone_weights_from_checkpoint
+    from synthloop.training.backbones import build_backbone
+    from synthloop.training.loop import CHECKPOINT_SCHEMA
+
+    torch.set_num_threads(1)
+    body = build_backbone("resnet18", None).body.state_dict()
+    model = {f"backbone.body.{k}": v + 1.0 if v.is_floating_point() else v for k, v in body.items()}
+    model["head.weight"] = torch.zeros(3)
+    ck = {"schema": CHECKPOINT_SCHEMA, "spec": {"backbone": {"name": "resnet18"}}, "model": model}
+    torch.save(ck, tmp_path / "last.pt")
+    out = backbone_weights_from_checkpoint(tmp_path / "last.pt", tmp_path / "bb.pt")
+    sd = torch.load(out, weights_only=True)
+    assert set(sd) == set(body)
+    bb = build_backbone("resnet18", out)  # the training package accepts the file as backbone.weights
+    w = bb.body.state_dict()["conv1.weight"]
+    assert torch.equal(w, model["backbone.body.conv1.weight"])
+    ck["model"] = {"head.weight": torch.zeros(3)}
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(ActiveError, match="no resnet18 backbone"):
+        backbone_weights_from_checkpoint(tmp_path / "bad.pt", tmp_path / "bb2.pt")
+
+
+def test_compare_lists_both_arms(finished, tmp_path):
+    from synthloop.active.report import compare_loops
+
+    tmp, *_ = finished
+    fakes = Fakes()
+    run_loop(write_spec(tmp_path, arm="random"), tmp_path / "rand", hooks=fakes.hooks())
+    rows = compare_loops([tmp / "out", tmp_path / "rand"])
+    assert [(r["arm"], r["round"], r["frames_total"]) for r in rows] == [
+        ("active", 0, 15),
+        ("active", 1, 30),
+        ("random", 0, 15),
+        ("random", 1, 30),
+    ]
+    assert all(0.0 <= r["val_recall"] <= 1.0 for r in rows)

@@ -140,7 +140,10 @@ def test_derived_recipe_puts_more_mass_in_the_mined_interval(controlled):
             "name": "spheres",
             "resolution": [64, 48],
             "classes": [
-                {"name": "sphere", "shape": {"kind": "sphere", "dimensions": [0.06] * 3, "scale": {"uniform": [0.8, 1.2]}}},
+                {
+                    "name": "sphere",
+                    "shape": {"kind": "sphere", "dimensions": [0.06] * 3, "scale": {"uniform": [0.8, 1.2]}},
+                },
                 {"name": "box", "shape": {"kind": "box", "dimensions": [0.05, 0.04, 0.03]}},
             ],
         }
@@ -190,3 +193,15 @@ def _region_fields(**kw) -> dict:
     }
     base.update(kw)
     return base
+
+
+def test_roc_auc_matches_pairwise_definition():
+    from synthloop.active.mining import roc_auc
+
+    rng = np.random.default_rng(5)
+    y = rng.random(200) < 0.3
+    p = np.round(rng.random(200) + 0.3 * y, 1)  # many ties
+    pos, neg = p[y], p[~y]
+    pairwise = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
+    assert roc_auc(y, p) == pytest.approx(pairwise)
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0

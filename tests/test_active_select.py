@@ -76,7 +76,8 @@ def test_rank_pool_trades_uncertainty_for_diversity():
     assert rank_pool(u, emb, 2, weight=0.5)[0] == [0, 2]  # the duplicate loses to the distinct image
     assert rank_pool(u, None, 3)[0] == [0, 1, 2]
     # weight 0 is k-center greedy after the most uncertain first pick
-    assert rank_pool(np.array([0.1, 0.2, 0.9, 0.0]), np.array([[0.0], [1.0], [2.0], [10.0]]), 3, weight=0.0)[0] == [2, 3, 0]
+    u4, e4 = np.array([0.1, 0.2, 0.9, 0.0]), np.array([[0.0], [1.0], [2.0], [10.0]])
+    assert rank_pool(u4, e4, 3, weight=0.0)[0] == [2, 3, 0]
 
 
 def test_select_pool_writes_json_and_txt(tmp_path):
@@ -91,7 +92,9 @@ def test_select_pool_writes_json_and_txt(tmp_path):
             level = int(im[0, 0, 0]) // 40
             # image 3 is confident, image 1 is uncertain, others in between
             p = {0: 0.7, 1: 0.5, 2: 0.8, 3: 0.99}[level]
-            out.append({"boxes": np.array([[2.0, 2.0, 8.0, 8.0]]), "scores": np.array([p]), "labels": np.array([1])})
+            out.append(
+                {"boxes": np.array([[2.0, 2.0, 8.0, 8.0]]), "scores": np.array([p]), "labels": np.array([1])}
+            )
         return out
 
     def embed(images):
@@ -104,3 +107,62 @@ def test_select_pool_writes_json_and_txt(tmp_path):
     # the fake predictor ignores the flip: its box mapped back (x 12..18) misses the original (2..8)
     assert data["entries"][0]["tta_disagreement"] == pytest.approx(1.0)
     assert (tmp_path / "sel" / "selection.txt").read_text().splitlines() == sel.paths
+
+
+def test_backbone_embedder_pools_the_last_feature_map():
+    import torch
+
+    torch.set_num_threads(1)
+
+    class Tiny(torch.nn.Module):
+        """Stride-1 'features': '0' is junk, '2' (last) is the per-channel image itself."""
+
+        def forward(self, x):
+            return {"0": torch.zeros_like(x[:, :1]), "2": x}
+
+    from synthloop.active.select import backbone_embedder
+    from synthloop.training.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    embed = backbone_embedder(Tiny(), max_side=32)
+    red = np.zeros((20, 40, 3), np.uint8)
+    red[..., 0] = 255
+    e = embed([red, red[:, ::-1].copy()])
+    assert e.shape == (2, 3)
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0)
+    expect = np.array(
+        [
+            (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0],
+            -IMAGENET_MEAN[1] / IMAGENET_STD[1],
+            -IMAGENET_MEAN[2] / IMAGENET_STD[2],
+        ]
+    )
+    assert np.allclose(e[0], expect / np.linalg.norm(expect), atol=1e-5)
+    assert np.allclose(e[0], e[1])
+
+
+def test_predictor_embedder_finds_the_detector_backbone():
+    import torch
+
+    from synthloop.active.errors import ActiveError
+    from synthloop.active.select import predictor_embedder
+    from synthloop.training.backbones import build_backbone
+
+    torch.set_num_threads(1)
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = build_backbone("resnet18", None)
+            self.head = torch.nn.Conv2d(512, 2, 1)
+
+    class P:
+        model = Detector()
+        device = "cpu"
+
+    e = predictor_embedder(P(), max_side=64)(
+        [np.zeros((30, 40, 3), np.uint8), np.full((30, 40, 3), 200, np.uint8)]
+    )
+    assert e.shape == (2, 512) and np.allclose(np.linalg.norm(e, axis=1), 1.0)
+    assert not np.allclose(e[0], e[1])
+    with pytest.raises(ActiveError):
+        predictor_embedder(torch.nn.Linear(2, 2))

@@ -29,9 +29,23 @@ def _records(dataset: Path) -> dict[str, bytes]:
 
 def _worker(job: Path, shard: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "synthloop.cli", "farm", "work", str(job), "--shard", str(shard), "--threads", "1",
-         "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "synthloop.cli",
+            "farm",
+            "work",
+            str(job),
+            "--shard",
+            str(shard),
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 

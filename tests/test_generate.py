@@ -28,8 +28,9 @@ SEED = 3
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gen") / "ds"
-    res = generate_dataset(load_recipe("shapes"), SEED, 3, out, renderer_factory=default_renderer_factory(1),
-                           quiet=True)
+    res = generate_dataset(
+        load_recipe("shapes"), SEED, 3, out, renderer_factory=default_renderer_factory(1), quiet=True
+    )
     assert res.complete and sorted(res.rendered) == [0, 1, 2]
     return out
 
@@ -48,10 +49,14 @@ def test_same_seed_same_specs():
 @pytest.mark.blender
 def test_rerun_and_single_frame_give_identical_records(shapes_run, tmp_path):
     again = tmp_path / "again"
-    generate_dataset(load_recipe("shapes"), SEED, 3, again, renderer_factory=default_renderer_factory(1), quiet=True)
+    generate_dataset(
+        load_recipe("shapes"), SEED, 3, again, renderer_factory=default_renderer_factory(1), quiet=True
+    )
     assert _records(again) == _records(shapes_run)
     alone = tmp_path / "alone"
-    generate_frames(load_recipe("shapes"), SEED, [2], alone, renderer_factory=default_renderer_factory(1), quiet=True)
+    generate_frames(
+        load_recipe("shapes"), SEED, [2], alone, renderer_factory=default_renderer_factory(1), quiet=True
+    )
     assert _records(alone) == {"000002.json": _records(shapes_run)["000002.json"]}
     # the rendered annotations are the same arrays too
     a = np.asarray(Image.open(shapes_run / "instances" / "000002.png"))
@@ -62,8 +67,9 @@ def test_rerun_and_single_frame_give_identical_records(shapes_run, tmp_path):
 @pytest.mark.blender
 def test_resume_skips_complete_frames(shapes_run):
     before = {p: p.stat().st_mtime_ns for p in (shapes_run / "records").glob("*.json")}
-    res = generate_dataset(load_recipe("shapes"), SEED, 3, shapes_run, renderer_factory=default_renderer_factory(1),
-                           quiet=True)
+    res = generate_dataset(
+        load_recipe("shapes"), SEED, 3, shapes_run, renderer_factory=default_renderer_factory(1), quiet=True
+    )
     assert res.rendered == [] and sorted(res.skipped) == [0, 1, 2]
     assert before == {p: p.stat().st_mtime_ns for p in (shapes_run / "records").glob("*.json")}
 
@@ -94,9 +100,7 @@ def test_coco_export_round_trips_through_pycocotools(shapes_run, tmp_path):
             n_checked += 1
     assert n_checked > 0
     # every visible labeled object of the instance maps is in the COCO file, hidden ones are not
-    visible = sum(
-        1 for f in ds.frames for o in f.objects if o.area > 0
-    )
+    visible = sum(1 for f in ds.frames for o in f.objects if o.area > 0)
     assert visible == n_checked
 
 
@@ -121,8 +125,11 @@ def _bad_variants(tmp_path: Path) -> dict[str, tuple[dict, str]]:
     v["classes"][0]["material"]["texture_folder"] = str(tmp_path / "no_such_textures")
     out["missing_texture_folder"] = (v, "classes[0].material.texture_folder")
     v = copy.deepcopy(base)
-    v["classes"][0]["shape"] = {"kind": "mesh", "mesh_file": "meshes/missing.obj",
-                                "dimensions": [0.05, 0.05, 0.05]}
+    v["classes"][0]["shape"] = {
+        "kind": "mesh",
+        "mesh_file": "meshes/missing.obj",
+        "dimensions": [0.05, 0.05, 0.05],
+    }
     out["missing_mesh"] = (v, "classes[0].shape.mesh_file")
     return out
 
@@ -136,9 +143,22 @@ def test_bad_recipe_cli_one_line_exit_2(tmp_path, case):
     recipe_file.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "synthloop.cli", "generate", "--recipe", str(recipe_file), "--frames", "1",
-         "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "synthloop.cli",
+            "generate",
+            "--recipe",
+            str(recipe_file),
+            "--frames",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -153,8 +173,18 @@ def test_recipes_validate_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
     proc = subprocess.run(
-        [sys.executable, "-m", "synthloop.cli", "recipes", "validate", str(bundled_path("tabletop")), str(bad)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "synthloop.cli",
+            "recipes",
+            "validate",
+            str(bundled_path("tabletop")),
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "dodecahedron" in proc.stdout + proc.stderr
@@ -164,9 +194,26 @@ def test_generate_quiet_emits_json_lines(tmp_path):
     pytest.importorskip("bpy")
     out = tmp_path / "q"
     proc = subprocess.run(
-        [sys.executable, "-m", "synthloop.cli", "generate", "--recipe", "shapes", "--frames", "1", "--seed", "1",
-         "--out", str(out), "--threads", "1", "--quiet"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "synthloop.cli",
+            "generate",
+            "--recipe",
+            "shapes",
+            "--frames",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(x) for x in proc.stdout.splitlines()]

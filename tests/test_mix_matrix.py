@@ -164,3 +164,79 @@ def test_relative_eval_dataset(tmp_path: Path) -> None:
     loaded = load_experiment(_write(tmp_path))
     assert loaded.eval_dataset() == (tmp_path / "val.json").resolve()
     assert loaded.name == "mix"
+
+
+# ---------------------------------------------------------------- with the training package's ExperimentSpec
+def _real_base(tmp_path: Path, with_real: bool = True) -> Path:
+    datasets: list[dict] = [{"kind": "synthetic", "paths": ["synth"]}]
+    if with_real:
+        datasets.append({"kind": "real", "coco_json": "real/train.json", "images_dir": "real/images"})
+    base = {
+        "datasets": datasets,
+        "epochs": 2,
+        "batch_size": 2,
+        "mix": {"ratio": [1, 1], "finetune_epochs": 1},
+    }
+    p = tmp_path / "specs" / "train.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(base))
+    return p
+
+
+def test_expand_with_experiment_spec(tmp_path: Path) -> None:
+    pytest.importorskip("synthloop.training.spec", reason="training package has no ExperimentSpec")
+    _real_base(tmp_path)
+    mix = tmp_path / "mix.yaml"
+    doc = {
+        "base": "specs/train.yaml",
+        "real_fractions": [0, 0.5, 1],
+        "schedules": ["blend", "pretrain_finetune"],
+        "seeds": [0, 1],
+        "eval": {"dataset": "val.json"},
+    }
+    mix.write_text(yaml.safe_dump(doc))
+    runs = expand(load_experiment(mix))
+    # 2 x 3 x 2 + 2 x 2 = 16 points; pf r0 (2) and synthetic_only (2) merge into blend r0 -> 12 runs
+    assert len(runs) == 12
+    r0 = runs[0]
+    assert r0.name == "blend-r0-s0" and len(r0.points) == 3
+    assert r0.spec["mix"]["schedule"] == "blend" and r0.spec["mix"]["real_fraction"] == 0.0
+    # the spec is complete (defaults filled) and its paths are absolute, against the base's folder
+    assert r0.spec["model"]["family"] == "detectnet_v2" and r0.spec["epochs"] == 2
+    assert r0.spec["datasets"][0]["paths"] == [str(tmp_path / "specs" / "synth")]
+    assert r0.spec["datasets"][1]["coco_json"] == str(tmp_path / "specs" / "real" / "train.json")
+    ro = next(r for r in runs if r.name == "real_only-s1")
+    assert [d["kind"] for d in ro.spec["datasets"]] == ["real"] and ro.spec["seed"] == 1
+    # real fraction 1 under blend keeps the synthetic data: not the real-only baseline
+    b1 = next(r for r in runs if r.name == "blend-r1-s1")
+    assert b1.spec_hash != ro.spec_hash and len(b1.spec["datasets"]) == 2
+    assert [r.spec_hash for r in expand(load_experiment(mix))] == [r.spec_hash for r in runs]
+
+
+def test_spec_errors_name_experiment_and_field(tmp_path: Path) -> None:
+    pytest.importorskip("synthloop.training.spec", reason="training package has no ExperimentSpec")
+    from synthloop.errors import SynthloopError
+
+    _real_base(tmp_path)
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(
+        yaml.safe_dump({"base": "specs/train.yaml", "overrides": {"batch_size": 0}, "eval": {"dataset": "v"}})
+    )
+    with pytest.raises(SynthloopError) as ei:
+        expand(load_experiment(mix))
+    assert str(ei.value).startswith(f"{mix}: overrides: batch_size")
+    mix.write_text(yaml.safe_dump({"base": {"datasets": [], "epochs": 1}, "eval": {"dataset": "v"}}))
+    with pytest.raises(SynthloopError) as ei:
+        expand(load_experiment(mix))
+    assert str(ei.value).startswith(f"{mix}: base.datasets")
+    # a real-only baseline needs real data
+    _real_base(tmp_path, with_real=False)
+    mix.write_text(
+        yaml.safe_dump({"base": "specs/train.yaml", "eval": {"dataset": "v"}, "real_fractions": [0]})
+    )
+    with pytest.raises(SynthloopError) as ei:
+        expand(load_experiment(mix))
+    assert str(ei.value).startswith(f"{mix}: real_only-s0: datasets")
+    mix.write_text(yaml.safe_dump({"base": "specs/missing.yaml", "eval": {"dataset": "v"}}))
+    with pytest.raises(SynthloopError, match="base spec .* not found"):
+        expand(load_experiment(mix))

@@ -158,3 +158,92 @@ def test_changed_spec_reruns_and_keeps_old(tmp_path: Path) -> None:
     t3 = FakeTrainer()
     _run(p2, out, ds, t3)
     assert t3.calls == ["blend-r0.5-s0"]
+
+
+def test_training_api_checkpoint_and_stats(tmp_path: Path) -> None:
+    import pytest
+
+    from synthloop.errors import SynthloopError
+    from synthloop.experiments.training_api import resolve_checkpoint, train_stats
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "checkpoints" / "last.pt"
+    (run / "checkpoints" / "best.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "checkpoints" / "best.pt"
+    assert resolve_checkpoint(run, prefer="last") == run / "checkpoints" / "last.pt"
+    assert resolve_checkpoint(run / "checkpoints" / "last.pt") == run / "checkpoints" / "last.pt"
+    with pytest.raises(SynthloopError, match="no such checkpoint"):
+        resolve_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SynthloopError, match="holds no checkpoint"):
+        resolve_checkpoint(tmp_path / "empty")
+    assert train_stats(run) == {}
+    recs = [
+        {"kind": "train", "images_per_s": 10.0},
+        {"kind": "epoch"},
+        {"kind": "train", "images_per_s": 20.0},
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n{torn")
+    assert train_stats(run) == {"images_per_s": 15.0}
+
+
+def test_mix_plan_cli(tmp_path: Path) -> None:
+    import pytest
+    from typer.testing import CliRunner
+
+    pytest.importorskip("synthloop.training.spec", reason="training package has no ExperimentSpec")
+    from synthloop.commands.mix import app
+
+    spec = {"datasets": [{"kind": "real", "coco_json": "train.json"}], "epochs": 1}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(spec))
+    exp = {
+        "base": "train.yaml",
+        "real_fractions": [0, 1],
+        "schedules": ["blend"],
+        "seeds": [0],
+        "eval": {"dataset": "v"},
+    }
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(exp))
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "mix.yaml")])
+    assert r.exit_code == 0, r.output
+    # without synthetic data, blend r=1 and the real-only baseline are the same spec: one run
+    assert "2 runs" in r.output and "blend-r1-s0" in r.output and "real_only r=1" in r.output
+    assert "real_only-s0" not in r.output
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump({**exp, "seeds": [0, 0]}))
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "mix.yaml")])
+    assert r.exit_code == 2 and r.output.strip().startswith(f"{tmp_path / 'mix.yaml'}: seeds")
+
+
+def test_changed_eval_settings_reevaluate_without_training(tmp_path: Path) -> None:
+    single = {
+        "real_fractions": [0.5],
+        "schedules": ["blend"],
+        "baselines": {"synthetic_only": False, "real_only": False},
+    }
+    p, ds = _setup(tmp_path, **single)
+    out = tmp_path / "out"
+    _run(p, out, ds, FakeTrainer())
+    done1 = json.loads((out / "runs/blend-r0.5-s0/DONE").read_text())
+    rep1 = json.loads((out / "runs/blend-r0.5-s0/eval.json").read_text())
+    assert rep1["params"]["score_thr"] == 0.5
+    # only the eval settings change: the checkpoint is evaluated again, nothing is trained
+    p2, _ = _setup(
+        tmp_path, **single, eval={"dataset": "val", "score_thr": 0.95, "sample_frames": 1, "worst_frames": 0}
+    )
+    t2 = FakeTrainer()
+    res = _run(p2, out, ds, t2)
+    assert t2.calls == [] and [o.status for o in res] == ["evaluated"]
+    done2 = json.loads((out / "runs/blend-r0.5-s0/DONE").read_text())
+    assert done2["spec_hash"] == done1["spec_hash"] and done2["eval_hash"] != done1["eval_hash"]
+    assert done2["checkpoint"] == done1["checkpoint"] and done2["train"] == done1["train"]
+    assert json.loads((out / "runs/blend-r0.5-s0/eval.json").read_text())["params"]["score_thr"] == 0.95
+    assert not (out / "runs/.stale").exists()
+    # the eval batch size does not change results: no re-evaluation
+    p3, _ = _setup(
+        tmp_path,
+        **single,
+        eval={"dataset": "val", "score_thr": 0.95, "sample_frames": 1, "worst_frames": 0, "batch_size": 7},
+    )
+    assert [o.status for o in _run(p3, out, ds, FakeTrainer())] == ["skipped"]

@@ -5,7 +5,8 @@ below), and the field's distribution ``D`` is replaced by the mixture
 
     exploration * D  +  (1 - exploration) * W
 
-where ``W`` is uniform on the failure interval clipped to ``D``'s support (integer knobs: the
+where ``W`` is uniform on the failure interval clipped to ``D``'s support (a region that reaches
+the smallest / largest value seen runs on to ``D``'s bound on that side; integer knobs: the
 integers in it; several regions on one field: an equal-weight mixture of their intervals;
 categorical: a uniform choice of the weak categories that ``D`` can produce). A field that is
 already a mixture is flattened (its components scaled by ``exploration``), so repeated
@@ -40,6 +41,7 @@ metallic|pattern>``, ``support_size_x|y``
 ``attr.<hue|saturation|value|roughness|         ``classes[i].material.<x>``
 metallic|pattern>``, ``attr.material_pattern``
 ``attr.orientation``                            ``classes[i].shape.orientation``
+``attr.distance_m``                             ``camera.distance`` (object depth ~ distance)
 ==============================================  ============================================
 
 Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
@@ -63,7 +65,9 @@ from synthloop.scenes.distributions import Choice, Constant, Mixture, Uniform
 from synthloop.scenes.recipe import Recipe, recipe_from_dict, recipe_hash, recipe_to_dict, recipe_to_yaml
 
 Path_ = tuple[str | int, ...]
-Interval = tuple[float, float, bool]  # low, high, high_inclusive
+Interval = tuple[float, float, bool, float, float]
+"""low, high (possibly +-inf: open towards the distribution's bound), high_inclusive, and the
+observed low/high used where the distribution is unbounded on that side."""
 
 
 @dataclass
@@ -176,6 +180,18 @@ _UNMAPPABLE_WHY = {
 }
 
 
+def param_is_category(region: WeakRegion) -> bool:
+    return region.param in ("object.category", "attr.category")
+
+
+def _floor(x: float) -> float:
+    return float(math.floor(x)) if math.isfinite(x) else x
+
+
+def _ceil(x: float) -> float:
+    return float(math.ceil(x)) if math.isfinite(x) else x
+
+
 def _mid(d: Any) -> float:
     s = d.support()
     lo, hi = float(s.low), float(s.high)
@@ -199,6 +215,8 @@ def _focal_fov(sensor: float) -> Callable[[float, float], tuple[float, float]]:
 def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
     level, name = region.level, region.name
+    if param_is_category(region):
+        return "a class, not a sampled parameter (raise that class's count in the recipe by hand)"
     if level == "object":
         return _UNMAPPABLE_WHY["object"]
     if name in _UNMAPPABLE_WHY:
@@ -225,6 +243,8 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
             return [_Target((*g, "material", key)) for g in groups]
         if name == "orientation":
             return [_Target((*g, "shape", "orientation")) for g in groups]
+        if name == "distance_m":
+            return [_Target(("camera", "distance"), note="object depth ~ camera distance")]
         return f"object attribute {name!r} is not produced by a recipe field"
     # scene level
     if name in _SCENE_DIRECT:
@@ -254,7 +274,9 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
         types = set(recipe.lights.type.support().values or ())
         out = []
         if types - {"SUN"}:
-            out.append(_Target(("lights", "strength"), note="applies to every light (fills scale by fill_ratio)"))
+            out.append(
+                _Target(("lights", "strength"), note="applies to every light (fills scale by fill_ratio)")
+            )
         if "SUN" in types:
             out.append(_Target(("lights", "sun_strength"), note="SUN key light"))
         return out
@@ -279,7 +301,7 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
             _Target(
                 (gname, i, "count"),
                 integer=True,
-                convert=lambda a, b, share=m / total: (math.floor(a * share), math.ceil(b * share)),
+                convert=lambda a, b, share=m / total: (_floor(a * share), _ceil(b * share)),
                 note=f"total split by mean counts (share {m / total:.3g})",
             )
             for i, m in enumerate(mids)
@@ -291,8 +313,12 @@ def _clip(iv: Interval, dist: Any, integer: bool) -> tuple[float, float] | None:
     s = dist.support()
     if float(s.low) == float(s.high):
         return None  # a constant cannot be shifted within its own support
-    lo, hi, incl = iv
+    lo, hi, incl, lo_obs, hi_obs = iv
     lo, hi = max(lo, float(s.low)), min(hi, float(s.high))
+    if not math.isfinite(lo):
+        lo = max(lo_obs, float(s.low))
+    if not math.isfinite(hi):
+        hi = min(hi_obs, float(s.high))
     if integer:
         lo_i = math.ceil(lo)
         hi_i = math.floor(hi) if (incl or hi < iv[1]) else math.ceil(hi) - 1
@@ -356,11 +382,15 @@ def derive(
             else:
                 if not sup.numeric:
                     continue
-                lo, hi = float(r.low), float(r.high)  # type: ignore[arg-type]
+                lo_obs, hi_obs = float(r.low), float(r.high)  # type: ignore[arg-type]
+                lo = -math.inf if r.at_min else lo_obs
+                hi = math.inf if r.high_inclusive else hi_obs
                 if t.convert is not None:
+                    lo_obs, hi_obs = t.convert(lo_obs, hi_obs)
                     lo, hi = t.convert(lo, hi)
-                lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")  # readable YAML
-                iv = (lo, hi, r.high_inclusive)
+                lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
+                lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
+                iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)
                 if _clip(iv, dist, t.integer) is None:
                     continue
                 p = pending.setdefault(t.path, _Pending(t))
@@ -390,7 +420,9 @@ def derive(
         new = _mixture(dist, weak, exploration)
         _set_in(data, path, new.model_dump())
         changes.append(
-            FieldChange(path_str(path), p.params, p.regions, dist.model_dump(), new.model_dump(), p.target.note)
+            FieldChange(
+                path_str(path), p.params, p.regions, dist.model_dump(), new.model_dump(), p.target.note
+            )
         )
     derived = recipe_from_dict(data, source=f"<derived from {recipe.name}>")
     return Derivation(derived, changes, unmapped, exploration, recipe.name, recipe_hash(recipe))
@@ -401,14 +433,18 @@ def derive_recipe(recipe: Recipe, weak_regions: Sequence[WeakRegion], exploratio
     return derive(recipe, weak_regions, exploration).recipe
 
 
-def recipe_diff(original: Recipe, derived: Recipe, a_name: str = "original.yaml", b_name: str = "derived.yaml") -> str:
+def recipe_diff(
+    original: Recipe, derived: Recipe, a_name: str = "original.yaml", b_name: str = "derived.yaml"
+) -> str:
     """Unified diff (``difflib``) of the two recipes' YAML forms."""
     a = recipe_to_yaml(original).splitlines(keepends=True)
     b = recipe_to_yaml(derived).splitlines(keepends=True)
     return "".join(difflib.unified_diff(a, b, fromfile=a_name, tofile=b_name))
 
 
-def save_derivation(derivation: Derivation, original: Recipe, out_dir: str | Path, stem: str = "recipe") -> dict[str, Path]:
+def save_derivation(
+    derivation: Derivation, original: Recipe, out_dir: str | Path, stem: str = "recipe"
+) -> dict[str, Path]:
     """Write ``<stem>.yaml`` (the derived recipe), ``<stem>.diff`` (against ``original``) and
     ``<stem>.derivation.json`` (changes, unmapped) into ``out_dir``, atomically."""
     out = Path(out_dir)

@@ -5,6 +5,25 @@ render, the number of later rounds, the exploration share, the base training spe
 round fine-tunes the previous checkpoint or trains from scratch, the synthetic validation set
 (own seed), an optional real evaluation set, and the farm workers.
 
+Example (paths relative to the YAML; ``recipe`` may also be a bundled name)::
+
+    name: fruits-active
+    recipe: tabletop              # initial recipe
+    seed: 0                       # render seed of every round (frame index ranges never overlap)
+    initial_frames: 2000          # round 0
+    frames_per_round: 500         # each later round
+    rounds: 4                     # rounds after round 0
+    exploration: 0.3              # share kept on the original distribution of a re-weighted knob
+    arm: active                   # or random: the same frame counts from the initial recipe
+    train: experiment.yaml        # base ExperimentSpec; its synthetic data is replaced per round
+    retrain: finetune             # or scratch
+    val_frames: 300               # synthetic validation set, initial recipe, own seed
+    val_seed: 1000003
+    real_eval: /data/fruits-nuts/val.json   # optional: any dataset load_any reads
+    workers: 2                    # farm workers (shards default to workers)
+    score_thr: 0.5                # operating point for recall and the mined outcomes
+    mining: {n_bins: 5, min_effect: 0.05, min_support: 10, max_regions: 5, exclude: []}
+
 ``run_loop(spec_path, out_dir)`` lays out::
 
     OUT/loop.yaml              the spec as run (+ its hash in loop.json)
@@ -41,10 +60,11 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -193,26 +213,102 @@ def farm_render(recipe: Recipe, seed: int, start: int, frames: int, work_dir: Pa
     return merge_job(job, data)
 
 
-def _training_api() -> Any:
+PREDICTOR_MODULES = (
+    "synthloop.training.predictor",
+    "synthloop.training.predict",
+    "synthloop.training",
+)
+
+
+def predictor_class() -> Any:
+    """The training package's ``Predictor`` (``Predictor.from_checkpoint(path).predict(images)``)."""
+    import importlib
+
+    for name in PREDICTOR_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(mod, "Predictor"):
+            return mod.Predictor
+    raise ActiveError(
+        "the training package provides no Predictor (synthloop.training.predictor)", where="predict"
+    )
+
+
+def training_spec(
+    spec: LoopSpec, datasets: Sequence[Path], backbone_weights: str | Path | None = None
+) -> Any:
+    """The base ExperimentSpec (``spec.train``) with its synthetic data replaced by ``datasets`` (its
+    real entries, mixing and everything else kept; the first synthetic entry's ``class_mapping``
+    carried over) and, when given, ``backbone.weights`` set to ``backbone_weights``."""
+    if spec.train is None:
+        raise ActiveError("the loop spec has no 'train' (base ExperimentSpec YAML)", where="train")
     try:
-        from synthloop.training import loop as tloop
         from synthloop.training import spec as tspec
-    except ImportError as e:  # the training package is optional at import time
+    except ImportError as e:
         raise ActiveError(f"the training package is not available ({e})", where="train") from None
-    return tspec, tloop
+    base = tspec.load_spec(spec.train)
+    data = base.model_dump(mode="json")
+    synth = [d for d in data["datasets"] if d.get("kind") == "synthetic"]
+    mapping = synth[0].get("class_mapping", {}) if synth else {}
+    entry = {
+        "kind": "synthetic",
+        "paths": [str(Path(d).resolve()) for d in datasets],
+        "class_mapping": mapping,
+    }
+    data["datasets"] = [entry] + [d for d in data["datasets"] if d.get("kind") != "synthetic"]
+    if backbone_weights is not None:
+        data["backbone"]["weights"] = str(backbone_weights)
+    return tspec.parse_spec(data, source=spec.train)
+
+
+def backbone_weights_from_checkpoint(checkpoint: str | Path, out_file: str | Path) -> Path:
+    """Write the backbone part of a training checkpoint as a plain state_dict file that the
+    training package's ``backbone.weights`` loads (the body's own key names), atomically.
+
+    The backbone is found by its parameter names: the prefix under which every key of a freshly
+    built body of the checkpoint's backbone appears in the checkpoint's model state."""
+    import io
+
+    import torch
+
+    from synthloop.atomic import atomic_write_bytes
+    from synthloop.training.backbones import build_backbone
+    from synthloop.training.loop import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    name = ck["spec"]["backbone"]["name"]
+    sd = ck["model"]
+    keys = list(build_backbone(name, None).body.state_dict())
+    first = keys[0]
+    for k in sd:
+        if k == first or k.endswith("." + first):
+            prefix = k[: len(k) - len(first)]
+            if all(prefix + q in sd for q in keys):
+                buf = io.BytesIO()
+                torch.save({q: sd[prefix + q] for q in keys}, buf)
+                return atomic_write_bytes(out_file, buf.getvalue())
+    raise ActiveError(f"no {name} backbone found in the checkpoint's model state", path=str(checkpoint))
 
 
 def default_train(spec: LoopSpec, datasets: Sequence[Path], out_dir: Path, init: Path | None) -> Path:
-    """Train with the training package: the base ExperimentSpec with its training data replaced by
-    ``datasets`` (and ``init`` as the starting checkpoint when fine-tuning). Returns the checkpoint."""
-    if spec.train is None:
-        raise ActiveError("the loop spec has no 'train' (base ExperimentSpec YAML)", where="train")
-    tspec, tloop = _training_api()
-    base = tspec.load_experiment_spec(spec.train)
-    exp = tspec.with_training_data(base, [str(d) for d in datasets], init_checkpoint=str(init) if init else None)
-    run = tloop.train(exp, out_dir, resume=True)
-    ckpt = getattr(run, "checkpoint", None) or getattr(run, "best_checkpoint", None) or run
-    return Path(ckpt)
+    """Train with ``synthloop.training.loop.train`` on :func:`training_spec`; returns the last
+    checkpoint. Fine-tuning (``init``): the previous checkpoint's backbone initializes the new run
+    (``backbone.weights``; detection heads start fresh -- the training API has no whole-model init).
+    Re-running resumes an interrupted training from its last checkpoint."""
+    try:
+        from synthloop.training.loop import train
+    except ImportError as e:
+        raise ActiveError(f"the training loop is not available ({e})", where="train") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = None
+    if init is not None:
+        weights = out_dir / "init_backbone.pt"
+        if not weights.exists():
+            backbone_weights_from_checkpoint(init, weights)
+    exp = training_spec(spec, datasets, weights)
+    return Path(train(exp, out_dir / "run", resume=True, quiet=True, source=str(spec.train)))
 
 
 def _metrics_of(report: Any) -> dict[str, Any]:
@@ -231,26 +327,40 @@ def _metrics_of(report: Any) -> dict[str, Any]:
 
 def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: LoopSpec) -> EvalResult:
     """Predict with the training package's ``Predictor`` and evaluate (report saved at ``report_path``)."""
+    from synthloop.active.select import detection_arrays, load_rgb
     from synthloop.evaluation.detections import Detections, FrameDetections
     from synthloop.evaluation.report import evaluate
     from synthloop.importers import load_any
 
-    try:
-        from synthloop.training.predict import Predictor
-    except ImportError as e:
-        raise ActiveError(f"the training package's Predictor is not available ({e})", where="evaluate") from None
-    from synthloop.active.select import detection_arrays, load_rgb
-
     ds = load_any(dataset)
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = predictor_class().from_checkpoint(checkpoint)
+    names = getattr(predictor, "classes", None)
+    ids = getattr(predictor, "category_ids", None)
+    to_ds = label_map(names, ds, ids)
     dets = Detections()
     for f in ds.frames:
         (pred,) = predictor.predict([load_rgb(f.image_path)])
         b, s, lab, _ = detection_arrays(pred)
-        dets[f.frame_id] = FrameDetections(f.frame_id, b, s, lab)
-    report = evaluate(ds, dets, score_thr=spec.score_thr)
+        mapped = np.array([to_ds.get(int(v), -1) for v in lab], dtype=np.int64)
+        keep = mapped > 0
+        dets[f.frame_id] = FrameDetections(f.frame_id, b[keep], s[keep], mapped[keep])
+    report = evaluate(ds, dets, score_thr=spec.score_thr, slice_options={"score_thr": spec.score_thr})
     report.save(report_path)
     return EvalResult(_metrics_of(report), report.slices)
+
+
+def label_map(
+    class_names: Sequence[str] | None, ds: Any, label_ids: Sequence[int] | None = None
+) -> dict[int, int]:
+    """Predicted label -> dataset category id, matching classes by name. The predictor labels class
+    ``class_names[i]`` as ``label_ids[i]`` (default ``i + 1``). Without names, labels are taken as
+    the dataset's ids. Labels with no dataset category are absent (their detections are dropped)."""
+    ids = {c.id for c in ds.categories}
+    if not class_names:
+        return {i: i for i in ids}
+    by_name = {c.name: c.id for c in ds.categories}
+    labels = list(label_ids) if label_ids is not None else list(range(1, len(class_names) + 1))
+    return {int(lab): by_name[n] for lab, n in zip(labels, class_names, strict=True) if n in by_name}
 
 
 @dataclass
@@ -293,14 +403,6 @@ def _step(marker: Path, fn: Callable[[], Any]) -> Any:
     return result
 
 
-@dataclass
-class RoundResult:
-    """One round's summary (the content of ``metrics.json``)."""
-
-    round: int
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 def _spec_hash(spec: LoopSpec) -> str:
     return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
@@ -327,7 +429,9 @@ def run_loop(
         if old.get("spec_hash") != h:
             raise ActiveError("a different loop spec was run in this folder; use a new --out", path=str(meta))
     else:
-        atomic_write_bytes(out / "loop.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+        atomic_write_bytes(
+            out / "loop.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode()
+        )
         atomic_write_json(meta, {"schema": LOOP_SCHEMA, "spec_hash": h, "spec": spec.model_dump(mode="json")})
     base = load_recipe(spec.recipe)
 

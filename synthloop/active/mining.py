@@ -26,7 +26,8 @@ ranked by ``excess_failures = support * (overall - recall inside)``: the misses 
 if the region were as easy as the average object.
 
 Intervals are half-open ``[low, high)``; ``high_inclusive`` marks one that runs to the largest
-observed value. Categorical regions list their ``categories``.
+observed value and ``at_min`` one that starts at the smallest (the derivation extends such a
+region to the distribution's bound on that side). Categorical regions list their ``categories``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ WEAK_SCHEMA = "synthloop.weak_regions/1"
 
 def z_value(confidence: float) -> float:
     """Two-sided normal quantile: ``z`` with P(|Z| <= z) = ``confidence`` (0.95 -> 1.95996)."""
-    from scipy.stats import norm
+    from statistics import NormalDist
 
     if not 0.0 < confidence < 1.0:
         raise ActiveError(f"confidence must be in (0, 1), got {confidence!r}", where="confidence")
-    return float(norm.ppf(0.5 + confidence / 2.0))
+    return float(NormalDist().inv_cdf(0.5 + confidence / 2.0))
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -110,6 +111,7 @@ class WeakRegion:
     categories: list[str] | None = None
     importance: float | None = None
     failures_inside: int = 0
+    at_min: bool = False
 
     @property
     def name(self) -> str:
@@ -313,7 +315,9 @@ def _bin_cands(table: OutcomeTable, param: str, n_bins: int) -> list[_Cand]:
         out = []
         for i, u in enumerate(uniq):
             last = i == len(uniq) - 1
-            out.append(_Cand(param, "numeric", x == u, "bins", float(u), float(u), True, None, _fmt(float(u))))
+            out.append(
+                _Cand(param, "numeric", x == u, "bins", float(u), float(u), True, None, _fmt(float(u)))
+            )
             if not last:  # a one-value bin is the interval [u, next) for merging purposes
                 out[-1].high, out[-1].high_inclusive = float(uniq[i + 1]), False
         return out
@@ -328,18 +332,32 @@ def _merge(cands: Sequence[_Cand]) -> _Cand:
         mask |= c.mask
     if first.kind == "categorical":
         cats = sorted({k for c in cands for k in c.categories or []})
-        return _Cand(first.param, "categorical", mask, first.source, categories=cats, label="{" + ", ".join(cats) + "}")
+        return _Cand(
+            first.param, "categorical", mask, first.source, categories=cats, label="{" + ", ".join(cats) + "}"
+        )
     label = f"[{_fmt(first.low)}, {_fmt(last.high)}{']' if last.high_inclusive else ')'}"  # type: ignore[arg-type]
-    return _Cand(first.param, "numeric", mask, first.source, first.low, last.high, last.high_inclusive, None, label)
+    return _Cand(
+        first.param, "numeric", mask, first.source, first.low, last.high, last.high_inclusive, None, label
+    )
 
 
 # ----------------------------------------------------------------------------- model
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC of scores ``p`` for binary labels ``y`` (Mann-Whitney U with average ranks for ties);
+    accuracy at 0.5 when ``y`` has a single class."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    npos = int(y.sum())
+    nneg = len(y) - npos
+    if npos == 0 or nneg == 0:
         return float(np.mean((p >= 0.5) == y))
-    return float(roc_auc_score(y, p))
+    _, inv, counts = np.unique(p, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
+    ranks = avg_rank[inv]
+    return float((ranks[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
+
+
+_auc = roc_auc
 
 
 def _fit_models(
@@ -462,15 +480,25 @@ def mine(table: OutcomeTable, options: MiningOptions | None = None, **overrides:
             categories=c.categories,
             importance=importance.get(c.param),
             failures_inside=n_in - k_in,
+            at_min=c.low is not None and c.param in pmin and c.low <= pmin[c.param],
         )
 
+    pmin = {p: float(np.nanmin(v)) for p, v in table.values.items() if table.kinds[p] == "numeric"}
     bins: dict[str, list[BinStat]] = {}
     found: list[WeakRegion] = []
     for p in table.params:
         stats = [(c, region(c)) for c in per_param[p]]
         bins[p] = [
-            BinStat(p, c.label, r.support, r.support - r.failures_inside,
-                    None if math.isnan(r.recall_inside) else r.recall_inside, r.ci_low, r.ci_high, r.weak)
+            BinStat(
+                p,
+                c.label,
+                r.support,
+                r.support - r.failures_inside,
+                None if math.isnan(r.recall_inside) else r.recall_inside,
+                r.ci_low,
+                r.ci_high,
+                r.weak,
+            )
             for c, r in stats
         ]
         weak_regions: list[WeakRegion] = []

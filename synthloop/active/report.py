@@ -78,9 +78,11 @@ def build_report(out_dir: str | Path, bins: int = 10) -> dict[str, Any]:
     if not rounds:
         raise ActiveError("no finished round yet (no round_*/DONE)", path=str(out_dir))
     metrics = [json.loads((r / "metrics.json").read_text()) for r in rounds]
-    mined = {m["round"]: MiningResult.load(r / "weak_regions.json") for r, m in zip(rounds, metrics, strict=True)}
+    mined = {
+        m["round"]: MiningResult.load(r / "weak_regions.json") for r, m in zip(rounds, metrics, strict=True)
+    }
     params: list[str] = []
-    for k, res in mined.items():
+    for res in mined.values():
         params += [reg.param for reg in res.regions if reg.level in ("scene", "attr")]
     for r in rounds:
         d = r / "recipe.derivation.json"
@@ -89,7 +91,8 @@ def build_report(out_dir: str | Path, bins: int = 10) -> dict[str, Any]:
                 params += c["params"]
     params = list(dict.fromkeys(params))
     hists = {
-        p: histogram({m["round"]: _values(r, p) for r, m in zip(rounds, metrics, strict=True)}, bins) for p in params
+        p: histogram({m["round"]: _values(r, p) for r, m in zip(rounds, metrics, strict=True)}, bins)
+        for p in params
     }
     tables = {}
     for r, m in zip(rounds, metrics, strict=True):
@@ -111,8 +114,9 @@ def build_report(out_dir: str | Path, bins: int = 10) -> dict[str, Any]:
                     "recall": float(t.detected[inside].mean()) if inside.any() else None,
                     "overall": t.recall(),
                 }
-            weak_slices.append({"round": k, "region": reg.describe(), "param": reg.param,
-                                "recall_by_round": by_round})
+            weak_slices.append(
+                {"round": k, "region": reg.describe(), "param": reg.param, "recall_by_round": by_round}
+            )
     return {
         "schema": REPORT_SCHEMA,
         "loop": str(Path(out_dir).resolve()),
@@ -144,8 +148,18 @@ def _row(m: dict[str, Any]) -> list[str]:
     ]
 
 
-HEADERS = ["round", "arm", "recipe", "frames (round/total)", "val recall", "val mAP", "real AP", "real AP50",
-           "weak", "top weak region"]
+HEADERS = [
+    "round",
+    "arm",
+    "recipe",
+    "frames (round/total)",
+    "val recall",
+    "val mAP",
+    "real AP",
+    "real AP50",
+    "weak",
+    "top weak region",
+]
 
 
 def print_loop_report(report: dict[str, Any], console: Any = None) -> None:
@@ -187,16 +201,20 @@ def _svg(hist: dict[str, Any], width: int = 520, height: int = 140) -> str:
             f = hist["rounds"][r]["fraction"][i]
             h = (height - 10) * f / top
             x = 10 + i * gw + j * bw
-            parts.append(f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-                         f'fill="{COLORS[j % len(COLORS)]}"><title>round {r}: {f:.3f}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
+                f'fill="{COLORS[j % len(COLORS)]}"><title>round {r}: {f:.3f}</title></rect>'
+            )
         if hist["kind"] == "numeric":
             label = f"{hist['edges'][i]:.3g}"
         else:
             label = html.escape(hist["categories"][i][:10])
         parts.append(f'<text x="{10 + i * gw:.1f}" y="{height + 14}" font-size="10">{label}</text>')
     parts.append("</svg>")
-    legend = " ".join(f'<span style="color:{COLORS[j % len(COLORS)]}">&#9632; round {r}</span>'
-                      for j, r in enumerate(rounds))
+    legend = " ".join(
+        f'<span style="color:{COLORS[j % len(COLORS)]}">&#9632; round {r}</span>'
+        for j, r in enumerate(rounds)
+    )
     return "".join(parts) + f"<div>{legend}</div>"
 
 
@@ -217,10 +235,10 @@ def report_html(report: dict[str, Any]) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>synthloop active loop</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
-<h1>Active loop</h1><p>{e(report['loop'])}</p>
+<h1>Active loop</h1><p>{e(report["loop"])}</p>
 <h2>Rounds</h2><table><tr>{head}</tr>{rows}</table>
 <h2>Weak slices: recall inside, per round (synthetic val)</h2><table><tr>{ws_head}</tr>{ws_rows}</table>
-<h2>Sampled parameter distributions per round</h2>{hists or '<p>(none)</p>'}
+<h2>Sampled parameter distributions per round</h2>{hists or "<p>(none)</p>"}
 </body></html>
 """
 
@@ -233,3 +251,51 @@ def write_report(out_dir: str | Path, bins: int = 10) -> dict[str, Path]:
     atomic_write_json(paths["json"], rep)
     atomic_write_bytes(paths["html"], report_html(rep).encode("utf-8"))
     return paths
+
+
+def compare_loops(loop_dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """One row per (loop, finished round): arm, frames so far, val and real metrics -- the
+    active-vs-random comparison when the loops differ only in ``arm``."""
+    rows = []
+    for d in loop_dirs:
+        for r in finished_rounds(d):
+            m = json.loads((r / "metrics.json").read_text())
+            val, real = m.get("val") or {}, m.get("real") or {}
+            rows.append(
+                {
+                    "loop": str(d),
+                    "arm": m.get("arm"),
+                    "round": m["round"],
+                    "frames_total": m.get("frames_total"),
+                    "val_recall": val.get("recall"),
+                    "val_mAP": val.get("voc_mAP"),
+                    "real_AP": real.get("coco_AP"),
+                    "real_AP50": real.get("coco_AP50"),
+                    "real_recall": real.get("recall"),
+                }
+            )
+    return rows
+
+
+def print_comparison(rows: list[dict[str, Any]], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title="active loop comparison")
+    cols = [
+        "loop",
+        "arm",
+        "round",
+        "frames_total",
+        "val_recall",
+        "val_mAP",
+        "real_AP",
+        "real_AP50",
+        "real_recall",
+    ]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("loop", "arm") else "right")
+    for r in rows:
+        t.add_row(*(_f(r[c]) for c in cols))
+    console.print(t)

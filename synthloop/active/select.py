@@ -177,12 +177,16 @@ def k_center_greedy(
     return order, dists
 
 
-def combine_uncertainty(scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:
+def combine_uncertainty(
+    scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
+) -> np.ndarray:
     """(N,) weighted mean of the named per-image scores present in ``scores`` (each in [0, 1])."""
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     used = [(k, v) for k, v in w.items() if k in scores and v > 0]
     if not used:
-        raise ActiveError(f"no uncertainty score to combine (have {sorted(scores)}, weights {w})", where="weights")
+        raise ActiveError(
+            f"no uncertainty score to combine (have {sorted(scores)}, weights {w})", where="weights"
+        )
     total = sum(v for _, v in used)
     return sum(v * np.asarray(scores[k], dtype=np.float64) for k, v in used) / total
 
@@ -314,7 +318,11 @@ def score_pool(
     for s in range(0, len(paths), batch_size):
         images = [load_rgb(p) for p in paths[s : s + batch_size]]
         preds = list(predict(images))
-        flips = list(predict([np.ascontiguousarray(im[:, ::-1]) for im in images])) if tta else [None] * len(images)
+        flips = (
+            list(predict([np.ascontiguousarray(im[:, ::-1]) for im in images]))
+            if tta
+            else [None] * len(images)
+        )
         if len(preds) != len(images) or len(flips) != len(images):
             raise ActiveError(f"predict returned {len(preds)} results for {len(images)} images")
         for im, p, f in zip(images, preds, flips, strict=True):
@@ -414,7 +422,9 @@ def select_pool(
     """Score the pool, rank it, keep ``budget`` images, and write them to ``out_dir`` if given."""
     paths = list_pool_images(pool)
     sw = dict(DEFAULT_WEIGHTS if score_weights is None else score_weights)
-    scores = score_pool(paths, predict, embed, batch_size=batch_size, min_score=min_score, tta=sw.get("tta", 0) > 0)
+    scores = score_pool(
+        paths, predict, embed, batch_size=batch_size, min_score=min_score, tta=sw.get("tta", 0) > 0
+    )
     sel = select_from_scores(scores, budget, weight=weight if embed is not None else 1.0, score_weights=sw)
     if out_dir is not None:
         write_selection(sel, out_dir)
@@ -438,10 +448,15 @@ def backbone_embedder(backbone: Any, *, max_side: int = 320, device: str = "cpu"
     def embed(images: list[np.ndarray]) -> np.ndarray:
         out = []
         for im in images:
-            t = torch.from_numpy(np.ascontiguousarray(im)).to(device).permute(2, 0, 1)[None].float() / 255.0
+            t = (
+                torch.from_numpy(np.array(im, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float()
+                / 255.0
+            )
             h, w = t.shape[-2:]
             s = max_side / max(h, w)
-            t = F.interpolate(t, size=(max(32, round(h * s)), max(32, round(w * s))), mode="bilinear", align_corners=False)
+            t = F.interpolate(
+                t, size=(max(32, round(h * s)), max(32, round(w * s))), mode="bilinear", align_corners=False
+            )
             feats = backbone((t - mean) / std)
             last = feats[list(feats)[-1]] if isinstance(feats, Mapping) else feats
             v = last.mean(dim=(2, 3))[0]
@@ -449,3 +464,17 @@ def backbone_embedder(backbone: Any, *, max_side: int = 320, device: str = "cpu"
         return np.stack(out)
 
     return embed
+
+
+def predictor_embedder(predictor: Any, *, max_side: int = 320) -> Embed:
+    """:func:`backbone_embedder` on the feature backbone inside a trained detector
+    (``predictor.model``: the first :class:`~synthloop.training.backbones.FeatureBackbone` module),
+    so diversity is measured in the detector's own feature space."""
+    from synthloop.training.backbones import FeatureBackbone
+
+    model = getattr(predictor, "model", predictor)
+    for m in model.modules():
+        if isinstance(m, FeatureBackbone):
+            device = str(getattr(predictor, "device", "cpu"))
+            return backbone_embedder(m, max_side=max_side, device=device)
+    raise ActiveError("the predictor's model has no feature backbone to embed images with")

@@ -48,9 +48,11 @@ def run_cmd(
 
     outcomes = run_experiment(experiment, out, quiet=quiet)
     failed = [o for o in outcomes if o.status == "failed"]
-    n_done = sum(o.status == "done" for o in outcomes)
-    n_skip = sum(o.status == "skipped" for o in outcomes)
-    print(f"{len(outcomes)} runs: {n_done} trained, {n_skip} already done, {len(failed)} failed")
+    n = {s: sum(o.status == s for o in outcomes) for s in ("done", "evaluated", "skipped")}
+    print(
+        f"{len(outcomes)} runs: {n['done']} trained, {n['evaluated']} re-evaluated,"
+        f" {n['skipped']} already done, {len(failed)} failed"
+    )
     for o in failed:
         print(f"  failed {o.name}: {o.error} (see {out}/runs/{o.name}/error.json)")
     if report:

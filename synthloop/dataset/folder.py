@@ -113,7 +113,9 @@ def object_from_record(rec: dict[str, Any]) -> ObjectAnnotation:
         mask=rec.get("mask"),
         iscrowd=bool(rec.get("iscrowd", False)),
         keypoints=(
-            tuple((float(u), float(v), int(s)) for u, v, s in rec["keypoints"]) if "keypoints" in rec else None
+            tuple((float(u), float(v), int(s)) for u, v, s in rec["keypoints"])
+            if "keypoints" in rec
+            else None
         ),
         bbox_amodal=tuple(rec["bbox_amodal"]) if "bbox_amodal" in rec else None,  # type: ignore[arg-type]
         occlusion=rec.get("occlusion"),

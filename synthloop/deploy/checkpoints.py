@@ -49,11 +49,14 @@ _FAMILY_ALIASES = {
 class ModelDesc(BaseModel):
     """Everything needed to rebuild a model and decode its outputs (JSON-able, see module docstring).
 
-    DetectNet_v2 fields: ``head_channels``, ``bbox_norm`` (pixels), ``raster`` / ``cluster`` / ``class_weights``
-    (one per class) and the loss settings used when fine-tuning. Mask R-CNN fields: ``anchor_sizes``
-    (one per FPN level), ``aspect_ratios``, ``min_size`` / ``max_size`` (None: the input size, so the
-    network does not resize a fixed-size input), ``box_detections_per_img``, ``box_score_thresh``,
-    ``mask_threshold`` (probability above which a mask pixel is on).
+    DetectNet_v2 fields: ``head_channels``, ``bbox_norm`` (pixels), ``raster`` / ``cluster`` /
+    ``class_weights`` (one per class) and the loss settings used when fine-tuning. Mask R-CNN fields:
+    ``anchor_sizes`` (one per FPN level), ``aspect_ratios``, ``min_size`` / ``max_size`` (None: the
+    input size, so the network does not resize a fixed-size input), ``box_detections_per_img``,
+    ``box_score_thresh``, ``mask_threshold`` (probability above which a mask pixel is on).
+    ``spec``: the training :class:`~synthloop.training.spec.ExperimentSpec` (JSON) when known; the
+    model is then rebuilt with the training package's own ``build_model`` so every architecture
+    option matches.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +83,7 @@ class ModelDesc(BaseModel):
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
     mask_threshold: float = 0.5
+    spec: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -111,8 +115,9 @@ def normalize_family(name: str, path: str | None = None, where: str = "family") 
     """``"DetectNet_v2"``, ``"detectnet"``, ``"maskrcnn"``... -> ``detectnet_v2`` / ``mask_rcnn``."""
     key = str(name).strip().lower().replace(" ", "_")
     if key not in _FAMILY_ALIASES:
-        raise DeployError(f"unknown model family {name!r} (expected one of {', '.join(FAMILIES)})",
-                          path=path, where=where)
+        raise DeployError(
+            f"unknown model family {name!r} (expected one of {', '.join(FAMILIES)})", path=path, where=where
+        )
     return _FAMILY_ALIASES[key]
 
 
@@ -122,6 +127,14 @@ def normalize_family(name: str, path: str | None = None, where: str = "family") 
 def build_model(desc: ModelDesc) -> nn.Module:
     """A freshly initialized (random weights) model of ``desc``'s architecture, eval mode, CPU."""
     from synthloop.training.backbones import build_backbone
+
+    if desc.spec is not None:
+        from synthloop.training.build import build_model as train_build_model
+        from synthloop.training.spec import ExperimentSpec
+
+        spec = ExperimentSpec.model_validate(desc.spec)
+        anchors = tuple(desc.anchor_sizes) if desc.family == "mask_rcnn" else None
+        return train_build_model(spec, list(desc.class_names), anchors, pretrained=False).eval()
 
     backbone = build_backbone(desc.backbone, weights=None)
     if desc.family == "detectnet_v2":
@@ -227,6 +240,61 @@ def family_of_spec(spec: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def _per_class(table: Mapping[str, Any] | None, classes: list[str], default: Any) -> list[Any]:
+    """Per-class list from a dict keyed by class name (``"*"`` = default), the training spec's way."""
+    table = table or {}
+    fallback = table.get("*", default)
+    return [table.get(c, fallback) for c in classes]
+
+
+def desc_from_experiment(ck: Mapping[str, Any], spec: Mapping[str, Any], family: str) -> ModelDesc:
+    """:class:`ModelDesc` of a :mod:`synthloop.training.loop` checkpoint: ``classes``,
+    ``category_ids``, ``anchor_sizes`` from the checkpoint, the rest from its ExperimentSpec."""
+    from synthloop.training.spec import ExperimentSpec
+
+    try:
+        exp = ExperimentSpec.model_validate(spec)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise DeployError(
+            f"invalid training spec in checkpoint: {err['msg']}",
+            where="spec." + ".".join(str(p) for p in err["loc"]),
+        ) from None
+    classes = [str(c) for c in ck.get("classes") or []]
+    ids = [int(c) for c in ck.get("category_ids") or range(1, len(classes) + 1)]
+    m = exp.model
+    d: dict[str, Any] = {
+        "family": family,
+        "backbone": exp.backbone.name,
+        "class_names": classes,
+        "category_ids": ids,
+        "input_width": m.input_width,
+        "input_height": m.input_height,
+        "spec": exp.model_dump(mode="json"),
+    }
+    if family == "detectnet_v2":
+        dn = m.detectnet
+        d.update(
+            raster=_per_class(dn.raster, classes, RasterParams()),
+            cluster=_per_class(dn.cluster, classes, ClusterParams()),
+            class_weights=_per_class(dn.class_weights, classes, 1.0),
+            cov_loss=dn.cov_loss,
+            cov_loss_weight=dn.cov_loss_weight,
+            bbox_loss_weight=dn.bbox_loss_weight,
+            cov_normalize=dn.cov_normalize,
+            bbox_norm=dn.bbox_norm,
+        )
+    else:
+        mr = m.mask_rcnn
+        d.update(
+            anchor_sizes=list(ck.get("anchor_sizes") or mr.anchor_sizes or (32, 64, 128, 256)),
+            aspect_ratios=list(mr.aspect_ratios),
+            box_score_thresh=mr.box_score_thresh,
+            box_detections_per_img=mr.detections_per_img,
+        )
+    return ModelDesc.model_validate(d)
+
+
 def desc_from_spec(
     spec: Mapping[str, Any] | None,
     family: str,
@@ -271,7 +339,14 @@ def desc_from_spec(
         "input_width": int(get("input_width", "output_width") or 640),
         "input_height": int(get("input_height", "output_height") or 480),
     }
-    optional = ["bbox_norm", "head_channels", "cov_loss", "cov_loss_weight", "bbox_loss_weight", "cov_normalize"]
+    optional = [
+        "bbox_norm",
+        "head_channels",
+        "cov_loss",
+        "cov_loss_weight",
+        "bbox_loss_weight",
+        "cov_normalize",
+    ]
     optional += ["anchor_sizes", "aspect_ratios", "min_size", "max_size", "box_detections_per_img"]
     optional += ["box_score_thresh", "class_weights"]
     for key in optional:
@@ -289,8 +364,9 @@ def desc_from_spec(
         return ModelDesc.model_validate(d)
     except ValidationError as e:
         err = e.errors()[0]
-        raise DeployError(f"cannot describe the model: {err['msg']}",
-                          where=".".join(str(p) for p in err["loc"])) from None
+        raise DeployError(
+            f"cannot describe the model: {err['msg']}", where=".".join(str(p) for p in err["loc"])
+        ) from None
 
 
 # ---------------------------------------------------------------------- pruned layer shapes
@@ -359,7 +435,9 @@ def read_checkpoint(path: str | os.PathLike, where: str = "model") -> dict[str, 
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
         first = (str(e).splitlines() or [""])[0][:160]
         raise DeployError(
-            f"cannot read checkpoint, corrupt or truncated ({type(e).__name__}: {first})", path=str(p), where=where
+            f"cannot read checkpoint, corrupt or truncated ({type(e).__name__}: {first})",
+            path=str(p),
+            where=where,
         ) from None
     if not isinstance(obj, dict):
         raise DeployError(f"not a checkpoint dict (got {type(obj).__name__})", path=str(p), where=where)
@@ -379,7 +457,9 @@ def _load_weights(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise DeployError("weights do not fit the model: " + "; ".join(parts), path=path, where="model")
     model.load_state_dict(dict(sd), strict=True)
 
@@ -404,42 +484,70 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedMode
         try:
             desc = ModelDesc.model_validate(ck["desc"])
         except (KeyError, ValidationError) as e:
-            raise DeployError(f"pruned checkpoint has no valid model description ({e})".splitlines()[0],
-                              path=p, where="desc") from None
+            raise DeployError(
+                f"pruned checkpoint has no valid model description ({e})".splitlines()[0],
+                path=p,
+                where="desc",
+            ) from None
         _check_family(desc.family, family, p)
         model = apply_layer_shapes(build_model(desc), ck.get("layer_shapes") or {})
         _load_weights(model, ck.get("model") or {}, p)
         refresh_out_channels(model, desc)
-        return LoadedModel(model.eval(), desc, "pruned", Path(path), ck.get("spec"),
-                           {"prune_report": ck.get("report")})
+        return LoadedModel(
+            model.eval(), desc, "pruned", Path(path), ck.get("spec"), {"prune_report": ck.get("report")}
+        )
     sd = ck.get("model")
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DeployError("checkpoint has no 'model' state_dict", path=p, where="model")
     spec = ck.get("spec") if isinstance(ck.get("spec"), Mapping) else None
     found = family_of_state_dict(sd)
     named = family_of_spec(spec)
+    if isinstance(ck.get("family"), str):
+        named = normalize_family(ck["family"], p, "family")
     if found is None:
-        raise DeployError("cannot tell the model family from the weights (neither DetectNet_v2 nor Mask R-CNN)",
-                          path=p, where="model")
+        raise DeployError(
+            "cannot tell the model family from the weights (neither DetectNet_v2 nor Mask R-CNN)",
+            path=p,
+            where="model",
+        )
     if named is not None and named != found:
         raise DeployError(f"spec names a {named} model but the weights are {found}", path=p, where="spec")
     _check_family(found, family, p)
     backbone = backbone_of_state_dict(sd, found)
     if backbone is None:
         raise DeployError("cannot tell the backbone from the weights", path=p, where="model")
-    desc = desc_from_spec(spec, found, backbone, num_classes_of_state_dict(sd, found), ck)
-    if found == "detectnet_v2":
-        desc = desc.model_copy(update={"head_channels": int(sd["fuse.0.weight"].shape[0])})
+    if spec is not None and isinstance(spec.get("model"), Mapping) and "family" in spec["model"]:
+        desc = desc_from_experiment(ck, spec, found)  # a synthloop.training checkpoint
+        if desc.backbone != backbone:
+            raise DeployError(
+                f"spec names backbone {desc.backbone} but the weights are {backbone}",
+                path=p,
+                where="spec.backbone.name",
+            )
+        if desc.num_classes != num_classes_of_state_dict(sd, found):
+            raise DeployError(
+                f"checkpoint lists {desc.num_classes} classes but the weights have "
+                f"{num_classes_of_state_dict(sd, found)}",
+                path=p,
+                where="classes",
+            )
+    else:
+        desc = desc_from_spec(spec, found, backbone, num_classes_of_state_dict(sd, found), ck)
+        if found == "detectnet_v2":
+            desc = desc.model_copy(update={"head_channels": int(sd["fuse.0.weight"].shape[0])})
     model = build_model(desc)
     _load_weights(model, sd, p)
     extra = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
     return LoadedModel(model.eval(), desc, "training", Path(path), dict(spec) if spec else None, extra)
 
 
-def save_training_checkpoint(path: str | os.PathLike, model: nn.Module, spec: Mapping[str, Any]) -> Path:
-    """Write ``{"model": state_dict, "spec": spec}`` atomically (the training checkpoint layout; used
-    by tests and tools that make models outside the training loop)."""
+def save_training_checkpoint(
+    path: str | os.PathLike, model: nn.Module, spec: Mapping[str, Any], **meta: Any
+) -> Path:
+    """Write ``{"model": state_dict, "spec": spec, **meta}`` atomically (the layout of
+    :mod:`synthloop.training.loop` checkpoints, whose ``meta`` holds ``classes``, ``category_ids``,
+    ``family``, ``anchor_sizes``; used by tests and tools that make models outside the loop)."""
     from synthloop.atomic import atomic_write_with
 
-    obj = {"model": model.state_dict(), "spec": dict(spec)}
+    obj = {"model": model.state_dict(), "spec": dict(spec), **meta}
     return atomic_write_with(path, lambda fh: torch.save(obj, fh))

@@ -101,3 +101,59 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | tuple, call: Callab
         done += 1
     model.train(was_training)
     return done
+
+
+def static_same_padding(model: nn.Module, example: torch.Tensor | tuple, call: Callable | None = None) -> int:
+    """Replace every TF-"SAME" conv (``Conv2dSame``, padding computed from the input shape at run
+    time) by a plain ``nn.Conv2d`` with the padding it applies at the input size of ``example``
+    (symmetric -> the conv's own ``padding``; asymmetric -> ``ZeroPad2d`` + conv). Valid for that
+    input size only: use for fixed-size export / quantization, so the ONNX has no shape arithmetic
+    and TensorRT / onnxruntime can fuse the padding into the conv. Returns the number replaced."""
+    from synthloop.training.backbones import Conv2dSame
+
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def record(mod: nn.Module, inputs: tuple) -> None:
+        sizes[id(mod)] = tuple(inputs[0].shape[-2:])
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, Conv2dSame)]
+    try:
+        with torch.no_grad():
+            if call is not None:
+                call(model, example)
+            elif isinstance(example, tuple):
+                model(*example)
+            else:
+                model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    names = {m: n for n, m in model.named_modules()}
+    done = 0
+    for conv in [m for m in model.modules() if isinstance(m, Conv2dSame) and id(m) in sizes]:
+        ih, iw = sizes[id(conv)]
+        (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+        ph = max((-(-ih // sh) - 1) * sh + kh - ih, 0)
+        pw = max((-(-iw // sw) - 1) * sw + kw - iw, 0)
+        top, left = ph // 2, pw // 2
+        symmetric = ph % 2 == 0 and pw % 2 == 0
+        new = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            (top, left) if symmetric else 0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
+        new.weight = conv.weight
+        if conv.bias is not None:
+            new.bias = conv.bias
+        repl: nn.Module = (
+            new if symmetric else nn.Sequential(nn.ZeroPad2d((left, pw - left, top, ph - top)), new)
+        )
+        parent, _, attr = names[conv].rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, repl)
+        done += 1
+    return done

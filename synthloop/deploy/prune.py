@@ -19,9 +19,13 @@ backbone is pruned, the FPN output width (256, shared by RPN and RoI heads) stay
 convs lose the input channels their backbone stage lost), so output shapes do not change.
 
 The pruned model is saved as :data:`~synthloop.deploy.checkpoints.PRUNED_FORMAT`: model
-description, every conv / BN layer's shape and the weights, readable with ``weights_only=True``.
-Fine-tune it by pointing the training spec's model weights at it and loading it with
-:func:`load_pruned` (the TLT ``load_graph: true`` equivalent: the checkpoint carries its own graph).
+description (incl. the training ExperimentSpec), every conv / BN layer's shape and the weights,
+readable with ``weights_only=True``. It carries its own graph (TLT ``load_graph: true``): the
+training spec has no field for it yet, so fine-tuning code builds the model with
+:func:`load_pruned` instead of ``synthloop.training.build.build_model``::
+
+    model = load_pruned("pruned.pt")          # DetectNetV2 / MaskRCNN with the pruned widths
+    model.train()                              # then the usual loss dict: model(images, targets)
 """
 
 from __future__ import annotations
@@ -135,7 +139,7 @@ def prune_model(
     """
     import torch_pruning as tp
 
-    if not 0.0 <= threshold:
+    if threshold < 0.0:
         raise DeployError(f"pruning threshold must be >= 0, got {threshold}", where="threshold")
     if min_filters < 1 or granularity < 1:
         raise DeployError("min_filters and granularity must be >= 1", where="min_filters/granularity")
@@ -202,8 +206,11 @@ def load_pruned(path: str | os.PathLike, family: str | None = None) -> nn.Module
     """The pruned model saved at ``path`` (eval mode, CPU), ready to fine-tune or export."""
     loaded = load_model(path, family)
     if loaded.kind != "pruned":
-        raise DeployError("not a pruned checkpoint (use load_model for training checkpoints)",
-                          path=str(path), where="format")
+        raise DeployError(
+            "not a pruned checkpoint (use load_model for training checkpoints)",
+            path=str(path),
+            where="format",
+        )
     return loaded.model
 
 

@@ -71,7 +71,10 @@ def metric_vs_fraction_png(results: dict[str, Any], metric: str) -> bytes:
         ax.set_xticklabels([fraction_label(f) for f in sorted(fracs_all)])
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # below the axes, so it never hides a band
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     return _png(fig)
 
 

@@ -24,7 +24,7 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:right} th{background:#f0f
 td.l,th.l{text-align:left} tr.failed td{background:#fde8e8} tr.pending td{color:#888}
 tr.best td{background:#e8f6e8}
 .figs{display:flex;flex-wrap:wrap;gap:12px} .figs img{max-width:600px;border:1px solid #eee}
-.ov{display:flex;flex-wrap:wrap;gap:10px} .ov figure{margin:0} .ov img{width:380px;border:1px solid #ccc}
+.ov{display:flex;flex-wrap:wrap;gap:10px} .ov figure{margin:0} .ov img{width:600px;border:1px solid #ccc}
 figcaption{font-size:12px;color:#555} .muted{color:#777;font-size:13px} code{font-size:12px}
 """
 

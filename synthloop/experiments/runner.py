@@ -6,21 +6,25 @@ Layout of the output folder::
       experiment.json        the validated experiment (eval dataset path resolved) + its runs
       runs/<name>/spec.json  the run's ExperimentSpec + spec hash
       runs/<name>/train/     the training run folder (checkpoints, metrics.jsonl, ...)
+      runs/<name>/train.log  the training loop's JSON-line log
       runs/<name>/eval.json  EvaluationReport of the final checkpoint on the eval dataset
       runs/<name>/detections.json
       runs/<name>/samples/   overlays of the first eval frames (the same frames for every run)
       runs/<name>/worst/     overlays of the worst eval frames (per-frame F1)
-      runs/<name>/DONE       {"spec_hash", "checkpoint", "train": {...}}, written last
+      runs/<name>/DONE       {"spec_hash", "eval_hash", "checkpoint", "train": {...}}, written last
       runs/<name>/error.json a failed attempt (type, message, traceback); removed on success
 
-A run whose ``DONE`` carries its current spec hash is skipped. A run folder made for another spec
-(the experiment changed) is moved to ``runs/.stale/`` before the run starts again. A run that
-fails leaves ``error.json`` and the next runs go on; re-running the experiment retries it (the
-training run folder is resumed when it exists). Every file is written atomically.
+A run whose ``DONE`` carries its current spec hash and eval-settings hash is skipped; when only
+the eval settings changed, its checkpoint is evaluated again without training. A run folder
+made for another spec (the experiment changed) is moved to ``runs/.stale/`` before the run
+starts again. A run that fails leaves ``error.json`` and the next runs go on; re-running the
+experiment retries it (the training run folder is resumed when it exists). Every file is
+written atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import traceback
 from collections.abc import Callable
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthloop.atomic import atomic_write_json
+from synthloop.atomic import atomic_write_json, canonical_json
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
 from synthloop.evaluation.overlays import write_outcome_overlays
@@ -55,7 +59,8 @@ class TrainResult:
 
 @dataclass
 class RunOutcome:
-    """``status``: ``"done"`` (trained now), ``"skipped"`` (already done), ``"failed"``."""
+    """``status``: ``"done"`` (trained and evaluated now), ``"evaluated"`` (trained before, evaluated
+    again because the eval settings changed), ``"skipped"`` (already done), ``"failed"``."""
 
     name: str
     status: str
@@ -81,10 +86,19 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
-def is_done(out_dir: str | Path, run: RunSpec) -> bool:
-    """True when ``runs/<name>/DONE`` exists and names ``run.spec_hash``."""
+def eval_hash(loaded: LoadedExperiment) -> str:
+    """sha256 of the eval settings that change results (dataset path resolved; batch size left out)."""
+    ev = loaded.experiment.eval.model_dump(mode="json", exclude={"batch_size"})
+    ev["dataset"] = str(loaded.eval_dataset())
+    return hashlib.sha256(canonical_json(ev)).hexdigest()
+
+
+def is_done(out_dir: str | Path, run: RunSpec, eval_h: str | None = None) -> bool:
+    """True when ``runs/<name>/DONE`` exists and names ``run.spec_hash`` (and ``eval_h``, if given)."""
     d = read_json(run_dir(out_dir, run.name) / "DONE")
-    return d is not None and d.get("spec_hash") == run.spec_hash
+    if d is None or d.get("spec_hash") != run.spec_hash:
+        return False
+    return eval_h is None or d.get("eval_hash") == eval_h
 
 
 def _move_stale(out_dir: Path, run: RunSpec) -> None:
@@ -148,12 +162,24 @@ def run_one(
     out_dir: Path,
     train_fn: TrainFn,
     predict_fn: PredictFn,
-) -> None:
-    """Train, predict, evaluate one run and write its DONE marker (raises on failure)."""
+) -> str:
+    """Train (unless this spec's model is already trained), predict, evaluate one run and write
+    its DONE marker. Returns ``"done"`` (trained and evaluated) or ``"evaluated"`` (only the eval
+    settings changed: the finished checkpoint was evaluated again). Raises on failure."""
     _move_stale(out_dir, run)
     rd = run_dir(out_dir, run.name)
-    atomic_write_json(rd / "spec.json", {"name": run.name, "spec_hash": run.spec_hash, "spec": run.spec})
-    result = train_fn(run, rd / "train")
+    eval_h = eval_hash(loaded)
+    prev = read_json(rd / "DONE")
+    if (
+        prev is not None
+        and prev.get("spec_hash") == run.spec_hash
+        and Path(prev.get("checkpoint", "")).is_file()
+    ):
+        result, status = TrainResult(Path(prev["checkpoint"]), dict(prev.get("train") or {})), "evaluated"
+        (rd / "DONE").unlink()
+    else:
+        atomic_write_json(rd / "spec.json", {"name": run.name, "spec_hash": run.spec_hash, "spec": run.spec})
+        result, status = train_fn(run, rd / "train"), "done"
     dets = predict_fn(Path(result.checkpoint), ds, loaded.experiment.eval.batch_size)
     evaluate_run(loaded, ds, dets, rd)
     atomic_write_json(
@@ -161,11 +187,13 @@ def run_one(
         {
             "name": run.name,
             "spec_hash": run.spec_hash,
+            "eval_hash": eval_h,
             "checkpoint": str(result.checkpoint),
             "train": result.stats,
         },
     )
     (rd / "error.json").unlink(missing_ok=True)
+    return status
 
 
 def run_experiment(
@@ -197,7 +225,8 @@ def run_experiment(
     train_fn = train_fn or default_train
     predict_fn = predict_fn or training_api.predict_dataset
     outcomes: list[RunOutcome] = []
-    todo = [r for r in runs if not is_done(out, r)]
+    eval_h = eval_hash(loaded)
+    todo = [r for r in runs if not is_done(out, r, eval_h)]
     todo_names = {r.name for r in todo}
     outcomes += [RunOutcome(r.name, "skipped") for r in runs if r.name not in todo_names]
     with JobProgress(
@@ -206,7 +235,7 @@ def run_experiment(
         for r in todo:
             prog.log("run", name=r.name, spec_hash=r.spec_hash[:12])
             try:
-                run_one(loaded, r, ds, out, train_fn, predict_fn)
+                status = run_one(loaded, r, ds, out, train_fn, predict_fn)
             except Exception as e:  # noqa: BLE001 - a failed run is recorded, the others go on
                 rd = run_dir(out, r.name)
                 atomic_write_json(
@@ -222,7 +251,7 @@ def run_experiment(
                 outcomes.append(RunOutcome(r.name, "failed", f"{type(e).__name__}: {e}"))
                 prog.log("failed", name=r.name, error=f"{type(e).__name__}: {e}")
             else:
-                outcomes.append(RunOutcome(r.name, "done"))
+                outcomes.append(RunOutcome(r.name, status))
             prog.advance(1, name=r.name)
     order = {r.name: i for i, r in enumerate(runs)}
     return sorted(outcomes, key=lambda o: order[o.name])

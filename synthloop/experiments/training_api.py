@@ -37,19 +37,16 @@ def _spec_module() -> Any:
 
 # ---------------------------------------------------------------- specs
 def normalize_spec(data: dict[str, Any], source: str = "<spec>", where: str | None = None) -> dict[str, Any]:
-    """Validate ``data`` as an ExperimentSpec and return its canonical JSON form (defaults filled)."""
+    """Validate ``data`` as an ExperimentSpec and return its canonical JSON form (defaults filled).
+
+    A bad field raises the training package's SpecError naming ``source`` and ``where: field``."""
     spec = _spec_module()
     try:
-        model = spec.ExperimentSpec.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError: name the first bad field
-        errs = getattr(e, "errors", None)
-        if callable(errs):
-            err = errs()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise TrainingApiError(
-                err["msg"], path=source, where=f"{where}: {loc}" if where else loc
-            ) from None
-        raise
+        model = spec.parse_spec(data, source)
+    except SynthloopError as e:
+        if where is None:
+            raise
+        raise type(e)(e.message, path=source, where=f"{where}: {e.where}" if e.where else where) from None
     return model.model_dump(mode="json")
 
 
@@ -57,7 +54,8 @@ def load_spec_data(
     base: str | dict[str, Any], base_dir: Path, source: str = "<experiment>"
 ) -> dict[str, Any]:
     """The base ExperimentSpec as canonical JSON data: ``base`` is a YAML path (relative to
-    ``base_dir``) or an inline mapping (its relative paths resolved against ``base_dir``)."""
+    ``base_dir``; its own relative paths resolve against its folder) or an inline mapping (its
+    relative paths resolved against ``base_dir``)."""
     spec = _spec_module()
     if isinstance(base, str):
         p = Path(base).expanduser()
@@ -65,7 +63,11 @@ def load_spec_data(
         if not p.is_file():
             raise TrainingApiError(f"base spec {str(p)!r} not found", path=source, where="base")
         return spec.load_spec(p).model_dump(mode="json")
-    return spec.ExperimentSpec.model_validate(base).resolve_paths(base_dir).model_dump(mode="json")
+    try:
+        model = spec.parse_spec(base, source)
+    except SynthloopError as e:
+        raise type(e)(e.message, path=source, where=f"base.{e.where}" if e.where else "base") from None
+    return model.resolve_paths(base_dir).model_dump(mode="json")
 
 
 def with_mix(spec: dict[str, Any], *, schedule: str, real_fraction: float, seed: int) -> dict[str, Any]:
@@ -79,21 +81,28 @@ def with_mix(spec: dict[str, Any], *, schedule: str, real_fraction: float, seed:
 
 
 def real_only(spec: dict[str, Any], *, seed: int) -> dict[str, Any]:
-    """A copy of ``spec`` that trains on the real data only (synthetic datasets dropped)."""
+    """A copy of ``spec`` that trains on all of its real data only (synthetic datasets dropped;
+    a spec without real data then fails validation, naming ``datasets``)."""
     out = with_mix(spec, schedule="blend", real_fraction=1.0, seed=seed)
     out["datasets"] = [d for d in out["datasets"] if d.get("kind") != "synthetic"]
     return out
 
 
 # ---------------------------------------------------------------- training
-def train_run(spec: dict[str, Any], train_dir: Path) -> Path:
-    """Train ``spec`` into ``train_dir`` (resumed when it holds a run) and return the final checkpoint."""
+def train_run(spec: dict[str, Any], train_dir: Path, log_path: Path | None = None) -> Path:
+    """Train ``spec`` into ``train_dir`` (resumed from its last checkpoint when it has one) and
+    return the final checkpoint. The loop's JSON-line log goes to ``log_path`` (default
+    ``train_dir/../train.log``), not to the console."""
+    import contextlib
+
     from synthloop.training.loop import train
 
-    model = _spec_module().ExperimentSpec.model_validate(spec)
-    resume = (Path(train_dir) / "metrics.jsonl").exists()
-    train(model, Path(train_dir), resume=resume)
-    return resolve_checkpoint(train_dir, prefer="last")
+    model = _spec_module().parse_spec(spec, str(train_dir))
+    log = Path(log_path) if log_path is not None else Path(train_dir).parent / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh, contextlib.redirect_stdout(fh):
+        ckpt = train(model, Path(train_dir), resume=True, quiet=True, source=str(log.parent / "spec.json"))
+    return Path(ckpt)
 
 
 def train_stats(train_dir: Path) -> dict[str, Any]:
@@ -134,7 +143,8 @@ def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
 
 # ---------------------------------------------------------------- inference
 def predict_dataset(checkpoint: Path, ds: Dataset, batch_size: int = 4) -> Detections:
-    """Predictions of ``checkpoint`` on every frame of ``ds`` (``batch_size`` images per call)."""
+    """Predictions of ``checkpoint`` on every frame of ``ds`` (``batch_size`` images per model call;
+    labels mapped to ``ds``'s category ids by class name)."""
     from synthloop.training.predictor import Predictor
 
     pred = Predictor.from_checkpoint(checkpoint)

@@ -27,8 +27,19 @@ class RunSummary:
 
 
 def worker_command(job: Path, shard: int, threads: int, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "synthloop.cli", "farm", "work", str(job), "--shard", str(shard),
-            "--threads", str(threads), "--quiet"]
+    return [
+        python,
+        "-m",
+        "synthloop.cli",
+        "farm",
+        "work",
+        str(job),
+        "--shard",
+        str(shard),
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
 
 
 def _pump(proc: subprocess.Popen, shard: int, q: queue.Queue) -> None:
@@ -38,8 +49,15 @@ def _pump(proc: subprocess.Popen, shard: int, q: queue.Queue) -> None:
     q.put((shard, None))
 
 
-def run_local(job: str | Path, *, workers: int = 1, threads: int | None = None, quiet: bool = False,
-              shards: list[int] | None = None, retries: int = 1) -> RunSummary:
+def run_local(
+    job: str | Path,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    quiet: bool = False,
+    shards: list[int] | None = None,
+    retries: int = 1,
+) -> RunSummary:
     """Run shards with ``workers`` concurrent worker processes (one Blender process each).
 
     ``threads`` per worker defaults to cores // workers. A worker process that dies (killed,
@@ -51,8 +69,11 @@ def run_local(job: str | Path, *, workers: int = 1, threads: int | None = None, 
     todo = [s.index for s in plan.shards] if shards is None else list(shards)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
     done_before = sum(
-        len(list((shard_dir(job, s) / "records").glob("*.json"))) if (shard_dir(job, s) / "records").exists() else 0
-        for s in plan.shards if s.index in todo
+        len(list((shard_dir(job, s) / "records").glob("*.json")))
+        if (shard_dir(job, s) / "records").exists()
+        else 0
+        for s in plan.shards
+        if s.index in todo
     )
     total = sum(len(plan.shard(i).frames) for i in todo)
     summary = RunSummary()
@@ -67,7 +88,10 @@ def run_local(job: str | Path, *, workers: int = 1, threads: int | None = None, 
                 s = pending.pop(0)
                 attempts[s] += 1
                 proc = subprocess.Popen(
-                    worker_command(job, s, threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    worker_command(job, s, threads),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
                 running[s] = proc
@@ -100,8 +124,15 @@ def run_local(job: str | Path, *, workers: int = 1, threads: int | None = None, 
     return summary
 
 
-def run_ray(job: str | Path, *, address: str | None = None, threads: int = 1, quiet: bool = False,
-            max_retries: int = 2, num_cpus: int | None = None) -> RunSummary:
+def run_ray(
+    job: str | Path,
+    *,
+    address: str | None = None,
+    threads: int = 1,
+    quiet: bool = False,
+    max_retries: int = 2,
+    num_cpus: int | None = None,
+) -> RunSummary:
     """Run every shard as a Ray task (``num_cpus=threads`` each), retried on worker loss.
 
     ``address``: a running cluster (``ray://host:10001`` or ``auto``); None starts a local Ray.
@@ -113,8 +144,13 @@ def run_ray(job: str | Path, *, address: str | None = None, threads: int = 1, qu
     plan = load_plan(job)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True)
+        ray.init(
+            address=address,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+        )
 
     @ray.remote(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
     def shard_task(job_path: str, shard: int, threads: int) -> dict:
@@ -147,8 +183,15 @@ def run_ray(job: str | Path, *, address: str | None = None, threads: int = 1, qu
     return summary
 
 
-def slurm_script(job: str | Path, *, threads: int = 4, partition: str | None = None, time_limit: str = "24:00:00",
-                 mem: str = "8G", python: str = "python") -> str:
+def slurm_script(
+    job: str | Path,
+    *,
+    threads: int = 4,
+    partition: str | None = None,
+    time_limit: str = "24:00:00",
+    mem: str = "8G",
+    python: str = "python",
+) -> str:
     """An ``sbatch --array`` script: array task i runs ``synthloop farm work JOB --shard i``."""
     job = Path(job).resolve()
     plan = load_plan(job)
@@ -176,9 +219,17 @@ def slurm_script(job: str | Path, *, threads: int = 4, partition: str | None = N
     return "\n".join(lines)
 
 
-def k8s_indexed_job(job: str | Path, *, image: str = "synthloop:latest", threads: int = 4, memory: str = "8Gi",
-                    parallelism: int = 8, pvc: str = "synthloop-data", mount_path: str = "/data",
-                    job_subpath: str | None = None) -> str:
+def k8s_indexed_job(
+    job: str | Path,
+    *,
+    image: str = "synthloop:latest",
+    threads: int = 4,
+    memory: str = "8Gi",
+    parallelism: int = 8,
+    pvc: str = "synthloop-data",
+    mount_path: str = "/data",
+    job_subpath: str | None = None,
+) -> str:
     """A Kubernetes Indexed Job: pod with completion index i runs shard i.
 
     The job folder lives on the PersistentVolumeClaim ``pvc`` mounted at ``mount_path``;

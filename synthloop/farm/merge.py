@@ -34,7 +34,9 @@ def job_status(job: str | Path) -> tuple[JobPlan, list[ShardStatus]]:
         d = shard_dir(job, s)
         recs = sorted((d / "records").glob("*.json")) if (d / "records").exists() else []
         recs = [r for r in recs if int(r.stem) in s.frames]
-        failed = sorted(int(p.stem) for p in (d / "failures").glob("*.json")) if (d / "failures").exists() else []
+        failed = (
+            sorted(int(p.stem) for p in (d / "failures").glob("*.json")) if (d / "failures").exists() else []
+        )
         rate = None
         if len(recs) >= 2:
             times = sorted(r.stat().st_mtime for r in recs)
@@ -94,8 +96,9 @@ def merge_job(job: str | Path, out: str | Path, *, allow_partial: bool = False) 
         if manifest is None:
             raise FarmError("no shard has any frame yet", path=str(job))
         info = dict(manifest.get("info", {}))
-        info.update({"complete": not missing, "frames": frames, "job": str(job.resolve()),
-                     "shards": len(plan.shards)})
+        info.update(
+            {"complete": not missing, "frames": frames, "job": str(job.resolve()), "shards": len(plan.shards)}
+        )
         manifest["info"] = info
         atomic_write_json(tmp / MANIFEST, manifest)
         shutil.copyfile(job / "recipe.yaml", tmp / "recipe.yaml")

@@ -76,8 +76,16 @@ def split_frames(start: int, frames: int, shards: int) -> list[Shard]:
     return out
 
 
-def plan_job(recipe: str | Path | Recipe, frames: int, seed: int, shards: int, out: str | Path, *,
-             start: int = 0, restart_every: int = 200) -> JobPlan:
+def plan_job(
+    recipe: str | Path | Recipe,
+    frames: int,
+    seed: int,
+    shards: int,
+    out: str | Path,
+    *,
+    start: int = 0,
+    restart_every: int = 200,
+) -> JobPlan:
     """Write ``out/job.yaml`` + ``out/recipe.yaml``. Re-planning an existing job with the same
     parameters is a no-op; with different ones it is refused (the shards on disk would mix)."""
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -108,7 +116,9 @@ def plan_job(recipe: str | Path | Recipe, frames: int, seed: int, shards: int, o
 def load_plan(job: str | Path) -> JobPlan:
     path = Path(job) / PLAN_FILE
     if not path.exists():
-        raise FarmError("not a job folder (no job.yaml); create one with `synthloop farm plan`", path=str(job))
+        raise FarmError(
+            "not a job folder (no job.yaml); create one with `synthloop farm plan`", path=str(job)
+        )
     try:
         data = yaml.safe_load(path.read_text())
         return JobPlan.model_validate(data)
@@ -126,7 +136,9 @@ def load_job_recipe(job: str | Path, plan: JobPlan) -> Recipe:
     rec = load_recipe(path)
     h = recipe_hash(rec)
     if h != plan.recipe_hash:
-        raise FarmError(f"recipe hash {h[:12]} differs from the plan's {plan.recipe_hash[:12]}", path=str(path))
+        raise FarmError(
+            f"recipe hash {h[:12]} differs from the plan's {plan.recipe_hash[:12]}", path=str(path)
+        )
     return rec
 
 

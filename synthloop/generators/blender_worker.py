@@ -93,6 +93,9 @@ def main() -> int:
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     import bpy  # import once, after fd 1 is safe
 
+    from synthloop.generators import blender_scene
+
+    blender_scene.init_session()  # factory reset + scaffolding before "ready": frame timings stay clean
     send_message(
         proto_out, {"ok": True, "ready": True, "pid": os.getpid(), "blender_version": bpy.app.version_string}
     )

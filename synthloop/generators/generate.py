@@ -38,7 +38,9 @@ FrameClaim = Callable[[int], AbstractContextManager[Any] | None]
 
 def categories_of(spec: SceneSpec) -> list[Category]:
     return [
-        Category(id=c.id, name=c.name, supercategory=c.supercategory, keypoints=c.keypoints, skeleton=c.skeleton)
+        Category(
+            id=c.id, name=c.name, supercategory=c.supercategory, keypoints=c.keypoints, skeleton=c.skeleton
+        )
         for c in spec.categories
     ]
 
@@ -135,7 +137,12 @@ def generate_frames(
     writer = DatasetWriter(
         out,
         categories_of(first),
-        info={"recipe_name": recipe.name, "recipe_hash": rhash, "seed": seed, "generator": f"synthloop {__version__}"},
+        info={
+            "recipe_name": recipe.name,
+            "recipe_hash": rhash,
+            "seed": seed,
+            "generator": f"synthloop {__version__}",
+        },
     )
     recipe_file = out / "recipe.yaml"
     if not recipe_file.exists():
@@ -220,7 +227,8 @@ def _render_and_write(
     else:
         result.failed[i] = last_error
         atomic_write_json(
-            out / "failures" / f"{stem}.json", {"frame_index": i, "error": last_error, "attempts": retries + 1}
+            out / "failures" / f"{stem}.json",
+            {"frame_index": i, "error": last_error, "attempts": retries + 1},
         )
         prog.advance(frame=i, failed=True)
         return renderer

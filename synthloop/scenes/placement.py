@@ -14,7 +14,9 @@ Orientations (before a yaw about world +Z):
 Placement is rejection sampling with conservative footprint circles: an object's radius is half
 the xy diagonal of its rotated bounding box; padded by ``min_gap / 2`` the circles of any two
 placed objects are disjoint (so true footprints are at least ``min_gap`` apart), and the
-unpadded circle lies inside the placement area ``[-ax/2, ax/2] x [-ay/2, ay/2]``.
+unpadded circle lies inside the placement area ``[-ax/2, ax/2] x [-ay/2, ay/2]``. A negative
+``min_gap`` lets the circles overlap by up to ``-min_gap`` (dense scenes of rounded objects, whose
+footprints lie well inside their circles); the centre distance is still ``>= r_i + r_j + min_gap``.
 """
 
 from __future__ import annotations

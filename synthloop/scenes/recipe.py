@@ -52,6 +52,7 @@ LIGHT_TYPES = ("SUN", "POINT", "SPOT", "AREA")
 MESH_SUFFIXES = (".obj", ".ply", ".glb")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff")
 DEFAULT_FOCAL_LENGTH_MM = 50.0
+MIN_GAP_LOWEST = -0.005  # metres: the most the conservative footprint circles may overlap
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 Positive = Annotated[NumDist, in_range(0, None, low_open=True)]
@@ -297,10 +298,15 @@ class SupportConfig(_Model):
 
 class PlacementConfig(_Model):
     """Objects are placed inside the centred rectangle ``area`` (x, y metres) with at least
-    ``min_gap`` metres between their footprint circles; ``max_attempts`` draws per object."""
+    ``min_gap`` metres between their footprint circles; ``max_attempts`` draws per object.
+
+    The footprint circles are conservative (half the diagonal of the rotated bounding box), so
+    rounded shapes keep a margin of several millimetres inside them. A negative ``min_gap`` (down to
+    ``MIN_GAP_LOWEST``) lets circles overlap by up to ``-min_gap`` metres, for dense arrangements of
+    rounded or bevelled objects; it must stay below those margins or the meshes may touch."""
 
     area: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (0.4, 0.3)
-    min_gap: float = Field(0.005, ge=0)
+    min_gap: float = Field(0.005, ge=MIN_GAP_LOWEST)
     max_attempts: int = Field(200, ge=1)
 
 

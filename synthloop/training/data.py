@@ -21,6 +21,7 @@ sample, which is what makes resumed runs exact (the sampler owns the seeds).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import albumentations as A
@@ -113,6 +114,12 @@ def build_augmentation(cfg: AugmentConfig | None, train: bool = True) -> A.Compo
             t.append(A.GaussNoise(std_range=(0.0, cfg.noise_std_max), p=cfg.noise_prob))
         if cfg.jpeg_prob > 0:
             t.append(A.ImageCompression(quality_range=(cfg.jpeg_quality_min, 100), p=cfg.jpeg_prob))
+    with warnings.catch_warnings():  # "processor for bboxes but no transform" when nothing moves pixels
+        warnings.simplefilter("ignore", UserWarning)
+        return _compose(t)
+
+
+def _compose(t: list[Any]) -> A.Compose:
     return A.Compose(
         t,
         bbox_params=A.BboxParams(
@@ -129,7 +136,9 @@ def load_rgb(frame: Frame) -> np.ndarray:
         with Image.open(frame.image_path) as im:
             rgb = np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id) from None
+        raise DatasetError(
+            f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id
+        ) from None
     if rgb.shape[:2] != (frame.height, frame.width):
         raise DatasetError(
             f"image is {rgb.shape[1]}x{rgb.shape[0]}, record says {frame.width}x{frame.height}",
@@ -149,7 +158,10 @@ def object_mask(obj: ObjectAnnotation, frame: Frame, instance_map: np.ndarray | 
             if isinstance(counts, list):  # uncompressed RLE
                 rle = mask_utils.frPyObjects(m, h, w)
             else:
-                rle = {"size": list(m["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+                rle = {
+                    "size": list(m["size"]),
+                    "counts": counts.encode() if isinstance(counts, str) else counts,
+                }
         else:  # polygons
             rle = mask_utils.merge(mask_utils.frPyObjects(m, h, w))
         return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
@@ -198,12 +210,13 @@ class DetectionDataset(torch.utils.data.Dataset):
         masks = [object_mask(o, frame, inst) for o in objs] if self.with_masks else []
         boxes = [_clip_box(o.bbox, frame.width, frame.height) for o in objs]
         keep = [i for i, b in enumerate(boxes) if b[2] - b[0] >= 1.0 and b[3] - b[1] >= 1.0]
-        kps, kp_index = [], []
+        kps, kp_index, kp_meta = [], [], []
         for i, o in enumerate(objs):
             for j, (u, v, vis) in enumerate(o.keypoints or ()):
                 if vis > 0:  # albumentations keypoints: pixel-centre coordinates
                     kps.append((u - 0.5, v - 0.5))
-                    kp_index.append((i, j, int(vis)))
+                    kp_index.append(len(kp_meta))
+                    kp_meta.append((i, j, int(vis)))
         self.transform.set_random_seed(aug_seed)
         out = self.transform(
             image=rgb,
@@ -213,7 +226,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             keypoints=np.array(kps, np.float32).reshape(-1, 2),
             kp_index=kp_index,
         )
-        return _finish(out, objs, self.label_map, self.num_keypoints, self.with_masks, index)
+        return _finish(out, objs, kp_meta, self.label_map, self.num_keypoints, self.with_masks, index)
 
 
 def index_seed(index: int) -> int:
@@ -228,6 +241,7 @@ def _clip_box(b: tuple[float, float, float, float], w: int, h: int) -> tuple[flo
 def _finish(
     out: dict[str, Any],
     objs: list[ObjectAnnotation],
+    kp_meta: list[tuple[int, int, int]],
     label_map: dict[int, int],
     num_kp: int,
     with_masks: bool,
@@ -248,7 +262,8 @@ def _finish(
         target["masks"] = torch.from_numpy(arr.astype(np.uint8))
     if num_kp:
         kp = np.zeros((len(objs), num_kp, 3), np.float32)
-        for (u, v), (i, j, vis) in zip(out["keypoints"], out["kp_index"], strict=True):
+        for (u, v), code in zip(out["keypoints"], out["kp_index"], strict=True):
+            i, j, vis = kp_meta[int(code)]
             u, v = float(u) + 0.5, float(v) + 0.5
             if 0 <= u < w and 0 <= v < h:
                 kp[i, j] = (u, v, vis)

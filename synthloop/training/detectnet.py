@@ -56,13 +56,19 @@ class DetectNetV2(nn.Module):
         self.class_weights = class_weights or [1.0] * num_classes
         if not (len(self.raster) == len(self.cluster) == len(self.class_weights) == num_classes):
             raise ValueError("raster, cluster and class_weights need one entry per class")
-        self.cov_loss, self.cov_loss_weight, self.bbox_loss_weight = cov_loss, cov_loss_weight, bbox_loss_weight
+        self.cov_loss, self.cov_loss_weight, self.bbox_loss_weight = (
+            cov_loss,
+            cov_loss_weight,
+            bbox_loss_weight,
+        )
         self.bbox_norm = bbox_norm
         self.cov_normalize = cov_normalize
         c16, c32 = backbone.out_channels_list[1], backbone.out_channels_list[2]
         self.lat16 = nn.Conv2d(c16, head_channels, 1)
         self.lat32 = nn.Conv2d(c32, head_channels, 1)
-        self.fuse = nn.Sequential(nn.Conv2d(head_channels, head_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(head_channels, head_channels, 3, padding=1), nn.ReLU(inplace=True)
+        )
         self.cov_head = nn.Conv2d(head_channels, num_classes, 1)
         self.bbox_head = nn.Conv2d(head_channels, 4 * num_classes, 1)
         nn.init.constant_(self.cov_head.bias, -2.0)  # start near "no object" (prior ~0.12)
@@ -70,12 +76,16 @@ class DetectNetV2(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def _batch(self, images: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        if isinstance(images, torch.Tensor):
-            return images
-        sizes = {tuple(im.shape[-2:]) for im in images}
-        if len(sizes) != 1:
-            raise ValueError(f"DetectNetV2 needs images of one size (set output_width/height), got {sorted(sizes)}")
-        return torch.stack(images)
+        if not isinstance(images, torch.Tensor):
+            sizes = {tuple(im.shape[-2:]) for im in images}
+            if len(sizes) != 1:
+                raise ValueError(
+                    f"DetectNetV2 needs images of one size (set input_width/height), got {sorted(sizes)}"
+                )
+            images = torch.stack(images)
+        if images.is_cuda:  # the model is channels_last on CUDA (see synthloop.training.loop)
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> cov logits (B, C, Gh, Gw), bbox (B, C, 4, Gh, Gw)."""

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -29,7 +31,9 @@ class BackboneFPN(nn.Module):
     def __init__(self, backbone: FeatureBackbone, out_channels: int = 256):
         super().__init__()
         self.body = backbone
-        self.fpn = FeaturePyramidNetwork(backbone.out_channels_list, out_channels, extra_blocks=LastLevelMaxPool())
+        self.fpn = FeaturePyramidNetwork(
+            backbone.out_channels_list, out_channels, extra_blocks=LastLevelMaxPool()
+        )
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -62,23 +66,44 @@ def build_maskrcnn(
     max_size: int = 1333,
     box_detections_per_img: int = 100,
     box_score_thresh: float = 0.05,
+    rpn_batch_size_per_image: int = 256,
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_test: int = 1000,
+    box_batch_size_per_image: int = 512,
+    fpn_channels: int = 256,
+    box_head_dim: int = 1024,
+    mask_head_dim: int = 256,
 ) -> MaskRCNN:
     """torchvision MaskRCNN; ``num_classes`` includes background; images in [0, 1] are normalized
-    with the ImageNet mean/std and resized so the short side is ``min_size`` (long <= ``max_size``)."""
+    with the ImageNet mean/std and resized so the short side is ``min_size`` (long <= ``max_size``).
+    The sampling sizes and head widths (``fpn_channels``, ``box_head_dim``, ``mask_head_dim``) default
+    to torchvision's; small values make CPU runs fast."""
     if len(anchor_sizes) != FPN_LEVELS:
         raise ValueError(f"need {FPN_LEVELS} anchor sizes (one per FPN level), got {len(anchor_sizes)}")
     anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes), (tuple(aspect_ratios),) * FPN_LEVELS)
     names = ["0", "1", "2"]
     return MaskRCNN(
-        BackboneFPN(backbone),
-        num_classes=num_classes,
+        BackboneFPN(backbone, fpn_channels),
+        num_classes=None,
         min_size=min_size,
         max_size=max_size,
         image_mean=list(IMAGENET_MEAN),
         image_std=list(IMAGENET_STD),
         rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, box_head_dim),
+        box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
+        mask_head=MaskRCNNHeads(fpn_channels, (mask_head_dim,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(mask_head_dim, mask_head_dim, num_classes),
         mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
         box_detections_per_img=box_detections_per_img,
         box_score_thresh=box_score_thresh,
+        rpn_batch_size_per_image=rpn_batch_size_per_image,
+        rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        box_batch_size_per_image=box_batch_size_per_image,
     )

@@ -39,7 +39,9 @@ class RasterParams(BaseModel):
 
 def grid_centers(grid_h: int, grid_w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(grid_h, grid_w) arrays of cell-centre x and y in pixels."""
-    cy, cx = np.meshgrid((np.arange(grid_h) + 0.5) * stride, (np.arange(grid_w) + 0.5) * stride, indexing="ij")
+    cy, cx = np.meshgrid(
+        (np.arange(grid_h) + 0.5) * stride, (np.arange(grid_w) + 0.5) * stride, indexing="ij"
+    )
     return cx, cy
 
 

@@ -1,0 +1,195 @@
+"""``synthloop active``: the active-learning loop and its parts.
+
+Mount: ``app.add_typer(synthloop.commands.active.app, name="active")``.
+
+Commands: ``run LOOP.yaml --out DIR``, ``report DIR``, ``compare DIR...``, ``mine SLICES.json --out
+WEAK.json``, ``derive RECIPE WEAK.json --out DIR``, ``select POOL --checkpoint CKPT --budget N --out DIR``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from synthloop.cli_common import user_errors
+
+app = typer.Typer(
+    no_args_is_help=True, help="Active learning: mine weak regions, derive recipes, run the loop."
+)
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="Loop spec YAML (LoopSpec)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Loop folder (resumed if it exists)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Render -> train -> evaluate -> mine -> derive, round by round; finished rounds are skipped."""
+    from synthloop.active.loop import run_loop
+    from synthloop.active.report import print_loop_report, write_report
+
+    with user_errors():
+        run_loop(spec, out, log=None if quiet else typer.echo)
+        paths = write_report(out)
+    if not quiet:
+        import json
+
+        print_loop_report(json.loads(paths["json"].read_text()))
+    typer.echo(f"wrote {paths['html']}")
+
+
+@app.command()
+def report(
+    loop_dir: Path = typer.Argument(..., help="Loop folder written by `synthloop active run`."),
+    bins: int = typer.Option(10, "--bins", min=2, help="Histogram bins per numeric param."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Per-round table + report.json/report.html (metrics, param histograms, weak slices before/after)."""
+    import json
+
+    from synthloop.active.report import print_loop_report, write_report
+
+    with user_errors():
+        paths = write_report(loop_dir, bins)
+    if not quiet:
+        print_loop_report(json.loads(paths["json"].read_text()))
+    typer.echo(f"wrote {paths['json']} and {paths['html']}")
+
+
+@app.command()
+def mine(
+    slices: Path = typer.Argument(..., help="Slice table JSON, or an evaluation report JSON (its slices)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Weak-regions JSON to write."),
+    n_bins: int = typer.Option(5, "--bins", min=2),
+    min_effect: float = typer.Option(0.05, "--min-effect", min=0.0),
+    min_support: int = typer.Option(10, "--min-support", min=1),
+    confidence: float = typer.Option(0.95, "--confidence"),
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Param to leave out (repeat)."),
+) -> None:
+    """Weak regions of the scene params (binned recall with Wilson CIs + a shallow tree)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from synthloop.active.errors import ActiveError
+    from synthloop.active.mining import mine as mine_fn
+    from synthloop.active.outcomes import outcome_table
+    from synthloop.evaluation.slices import SliceTable
+
+    with user_errors():
+        try:
+            data = json.loads(slices.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ActiveError(f"cannot read ({e})", path=str(slices)) from None
+        if isinstance(data, dict) and "slices" in data and isinstance(data["slices"], dict):
+            data = data["slices"]
+        table = outcome_table(SliceTable.from_dict(data, path=str(slices)), exclude=exclude or ())
+        res = mine_fn(
+            table, n_bins=n_bins, min_effect=min_effect, min_support=min_support, confidence=confidence
+        )
+        res.save(out)
+    t = Table(title=f"weak regions (overall recall {res.overall_recall:.3f}, {res.num_objects} objects)")
+    for c in ("region", "support", "recall in", "95% CI", "effect", "importance"):
+        t.add_column(c, justify="left" if c == "region" else "right")
+    for r in res.regions:
+        imp = "-" if r.importance is None else f"{r.importance:.3f}"
+        t.add_row(
+            r.describe(),
+            str(r.support),
+            f"{r.recall_inside:.3f}",
+            f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+            f"{r.effect:.3f}",
+            imp,
+        )
+    Console().print(t)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def derive(
+    recipe: str = typer.Argument(..., help="Bundled recipe name or YAML path."),
+    weak: Path = typer.Argument(..., help="Weak-regions JSON (from `active mine`)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for recipe.yaml, recipe.diff, recipe.derivation.json."
+    ),
+    exploration: float = typer.Option(
+        0.3, "--exploration", help="Probability kept on the original distribution."
+    ),
+    top: int | None = typer.Option(None, "--top", min=1, help="Use only the N best-ranked regions."),
+    name: str | None = typer.Option(None, "--name", help="Derived recipe name (default <name>-derived)."),
+) -> None:
+    """Re-weight the recipe towards the weak regions (mixtures); report unmappable params."""
+    from synthloop.active.derive import derive as derive_fn
+    from synthloop.active.derive import save_derivation
+    from synthloop.active.mining import load_weak_regions
+    from synthloop.scenes.recipe import load_recipe
+
+    with user_errors():
+        rec = load_recipe(recipe)
+        regions = load_weak_regions(weak)[:top]
+        d = derive_fn(rec, regions, exploration, name=name)
+        paths = save_derivation(d, rec, out)
+    for c in d.changes:
+        typer.echo(f"changed {c.path}  <- {', '.join(c.regions)}")
+    for u in d.unmapped:
+        typer.echo(f"unmapped {u.region}: {u.reason}")
+    typer.echo(f"wrote {paths['recipe']} and {paths['diff']}")
+
+
+def _predictor_fns(checkpoint: Path, backbone: str | None, backbone_weights: str | None, diversity: bool):
+    """(predict, embed) from the training package (imported lazily). Embeddings come from the
+    detector's own backbone unless ``backbone`` names another one; none without ``diversity``."""
+    from synthloop.active.loop import predictor_class
+    from synthloop.active.select import backbone_embedder, predictor_embedder
+
+    predictor = predictor_class().from_checkpoint(checkpoint)
+    embed = None
+    if diversity and backbone:
+        from synthloop.training.backbones import build_backbone
+
+        embed = backbone_embedder(build_backbone(backbone, backbone_weights))
+    elif diversity:
+        embed = predictor_embedder(predictor)
+    return predictor.predict, embed
+
+
+@app.command("select")
+def select_cmd(
+    pool: Path = typer.Argument(..., help="Folder of unlabeled images, or a .txt list of paths."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Detector checkpoint."),
+    budget: int = typer.Option(..., "--budget", "-n", min=1),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for selection.json and selection.txt."),
+    weight: float = typer.Option(0.5, "--weight", help="1 = uncertainty only, 0 = diversity only."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="Embed with this backbone instead of the detector's own."
+    ),
+    backbone_weights: str | None = typer.Option(None, "--backbone-weights"),
+    diversity: bool = typer.Option(
+        True, "--diversity/--no-diversity", help="k-center diversity on embeddings."
+    ),
+) -> None:
+    """Rank unlabeled real images by uncertainty (entropy, margin, flip disagreement) and diversity."""
+    from synthloop.active.select import select_pool
+
+    with user_errors():
+        predict, embed = _predictor_fns(checkpoint, backbone, backbone_weights, diversity)
+        sel = select_pool(pool, predict, embed, budget, out, weight=weight)
+    typer.echo(f"selected {len(sel.entries)} of {sel.pool_size} images -> {out / 'selection.txt'}")
+
+
+@app.command()
+def compare(
+    loop_dirs: list[Path] = typer.Argument(..., help="Loop folders (e.g. an active and a random arm)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the rows as JSON here."),
+) -> None:
+    """Per-round metrics of several loops side by side (active vs random arm)."""
+    from synthloop.active.report import compare_loops, print_comparison
+    from synthloop.atomic import atomic_write_json
+
+    with user_errors():
+        rows = compare_loops(list(loop_dirs))
+        if out is not None:
+            atomic_write_json(out, rows)
+    print_comparison(rows)

@@ -1,0 +1,229 @@
+"""``synthloop prune | qat | export-model | infer``: deployment commands (thin layers over synthloop.deploy).
+
+Mount (in synthloop/cli.py)::
+
+    from synthloop.commands import deploy as deploy_cmds
+    app.command("prune")(deploy_cmds.prune_cmd)
+    app.command("qat")(deploy_cmds.qat_cmd)
+    app.command("export-model")(deploy_cmds.export_model_cmd)
+    app.command("infer")(deploy_cmds.infer_cmd)
+
+(``app`` below holds the same four commands, for ``app.add_typer(deploy_cmds.app, name="deploy")``.)
+User errors (:class:`synthloop.errors.SynthloopError`) print one line to stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from synthloop.errors import SynthloopError
+
+app = typer.Typer(help="Prune, quantize, export and run detectors.", no_args_is_help=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """SynthloopError -> one line on stderr, exit code 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SynthloopError as err:
+            print(" ".join(str(err).split()), file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _calibration_inputs(images: list[Path], count: int, desc: Any, seed: int = 0) -> list:
+    """Network inputs for INT8 calibration: ``count`` images (seeded choice) from files/folders."""
+    import numpy as np
+
+    from synthloop.deploy.infer import list_images
+    from synthloop.deploy.preprocess import load_input
+
+    files = list_images(images)
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.permutation(len(files))[: max(1, count)].tolist())
+    xs = [load_input(files[i], desc.input_width, desc.input_height)[0] for i in pick]
+    return [x[None] for x in xs] if desc.family == "detectnet_v2" else xs
+
+
+@app.command("prune")
+@cli_errors
+def prune_cmd(
+    model: Path = typer.Argument(..., help="training or pruned checkpoint (.pt)"),
+    out: Path = typer.Option(..., "--out", "-o", help="pruned checkpoint to write"),
+    threshold: float = typer.Option(
+        0.1, "-pth", "--threshold", help="prune channels with normalized L1 < this"
+    ),
+    min_filters: int = typer.Option(
+        16, "-nf", "--min-filters", help="keep at least this many channels per layer"
+    ),
+    granularity: int = typer.Option(
+        8, "-pg", "--granularity", help="kept channel counts are multiples of this"
+    ),
+    normalizer: str = typer.Option("max", "--normalizer", help="'max' (TLT default) or 'l2'"),
+    family: str | None = typer.Option(None, "--family", help="expect this model family"),
+) -> None:
+    """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after."""
+    from synthloop.deploy.prune import prune_checkpoint
+
+    if normalizer not in ("max", "l2"):
+        raise SynthloopError(f"--normalizer must be 'max' or 'l2', got {normalizer!r}")
+    _, r = prune_checkpoint(model, out, family, threshold, min_filters, granularity, normalizer)  # type: ignore[arg-type]
+    print(f"pruned {len(r.layers)} layer groups")
+    print(f"params: {r.params_before:,} -> {r.params_after:,} (ratio {r.param_ratio:.3f})")
+    print(f"MACs:   {r.macs_before:,} -> {r.macs_after:,} (ratio {r.macs_ratio:.3f})")
+    print(f"wrote {out} (fine-tune it: synthloop.deploy.prune.load_pruned)")
+
+
+@app.command("qat")
+@cli_errors
+def qat_cmd(
+    model: Path = typer.Argument(..., help="training or pruned DetectNet_v2 checkpoint"),
+    dataset: Path = typer.Argument(
+        ..., help="fine-tuning / calibration data: synthloop folder, COCO .json, ..."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="QAT checkpoint to write (.pt)"),
+    onnx: Path | None = typer.Option(None, "--onnx", help="also export the INT8 QDQ ONNX here"),
+    steps: int = typer.Option(200, "--steps", help="fine-tuning steps"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    calib_frames: int = typer.Option(32, "--calib-frames", help="frames to calibrate quantizer ranges"),
+    seed: int = typer.Option(0, "--seed"),
+    ptq: bool = typer.Option(
+        False, "--ptq", help="calibrate only (post-training quantization), no fine-tuning"
+    ),
+) -> None:
+    """INT8 quantization-aware fine-tuning (modelopt fake-quant), or --ptq calibration only."""
+    from synthloop.commands.export import load_source
+    from synthloop.deploy.checkpoints import load_model
+    from synthloop.deploy.export_onnx import export_qat_onnx
+    from synthloop.deploy.qat import QatReport, qat_finetune, save_qat
+
+    loaded = load_model(model, "detectnet_v2")
+    ds = load_source(dataset)
+    raw, report = qat_finetune(
+        loaded.model,
+        loaded.desc,
+        ds,
+        steps=0 if ptq else steps,
+        lr=lr,
+        batch_size=batch_size,
+        calib_frames=calib_frames,
+        seed=seed,
+    )
+    save_qat(out, raw, loaded.desc, report if not ptq else QatReport(0, lr, batch_size))
+    if report.losses:
+        print(
+            f"loss: first {report.losses[0]:.4f}, last {report.losses[-1]:.4f} ({len(report.losses)} steps)"
+        )
+    print(f"wrote {out}")
+    if onnx is not None:
+        export_qat_onnx(raw, loaded.desc, onnx, source=str(model))
+        print(f"wrote {onnx} (+ {onnx.with_suffix('.json').name})")
+
+
+@app.command("export-model")
+@cli_errors
+def export_model_cmd(
+    model: Path = typer.Argument(..., help="training, pruned or QAT checkpoint"),
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write (sidecar <name>.json next to it)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8"),
+    calib_images: list[Path] | None = typer.Option(
+        None, "--calib-images", help="INT8 calibration images/folders"
+    ),
+    calib_count: int = typer.Option(32, "--calib-count", help="calibration images to use"),
+    int8_flavor: str = typer.Option("ort", "--int8-flavor", help="'ort' (uint8 activations) or 'tensorrt'"),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile"),
+    opset: int = typer.Option(17, "--opset"),
+    parity: Path | None = typer.Option(
+        None, "--parity", help="dataset (COCO .json, folder) to compare with torch"
+    ),
+    engine: Path | None = typer.Option(
+        None, "--engine", help="also build a TensorRT engine (or print trtexec)"
+    ),
+) -> None:
+    """Export to ONNX (+ parity check vs PyTorch, + TensorRT engine where available)."""
+    from synthloop.deploy.checkpoints import read_checkpoint
+    from synthloop.deploy.export_onnx import export_model, export_qat_onnx
+    from synthloop.deploy.qat import QAT_FORMAT
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise SynthloopError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+    if int8_flavor not in ("ort", "tensorrt"):
+        raise SynthloopError(f"--int8-flavor must be 'ort' or 'tensorrt', got {int8_flavor!r}")
+    if calib_method not in ("minmax", "entropy", "percentile"):
+        raise SynthloopError(f"--calib-method must be minmax, entropy or percentile, got {calib_method!r}")
+    calib = None
+    loaded = None
+    if read_checkpoint(model).get("format") == QAT_FORMAT:
+        from synthloop.deploy.qat import load_qat
+
+        raw, desc = load_qat(model)
+        export_qat_onnx(raw, desc, out, opset, source=str(model))
+    else:
+        from synthloop.deploy.checkpoints import load_model
+
+        loaded = load_model(model)
+        desc = loaded.desc
+        if precision == "int8":
+            if not calib_images:
+                raise SynthloopError("--precision int8 needs --calib-images (or use the qat command)")
+            calib = _calibration_inputs(calib_images, calib_count, desc)
+        export_model(
+            loaded.model,
+            desc,
+            out,
+            precision,
+            calib,
+            int8_flavor,
+            calib_method,
+            opset,  # type: ignore[arg-type]
+            source=str(model),
+        )
+    print(f"wrote {out} (+ {out.with_suffix('.json').name})")
+    if parity is not None:
+        if loaded is None:
+            raise SynthloopError("--parity needs a training or pruned checkpoint as MODEL")
+        from synthloop.commands.export import load_source
+        from synthloop.deploy.infer import TorchBackend
+        from synthloop.deploy.ort_runtime import OrtBackend
+        from synthloop.deploy.parity import parity_report
+
+        rep = parity_report(TorchBackend(loaded), OrtBackend(out), load_source(parity))
+        print(json.dumps(rep, indent=1, sort_keys=True))
+    if engine is not None:
+        from synthloop.deploy.tensorrt_build import build_engine
+
+        trt_precision = "int8" if precision == "int8" or loaded is None else "fp16"
+        built = build_engine(out, engine, trt_precision, calibration=calib)  # type: ignore[arg-type]
+        if built is not None:
+            print(f"wrote {built}")
+
+
+@app.command("infer")
+@cli_errors
+def infer_cmd(
+    model: Path = typer.Argument(..., help="checkpoint, .onnx or TensorRT .engine (with its sidecar .json)"),
+    images: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder: <image>.json + <image>.png overlays"),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt"),
+    score_thr: float = typer.Option(0.5, "--score-thr", help="drop detections scored below this"),
+) -> None:
+    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console."""
+    from synthloop.deploy.infer import run_inference
+
+    res = run_inference(model, images, out, backend, score_thr)
+    for stem, n in res.counts.items():
+        print(f"{stem}: {n} detections")
+    print(f"wrote {len(res.json_files)} JSON + {len(res.overlays)} overlays to {out}")

@@ -1,0 +1,117 @@
+"""Raw network outputs -> :class:`~synthloop.evaluation.FrameDetections`, the same for every backend.
+
+Raw outputs (batch 1, numpy):
+
+* DetectNet_v2: ``cov`` (1, C, Gh, Gw) coverage logits, ``bbox`` (1, C, 4, Gh, Gw) encoded boxes
+  (stride 16, :mod:`synthloop.training.rasterizer` encoding); decoded by sigmoid + the training
+  package's DBSCAN post-processing with the model's per-class ``cluster`` parameters;
+* Mask R-CNN: ``boxes`` (N, 4) x1 y1 x2 y2, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks``
+  (N, 1, H, W) probabilities, all in network-input pixels.
+
+Boxes are scaled from the network input (W, H) to the original image size; labels become dataset
+category ids; masks are resized to the original image, thresholded at ``desc.mask_threshold`` and
+stored as COCO RLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from PIL import Image
+
+from synthloop.deploy.checkpoints import ModelDesc
+from synthloop.evaluation.detections import FrameDetections
+from synthloop.importers.rle import encode_mask
+from synthloop.training.postprocess import ClusterParams, detectnet_postprocess
+
+STRIDE = 16
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _scale_boxes(boxes: np.ndarray, desc: ModelDesc, orig_size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) input-pixel boxes -> original-image pixels, corners ordered (x1 <= x2, y1 <= y2:
+    an untrained regressor may swap them), clipped to the image."""
+    sx, sy = orig_size[0] / desc.input_width, orig_size[1] / desc.input_height
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    b = np.stack(
+        [
+            np.minimum(b[:, 0], b[:, 2]),
+            np.minimum(b[:, 1], b[:, 3]),
+            np.maximum(b[:, 0], b[:, 2]),
+            np.maximum(b[:, 1], b[:, 3]),
+        ],
+        axis=1,
+    )
+    out = b * np.array([sx, sy, sx, sy])
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, orig_size[0])
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, orig_size[1])
+    return out
+
+
+def _labels_to_ids(labels: np.ndarray, desc: ModelDesc) -> np.ndarray:
+    table = desc.label_to_category()
+    return np.array([table[int(v)] for v in labels], np.int64)
+
+
+def decode_detectnet(
+    raw: Mapping[str, np.ndarray],
+    desc: ModelDesc,
+    orig_size: tuple[int, int],
+    frame_id: str,
+    score_thr: float = 0.0,
+) -> FrameDetections:
+    """DetectNet raw outputs of one image -> detections in original-image pixels (W0, H0 = orig_size)."""
+    cov = _sigmoid(np.asarray(raw["cov"])[0])
+    bbox = np.asarray(raw["bbox"], np.float64)[0]
+    params = desc.cluster or [ClusterParams()] * desc.num_classes
+    r = detectnet_postprocess(
+        cov, bbox, STRIDE, params, desc.bbox_norm, (desc.input_width, desc.input_height)
+    )
+    keep = (r["scores"] >= score_thr) & np.isfinite(r["boxes"]).all(axis=1) & np.isfinite(r["scores"])
+    return FrameDetections(
+        frame_id,
+        _scale_boxes(r["boxes"][keep], desc, orig_size),
+        r["scores"][keep],
+        _labels_to_ids(r["labels"][keep], desc),
+    )
+
+
+def decode_maskrcnn(
+    raw: Mapping[str, np.ndarray],
+    desc: ModelDesc,
+    orig_size: tuple[int, int],
+    frame_id: str,
+    score_thr: float = 0.0,
+) -> FrameDetections:
+    """Mask R-CNN outputs of one image -> detections with RLE masks in original-image pixels."""
+    scores = np.asarray(raw["scores"], np.float32).reshape(-1)
+    keep = scores >= score_thr
+    boxes = _scale_boxes(np.asarray(raw["boxes"])[keep], desc, orig_size)
+    masks = []
+    for m in np.asarray(raw["masks"])[keep]:
+        prob = Image.fromarray(np.asarray(m, np.float32).reshape(m.shape[-2:]))
+        prob = np.asarray(prob.resize(orig_size, Image.BILINEAR))
+        masks.append(encode_mask(prob > desc.mask_threshold))
+    return FrameDetections(
+        frame_id,
+        boxes,
+        scores[keep],
+        _labels_to_ids(np.asarray(raw["labels"]).reshape(-1)[keep], desc),
+        masks=masks,
+    )
+
+
+def decode(
+    raw: Mapping[str, np.ndarray],
+    desc: ModelDesc,
+    orig_size: tuple[int, int],
+    frame_id: str,
+    score_thr: float = 0.0,
+) -> FrameDetections:
+    """Dispatch on ``desc.family``."""
+    fn = decode_detectnet if desc.family == "detectnet_v2" else decode_maskrcnn
+    return fn(raw, desc, orig_size, frame_id, score_thr)

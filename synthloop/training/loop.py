@@ -1,0 +1,505 @@
+"""The training loop: ``train(spec, out_dir, resume=False)``.
+
+Run folder layout::
+
+    RUN/
+      spec.json            the validated spec (canonical JSON) + its sha256 in spec.sha256
+      versions.json        python / torch / torchvision / albumentations / numpy versions
+      metrics.jsonl        one JSON object per logged step / epoch end / validation
+      tensorboard/         the same scalars for TensorBoard
+      checkpoints/last.pt  {model, optimizer, lr_scheduler, scaler, phase, epoch, batch, global_step,
+                            rng, spec, classes, category_ids, family, anchor_sizes} (atomic)
+      checkpoints/best.pt  the best validation checkpoint (when validation runs)
+
+Determinism: each epoch's batches are a pure function of (seed, phase, epoch) (:mod:`mixing`) and
+each item's augmentation of its own seed, so ``resume=True`` continues from the last checkpoint's
+(phase, epoch, batch) with the saved torch/python RNG states; in ``deterministic`` CPU mode the
+resumed run ends with the same weights as an uninterrupted one.
+
+AMP (float16 autocast + GradScaler) and channels_last apply on CUDA only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
+from synthloop.training.build import PreparedData, build_model, data_anchor_sizes, prepare_data
+from synthloop.training.data import AugmentConfig, DetectionDataset, collate
+from synthloop.training.errors import TrainingError
+from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
+from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
+
+CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
+
+
+# ---------------------------------------------------------------- lr schedules (pure)
+class LRFactor:
+    """Multiplier of the base lr at step ``s`` of ``total`` (picklable for LambdaLR state_dicts)."""
+
+    def __init__(self, cfg: LRScheduleSpec, total: int):
+        self.name, self.total = cfg.name, max(1, total)
+        self.soft_start, self.annealing, self.min_ratio = cfg.soft_start, cfg.annealing, cfg.min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        p = min(1.0, step / self.total)
+        if self.name == "constant":
+            return 1.0
+        if self.name == "cosine":
+            return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        if p < self.soft_start:
+            return self.min_ratio ** (1 - p / self.soft_start)
+        if p < self.annealing or self.annealing >= 1:
+            return 1.0
+        return self.min_ratio ** ((p - self.annealing) / (1 - self.annealing))
+
+
+def make_optimizer(spec: ExperimentSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = spec.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _phase_scheduler(opt, spec: ExperimentSpec, phase: Phase, total: int, first: bool):
+    cfg = (
+        spec.lr_schedule
+        if first
+        else LRScheduleSpec(name="cosine", min_lr_ratio=spec.lr_schedule.min_lr_ratio)
+    )
+    for g in opt.param_groups:
+        g["lr"] = phase.lr
+        g["initial_lr"] = phase.lr
+    return torch.optim.lr_scheduler.LambdaLR(opt, LRFactor(cfg, total))
+
+
+# ---------------------------------------------------------------- helpers
+def versions() -> dict[str, str]:
+    import albumentations
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "albumentations": str(albumentations.__version__),
+        "numpy": str(np.__version__),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("CUDA device asked for but not available", where="device")
+    return dev
+
+
+def _rng_state() -> dict[str, Any]:
+    st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate((3, tuple(int(v) for v in st["python"]), None))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError("checkpoint not found", path=str(path))
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise TrainingError(f"cannot read checkpoint ({type(e).__name__})", path=str(path)) from None
+    if not isinstance(ck, dict) or ck.get("schema") != CHECKPOINT_SCHEMA:
+        raise TrainingError("not a synthloop training checkpoint", path=str(path))
+    return ck
+
+
+def _to_device(images, targets, device: torch.device):
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+class _Logger:
+    """metrics.jsonl + TensorBoard + rich progress (or JSON lines on stdout when quiet)."""
+
+    def __init__(self, out: Path, quiet: bool, total_steps: int, start_step: int):
+        self.path = out / "metrics.jsonl"
+        self.quiet = quiet
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # noqa: BLE001 - TensorBoard is optional
+            self.tb = None
+        self.progress = None
+        if not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
+
+    def log(self, rec: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, int | float) and k not in ("step", "epoch", "phase_index"):
+                    self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec.get("step", 0))
+        if self.quiet:
+            print(json.dumps(rec, sort_keys=True), flush=True)
+
+    def advance(self, step: int, info: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after ``step`` (the part of an interrupted run that is replayed)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+def _datasets(spec: ExperimentSpec, data: PreparedData, family: str) -> MixedDataset:
+    aug = spec.augment.model_copy(
+        update={"output_width": spec.model.input_width, "output_height": spec.model.input_height}
+    )
+    masks = family == "mask_rcnn"
+    mk = lambda ds: DetectionDataset(ds, aug, train=True, with_masks=masks) if ds is not None else None  # noqa: E731
+    return MixedDataset(mk(data.synthetic), mk(data.real))
+
+
+def validation_metrics(
+    model, data: PreparedData, spec: ExperimentSpec, device: torch.device
+) -> dict[str, float]:
+    """Precision / recall / F1 at IoU 0.5 (score >= 0.5) on the validation split."""
+    from synthloop.training.postprocess import pairwise_iou
+
+    aug = AugmentConfig(
+        enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
+    )
+    ds = DetectionDataset(data.validation, aug, train=False, with_masks=False)
+    tp = n_pred = n_gt = 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(len(ds)):
+            img, t = ds[i]
+            out = model([img.to(device)])[0]
+            keep = out["scores"].cpu().numpy() >= 0.5
+            pb, pl = out["boxes"].cpu().numpy()[keep], out["labels"].cpu().numpy()[keep]
+            gb, gl = t["boxes"].numpy(), t["labels"].numpy()
+            n_pred += len(pb)
+            n_gt += len(gb)
+            if len(pb) and len(gb):
+                iou = pairwise_iou(pb.astype(np.float64), gb.astype(np.float64))
+                iou[pl[:, None] != gl[None, :]] = 0
+                used = set()
+                for p in np.argsort(-iou.max(1)):
+                    g = int(np.argmax(iou[p]))
+                    if iou[p, g] >= 0.5 and g not in used:
+                        used.add(g)
+                        tp += 1
+    model.train()
+    prec = tp / n_pred if n_pred else 0.0
+    rec = tp / n_gt if n_gt else 0.0
+    return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}
+
+
+# ---------------------------------------------------------------- train
+def train(
+    spec: ExperimentSpec,
+    out_dir: str | Path,
+    resume: bool = False,
+    quiet: bool = False,
+    stop_after: int | None = None,
+    source: str = "<spec>",
+) -> Path:
+    """Train ``spec`` into ``out_dir``; returns the last checkpoint's path.
+
+    ``resume``: continue from ``checkpoints/last.pt`` (a fresh start when there is none);
+    ``stop_after``: stop after this many global steps with a checkpoint, as if interrupted.
+    """
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.pt"
+    if last.exists() and not resume:
+        raise TrainingError(
+            "run folder already holds checkpoints; use --resume or a new folder", path=str(out)
+        )
+    spec_json = spec.model_dump(mode="json")
+    ck = load_checkpoint(last) if (resume and last.exists()) else None
+    if ck is not None and ck["spec"] != json.loads(canonical_json(spec_json)):
+        raise TrainingError(
+            "the spec differs from the one this run was started with", path=str(out / "spec.json")
+        )
+
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    prev_det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if spec.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        return _train(spec, out, resume, quiet, stop_after, source, ck)
+    finally:
+        torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
+
+
+def _train(
+    spec: ExperimentSpec,
+    out: Path,
+    resume: bool,
+    quiet: bool,
+    stop_after: int | None,
+    source: str,
+    ck: dict[str, Any] | None,
+) -> Path:
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.pt"
+    spec_json = spec.model_dump(mode="json")
+    device = resolve_device(spec.device)
+    cuda = device.type == "cuda"
+
+    data = prepare_data(spec, source)
+    family = spec.model.family
+    anchors = data_anchor_sizes(spec, data) if family == "mask_rcnn" else None
+    try:
+        phases = build_phases(
+            len(data.synthetic.frames) if data.synthetic else 0,
+            len(data.real.frames) if data.real else 0,
+            schedule=spec.mix.schedule,
+            real_fraction=spec.mix.real_fraction,
+            ratio=spec.mix.ratio,
+            epochs=spec.epochs or 1,
+            lr=spec.optimizer.lr,
+            batch_size=spec.batch_size,
+            finetune_epochs=spec.mix.finetune_epochs,
+            finetune_lr=spec.mix.finetune_lr,
+            seed=spec.seed,
+        )
+    except ValueError as e:
+        raise TrainingError(str(e), path=source, where="mix") from None
+    if spec.iterations is not None:  # the first phase runs exactly `iterations` steps
+        p0 = phases[0]
+        phases[0] = Phase(
+            p0.name,
+            p0.synthetic,
+            p0.real,
+            math.ceil(spec.iterations / p0.batches_per_epoch()),
+            p0.lr,
+            p0.batch_size,
+            p0.ratio,
+        )
+    steps = [
+        spec.iterations if (i == 0 and spec.iterations) else p.epochs * p.batches_per_epoch()
+        for i, p in enumerate(phases)
+    ]
+
+    model = build_model(spec, data.classes, anchors, pretrained=ck is None).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(spec, model)
+    use_amp = spec.amp and cuda
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    dataset = _datasets(spec, data, family)
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"phase": 0, "epoch": 0, "batch": 0, "global_step": 0, "global_epoch": 0, "best": -1.0}
+    if ck is None:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        atomic_write_json(out / "spec.json", spec_json)
+        atomic_write_bytes(
+            out / "spec.sha256", (hashlib.sha256(canonical_json(spec_json)).hexdigest() + "\n").encode()
+        )
+        atomic_write_json(out / "versions.json", versions())
+    else:
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        state.update(ck["state"])
+        _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+
+    meta = {
+        "schema": CHECKPOINT_SCHEMA,
+        "spec": json.loads(canonical_json(spec_json)),
+        "classes": data.classes,
+        "category_ids": data.category_ids,
+        "family": family,
+        "anchor_sizes": list(anchors) if anchors else None,
+        "versions": versions(),
+    }
+
+    def checkpoint(sched, path: Path = last) -> None:
+        save_checkpoint(
+            path,
+            {
+                **meta,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": sched.state_dict() if sched is not None else None,
+                "scaler": scaler.state_dict(),
+                "state": dict(state),
+                "rng": _rng_state(),
+            },
+        )
+
+    total_steps = sum(steps)
+    logger = _Logger(out, quiet, total_steps, state["global_step"])
+    model.train()
+    try:
+        for pi in range(state["phase"], len(phases)):
+            phase = phases[pi]
+            sched = _phase_scheduler(optimizer, spec, phase, steps[pi], first=pi == 0)
+            if ck is not None and pi == state["phase"]:
+                if ck["lr_scheduler"] is not None:  # None: saved at a phase boundary
+                    sched.load_state_dict(ck["lr_scheduler"])
+                    for g, lr in zip(optimizer.param_groups, sched.get_last_lr(), strict=True):
+                        g["lr"] = lr
+                _set_rng_state(ck["rng"])
+            phase_step = state["epoch"] * phase.batches_per_epoch() + state["batch"]
+            for epoch in range(state["epoch"], phase.epochs):
+                batches = phase.epoch_batches(spec.seed, pi, epoch)
+                loader = torch.utils.data.DataLoader(
+                    dataset,
+                    batch_sampler=ListBatchSampler(batches, state["batch"]),
+                    collate_fn=collate,
+                    num_workers=spec.num_workers,
+                    pin_memory=cuda,
+                )
+                t0, n_img, running = time.perf_counter(), 0, {}
+                for bi, (images, targets) in enumerate(loader, start=state["batch"]):
+                    if phase_step >= steps[pi]:
+                        break
+                    images, targets = _to_device(images, targets, device)
+                    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                        losses = model(images, targets)
+                    loss = sum(losses.values())
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"loss became {loss.item()} at step {state['global_step']} (lower the lr?)",
+                            path=str(out),
+                        )
+                    lr_used = optimizer.param_groups[0]["lr"]
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    sched.step()
+                    phase_step += 1
+                    n_img += len(images)
+                    state.update(batch=bi + 1, global_step=state["global_step"] + 1)
+                    for k, v in losses.items():
+                        running[k] = running.get(k, 0.0) + float(v.detach())
+                    running["loss"] = running.get("loss", 0.0) + float(loss.detach())
+                    share = float(np.mean([float(t["source"]) for t in targets]))
+                    running["real_share"] = running.get("real_share", 0.0) + share
+                    running["n"] = running.get("n", 0) + 1
+                    gs = state["global_step"]
+                    if gs % spec.log_interval == 0 or phase_step == steps[pi]:
+                        n = running.pop("n")
+                        rec = {
+                            "kind": "train",
+                            "step": gs,
+                            "phase": phase.name,
+                            "epoch": epoch,
+                            "lr": lr_used,
+                            "images_per_s": n_img / max(time.perf_counter() - t0, 1e-9),
+                            **{k: v / n for k, v in running.items()},
+                        }
+                        logger.log(rec)
+                        running = {}
+                    logger.advance(gs, f"{phase.name} ep {epoch} loss {float(loss.detach()):.4f}")
+                    if spec.unit == "iteration" and gs % spec.checkpoint_interval == 0:
+                        checkpoint(sched)
+                    if (
+                        spec.unit == "iteration"
+                        and spec.validation_interval
+                        and gs % spec.validation_interval == 0
+                    ):
+                        _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir)
+                    if stop_after is not None and gs >= stop_after:
+                        checkpoint(sched)
+                        return last
+                # epoch end
+                state.update(epoch=epoch + 1, batch=0, global_epoch=state["global_epoch"] + 1)
+                logger.log(
+                    {"kind": "epoch", "step": state["global_step"], "phase": phase.name, "epoch": epoch}
+                )
+                ge = state["global_epoch"]
+                if spec.unit == "epoch" and spec.validation_interval and ge % spec.validation_interval == 0:
+                    _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir)
+                if spec.unit == "epoch" and ge % spec.checkpoint_interval == 0:
+                    checkpoint(sched)
+                if phase_step >= steps[pi]:
+                    break
+            state.update(phase=pi + 1, epoch=0, batch=0)
+            ck = None
+            checkpoint(None)  # the next phase starts a fresh lr schedule
+    finally:
+        logger.close()
+    return last
+
+
+def _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir: Path) -> None:
+    if data.validation is None:
+        return
+    m = validation_metrics(model, data, spec, device)
+    logger.log({"kind": "validation", "step": state["global_step"], **m})
+    if m["f1"] > state["best"]:
+        state["best"] = m["f1"]
+        checkpoint(sched, ckpt_dir / "best.pt")

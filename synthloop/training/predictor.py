@@ -1,0 +1,140 @@
+"""Inference API: ``Predictor.from_checkpoint(path).predict(images)`` for both detector families.
+
+Images are (H, W, 3) uint8 RGB arrays of any size; each is resized to the model input
+(``input_width`` x ``input_height`` of the run's spec, as in training) and the results are mapped
+back to the image's own pixels. Per image the result is a dict: ``boxes`` (N, 4) float32 pixel
+x1, y1, x2, y2 (pixel i covers [i, i+1)), ``scores`` (N,) float32, ``labels`` (N,) int64 category
+ids (those of the run's reference dataset), and for Mask R-CNN ``masks`` (N, H, W) bool.
+:meth:`Predictor.predict_dataset` gives :class:`synthloop.evaluation.detections.FrameDetections`
+(masks as COCO RLE) with labels mapped to the given dataset's category ids by class name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_utils
+
+from synthloop.dataset.types import Dataset
+from synthloop.training.build import build_model
+from synthloop.training.errors import TrainingError
+from synthloop.training.loop import load_checkpoint, resolve_device
+from synthloop.training.spec import ExperimentSpec
+
+
+class Predictor:
+    """A trained detector in eval mode. ``score_threshold`` drops lower-scored detections."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: ExperimentSpec,
+        classes: list[str],
+        category_ids: list[int],
+        device: torch.device,
+        score_threshold: float = 0.0,
+    ):
+        self.model = model.eval().to(device)
+        self.spec = spec
+        self.classes = classes
+        self.category_ids = category_ids
+        self.device = device
+        self.score_threshold = score_threshold
+        self.family = spec.model.family
+        self.input_size = (spec.model.input_width, spec.model.input_height)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", score_threshold: float = 0.0
+    ) -> Predictor:
+        """Load a run's checkpoint (``checkpoints/last.pt`` / ``best.pt``) or a run folder's last one."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "checkpoints" / ("best.pt" if (p / "checkpoints" / "best.pt").exists() else "last.pt")
+        ck = load_checkpoint(p)
+        spec = ExperimentSpec.model_validate(ck["spec"])
+        anchors = tuple(ck["anchor_sizes"]) if ck.get("anchor_sizes") else None
+        model = build_model(spec, list(ck["classes"]), anchors, pretrained=False)
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as e:
+            raise TrainingError(
+                f"checkpoint does not fit its model ({str(e).splitlines()[0]})", path=str(p)
+            ) from None
+        return cls(
+            model,
+            spec,
+            list(ck["classes"]),
+            list(ck["category_ids"]),
+            resolve_device(device),
+            score_threshold,
+        )
+
+    @torch.no_grad()
+    def predict(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Detections for each (H, W, 3) uint8 image (see module docstring)."""
+        if not images:
+            return []
+        iw, ih = self.input_size
+        batch = []
+        for im in images:
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ValueError(f"images must be (H, W, 3) uint8, got {im.shape} {im.dtype}")
+            r = cv2.resize(im, (iw, ih), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (ih, iw) else im
+            batch.append(torch.from_numpy(np.array(r)).permute(2, 0, 1).float().div_(255.0).to(self.device))
+        outs = self.model(batch)
+        ids = np.asarray(self.category_ids, np.int64)
+        results = []
+        for im, o in zip(images, outs, strict=True):
+            h, w = im.shape[:2]
+            sx, sy = w / iw, h / ih
+            keep = o["scores"] >= self.score_threshold
+            boxes = o["boxes"][keep].float().cpu().numpy().astype(np.float32)
+            boxes *= np.array([sx, sy, sx, sy], np.float32)
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+            labels = o["labels"][keep].cpu().numpy().astype(np.int64)
+            res: dict[str, Any] = {
+                "boxes": boxes,
+                "scores": o["scores"][keep].float().cpu().numpy().astype(np.float32),
+                "labels": ids[labels - 1] if len(labels) else labels,
+            }
+            if "masks" in o:
+                m = o["masks"][keep].float()
+                if len(m):
+                    m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+                res["masks"] = (m[:, 0] >= 0.5).cpu().numpy() if len(m) else np.zeros((0, h, w), bool)
+            results.append(res)
+        return results
+
+    def predict_dataset(self, ds: Dataset, batch_size: int = 4) -> list:
+        """:class:`FrameDetections` for every frame of ``ds``; labels become ``ds``'s category ids
+        (matched by class name; the run's ids where ``ds`` lacks the name)."""
+        from synthloop.evaluation.detections import FrameDetections
+        from synthloop.training.data import load_rgb
+
+        by_name = ds.category_by_name()
+        remap = {
+            cid: (by_name[n].id if n in by_name else cid)
+            for cid, n in zip(self.category_ids, self.classes, strict=True)
+        }
+        out = []
+        for k in range(0, len(ds.frames), batch_size):
+            frames = ds.frames[k : k + batch_size]
+            for f, r in zip(frames, self.predict([load_rgb(f) for f in frames]), strict=True):
+                masks = None
+                if "masks" in r:
+                    masks = []
+                    for m in r["masks"]:
+                        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+                        masks.append(
+                            {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
+                        )
+                labels = np.array([remap.get(int(v), int(v)) for v in r["labels"]], np.int64)
+                out.append(FrameDetections(f.frame_id, r["boxes"], r["scores"], labels, masks=masks))
+        return out

@@ -1,0 +1,277 @@
+"""Training loop end to end on tiny toy data (CPU, one thread): overfitting, predictor, phase switch,
+exact resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from synthloop.dataset.folder import load_dataset
+from synthloop.exporters.coco import write_coco
+from synthloop.training.data import load_rgb
+from synthloop.training.errors import SpecError, TrainingError
+from synthloop.training.loop import load_checkpoint, train
+from synthloop.training.postprocess import pairwise_iou
+from synthloop.training.predictor import Predictor
+from synthloop.training.spec import parse_spec
+from synthloop.training.toydata import make_toy_dataset, write_toy_folder
+
+torch.set_num_threads(1)
+
+SMALL_MRCNN = dict(
+    fpn_channels=64,
+    box_head_dim=256,
+    mask_head_dim=64,
+    rpn_batch_size_per_image=64,
+    rpn_pre_nms_top_n_train=200,
+    rpn_post_nms_top_n_train=100,
+    rpn_pre_nms_top_n_test=200,
+    rpn_post_nms_top_n_test=100,
+    box_batch_size_per_image=64,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("loopdata")
+    synth = write_toy_folder(root / "synth", num_frames=4, seed=0)
+    real = write_coco(make_toy_dataset(root / "realimg", 4, seed=7, source="real"), root / "real")
+    synth_coco = write_coco(load_dataset(synth), root / "synth_coco")  # the training frames as a val split
+    return {"synth": synth, "real": real, "synth_coco": synth_coco}
+
+
+def _spec(data, **over):
+    d = {
+        "datasets": [{"kind": "synthetic", "paths": [str(data["synth"])]}],
+        "model": {"family": "detectnet_v2", "input_width": 128, "input_height": 96},
+        "backbone": {"name": "efficientnet_lite0", "weights": "package", "freeze_bn": True},
+        "augment": {"enabled": False},
+        "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0},
+        "lr_schedule": {"name": "constant"},
+        "batch_size": 4,
+        "device": "cpu",
+        "amp": False,
+        "log_interval": 1,
+    }
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
+    return parse_spec(d)
+
+
+def _metrics(run: Path, kind: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def _assert_overfit(run: Path, data, check_masks: bool) -> None:
+    losses = [r["loss"] for r in _metrics(run)]
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+    pred = Predictor.from_checkpoint(run / "checkpoints" / "last.pt")
+    ds = load_dataset(data["synth"])
+    results = pred.predict([load_rgb(f) for f in ds.frames])
+    for f, r in zip(ds.frames, results, strict=True):
+        keep = r["scores"] >= 0.5
+        boxes, labels = r["boxes"][keep], r["labels"][keep]
+        gt = np.array([o.bbox for o in f.objects])
+        iou = pairwise_iou(gt, boxes.astype(np.float64)) if len(boxes) else np.zeros((len(gt), 0))
+        for k, o in enumerate(f.objects):
+            ok = [j for j in range(len(boxes)) if labels[j] == o.category_id and iou[k, j] >= 0.5]
+            assert ok, (f.frame_id, o.bbox, boxes.tolist(), labels.tolist())
+            if check_masks:
+                from pycocotools import mask as mask_utils
+
+                gm = mask_utils.decode({"size": o.mask["size"], "counts": o.mask["counts"].encode()}).astype(
+                    bool
+                )
+                pm = r["masks"][keep][ok[0]]
+                assert (gm & pm).sum() / (gm | pm).sum() >= 0.5
+    dets = pred.predict_dataset(ds, batch_size=3)
+    assert [d.frame_id for d in dets] == [f.frame_id for f in ds.frames]
+    assert (dets[0].masks is not None) == check_masks
+
+
+def test_detectnet_overfits_and_predicts_training_boxes(tmp_path, data):
+    run = tmp_path / "dn"
+    spec = _spec(
+        data,
+        iterations=150,
+        validation={"kind": "real", "coco_json": str(data["synth_coco"])},
+        validation_interval=75,
+    )
+    train(spec, run, quiet=True)
+    val = _metrics(run, "validation")
+    assert [r["step"] for r in val] == [75, 150] and val[-1]["recall"] == 1.0
+    assert (run / "checkpoints" / "best.pt").exists()
+    assert (
+        (run / "spec.json").exists() and (run / "versions.json").exists() and (run / "tensorboard").is_dir()
+    )
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert {"model", "optimizer", "lr_scheduler", "scaler", "state", "rng", "spec"} <= set(ck)
+    assert ck["state"]["global_step"] == 150
+    _assert_overfit(run, data, check_masks=False)
+
+
+def test_mask_rcnn_overfits_boxes_and_masks(tmp_path, data):
+    run = tmp_path / "mr"
+    spec = _spec(data, iterations=80, model={"family": "mask_rcnn", "mask_rcnn": SMALL_MRCNN})
+    train(spec, run, quiet=True)
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    sizes = ck["anchor_sizes"]
+    assert (
+        len(sizes) == 4 and sizes == sorted(sizes) and sizes[0] >= 10 and sizes[-1] <= 45
+    )  # toy boxes 20-40 px
+    _assert_overfit(run, data, check_masks=True)
+
+
+def test_pretrain_finetune_switches_datasets_at_the_switch(tmp_path, data, monkeypatch):
+    spec = _spec(
+        data,
+        datasets=[
+            {"kind": "synthetic", "paths": [str(data["synth"])]},
+            {"kind": "real", "coco_json": str(data["real"])},
+        ],
+        mix={
+            "schedule": "pretrain_finetune",
+            "real_fraction": 0.5,
+            "finetune_epochs": 2,
+            "finetune_lr": 0.0001,
+        },
+        epochs=2,
+        batch_size=2,
+    )
+    train(spec, tmp_path / "pf", quiet=True)
+    recs = _metrics(tmp_path / "pf")
+    phases = [r["phase"] for r in recs]
+    # 4 synthetic frames / batch 2 = 2 steps x 2 epochs; then 2 real frames / batch 2 = 1 step x 2 epochs
+    assert phases == ["pretrain"] * 4 + ["finetune"] * 2
+    assert [r["real_share"] for r in recs] == [0.0] * 4 + [1.0] * 2
+    assert recs[3]["lr"] == pytest.approx(0.001)  # constant schedule in the pretrain phase
+    assert 0 < recs[4]["lr"] <= 0.0001 + 1e-12  # the finetune phase runs at finetune_lr (cosine-decayed)
+
+    # killed right after the phase-boundary checkpoint, then resumed: same weights as uninterrupted
+    from synthloop.training import mixing
+
+    real_epoch_batches = mixing.Phase.epoch_batches
+
+    def die_in_finetune(self, seed, phase_index, epoch):
+        if phase_index == 1:
+            raise KeyboardInterrupt
+        return real_epoch_batches(self, seed, phase_index, epoch)
+
+    monkeypatch.setattr(mixing.Phase, "epoch_batches", die_in_finetune)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "pf2", quiet=True)
+    monkeypatch.setattr(mixing.Phase, "epoch_batches", real_epoch_batches)
+    cut = load_checkpoint(tmp_path / "pf2" / "checkpoints" / "last.pt")
+    assert cut["state"]["phase"] == 1 and cut["state"]["global_step"] == 4 and cut["lr_scheduler"] is None
+    train(spec, tmp_path / "pf2", quiet=True, resume=True)
+    a = load_checkpoint(tmp_path / "pf" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "pf2" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_blend_run_holds_ratio_and_resume_gives_identical_weights(tmp_path, data):
+    spec = _spec(
+        data,
+        datasets=[
+            {"kind": "synthetic", "paths": [str(data["synth"])]},
+            {"kind": "real", "coco_json": str(data["real"])},
+        ],
+        mix={"schedule": "blend", "ratio": [1, 1], "real_fraction": 1.0},
+        augment={"enabled": True, "hflip_prob": 0.5, "noise_prob": 0.5, "blur_prob": 0.5},
+        lr_schedule={"name": "soft_start_annealing"},
+        backbone={"name": "resnet18", "weights": None, "freeze_bn": False},
+        iterations=6,
+        checkpoint_interval=2,
+        batch_size=2,
+        deterministic=True,
+        seed=3,
+    )
+    train(spec, tmp_path / "full", quiet=True)
+    assert [r["real_share"] for r in _metrics(tmp_path / "full")] == [0.5] * 6
+    train(spec, tmp_path / "cut", quiet=True, stop_after=3)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]["global_step"] == 3
+    with pytest.raises(TrainingError, match="--resume"):
+        train(spec, tmp_path / "cut", quiet=True)
+    train(spec, tmp_path / "cut", quiet=True, resume=True)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert a["state"]["global_step"] == b["state"]["global_step"] == 6
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["step"] for r in _metrics(tmp_path / "cut")] == list(range(1, 7))
+    assert [r["loss"] for r in _metrics(tmp_path / "cut")] == [r["loss"] for r in _metrics(tmp_path / "full")]
+    # a different spec cannot resume this run
+    other = spec.model_copy(update={"seed": 4})
+    with pytest.raises(TrainingError, match="spec differs"):
+        train(other, tmp_path / "cut", quiet=True, resume=True)
+
+
+def test_cli_bad_spec_one_line_exit_2(tmp_path):
+    from synthloop.commands.train import app
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        yaml.safe_dump({"datasets": [{"kind": "synthetic", "paths": ["x"]}], "backbone": {"name": "vgg"}})
+    )
+    res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    err = res.stderr.strip()
+    assert "\n" not in err and "backbone.name" in err and str(p) in err and "Traceback" not in res.output
+    p.write_text(yaml.safe_dump({"datasets": [{"kind": "synthetic", "paths": [str(tmp_path / "none")]}]}))
+    res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "datasets.0.paths.0" in res.stderr
+
+
+def test_cli_trains_and_resumes(tmp_path, data):
+    from synthloop.commands.train import app
+
+    p = tmp_path / "ok.yaml"
+    spec = _spec(data, iterations=2, backbone={"name": "resnet18", "weights": None}, batch_size=2)
+    p.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run")])  # rich progress path
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--resume" in res.stderr
+    res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run"), "--resume", "--quiet"])
+    assert res.exit_code == 0 and len(_metrics(tmp_path / "run")) == 2
+
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "fruits-nuts"
+
+
+@pytest.mark.skipif(not (REAL / "train.json").exists(), reason="fruits-nuts data not available")
+def test_real_fruits_nuts_mask_rcnn_smoke_and_full_size_prediction(tmp_path, data):
+    spec = _spec(
+        data,
+        datasets=[
+            {"kind": "synthetic", "paths": [str(data["synth"])]},
+            {"kind": "real", "coco_json": str(REAL / "train.json"), "images_dir": str(REAL / "images")},
+        ],
+        model={"family": "mask_rcnn", "input_width": 160, "input_height": 120, "mask_rcnn": SMALL_MRCNN},
+        mix={"real_fraction": 0.5},
+        iterations=2,
+        batch_size=2,
+        num_workers=1,
+    )
+    with pytest.raises(SpecError, match=r"only in real: \['hazelnut'\]"):
+        train(spec, tmp_path / "bad", quiet=True)  # the toy synthetic set has no hazelnuts
+    toy3 = write_toy_folder(tmp_path / "synth3", num_frames=2, class_names=("date", "fig", "hazelnut"))
+    spec.datasets[0].paths = [str(toy3)]
+    train(spec, tmp_path / "run", quiet=True)
+    assert [r["real_share"] for r in _metrics(tmp_path / "run")] == [0.5, 0.5]
+    pred = Predictor.from_checkpoint(tmp_path / "run", device="cpu")
+    assert pred.classes == ["date", "fig", "hazelnut"] and pred.category_ids == [1, 2, 3]
+    from synthloop.importers.coco import load_coco
+
+    real = load_coco(REAL / "train.json", REAL / "images")
+    (r,) = pred.predict([load_rgb(real.frames[0])])
+    n = len(r["scores"])
+    assert r["boxes"].shape == (n, 4) and r["masks"].shape == (n, 600, 800)
+    assert np.all(r["boxes"][:, 2] <= 800) and np.all(r["boxes"][:, 3] <= 600)
+    assert set(r["labels"].tolist()) <= {1, 2, 3}
