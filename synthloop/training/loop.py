@@ -187,9 +187,12 @@ class _Logger:
         if self.quiet:
             print(json.dumps(rec, sort_keys=True), flush=True)
 
-    def advance(self, step: int, info: str) -> None:
+    def advance(self, step: int, info: str | None) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=info)
+            if info is None:
+                self.progress.update(self.task, completed=step)
+            else:
+                self.progress.update(self.task, completed=step, info=info)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -399,6 +402,7 @@ def _train(
         )
 
     total_steps = sum(steps)
+    wall_start = time.perf_counter()
     logger = _Logger(out, quiet, total_steps, state["global_step"])
     model.train()
     try:
@@ -429,7 +433,10 @@ def _train(
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                         losses = model(images, targets)
                     loss = sum(losses.values())
-                    if not torch.isfinite(loss):
+                    # checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler
+                    # already skips non-finite steps in between)
+                    check_now = not cuda or (state["global_step"] + 1) % spec.log_interval == 0
+                    if check_now and not torch.isfinite(loss):
                         raise TrainingError(
                             f"loss became {loss.item()} at step {state['global_step']} (lower the lr?)",
                             path=str(out),
@@ -443,9 +450,9 @@ def _train(
                     phase_step += 1
                     n_img += len(images)
                     state.update(batch=bi + 1, global_step=state["global_step"] + 1)
-                    for k, v in losses.items():
-                        running[k] = running.get(k, 0.0) + float(v.detach())
-                    running["loss"] = running.get("loss", 0.0) + float(loss.detach())
+                    for k, v in losses.items():  # tensors: no GPU sync until the log step
+                        running[k] = running.get(k, 0.0) + v.detach()
+                    running["loss"] = running.get("loss", 0.0) + loss.detach()
                     share = float(np.mean([float(t["source"]) for t in targets]))
                     running["real_share"] = running.get("real_share", 0.0) + share
                     running["n"] = running.get("n", 0) + 1
@@ -459,11 +466,20 @@ def _train(
                             "epoch": epoch,
                             "lr": lr_used,
                             "images_per_s": n_img / max(time.perf_counter() - t0, 1e-9),
-                            **{k: v / n for k, v in running.items()},
+                            "wall_s": time.perf_counter() - wall_start,
+                            **(
+                                {"gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+                                if cuda
+                                else {}
+                            ),
+                            **{k: float(v) / n for k, v in running.items()},
                         }
                         logger.log(rec)
                         running = {}
-                    logger.advance(gs, f"{phase.name} ep {epoch} loss {float(loss.detach()):.4f}")
+                    info = None  # formatting the loss syncs the GPU: only on log steps
+                    if logger.progress is not None and gs % spec.log_interval == 0:
+                        info = f"{phase.name} ep {epoch} loss {float(loss.detach()):.4f}"
+                    logger.advance(gs, info)
                     if spec.unit == "iteration" and gs % spec.checkpoint_interval == 0:
                         checkpoint(sched)
                     if (

@@ -1,0 +1,151 @@
+"""Mask R-CNN training throughput: synthloop's loop vs torchvision's reference training loop.
+
+    python benchmarks/train.py --spec SPEC.yaml [--iters 60] [--warmup 10] [--out results/train.json]
+
+Both loops train the same model (``synthloop.training.build.build_model`` from the spec: family,
+backbone, anchors), on the same images (the spec's datasets, resized to the spec's input size, no
+augmentation), with the same batch size, on the same device:
+
+* **reference**: the loop of torchvision's ``references/detection/engine.py::train_one_epoch`` as
+  its README runs it (no ``--amp``): fp32, contiguous tensors, DataLoader with 4 workers
+  (``--workers 4``), SGD lr 0.02 momentum 0.9 wd 1e-4, ``loss.item()`` + finiteness check every
+  iteration.
+* **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP float16 +
+  GradScaler and channels_last on CUDA, DataLoader workers from the spec, pinned memory, no
+  per-step GPU sync); images/s read from its ``metrics.jsonl`` after the warm-up steps.
+
+Images/s are counted over steady-state iterations only (after ``--warmup``). Prints both, their
+ratio (goal >= 1.3x) and peak GPU memory of each, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from synthloop.atomic import atomic_write_json  # noqa: E402
+from synthloop.training.build import build_model, data_anchor_sizes, prepare_data  # noqa: E402
+from synthloop.training.data import AugmentConfig, DetectionDataset, collate  # noqa: E402
+from synthloop.training.spec import load_spec  # noqa: E402
+
+
+def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) -> dict:
+    """torchvision references/detection train_one_epoch, fp32, 4 loader workers."""
+    anchors = data_anchor_sizes(spec, data)
+    model = build_model(spec, data.classes, anchors, pretrained=True).to(device)
+    aug = AugmentConfig(
+        enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
+    )
+    parts = [d for d in (data.synthetic, data.real) if d is not None]
+    ds = torch.utils.data.ConcatDataset(
+        [DetectionDataset(d, aug, train=True, with_masks=True) for d in parts]
+    )
+    g = torch.Generator().manual_seed(0)
+    sampler = torch.utils.data.RandomSampler(
+        ds, replacement=True, num_samples=iters * spec.batch_size, generator=g
+    )
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=spec.batch_size, sampler=sampler, num_workers=4, collate_fn=collate
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    n_img, t0 = 0, None
+    for it, (images, targets) in enumerate(loader):
+        if it == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            n_img = 0
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items() if k != "source"} for t in targets]
+        loss_dict = model(images, targets)
+        losses = sum(loss for loss in loss_dict.values())
+        loss_value = losses.item()
+        if not math.isfinite(loss_value):
+            raise SystemExit(f"reference loss is {loss_value}")
+        optimizer.zero_grad()
+        losses.backward()
+        optimizer.step()
+        n_img += len(images)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return {
+        "images_per_s": n_img / dt,
+        "iterations_timed": iters - warmup,
+        "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
+
+
+def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int) -> dict:
+    from synthloop.training.loop import train
+
+    spec = spec.model_copy(
+        update={
+            "iterations": iters,
+            "epochs": None,
+            "validation_interval": 0,
+            "checkpoint_interval": iters,
+            "log_interval": 1,
+            "augment": AugmentConfig(enabled=False),
+        }
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as tmp:
+        train(spec, Path(tmp) / "run", quiet=True, source=str(spec_path))
+        recs = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if r.get("kind") == "train"]
+    a, b = steps[warmup - 1], steps[-1]  # log_interval 1: one record per step, wall_s since start
+    bs = spec.batch_size
+    return {
+        "images_per_s": (b["step"] - a["step"]) * bs / (b["wall_s"] - a["wall_s"]),
+        "iterations_timed": b["step"] - a["step"],
+        "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--iters", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
+    args = ap.parse_args()
+    spec_path = Path(args.spec).resolve()
+    spec = load_spec(spec_path)
+    if spec.model.family != "mask_rcnn":
+        raise SystemExit("benchmarks/train.py compares Mask R-CNN loops: give a mask_rcnn spec")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = prepare_data(spec, str(spec_path))
+    ref = reference_loop(spec, data, args.iters, args.warmup, device)
+    ours = synthloop_loop(spec, spec_path, args.iters, args.warmup)
+    fig = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "batch_size": spec.batch_size,
+        "input_size": [spec.model.input_width, spec.model.input_height],
+        "backbone": spec.backbone.name,
+        "reference_torchvision_loop": ref,
+        "synthloop_loop": ours,
+        "speedup": ours["images_per_s"] / ref["images_per_s"],
+        "goal_speedup": 1.3,
+    }
+    print(json.dumps(fig, indent=1))
+    atomic_write_json(args.out, fig)
+
+
+if __name__ == "__main__":
+    main()
