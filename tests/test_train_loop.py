@@ -275,3 +275,26 @@ def test_real_fruits_nuts_mask_rcnn_smoke_and_full_size_prediction(tmp_path, dat
     assert r["boxes"].shape == (n, 4) and r["masks"].shape == (n, 600, 800)
     assert np.all(r["boxes"][:, 2] <= 800) and np.all(r["boxes"][:, 3] <= 600)
     assert set(r["labels"].tolist()) <= {1, 2, 3}
+
+
+def test_load_graph_retrains_a_pruned_model(data, tmp_path):
+    """prune -> `model.load_graph` -> train() -> Predictor: the pruned widths are kept throughout."""
+    from synthloop.deploy.prune import prune_checkpoint
+
+    ckpt = train(_spec(data, iterations=2), tmp_path / "run", quiet=True)
+    full_params = sum(p.numel() for p in Predictor.from_checkpoint(ckpt).model.parameters())
+    prune_checkpoint(ckpt, tmp_path / "pruned.pt", threshold=0.9, min_filters=8, granularity=8)
+    spec = _spec(data, iterations=3)
+    spec = spec.model_copy(
+        update={"model": spec.model.model_copy(update={"load_graph": str(tmp_path / "pruned.pt")})}
+    )
+    retrained = train(spec, tmp_path / "retrain", quiet=True)
+    pred = Predictor.from_checkpoint(retrained)
+    pruned_params = sum(p.numel() for p in pred.model.parameters())
+    assert pruned_params < 0.8 * full_params
+    img = load_rgb(load_dataset(data["synth"]).frames[0])
+    assert len(pred.predict([img])) == 1
+    bad = _spec(data, iterations=1)
+    bad = bad.model_copy(update={"model": bad.model.model_copy(update={"load_graph": str(ckpt)})})
+    with pytest.raises(SpecError, match="load_graph"):
+        train(bad, tmp_path / "bad", quiet=True)

@@ -182,7 +182,10 @@ def build_model(
     pretrained: bool = True,
 ) -> nn.Module:
     """The detector of ``spec`` for ``classes`` (labels 1..C). ``pretrained=False`` skips loading the
-    backbone weights file (a checkpoint's state_dict follows)."""
+    backbone weights file (a checkpoint's state_dict follows). With ``model.load_graph`` the pruned
+    graph saved by ``synthloop prune`` is the model (its weights are the starting point)."""
+    if spec.model.load_graph:
+        return _load_graph(spec, classes)
     b = spec.backbone
     backbone = build_backbone(b.name, b.weights if pretrained else None, b.freeze_blocks, b.freeze_bn)
     m = spec.model
@@ -237,3 +240,24 @@ def data_anchor_sizes(spec: ExperimentSpec, data: PreparedData) -> tuple[int, ..
         return tuple(spec.model.mask_rcnn.anchor_sizes)
     parts = [d for d in (data.synthetic, data.real) if d is not None]
     return anchor_sizes_from_boxes(box_sizes(parts, spec.model.input_width, spec.model.input_height))
+
+
+def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
+    """The pruned model of ``spec.model.load_graph``, checked against the spec's family and classes."""
+    from synthloop.deploy.checkpoints import load_model
+
+    path = spec.model.load_graph
+    try:
+        loaded = load_model(path, spec.model.family)
+    except SynthloopError as e:
+        raise SpecError(f"cannot load the pruned graph: {e}", where="model.load_graph") from None
+    if loaded.kind != "pruned":
+        raise SpecError(
+            f"{path} is not a pruned checkpoint (made by `synthloop prune`)", where="model.load_graph"
+        )
+    if list(loaded.desc.class_names) != list(classes):
+        raise SpecError(
+            f"the pruned graph's classes {loaded.desc.class_names} differ from the data's {classes}",
+            where="model.load_graph",
+        )
+    return loaded.model.train()

@@ -106,9 +106,14 @@ class MaskRCNNParams(_Strict):
 
 
 class ModelSpec(_Strict):
+    """``load_graph`` (TLT's name): a pruned checkpoint (``synthloop prune``) whose whole graph —
+    pruned layer widths and weights — is the starting model, to retrain after pruning. The family and
+    classes must agree with the spec's; the backbone weights setting is then ignored."""
+
     family: Literal["detectnet_v2", "mask_rcnn"] = "detectnet_v2"
     input_width: int = Field(640, gt=0)
     input_height: int = Field(480, gt=0)
+    load_graph: str | None = None
     detectnet: DetectNetParams = Field(default_factory=DetectNetParams)
     mask_rcnn: MaskRCNNParams = Field(default_factory=MaskRCNNParams)
 
@@ -250,6 +255,7 @@ class ExperimentSpec(_Strict):
             v = data["validation"]
             v["coco_json"], v["images_dir"] = fix(v["coco_json"]), fix(v["images_dir"])
         data["backbone"]["weights"] = fix(data["backbone"]["weights"])
+        data["model"]["load_graph"] = fix(data["model"].get("load_graph"))
         return ExperimentSpec.model_validate(data)
 
 
