@@ -294,6 +294,12 @@ def test_load_graph_retrains_a_pruned_model(data, tmp_path):
     assert pruned_params < 0.8 * full_params
     img = load_rgb(load_dataset(data["synth"]).frames[0])
     assert len(pred.predict([img])) == 1
+    # the evaluator reads the pruned checkpoint itself too (through synthloop.deploy)
+    from synthloop.experiments.training_api import predict_dataset
+
+    ds = load_dataset(data["synth"])
+    dets = predict_dataset(tmp_path / "pruned.pt", ds)
+    assert set(dets) == {f.frame_id for f in ds.frames}
     bad = _spec(data, iterations=1)
     bad = bad.model_copy(update={"model": bad.model.model_copy(update={"load_graph": str(ckpt)})})
     with pytest.raises(SpecError, match="load_graph"):

@@ -147,5 +147,24 @@ def predict_dataset(checkpoint: Path, ds: Dataset, batch_size: int = 4) -> Detec
     labels mapped to ``ds``'s category ids by class name)."""
     from synthloop.training.predictor import Predictor
 
+    if _is_deploy_model(Path(checkpoint)):  # pruned / QAT checkpoints, ONNX files, TensorRT engines
+        from synthloop.deploy.infer import open_backend
+        from synthloop.deploy.infer import predict_dataset as deploy_predict
+
+        return deploy_predict(open_backend(checkpoint), ds)
     pred = Predictor.from_checkpoint(checkpoint)
     return Detections.from_frames(pred.predict_dataset(ds, batch_size=batch_size))
+
+
+def _is_deploy_model(path: Path) -> bool:
+    """True for what ``synthloop prune|qat|export-model`` write (evaluated through synthloop.deploy)."""
+    if path.suffix.lower() in (".onnx", ".engine", ".plan"):
+        return True
+    if path.is_file() and path.suffix == ".pt":
+        from synthloop.deploy.checkpoints import read_checkpoint
+
+        try:
+            ck = read_checkpoint(path)
+        except Exception:  # unreadable: let the training predictor report it
+            return False
+        return "format" in ck  # deploy checkpoints carry a "format" tag; training ones a "schema"
