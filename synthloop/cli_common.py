@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import typer
 
@@ -13,7 +15,7 @@ from synthloop.errors import SynthloopError
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` on one line to stderr and exit with ``code``."""
-    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    sys.stderr.write(" ".join(str(message).split()) + "\n")
     raise typer.Exit(code)
 
 
@@ -24,3 +26,17 @@ def user_errors() -> Iterator[None]:
         yield
     except SynthloopError as e:
         fail(str(e), code=2)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Decorator form of :func:`user_errors`: SynthloopError -> one stderr line, exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with user_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

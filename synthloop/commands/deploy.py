@@ -14,33 +14,16 @@ User errors (:class:`synthloop.errors.SynthloopError`) print one line to stderr 
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
+from synthloop.cli_common import cli_errors
 from synthloop.errors import SynthloopError
 
 app = typer.Typer(help="Prune, quantize, export and run detectors.", no_args_is_help=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def cli_errors(fn: F) -> F:
-    """SynthloopError -> one line on stderr, exit code 2, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SynthloopError as err:
-            print(" ".join(str(err).split()), file=sys.stderr)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _calibration_inputs(images: list[Path], count: int, desc: Any, seed: int = 0) -> list:

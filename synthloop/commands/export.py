@@ -6,34 +6,15 @@ Mount: ``app.add_typer(synthloop.commands.export.app, name="export")``.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 
+from synthloop.cli_common import cli_errors
 from synthloop.dataset.types import Dataset
-from synthloop.errors import SynthloopError
 
 app = typer.Typer(help="Export a dataset to COCO / KITTI / depth / semantic maps.", no_args_is_help=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def cli_errors(fn: F) -> F:
-    """Turn a SynthloopError into one line on stderr and exit code 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SynthloopError as err:
-            print(str(err), file=sys.stderr)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def load_source(src: Path, skip_invalid: bool = False) -> Dataset:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import MANIFEST
+from synthloop.exporters.staging import link_or_copy
 from synthloop.farm.plan import FarmError, JobPlan, load_plan, shard_dir
 
 
@@ -43,14 +44,6 @@ def job_status(job: str | Path) -> tuple[JobPlan, list[ShardStatus]]:
             rate = (times[-1] - times[0]) / (len(times) - 1)
         out.append(ShardStatus(s.index, len(s.frames), len(recs), failed, rate))
     return plan, out
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def merge_job(job: str | Path, out: str | Path, *, allow_partial: bool = False) -> Path:
@@ -89,7 +82,7 @@ def merge_job(job: str | Path, out: str | Path, *, allow_partial: bool = False) 
                 rec = json.loads(rec_path.read_text())
                 for key in ("image", "instance_map", "depth"):
                     if rec.get(key):
-                        _link_or_copy(d / rec[key], tmp / rec[key])
+                        link_or_copy(d / rec[key], tmp / rec[key])
                 (tmp / "records").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(rec_path, tmp / "records" / rec_path.name)
                 frames += 1
