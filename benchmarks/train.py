@@ -8,8 +8,8 @@ augmentation), with the same batch size, on the same device:
 
 * **reference**: the loop of torchvision's ``references/detection/engine.py::train_one_epoch`` as
   its README runs it (no ``--amp``): fp32, contiguous tensors, DataLoader with 4 workers
-  (``--workers 4``), SGD lr 0.02 momentum 0.9 wd 1e-4, ``loss.item()`` + finiteness check every
-  iteration.
+  (``--workers 4``), SGD lr 0.02 momentum 0.9 wd 1e-4 with its linear warm-up, ``loss.item()`` +
+  finiteness check every iteration.
 * **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP float16 +
   GradScaler and channels_last on CUDA, DataLoader workers from the spec, pinned memory, no
   per-step GPU sync); images/s read from its ``metrics.jsonl`` after the warm-up steps.
@@ -58,6 +58,10 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
+    # the reference's first-epoch warm-up (engine.py: LinearLR from 1/1000 over min(1000, len-1) its)
+    warmup_sched = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / 1000, total_iters=min(1000, len(loader) - 1)
+    )
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -78,6 +82,7 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
         optimizer.zero_grad()
         losses.backward()
         optimizer.step()
+        warmup_sched.step()
         n_img += len(images)
     if device.type == "cuda":
         torch.cuda.synchronize()

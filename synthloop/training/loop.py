@@ -416,15 +416,20 @@ def _train(
                         g["lr"] = lr
                 _set_rng_state(ck["rng"])
             phase_step = state["epoch"] * phase.batches_per_epoch() + state["batch"]
+            # one loader per phase with persistent workers: each epoch only swaps the (main-process)
+            # batch list, so workers are not restarted every epoch
+            batch_sampler = ListBatchSampler([], 0)
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_sampler=batch_sampler,
+                collate_fn=collate,
+                num_workers=spec.num_workers,
+                pin_memory=cuda,
+                persistent_workers=spec.num_workers > 0,
+            )
             for epoch in range(state["epoch"], phase.epochs):
-                batches = phase.epoch_batches(spec.seed, pi, epoch)
-                loader = torch.utils.data.DataLoader(
-                    dataset,
-                    batch_sampler=ListBatchSampler(batches, state["batch"]),
-                    collate_fn=collate,
-                    num_workers=spec.num_workers,
-                    pin_memory=cuda,
-                )
+                batch_sampler.batches = phase.epoch_batches(spec.seed, pi, epoch)
+                batch_sampler.start = state["batch"]
                 t0, n_img, running = time.perf_counter(), 0, {}
                 for bi, (images, targets) in enumerate(loader, start=state["batch"]):
                     if phase_step >= steps[pi]:
