@@ -354,7 +354,7 @@ def _train(
     ]
 
     model = build_model(spec, data.classes, anchors, pretrained=ck is None).to(device)
-    if cuda:
+    if cuda and spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model)
     use_amp = spec.amp and cuda
@@ -434,6 +434,7 @@ def _train(
                 for bi, (images, targets) in enumerate(loader, start=state["batch"]):
                     if phase_step >= steps[pi]:
                         break
+                    share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
                     images, targets = _to_device(images, targets, device)
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                         losses = model(images, targets)
@@ -458,7 +459,6 @@ def _train(
                     for k, v in losses.items():  # tensors: no GPU sync until the log step
                         running[k] = running.get(k, 0.0) + v.detach()
                     running["loss"] = running.get("loss", 0.0) + loss.detach()
-                    share = float(np.mean([float(t["source"]) for t in targets]))
                     running["real_share"] = running.get("real_share", 0.0) + share
                     running["n"] = running.get("n", 0) + 1
                     gs = state["global_step"]

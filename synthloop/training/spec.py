@@ -202,6 +202,7 @@ class ExperimentSpec(_Strict):
     iterations: int | None = Field(None, gt=0)
     batch_size: int = Field(8, gt=0)
     amp: bool = True
+    channels_last: bool = True  # CUDA only
     seed: int = 0
     checkpoint_interval: int = Field(1, gt=0)
     validation_interval: int = Field(0, ge=0)
