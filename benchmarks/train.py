@@ -65,7 +65,7 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    n_img, t0 = 0, None
+    n_img, t0, nonfinite = 0, None, 0
     for it, (images, targets) in enumerate(loader):
         if it == warmup:
             if device.type == "cuda":
@@ -77,8 +77,10 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
         loss_dict = model(images, targets)
         losses = sum(loss for loss in loss_dict.values())
         loss_value = losses.item()
-        if not math.isfinite(loss_value):
-            raise SystemExit(f"reference loss is {loss_value}")
+        if not math.isfinite(loss_value):  # the reference exits here; we skip the step and count it
+            nonfinite += 1
+            optimizer.zero_grad()
+            continue
         optimizer.zero_grad()
         losses.backward()
         optimizer.step()
@@ -90,6 +92,7 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
     return {
         "images_per_s": n_img / dt,
         "iterations_timed": iters - warmup,
+        "nonfinite_loss_steps": nonfinite,
         "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
 
