@@ -77,17 +77,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | tuple, call: Callab
             hooks.append(m.register_forward_pre_hook(before_bn))
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
-            if call is not None:
-                call(model, example)
-            elif isinstance(example, tuple):
-                model(*example)
-            else:
-                model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_once(model, example, call, hooks)
     names = {m: n for n, m in model.named_modules()}
 
     def replace(mod: nn.Module, new: nn.Module) -> None:
@@ -117,17 +107,7 @@ def static_same_padding(model: nn.Module, example: torch.Tensor | tuple, call: C
         sizes[id(mod)] = tuple(inputs[0].shape[-2:])
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, Conv2dSame)]
-    try:
-        with torch.no_grad():
-            if call is not None:
-                call(model, example)
-            elif isinstance(example, tuple):
-                model(*example)
-            else:
-                model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_once(model, example, call, hooks)
     names = {m: n for n, m in model.named_modules()}
     done = 0
     for conv in [m for m in model.modules() if isinstance(m, Conv2dSame) and id(m) in sizes]:
@@ -157,3 +137,19 @@ def static_same_padding(model: nn.Module, example: torch.Tensor | tuple, call: C
         setattr(model.get_submodule(parent) if parent else model, attr, repl)
         done += 1
     return done
+
+
+def _run_once(model: nn.Module, example: torch.Tensor | tuple, call: Callable | None, hooks: list) -> None:
+    """One no-grad forward of ``model`` on ``example`` (or ``call(model, example)``); removes
+    ``hooks`` afterwards, also on error."""
+    try:
+        with torch.no_grad():
+            if call is not None:
+                call(model, example)
+            elif isinstance(example, tuple):
+                model(*example)
+            else:
+                model(example)
+    finally:
+        for h in hooks:
+            h.remove()
