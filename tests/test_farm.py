@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from synthloop.farm.executors import k8s_indexed_job, run_local, slurm_script
+from synthloop.farm.executors import k8s_indexed_job, run_local, slurm_script, worker_command
 from synthloop.farm.merge import job_status, merge_job
 from synthloop.farm.plan import FarmError, load_plan, plan_job, split_frames
 
@@ -28,20 +27,9 @@ def _records(dataset: Path) -> dict[str, bytes]:
 
 
 def _worker(job: Path, shard: int) -> subprocess.Popen:
+    """`synthloop farm work JOB --shard i --threads 1 --quiet`, as the local executor starts it."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "synthloop.cli",
-            "farm",
-            "work",
-            str(job),
-            "--shard",
-            str(shard),
-            "--threads",
-            "1",
-            "--quiet",
-        ],
+        worker_command(job, shard, threads=1),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

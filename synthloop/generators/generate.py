@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop import __version__
-from synthloop.atomic import atomic_write_json, remove_stale_temps
+from synthloop.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
 from synthloop.dataset.folder import DatasetWriter, frame_stem, object_to_record
 from synthloop.dataset.types import Category
 from synthloop.errors import RenderError
@@ -29,19 +29,23 @@ from synthloop.generators.renderer import RenderedFrame, Renderer
 from synthloop.geometry.annotate import FrameAnnotation, annotate_frame
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_yaml
-from synthloop.scenes.sampler import sample_scene
+from synthloop.scenes.sampler import category_specs, sample_scene
 from synthloop.scenes.spec import SceneSpec
 
 RendererFactory = Callable[[], Renderer]
 FrameClaim = Callable[[int], AbstractContextManager[Any] | None]
 
 
-def categories_of(spec: SceneSpec) -> list[Category]:
+def categories_of(spec_or_recipe: SceneSpec | Recipe) -> list[Category]:
+    """The dataset categories of a SceneSpec, or of a recipe (same ids: 1.. in recipe order)."""
+    specs = (
+        spec_or_recipe.categories if isinstance(spec_or_recipe, SceneSpec) else category_specs(spec_or_recipe)
+    )
     return [
         Category(
             id=c.id, name=c.name, supercategory=c.supercategory, keypoints=c.keypoints, skeleton=c.skeleton
         )
-        for c in spec.categories
+        for c in specs
     ]
 
 
@@ -133,10 +137,9 @@ def generate_frames(
     out = Path(out)
     indices = list(frame_indices)
     rhash = recipe_hash(recipe)
-    first = sample_scene(recipe, seed, indices[0] if indices else 0)
     writer = DatasetWriter(
         out,
-        categories_of(first),
+        categories_of(recipe),
         info={
             "recipe_name": recipe.name,
             "recipe_hash": rhash,
@@ -146,8 +149,6 @@ def generate_frames(
     )
     recipe_file = out / "recipe.yaml"
     if not recipe_file.exists():
-        from synthloop.atomic import atomic_write_bytes
-
         atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
     remove_stale_temps(out)
     done = writer.completed_stems()
