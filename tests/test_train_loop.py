@@ -158,10 +158,10 @@ def test_pretrain_finetune_switches_datasets_at_the_switch(tmp_path, data, monke
 
     real_epoch_batches = mixing.Phase.epoch_batches
 
-    def die_in_finetune(self, seed, phase_index, epoch):
+    def die_in_finetune(self, seed, phase_index, epoch, start=0):
         if phase_index == 1:
             raise KeyboardInterrupt
-        return real_epoch_batches(self, seed, phase_index, epoch)
+        return real_epoch_batches(self, seed, phase_index, epoch, start)
 
     monkeypatch.setattr(mixing.Phase, "epoch_batches", die_in_finetune)
     with pytest.raises(KeyboardInterrupt):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthloop.training.backbones import IMAGENET_MEAN, IMAGENET_STD, FeatureBackbone
+from synthloop.training.distributed import global_mean_count
 from synthloop.training.postprocess import ClusterParams, detectnet_postprocess
 from synthloop.training.rasterizer import RasterParams, rasterize
 
@@ -124,12 +125,15 @@ class DetectNetV2(nn.Module):
             per = F.binary_cross_entropy_with_logits(cov_logits, cov_t, reduction="none")
         else:
             per = (torch.sigmoid(cov_logits) - cov_t) ** 2
+        # the positive-cell count is summed over data-parallel ranks (a no-op in one process), so N
+        # ranks train exactly as one process with the N-times batch
+        positives = global_mean_count(cov_t.sum(), minimum=1.0)
         if self.cov_normalize == "cells":
             loss_cov = (per * w * cw).mean()
         else:
-            loss_cov = (per * w * cw).sum() / cov_t.sum().clamp(min=1.0)
+            loss_cov = (per * w * cw).sum() / positives
         l1 = (bbox_pred.float() - bbox_t).abs().sum(2)  # (B, C, Gh, Gw)
-        loss_bbox = (l1 * cov_t * cw).sum() / (4 * cov_t.sum().clamp(min=1.0))
+        loss_bbox = (l1 * cov_t * cw).sum() / (4 * positives)
         return {"loss_cov": self.cov_loss_weight * loss_cov, "loss_bbox": self.bbox_loss_weight * loss_bbox}
 
     def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None):

@@ -11,10 +11,15 @@ Run folder layout::
                             rng, spec, classes, category_ids, family, anchor_sizes} (atomic)
       checkpoints/best.pt  the best validation checkpoint (when validation runs)
 
-Determinism: each epoch's batches are a pure function of (seed, phase, epoch) (:mod:`mixing`) and
-each item's augmentation of its own seed, so ``resume=True`` continues from the last checkpoint's
-(phase, epoch, batch) with the saved torch/python RNG states; in ``deterministic`` CPU mode the
-resumed run ends with the same weights as an uninterrupted one.
+Determinism: each epoch's item stream is a pure function of (seed, phase, epoch) (:mod:`mixing`)
+and each item's augmentation of its own seed, so ``resume=True`` continues from the last
+checkpoint's (phase, epoch, items consumed) with the saved torch/python RNG states; in
+``deterministic`` CPU mode the resumed run ends with the same weights as an uninterrupted one.
+
+Data parallel (:mod:`distributed`): run under ``torchrun``/``srun`` (or ``synthloop train --gpus N``)
+each process trains a DDP replica on its share of every global batch; only rank 0 writes the run
+folder. A run resumes on another number of processes: the position is kept in items, the lr
+schedule continues at the same fraction of the phase.
 
 AMP (float16 autocast + GradScaler) and channels_last apply on CUDA only.
 """
@@ -35,6 +40,7 @@ import numpy as np
 import torch
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
+from synthloop.training import distributed as dist_utils
 from synthloop.training.build import PreparedData, build_model, data_anchor_sizes, prepare_data
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
@@ -277,6 +283,10 @@ def train(
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.pt"
+    try:
+        ctx = dist_utils.env_context()
+    except ValueError as e:
+        raise TrainingError(str(e), where="distributed") from None
     if last.exists() and not resume:
         raise TrainingError(
             "run folder already holds checkpoints; use --resume or a new folder", path=str(out)
@@ -299,10 +309,15 @@ def train(
     if spec.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    own_group = ctx.distributed and not torch.distributed.is_initialized()
+    if own_group:
+        dist_utils.init_process_group(ctx, resolve_device(spec.device).type)
     try:
-        return _train(spec, out, resume, quiet, stop_after, source, ck)
+        return _train(spec, out, resume, quiet, stop_after, source, ck, ctx)
     finally:
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
+        if own_group:
+            dist_utils.destroy_process_group()
 
 
 def _train(
@@ -313,12 +328,15 @@ def _train(
     stop_after: int | None,
     source: str,
     ck: dict[str, Any] | None,
+    ctx: dist_utils.DistContext = dist_utils.SINGLE,
 ) -> Path:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.pt"
     spec_json = spec.model_dump(mode="json")
-    device = resolve_device(spec.device)
+    device = dist_utils.device_for(ctx, resolve_device(spec.device))
     cuda = device.type == "cuda"
+    world = ctx.world_size
+    lr_scale = dist_utils.scaled_lr(1.0, world, spec.distributed.lr_scaling)
 
     data = prepare_data(spec, source)
     family = spec.model.family
@@ -331,21 +349,24 @@ def _train(
             real_fraction=spec.mix.real_fraction,
             ratio=spec.mix.ratio,
             epochs=spec.epochs or 1,
-            lr=spec.optimizer.lr,
+            lr=spec.optimizer.lr * lr_scale,
             batch_size=spec.batch_size,
             finetune_epochs=spec.mix.finetune_epochs,
-            finetune_lr=spec.mix.finetune_lr,
+            finetune_lr=spec.mix.finetune_lr * lr_scale if spec.mix.finetune_lr else None,
             seed=spec.seed,
+            world_size=world,
         )
     except ValueError as e:
         raise TrainingError(str(e), path=source, where="mix") from None
     if spec.iterations is not None:  # the first phase runs exactly `iterations` steps
         p0 = phases[0]
+        # epochs only bound the loop (it stops at `iterations`); one spare epoch lets a run resumed on
+        # more or fewer processes (a shorter or longer epoch) reach the same step count
         phases[0] = Phase(
             p0.name,
             p0.synthetic,
             p0.real,
-            math.ceil(spec.iterations / p0.batches_per_epoch()),
+            math.ceil(spec.iterations / p0.batches_per_epoch()) + (1 if ck is not None else 0),
             p0.lr,
             p0.batch_size,
             p0.ratio,
@@ -355,7 +376,10 @@ def _train(
         for i, p in enumerate(phases)
     ]
 
-    model = build_model(spec, data.classes, anchors, pretrained=ck is None).to(device)
+    model = build_model(spec, data.classes, anchors, pretrained=ck is None)
+    if ctx.distributed and cuda and spec.distributed.sync_bn and not spec.backbone.freeze_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
     if cuda and spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model)
@@ -363,21 +387,47 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     dataset = _datasets(spec, data, family)
 
-    out.mkdir(parents=True, exist_ok=True)
-    state = {"phase": 0, "epoch": 0, "batch": 0, "global_step": 0, "global_epoch": 0, "best": -1.0}
+    main = ctx.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    state = {
+        "phase": 0,
+        "epoch": 0,
+        "batch": 0,
+        "consumed": 0,
+        "global_step": 0,
+        "global_epoch": 0,
+        "best": -1.0,
+        "world_size": world,
+    }
     if ck is None:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        atomic_write_json(out / "spec.json", spec_json)
-        atomic_write_bytes(
-            out / "spec.sha256", (hashlib.sha256(canonical_json(spec_json)).hexdigest() + "\n").encode()
-        )
-        atomic_write_json(out / "versions.json", versions())
+        if main:
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+            atomic_write_json(out / "spec.json", spec_json)
+            atomic_write_bytes(
+                out / "spec.sha256",
+                (hashlib.sha256(canonical_json(spec_json)).hexdigest() + "\n").encode(),
+            )
+            atomic_write_json(out / "versions.json", versions())
     else:
         model.load_state_dict(ck["model"])
+        saved_world = int(ck["state"].get("world_size", 1))
         optimizer.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])
         state.update(ck["state"])
-        _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+        if "consumed" not in ck["state"]:  # a checkpoint from before item positions
+            state["consumed"] = state["batch"] * spec.batch_size * saved_world
+        state["world_size"] = world
+        if main:
+            _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+    # the module DDP wraps; checkpoints, validation and the predictor use `model` itself
+    net: torch.nn.Module = model
+    if ctx.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if cuda else None,
+            find_unused_parameters=spec.distributed.find_unused_parameters,
+        )
 
     meta = {
         "schema": CHECKPOINT_SCHEMA,
@@ -390,6 +440,17 @@ def _train(
     }
 
     def checkpoint(sched, path: Path = last) -> None:
+        """Every rank calls this for ``last`` (the replicas are checked to agree); rank 0 writes."""
+        if path == last and ctx.distributed:
+            spread = dist_utils.replica_spread(model)
+            if spread != 0.0:
+                raise TrainingError(
+                    f"model replicas differ across ranks (checksum spread {spread:g})", path=str(out)
+                )
+            if main:
+                logger.log({"kind": "replicas", "step": state["global_step"], "spread": spread})
+        if not main:
+            return
         save_checkpoint(
             path,
             {
@@ -405,19 +466,24 @@ def _train(
 
     total_steps = sum(steps)
     wall_start = time.perf_counter()
-    logger = _Logger(out, quiet, total_steps, state["global_step"])
+    logger = _Logger(out, quiet, total_steps, state["global_step"]) if main else _NullLogger()
     model.train()
     try:
         for pi in range(state["phase"], len(phases)):
             phase = phases[pi]
             sched = _phase_scheduler(optimizer, spec, phase, steps[pi], first=pi == 0)
+            # steps done in this phase: counted from the item position, so a run resumed on another
+            # number of processes (another global batch) continues at the same fraction of the phase
+            phase_step = state["epoch"] * phase.batches_per_epoch() + math.ceil(
+                state["consumed"] / phase.batch_size
+            )
+            if pi == 0 and spec.iterations and ck is not None and pi == state["phase"]:
+                phase_step = state["global_step"]
             if ck is not None and pi == state["phase"]:
-                if ck["lr_scheduler"] is not None:  # None: saved at a phase boundary
-                    sched.load_state_dict(ck["lr_scheduler"])
-                    for g, lr in zip(optimizer.param_groups, sched.get_last_lr(), strict=True):
-                        g["lr"] = lr
-                _set_rng_state(ck["rng"])
-            phase_step = state["epoch"] * phase.batches_per_epoch() + state["batch"]
+                if phase_step:
+                    _fast_forward(sched, optimizer, phase_step)
+                if saved_world == world:
+                    _set_rng_state(ck["rng"])
             # one loader per phase with persistent workers: each epoch only swaps the (main-process)
             # batch list, so workers are not restarted every epoch
             batch_sampler = ListBatchSampler([], 0)
@@ -429,17 +495,22 @@ def _train(
                 pin_memory=cuda,
                 persistent_workers=spec.num_workers > 0,
             )
+            per_batch = phase.per_batch() if phase.ratio is not None else None
             for epoch in range(state["epoch"], phase.epochs):
-                batch_sampler.batches = phase.epoch_batches(spec.seed, pi, epoch)
-                batch_sampler.start = state["batch"]
+                global_batches = phase.epoch_batches(spec.seed, pi, epoch, start=state["consumed"])
+                global_batches = global_batches[: max(0, steps[pi] - phase_step)]  # never load unused ones
+                batch_sampler.batches = [
+                    dist_utils.rank_items(b, ctx.rank, world, per_batch) for b in global_batches
+                ]
+                batch_sampler.start = 0
                 t0, n_img, running = time.perf_counter(), 0, {}
-                for bi, (images, targets) in enumerate(loader, start=state["batch"]):
+                for bi, (images, targets) in enumerate(loader):
                     if phase_step >= steps[pi]:
                         break
                     share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
                     images, targets = _to_device(images, targets, device)
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                        losses = model(images, targets)
+                        losses = net(images, targets)
                     loss = sum(losses.values())
                     # checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler
                     # already skips non-finite steps in between)
@@ -456,8 +527,12 @@ def _train(
                     scaler.update()
                     sched.step()
                     phase_step += 1
-                    n_img += len(images)
-                    state.update(batch=bi + 1, global_step=state["global_step"] + 1)
+                    n_img += len(images) * world
+                    state.update(
+                        batch=state["batch"] + 1,
+                        consumed=state["consumed"] + len(global_batches[bi]),
+                        global_step=state["global_step"] + 1,
+                    )
                     for k, v in losses.items():  # tensors: no GPU sync until the log step
                         running[k] = running.get(k, 0.0) + v.detach()
                     running["loss"] = running.get("loss", 0.0) + loss.detach()
@@ -466,6 +541,7 @@ def _train(
                     gs = state["global_step"]
                     if gs % spec.log_interval == 0 or phase_step == steps[pi]:
                         n = running.pop("n")
+                        means = dist_utils.all_reduce_mean({k: float(v) / n for k, v in running.items()})
                         rec = {
                             "kind": "train",
                             "step": gs,
@@ -479,7 +555,7 @@ def _train(
                                 if cuda
                                 else {}
                             ),
-                            **{k: float(v) / n for k, v in running.items()},
+                            **means,
                         }
                         logger.log(rec)
                         running = {}
@@ -499,7 +575,7 @@ def _train(
                         checkpoint(sched)
                         return last
                 # epoch end
-                state.update(epoch=epoch + 1, batch=0, global_epoch=state["global_epoch"] + 1)
+                state.update(epoch=epoch + 1, batch=0, consumed=0, global_epoch=state["global_epoch"] + 1)
                 logger.log(
                     {"kind": "epoch", "step": state["global_step"], "phase": phase.name, "epoch": epoch}
                 )
@@ -510,7 +586,7 @@ def _train(
                     checkpoint(sched)
                 if phase_step >= steps[pi]:
                     break
-            state.update(phase=pi + 1, epoch=0, batch=0)
+            state.update(phase=pi + 1, epoch=0, batch=0, consumed=0)
             ck = None
             checkpoint(None)  # the next phase starts a fresh lr schedule
     finally:
@@ -518,11 +594,37 @@ def _train(
     return last
 
 
+def _fast_forward(sched, optimizer, step: int) -> None:
+    """Put a fresh LambdaLR at ``step`` (its lr is a pure function of the step)."""
+    sched.last_epoch = step
+    for g, base in zip(optimizer.param_groups, sched.base_lrs, strict=True):
+        g["lr"] = base * sched.lr_lambdas[0](step)
+    sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
+class _NullLogger:
+    """What ranks other than 0 log: nothing."""
+
+    progress = None
+
+    def log(self, rec: dict[str, Any]) -> None:
+        pass
+
+    def advance(self, step: int, info: str | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir: Path) -> None:
+    """Rank 0 validates the bare model (no collectives); the other ranks wait at a barrier."""
     if data.validation is None:
         return
-    m = validation_metrics(model, data, spec, device)
-    logger.log({"kind": "validation", "step": state["global_step"], **m})
-    if m["f1"] > state["best"]:
-        state["best"] = m["f1"]
-        checkpoint(sched, ckpt_dir / "best.pt")
+    if not isinstance(logger, _NullLogger):
+        m = validation_metrics(model, data, spec, device)
+        logger.log({"kind": "validation", "step": state["global_step"], **m})
+        if m["f1"] > state["best"]:
+            state["best"] = m["f1"]
+            checkpoint(sched, ckpt_dir / "best.pt")
+    dist_utils.barrier()

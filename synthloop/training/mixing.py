@@ -2,13 +2,14 @@
 
 Items are addressed as ``(part, index, aug_seed)``: ``part`` 0 = synthetic, 1 = real (see
 :class:`MixedDataset`), ``index`` a frame of that part, ``aug_seed`` the augmentation seed. Every
-batch list of an epoch is a pure function of ``(seed, phase, epoch)``, so a resumed run replays the
-same batches (the sampler's state *is* its seed and position).
+epoch is a stream of items that is a pure function of ``(seed, phase, epoch)`` and does not depend
+on the batch size, so a resumed run replays the same items even on another number of processes (the
+sampler's state *is* its seed and position in the stream).
 
 * ``blend``: every batch holds ``k_s`` synthetic and ``k_r`` real items with
   ``k_s : k_r == ratio`` exactly (``batch_size`` a multiple of ``sum(ratio)``), both drawn with
   replacement; an epoch has ``ceil(n_synthetic / k_s)`` batches (``ceil(n_real / k_r)`` without
-  synthetic share).
+  synthetic share). Under data parallelism every rank's share of a batch holds the ratio too.
 * ``pretrain_finetune``: phase ``pretrain`` = synthetic only (shuffled, without replacement), then
   phase ``finetune`` = the real subset, with its own epochs and learning rate.
 * ``real_fraction`` 0 or no real data = synthetic only; no (enabled) synthetic data = real only.
@@ -35,10 +36,6 @@ def real_subset(n_real: int, fraction: float, seed: int) -> np.ndarray:
     k = min(n_real, max(1, int(round(fraction * n_real))))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7EA1]))
     return np.sort(rng.choice(n_real, size=k, replace=False)).astype(np.int64)
-
-
-def _rng(seed: int, phase: int, epoch: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, 0xBA7C, phase, epoch]))
 
 
 def _aug_seeds(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -74,32 +71,50 @@ class Phase:
         m = self.batch_size // (a + b)
         return a * m, b * m
 
-    def epoch_batches(self, seed: int, phase_index: int, epoch: int) -> list[list[Item]]:
-        """All batches of one epoch, deterministic in ``(seed, phase_index, epoch)``."""
-        rng = _rng(seed, phase_index, epoch)
-        n_batches = self.batches_per_epoch()
+    def epoch_items(self) -> int:
+        """Items one epoch of this phase consumes (the last shuffled batch may be short)."""
         if self.ratio is not None:
+            return self.batches_per_epoch() * self.batch_size
+        return len(self.synthetic) + len(self.real)
+
+    def epoch_batches(self, seed: int, phase_index: int, epoch: int, start: int = 0) -> list[list[Item]]:
+        """The epoch's batches from item ``start`` on, deterministic in ``(seed, phase_index, epoch)``.
+
+        Each epoch is a fixed stream of items that does not depend on ``batch_size``: a permutation
+        (shuffled phases) or, for blend phases, ratio units of ``a`` synthetic + ``b`` real items
+        drawn from separate synthetic/real streams. So a run resumed at item ``start`` with another
+        batch size (another number of processes) sees the same items in the same order.
+        ``start`` of a blend phase must fall on a unit boundary (a multiple of ``a + b``).
+        """
+        rng_s, rng_r, rng_order = (
+            np.random.default_rng(np.random.SeedSequence([seed, 0xBA7C, phase_index, epoch, k]))
+            for k in range(3)
+        )
+        if self.ratio is not None:
+            a, b = self.ratio
+            if start % (a + b):
+                raise ValueError(f"blend start {start} is not a multiple of the ratio sum {a + b}")
             k_s, k_r = self.per_batch()
-            s = (
-                rng.choice(self.synthetic, size=(n_batches, k_s), replace=True)
-                if k_s
-                else np.zeros((n_batches, 0))
-            )
-            r = (
-                rng.choice(self.real, size=(n_batches, k_r), replace=True)
-                if k_r
-                else np.zeros((n_batches, 0))
-            )
-            seeds = _aug_seeds(rng, n_batches * (k_s + k_r)).reshape(n_batches, k_s + k_r)
-            return [
-                [(SYNTHETIC, int(i), int(seeds[b, j])) for j, i in enumerate(s[b])]
-                + [(REAL, int(i), int(seeds[b, k_s + j])) for j, i in enumerate(r[b])]
-                for b in range(n_batches)
-            ]
+            n_batches = self.batches_per_epoch()
+            units = n_batches * (k_s + k_r) // (a + b)
+            # element-wise streams: the first n draws never depend on how many follow
+            s = self.synthetic[rng_s.integers(0, len(self.synthetic), size=units * a)] if a else []
+            s_seeds = rng_s.integers(0, 2**31 - 1, size=units * a) if a else []
+            r = self.real[rng_r.integers(0, len(self.real), size=units * b)] if b else []
+            r_seeds = rng_r.integers(0, 2**31 - 1, size=units * b) if b else []
+            m = self.batch_size // (a + b)
+            out = []
+            for u0 in range(start // (a + b), units, m):
+                u1 = min(units, u0 + m)
+                out.append(
+                    [(SYNTHETIC, int(s[j]), int(s_seeds[j])) for j in range(u0 * a, u1 * a)]
+                    + [(REAL, int(r[j]), int(r_seeds[j])) for j in range(u0 * b, u1 * b)]
+                )
+            return out
         items = [(SYNTHETIC, int(i)) for i in self.synthetic] + [(REAL, int(i)) for i in self.real]
-        order = rng.permutation(len(items))
-        seeds = _aug_seeds(rng, len(items))
-        flat = [(items[o][0], items[o][1], int(seeds[k])) for k, o in enumerate(order)]
+        order = rng_order.permutation(len(items))
+        seeds = _aug_seeds(rng_order, len(items))
+        flat = [(items[o][0], items[o][1], int(seeds[k])) for k, o in enumerate(order)][start:]
         return [flat[k : k + self.batch_size] for k in range(0, len(flat), self.batch_size)]
 
 
@@ -116,8 +131,15 @@ def build_phases(
     finetune_epochs: int,
     finetune_lr: float | None,
     seed: int,
+    world_size: int = 1,
 ) -> list[Phase]:
-    """The phases of a run (see module docstring). Raises ``ValueError`` for an impossible mix."""
+    """The phases of a run (see module docstring). Raises ``ValueError`` for an impossible mix.
+
+    ``batch_size`` is per process; the phases' batches are global batches of
+    ``batch_size * world_size`` items that :func:`synthloop.training.distributed.rank_items` splits.
+    """
+    per_rank = batch_size
+    batch_size = batch_size * world_size
     synth = np.arange(n_synthetic, dtype=np.int64)
     real = real_subset(n_real, real_fraction, seed)
     none = np.zeros(0, np.int64)
@@ -133,8 +155,8 @@ def build_phases(
             phases.append(Phase("finetune", none, real, finetune_epochs, finetune_lr or lr * 0.1, batch_size))
         return phases
     a, b = ratio
-    if batch_size % (a + b):
-        raise ValueError(f"batch_size {batch_size} is not a multiple of ratio {a}:{b} (sum {a + b})")
+    if per_rank % (a + b):
+        raise ValueError(f"batch_size {per_rank} is not a multiple of ratio {a}:{b} (sum {a + b})")
     return [Phase("blend", synth, real, epochs, lr, batch_size, ratio=(a, b))]
 
 

@@ -189,6 +189,19 @@ class LRScheduleSpec(_Strict):
         return self
 
 
+class DistributedSpec(_Strict):
+    """Data-parallel settings (used when run by ``--gpus N``, torchrun or srun with N > 1 processes).
+
+    ``batch_size`` stays per process. ``lr_scaling``: the optimizer (and fine-tune) lr is multiplied
+    by N (``linear``, as TLT's ``--gpus``), by sqrt(N) (``sqrt``) or kept (``none``).
+    ``sync_bn``: BatchNorm statistics over the global batch (CUDA only; ignored with ``freeze_bn``).
+    """
+
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    sync_bn: bool = False
+    find_unused_parameters: bool = False
+
+
 class ExperimentSpec(_Strict):
     name: str = "experiment"
     datasets: list[DatasetEntry] = Field(min_length=1)
@@ -198,6 +211,7 @@ class ExperimentSpec(_Strict):
     mix: MixSpec = Field(default_factory=MixSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     lr_schedule: LRScheduleSpec = Field(default_factory=LRScheduleSpec)
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     epochs: int | None = Field(None, gt=0)
     iterations: int | None = Field(None, gt=0)
     batch_size: int = Field(8, gt=0)
