@@ -10,9 +10,10 @@ augmentation), with the same batch size, on the same device:
   its README runs it (no ``--amp``): fp32, contiguous tensors, DataLoader with 4 workers
   (``--workers 4``), SGD lr 0.02 momentum 0.9 wd 1e-4 with its linear warm-up, ``loss.item()`` +
   finiteness check every iteration.
-* **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP float16 +
-  GradScaler and channels_last on CUDA, DataLoader workers from the spec, pinned memory, no
-  per-step GPU sync); images/s read from its ``metrics.jsonl`` after the warm-up steps.
+* **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP, channels_last,
+  torch.compile of the backbone, TF32 as the spec says; DataLoader workers from the spec, pinned
+  memory, fused AdamW, no per-step GPU sync); images/s from its ``metrics.jsonl`` between the end
+  of the warm-up and the last step. ``--variants`` adds runs with settings overridden.
 
 Images/s are counted over steady-state iterations only (after ``--warmup``). Prints both, their
 ratio (goal >= 1.3x) and peak GPU memory of each, and writes JSON.
@@ -111,7 +112,8 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
             "epochs": None,
             "validation_interval": 0,
             "checkpoint_interval": iters,
-            "log_interval": 1,
+            # a record at the end of the warm-up and at the last step, as few as a real run logs
+            "log_interval": math.gcd(warmup, iters),
             "augment": AugmentConfig(enabled=False),
         }
     )
@@ -120,8 +122,8 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
     with tempfile.TemporaryDirectory() as tmp:
         train(spec, Path(tmp) / "run", quiet=True, source=str(spec_path))
         recs = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in recs if r.get("kind") == "train"]
-    a, b = steps[warmup - 1], steps[-1]  # log_interval 1: one record per step, wall_s since start
+    steps = {r["step"]: r for r in recs if r.get("kind") == "train"}
+    a, b = steps[warmup], steps[iters]  # wall_s: seconds since the loop started
     bs = spec.batch_size
     return {
         "images_per_s": (b["step"] - a["step"]) * bs / (b["wall_s"] - a["wall_s"]),
@@ -130,12 +132,32 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
     }
 
 
+def profile_synthloop(spec, spec_path: Path, iters: int, top: int = 25) -> dict:
+    """torch.profiler over a short synthloop run: where the main process and the GPU spend time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        synthloop_loop(spec, spec_path, iters, 2)
+    wall = time.perf_counter() - t0
+    ev = prof.key_averages()
+    print(ev.table(sort_by="self_cpu_time_total", row_limit=top))
+    if torch.cuda.is_available():
+        print(ev.table(sort_by="self_device_time_total", row_limit=top))
+    dev_us = sum(getattr(e, "self_device_time_total", 0) for e in ev)
+    data_us = sum(e.cpu_time_total for e in ev if "DataLoader" in e.key and "__next__" in e.key)
+    return {"wall_s": wall, "gpu_busy_s": dev_us / 1e6, "dataloader_wait_s": data_us / 1e6}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", required=True)
     ap.add_argument("--iters", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
+    ap.add_argument("--profile", action="store_true", help="also profile a short synthloop run")
+    ap.add_argument("--variants", default="compile,no_channels_last,fp32", help="comma list or ''")
     args = ap.parse_args()
     spec_path = Path(args.spec).resolve()
     spec = load_spec(spec_path)
@@ -145,14 +167,19 @@ def main() -> None:
     data = prepare_data(spec, str(spec_path))
     ref = reference_loop(spec, data, args.iters, args.warmup, device)
     ours = synthloop_loop(spec, spec_path, args.iters, args.warmup)
-    variants = {
-        "synthloop_amp_no_channels_last": synthloop_loop(
-            spec, spec_path, args.iters, args.warmup, channels_last=False
-        ),
-        "synthloop_fp32_no_channels_last": synthloop_loop(
-            spec, spec_path, args.iters, args.warmup, amp=False, channels_last=False
-        ),
+    known = {
+        "compile": ("synthloop_compiled_backbone", {"compile": True}),
+        "fp32": ("synthloop_fp32", {"amp": False, "channels_last": False}),
+        "fp32_compile": ("synthloop_fp32_compiled", {"amp": False, "channels_last": False, "compile": True}),
+        "no_tf32": ("synthloop_no_tf32", {"tf32": False}),
+        "no_channels_last": ("synthloop_amp_no_channels_last", {"channels_last": False}),
     }
+    variants = {}
+    for v in filter(None, args.variants.split(",")):
+        name, over = known[v]
+        variants[name] = synthloop_loop(spec, spec_path, args.iters, args.warmup, **over)
+        print(name, round(variants[name]["images_per_s"], 1), flush=True)
+    prof = profile_synthloop(spec, spec_path, 20) if args.profile else None
     fig = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -166,6 +193,7 @@ def main() -> None:
         "speedup_best_variant": max([ours["images_per_s"]] + [v["images_per_s"] for v in variants.values()])
         / ref["images_per_s"],
         "goal_speedup": 1.3,
+        "profile": prof,
     }
     print(json.dumps(fig, indent=1))
     atomic_write_json(args.out, fig)

@@ -72,13 +72,15 @@ class LRFactor:
 
 
 def make_optimizer(spec: ExperimentSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The spec's optimizer; on CUDA the fused (one kernel per step) Adam/AdamW implementation."""
     params = [p for p in model.parameters() if p.requires_grad]
     o = spec.optimizer
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused or None)
 
 
 def _phase_scheduler(opt, spec: ExperimentSpec, phase: Phase, total: int, first: bool):
@@ -309,6 +311,8 @@ def train(
     if spec.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    prev_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = spec.tf32
     own_group = ctx.distributed and not torch.distributed.is_initialized()
     if own_group:
         dist_utils.init_process_group(ctx, resolve_device(spec.device).type)
@@ -316,6 +320,7 @@ def train(
         return _train(spec, out, resume, quiet, stop_after, source, ck, ctx)
     finally:
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
         if own_group:
             dist_utils.destroy_process_group()
 
@@ -382,6 +387,10 @@ def _train(
     model = model.to(device)
     if cuda and spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if spec.compile:
+        # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are; the
+        # backbone sees one input size, so it compiles once (plus once for a short last batch)
+        model.backbone.compile(dynamic=False)
     optimizer = make_optimizer(spec, model)
     use_amp = spec.amp and cuda
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -217,6 +217,8 @@ class ExperimentSpec(_Strict):
     batch_size: int = Field(8, gt=0)
     amp: bool = True
     channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the backbone (+FPN): fewer kernel launches, slower start
+    tf32: bool = True  # CUDA only: TF32 tensor cores for float32 matmuls and convolutions
     seed: int = 0
     checkpoint_interval: int = Field(1, gt=0)
     validation_interval: int = Field(0, ge=0)
