@@ -3,13 +3,15 @@
     python benchmarks/train.py --spec SPEC.yaml [--iters 60] [--warmup 10] [--out results/train.json]
 
 Both loops train the same model (``synthloop.training.build.build_model`` from the spec: family,
-backbone, anchors), on the same images (the spec's datasets, resized to the spec's input size, no
-augmentation), with the same batch size, on the same device:
+backbone, anchors), on the same images (the spec's synthetic datasets, resized to the spec's input
+size, no augmentation), with the same batch size, on the same device:
 
 * **reference**: the loop of torchvision's ``references/detection/engine.py::train_one_epoch`` as
   its README runs it (no ``--amp``): fp32, contiguous tensors, DataLoader with 4 workers
-  (``--workers 4``), SGD lr 0.02 momentum 0.9 wd 1e-4 with its linear warm-up, ``loss.item()`` +
-  finiteness check every iteration.
+  (``--workers 4``), pageable memory, ``loss.item()`` + finiteness check every iteration. Optimizer
+  and lr schedule are the spec's (the same as the synthloop run): Mask R-CNN's step cost depends on
+  how far it has learned (positive proposals feed the mask head), so with torchvision's SGD and its
+  1/1000 warm-up the reference would run cheaper steps, not a faster loop.
 * **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP, channels_last,
   torch.compile of the backbone, TF32 as the spec says; DataLoader workers from the spec, pinned
   memory, fused AdamW, no per-step GPU sync); images/s from its ``metrics.jsonl`` between the end
@@ -36,6 +38,7 @@ import torch  # noqa: E402
 from synthloop.atomic import atomic_write_json  # noqa: E402
 from synthloop.training.build import build_model, data_anchor_sizes, prepare_data  # noqa: E402
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate  # noqa: E402
+from synthloop.training.loop import LRFactor, make_optimizer  # noqa: E402
 from synthloop.training.spec import load_spec  # noqa: E402
 
 
@@ -46,10 +49,7 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
     aug = AugmentConfig(
         enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
     )
-    parts = [d for d in (data.synthetic, data.real) if d is not None]
-    ds = torch.utils.data.ConcatDataset(
-        [DetectionDataset(d, aug, train=True, with_masks=True) for d in parts]
-    )
+    ds = DetectionDataset(data.synthetic, aug, train=True, with_masks=True)
     g = torch.Generator().manual_seed(0)
     sampler = torch.utils.data.RandomSampler(
         ds, replacement=True, num_samples=iters * spec.batch_size, generator=g
@@ -57,12 +57,10 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
     loader = torch.utils.data.DataLoader(
         ds, batch_size=spec.batch_size, sampler=sampler, num_workers=4, collate_fn=collate
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
-    # the reference's first-epoch warm-up (engine.py: LinearLR from 1/1000 over min(1000, len-1) its)
-    warmup_sched = torch.optim.lr_scheduler.LinearLR(
-        optimizer, start_factor=1.0 / 1000, total_iters=min(1000, len(loader) - 1)
-    )
+    # the same optimizer and lr schedule as the synthloop run: how fast Mask R-CNN learns changes what
+    # a step costs (more positive proposals -> more mask-head work), so both must learn alike
+    optimizer = make_optimizer(spec, model)
+    warmup_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(spec.lr_schedule, iters))
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -102,8 +100,8 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
     """``variant``: spec fields to override (e.g. ``amp=False``, ``channels_last=False``)."""
     from synthloop.training.loop import train
 
-    # one phase over the same images as the reference (blend of all synthetic + real frames)
-    mix = spec.mix.model_copy(update={"schedule": "blend", "real_fraction": 1.0, "ratio": (1, 1)})
+    # one phase over the same images as the reference: the synthetic frames, shuffled
+    mix = spec.mix.model_copy(update={"real_fraction": 0.0})
     spec = spec.model_copy(
         update={
             **variant,
@@ -172,6 +170,8 @@ def main() -> None:
         "fp32": ("synthloop_fp32", {"amp": False, "channels_last": False}),
         "fp32_compile": ("synthloop_fp32_compiled", {"amp": False, "channels_last": False, "compile": True}),
         "no_tf32": ("synthloop_no_tf32", {"tf32": False}),
+        "workers4": ("synthloop_4_workers", {"num_workers": 4}),
+        "no_pin": ("synthloop_no_pin_memory", {"pin_memory": False}),
         "no_channels_last": ("synthloop_amp_no_channels_last", {"channels_last": False}),
     }
     variants = {}

@@ -164,3 +164,19 @@ def test_regions_at_the_observed_ends_extend_to_the_distribution_bounds(shapes):
     top = region("scene.count_sphere", 2, 2, high_inclusive=True)  # the largest count seen
     c = derive(shapes, [top]).recipe.classes[0].count.components[1].dist
     assert c.sample_int(np.random.default_rng(0)) == 2
+
+
+def test_weak_class_gets_more_instances_per_frame(shapes):
+    d = derive(shapes, [region("object.category", categories=["sphere"])], exploration=0.3)
+    (ch,) = d.changes
+    assert ch.path == "classes[0].count" and d.unmapped == []
+    counts = d.recipe.classes[0].count
+    assert isinstance(counts, Mixture)
+    rng = np.random.default_rng(0)
+    draws = np.array([counts.sample_int(rng) for _ in range(4000)])
+    base = np.array([shapes.classes[0].count.sample_int(rng) for _ in range(4000)])
+    assert draws.min() >= 1 and draws.max() <= 2
+    assert (draws == 2).mean() > (base == 2).mean() + 0.2  # 0.7 of the mass on the upper half
+    # a category that is not a class is reported, not guessed
+    d = derive(shapes, [region("object.category", categories=["teapot"])])
+    assert d.changes == [] and "teapot" in d.unmapped[0].reason

@@ -42,6 +42,8 @@ metallic|pattern>``, ``support_size_x|y``
 metallic|pattern>``, ``attr.material_pattern``
 ``attr.orientation``                            ``classes[i].shape.orientation``
 ``attr.distance_m``                             ``camera.distance`` (object depth ~ distance)
+``object.category`` (a weak class)              ``classes[i].count``: W = the upper half of the
+                                                count's support (more of that class per frame)
 ==============================================  ============================================
 
 Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
@@ -216,7 +218,12 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
     level, name = region.level, region.name
     if param_is_category(region):
-        return "a class, not a sampled parameter (raise that class's count in the recipe by hand)"
+        # a weak class: more instances of it per frame (the upper half of its count distribution)
+        out = []
+        for i, c in enumerate(recipe.classes):
+            if c.name in set(region.categories or ()):
+                out.append(_Target(("classes", i, "count"), integer=True, note="upper half of the count"))
+        return out or f"none of {sorted(region.categories or [])} is a class of the recipe"
     if level == "object":
         return _UNMAPPABLE_WHY["object"]
     if name in _UNMAPPABLE_WHY:
@@ -371,11 +378,22 @@ def derive(
         for t in targets:
             dist = get_field(recipe, t.path)
             sup = dist.support()
-            if r.kind == "categorical":
+            if param_is_category(r):  # a weak class -> its count's upper half (see _targets)
+                if not sup.numeric:
+                    continue
+                hi = float(sup.high)
+                lo = min(float(math.ceil(_mid(dist))), hi)
+                iv = (lo, hi, True, lo, hi)
+                if not math.isfinite(hi) or _clip(iv, dist, True) is None:
+                    continue
+                p = pending.setdefault(t.path, _Pending(t))
+                p.intervals.append(iv)
+            elif r.kind == "categorical":
                 if sup.numeric:
                     continue
-                cats = {c for c in r.categories or [] if c in set(map(str, sup.values or ()))}
-                if not cats:
+                values = set(map(str, sup.values or ()))
+                cats = {c for c in r.categories or [] if c in values}
+                if not cats or cats == values:  # nothing to shift towards: it only makes these
                     continue
                 p = pending.setdefault(t.path, _Pending(t))
                 p.categories |= cats

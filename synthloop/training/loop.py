@@ -501,7 +501,7 @@ def _train(
                 batch_sampler=batch_sampler,
                 collate_fn=collate,
                 num_workers=spec.num_workers,
-                pin_memory=cuda,
+                pin_memory=cuda and spec.pin_memory,
                 persistent_workers=spec.num_workers > 0,
             )
             per_batch = phase.per_batch() if phase.ratio is not None else None

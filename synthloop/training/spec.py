@@ -226,6 +226,7 @@ class ExperimentSpec(_Strict):
     device: str = "auto"
     deterministic: bool = False
     num_workers: int = Field(0, ge=0)
+    pin_memory: bool = True  # CUDA only: page-locked batches, copied to the GPU without blocking
     log_interval: int = Field(10, gt=0)
 
     @model_validator(mode="after")
