@@ -19,7 +19,8 @@ Example::
     optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
     lr_schedule: {name: soft_start_annealing, soft_start: 0.1, annealing: 0.7, min_lr_ratio: 0.01}
     epochs: 20
-    batch_size: 8
+    batch_size: 8                  # per process: `train --gpus N` trains on N x 8 images per step
+    distributed: {lr_scaling: linear, sync_bn: false}
 
 Relative paths resolve against the YAML file's folder (:meth:`ExperimentSpec.resolve_paths`).
 :func:`validate_inputs` checks what pydantic cannot (paths exist, class names agree, real split
