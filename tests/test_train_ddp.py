@@ -282,3 +282,29 @@ def test_cli_gpus_2_runs_torchrun_and_resumes(tmp_path, data):
     # the same folder again without --resume: every rank refuses, the launcher exits non-zero
     res = CliRunner().invoke(app, [str(p), "--out", str(tmp_path / "run"), "--gpus", "2", "--quiet"])
     assert res.exit_code != 0
+
+
+def test_mask_rcnn_trains_under_two_gloo_ranks(tmp_path, data):
+    """torchvision's Mask R-CNN (RPN + box + mask heads) as a DDP replica: every parameter that
+    trains gets its gradient averaged; replicas stay identical."""
+    small = dict(
+        fpn_channels=32,
+        box_head_dim=64,
+        mask_head_dim=32,
+        rpn_batch_size_per_image=32,
+        rpn_pre_nms_top_n_train=100,
+        rpn_post_nms_top_n_train=50,
+        box_batch_size_per_image=32,
+    )
+    spec = _spec_dict(
+        data,
+        model={"family": "mask_rcnn", "input_width": 96, "input_height": 64, "mask_rcnn": small},
+        iterations=2,
+        checkpoint_interval=2,
+    )
+    _spawn(spec, tmp_path / "mr", tmp_path / "trace")
+    ck = load_checkpoint(tmp_path / "mr" / "checkpoints" / "last.pt")
+    assert ck["family"] == "mask_rcnn" and ck["state"]["world_size"] == 2
+    assert [r["spread"] for r in _metrics(tmp_path / "mr", "replicas")][:1] == [0.0]
+    recs = _metrics(tmp_path / "mr", "train")
+    assert [r["step"] for r in recs] == [1, 2] and all("loss_mask" in r for r in recs)
