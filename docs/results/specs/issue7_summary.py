@@ -5,7 +5,8 @@
 EVALS_DIR holds, per model, ``<model>_real_val.json`` (``synthloop evaluate`` on fruits-nuts val)
 and ``<model>_test40.json`` (on 40 held-out frames of the original recipe, ``--min-iou 0.75``).
 Models: ``m0`` (round 0: the 160 base frames), ``r1``/``r2`` (+40/+80 frames of the original
-recipe), ``t1``/``t2`` (+40/+80 frames of the derived recipe). Writes ``OUT.json`` and ``OUT.md``.
+recipe), ``t1``/``t2`` (+40/+80 frames of the derived recipe); ``<model>_s1`` is the same run with
+seed 1 (values are averaged over the seeds present). Writes ``OUT.json`` and ``OUT.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,24 @@ def slice_recall(report: dict, pred) -> tuple[float | None, int]:
     return sum(o["matched"] for o in objs) / len(objs), len(objs)
 
 
+def one_model(evals: Path, m: str) -> dict:
+    """Metrics of one trained model: real val COCO AP/AP50 (+ hazelnut AP50), and on the synthetic
+    test set (IoU 0.75) AP, recall on the weak slice (hazelnut) and overall recall."""
+    real = json.loads((evals / f"{m}_real_val.json").read_text())
+    out = {
+        "real_val_AP": real["coco"]["bbox"]["stats"]["AP"],
+        "real_val_AP50": real["coco"]["bbox"]["stats"]["AP50"],
+        "real_val_AP50_hazelnut": real["coco"]["bbox"]["per_class"]["hazelnut"]["AP50"],
+    }
+    syn_p = evals / f"{m}_test40.json"
+    if syn_p.exists():
+        syn = json.loads(syn_p.read_text())
+        out["synthetic_test_AP"] = syn["coco"]["bbox"]["stats"]["AP"]
+        out["weak_slice_recall_iou75"], _ = slice_recall(syn, lambda o: o["category"] == "hazelnut")
+        out["overall_recall_iou75"], _ = slice_recall(syn, lambda o: True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("evals", type=Path)
@@ -35,26 +54,16 @@ def main() -> None:
     rows = []
     for arm, models in ROUNDS.items():
         for rnd, (m, added) in enumerate(zip(models, ADDED, strict=True)):
-            real_p, syn_p = a.evals / f"{m}_real_val.json", a.evals / f"{m}_test40.json"
-            if not real_p.exists():
+            seeds = [n for n in (m, f"{m}_s1") if (a.evals / f"{n}_real_val.json").exists()]
+            if not seeds:
                 continue
-            real = json.loads(real_p.read_text())
-            row = {
-                "arm": arm,
-                "round": rnd,
-                "model": m,
-                "added_frames": added,
-                "real_val_AP": real["coco"]["bbox"]["stats"]["AP"],
-                "real_val_AP50": real["coco"]["bbox"]["stats"]["AP50"],
-                "real_val_AP50_hazelnut": real["coco"]["bbox"]["per_class"]["hazelnut"]["AP50"],
-            }
-            if syn_p.exists():
-                syn = json.loads(syn_p.read_text())
-                row["synthetic_test_AP"] = syn["coco"]["bbox"]["stats"]["AP"]
-                row["weak_slice_recall_iou75"], row["weak_slice_objects"] = slice_recall(
-                    syn, lambda o: o["category"] == "hazelnut"
-                )
-                row["overall_recall_iou75"], _ = slice_recall(syn, lambda o: True)
+            per_seed = [one_model(a.evals, n) for n in seeds]
+            row = {"arm": arm, "round": rnd, "model": m, "added_frames": added, "seeds": len(seeds)}
+            for k in per_seed[0]:
+                vals = [p[k] for p in per_seed if p.get(k) is not None]
+                row[k] = sum(vals) / len(vals) if vals else None
+                if len(vals) > 1:
+                    row[k + "_per_seed"] = vals
             rows.append(row)
     by = {(r["arm"], r["round"]): r for r in rows}
     final_random = by.get(("random", 2))
@@ -76,6 +85,7 @@ def main() -> None:
         "arm",
         "round",
         "added_frames",
+        "seeds",
         "real_val_AP50",
         "real_val_AP",
         "real_val_AP50_hazelnut",
