@@ -180,3 +180,11 @@ def test_weak_class_gets_more_instances_per_frame(shapes):
     # a category that is not a class is reported, not guessed
     d = derive(shapes, [region("object.category", categories=["teapot"])])
     assert d.changes == [] and "teapot" in d.unmapped[0].reason
+
+
+def test_a_field_that_only_makes_the_weak_category_is_left_alone(shapes):
+    data = {**RECIPE, "classes": [{**RECIPE["classes"][1], "material": {"pattern": "wood"}}]}
+    recipe = recipe_from_dict(data)
+    d = derive(recipe, [region("attr.pattern", categories=["wood"])])
+    assert d.changes == []
+    assert "already produces only ['wood']" in d.unmapped[0].reason

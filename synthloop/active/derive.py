@@ -375,6 +375,7 @@ def derive(
             unmapped.append(Unmapped(r.param, r.describe(), targets))
             continue
         hits = 0
+        only_weak: list[str] = []  # fields that already produce nothing but the weak categories
         for t in targets:
             dist = get_field(recipe, t.path)
             sup = dist.support()
@@ -393,7 +394,9 @@ def derive(
                     continue
                 values = set(map(str, sup.values or ()))
                 cats = {c for c in r.categories or [] if c in values}
-                if not cats or cats == values:  # nothing to shift towards: it only makes these
+                if cats and cats == values:  # nothing to shift towards: it only makes these
+                    only_weak.append(path_str(t.path))
+                if not cats or cats == values:
                     continue
                 p = pending.setdefault(t.path, _Pending(t))
                 p.categories |= cats
@@ -416,7 +419,10 @@ def derive(
             p.params.append(r.param)
             p.regions.append(r.describe())
             hits += 1
-        if not hits:
+        if not hits and only_weak:
+            why = f"{', '.join(only_weak)} already produces only {sorted(r.categories or [])}"
+            unmapped.append(Unmapped(r.param, r.describe(), why))
+        elif not hits:
             where = ", ".join(path_str(t.path) for t in targets)
             unmapped.append(Unmapped(r.param, r.describe(), f"outside the support of {where}"))
     data = recipe_to_dict(recipe)

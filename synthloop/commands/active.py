@@ -104,6 +104,11 @@ def mine(
             imp,
         )
     Console().print(t)
+    if not res.regions:
+        typer.echo(
+            f"no weak region: recall {res.overall_recall:.3f} at the evaluation's IoU leaves too few misses; "
+            "a stricter `synthloop evaluate --min-iou` (e.g. 0.75) or more frames can expose some"
+        )
     typer.echo(f"wrote {out}")
 
 
