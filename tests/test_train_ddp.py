@@ -67,12 +67,14 @@ def test_item_streams_do_not_depend_on_the_batch_size(schedule_ratio):
     """The same items in the same order for any global batch, and from any unit-aligned start."""
     kw = {**KW, "ratio": schedule_ratio or (1, 1), "real_fraction": 1.0 if schedule_ratio else 0.0}
     flat = {}
-    for b in (4, 8):
-        (phase,) = build_phases(16, 16, **{**kw, "batch_size": b})
+    for b in (4, 8):  # 10 synthetic frames: epochs of different lengths for the two batch sizes
+        (phase,) = build_phases(10, 16, **{**kw, "batch_size": b})
         flat[b] = [it for batch in phase.epoch_batches(5, 0, 2) for it in batch]
         if schedule_ratio is not None:  # blend batches list synthetic first: compare per source
             flat[b] = sorted(flat[b], key=lambda it: it[0])
     n = min(len(flat[4]), len(flat[8]))
+    if schedule_ratio == (1, 1):  # 5 batches of 2+2 against 3 of 4+4: streams of different lengths
+        assert len(flat[4]) != len(flat[8])
     if schedule_ratio is None:
         assert flat[4] == flat[8]
     else:

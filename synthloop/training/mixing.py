@@ -71,12 +71,6 @@ class Phase:
         m = self.batch_size // (a + b)
         return a * m, b * m
 
-    def epoch_items(self) -> int:
-        """Items one epoch of this phase consumes (the last shuffled batch may be short)."""
-        if self.ratio is not None:
-            return self.batches_per_epoch() * self.batch_size
-        return len(self.synthetic) + len(self.real)
-
     def epoch_batches(self, seed: int, phase_index: int, epoch: int, start: int = 0) -> list[list[Item]]:
         """The epoch's batches from item ``start`` on, deterministic in ``(seed, phase_index, epoch)``.
 
@@ -86,9 +80,10 @@ class Phase:
         batch size (another number of processes) sees the same items in the same order.
         ``start`` of a blend phase must fall on a unit boundary (a multiple of ``a + b``).
         """
-        rng_s, rng_r, rng_order = (
+        # one generator per stream, so the first n draws of a stream never depend on its length
+        rng_s, rng_s_aug, rng_r, rng_r_aug, rng_order = (
             np.random.default_rng(np.random.SeedSequence([seed, 0xBA7C, phase_index, epoch, k]))
-            for k in range(3)
+            for k in range(5)
         )
         if self.ratio is not None:
             a, b = self.ratio
@@ -97,11 +92,10 @@ class Phase:
             k_s, k_r = self.per_batch()
             n_batches = self.batches_per_epoch()
             units = n_batches * (k_s + k_r) // (a + b)
-            # element-wise streams: the first n draws never depend on how many follow
             s = self.synthetic[rng_s.integers(0, len(self.synthetic), size=units * a)] if a else []
-            s_seeds = rng_s.integers(0, 2**31 - 1, size=units * a) if a else []
+            s_seeds = _aug_seeds(rng_s_aug, units * a) if a else []
             r = self.real[rng_r.integers(0, len(self.real), size=units * b)] if b else []
-            r_seeds = rng_r.integers(0, 2**31 - 1, size=units * b) if b else []
+            r_seeds = _aug_seeds(rng_r_aug, units * b) if b else []
             m = self.batch_size // (a + b)
             out = []
             for u0 in range(start // (a + b), units, m):
