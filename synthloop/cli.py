@@ -6,10 +6,15 @@ field, and exit with code 2 — no traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
+
+# albumentations asks PyPI for its latest version at import: a stalled request and a warning on
+# offline render/GPU nodes. The command line never needs that check (an explicit setting wins).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from synthloop.cli_common import fail, user_errors
 from synthloop.commands import active as active_cmd
