@@ -68,15 +68,14 @@ def env_context(env: dict[str, str] | None = None) -> DistContext:
     return DistContext(rank, world, local)
 
 
-def init_process_group(ctx: DistContext, device_type: str, env: dict[str, str] | None = None) -> None:
+def init_process_group(ctx: DistContext, device_type: str) -> None:
     """Join the process group (NCCL on CUDA, gloo on CPU) unless this is a single process."""
     import torch.distributed as dist
 
     if not ctx.distributed or dist.is_initialized():
         return
-    env = os.environ if env is None else env
-    if "MASTER_ADDR" not in env and "SLURM_LAUNCH_NODE_IPADDR" in env:
-        os.environ["MASTER_ADDR"] = env["SLURM_LAUNCH_NODE_IPADDR"]
+    if "MASTER_ADDR" not in os.environ and "SLURM_LAUNCH_NODE_IPADDR" in os.environ:
+        os.environ["MASTER_ADDR"] = os.environ["SLURM_LAUNCH_NODE_IPADDR"]
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
     if device_type == "cuda":

@@ -402,7 +402,6 @@ def _train(
     state = {
         "phase": 0,
         "epoch": 0,
-        "batch": 0,
         "consumed": 0,
         "global_step": 0,
         "global_epoch": 0,
@@ -425,7 +424,8 @@ def _train(
         scaler.load_state_dict(ck["scaler"])
         state.update(ck["state"])
         if "consumed" not in ck["state"]:  # a checkpoint from before item positions
-            state["consumed"] = state["batch"] * spec.batch_size * saved_world
+            state["consumed"] = ck["state"].get("batch", 0) * spec.batch_size * saved_world
+        state.pop("batch", None)
         state["world_size"] = world
         if main:
             _truncate_metrics(out / "metrics.jsonl", state["global_step"])
@@ -538,7 +538,6 @@ def _train(
                     phase_step += 1
                     n_img += len(images) * world
                     state.update(
-                        batch=state["batch"] + 1,
                         consumed=state["consumed"] + len(global_batches[bi]),
                         global_step=state["global_step"] + 1,
                     )
@@ -584,7 +583,7 @@ def _train(
                         checkpoint(sched)
                         return last
                 # epoch end
-                state.update(epoch=epoch + 1, batch=0, consumed=0, global_epoch=state["global_epoch"] + 1)
+                state.update(epoch=epoch + 1, consumed=0, global_epoch=state["global_epoch"] + 1)
                 logger.log(
                     {"kind": "epoch", "step": state["global_step"], "phase": phase.name, "epoch": epoch}
                 )
@@ -595,7 +594,7 @@ def _train(
                     checkpoint(sched)
                 if phase_step >= steps[pi]:
                     break
-            state.update(phase=pi + 1, epoch=0, batch=0, consumed=0)
+            state.update(phase=pi + 1, epoch=0, consumed=0)
             ck = None
             checkpoint(None)  # the next phase starts a fresh lr schedule
     finally:
