@@ -166,3 +166,25 @@ def test_cli_prune_export_infer(setup, tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["export-model", str(tmp_path / "nope.pt"), "--out", str(onnx_path)])
     assert r.exit_code == 2 and "nope.pt" in r.stderr and "not found" in r.stderr
+
+
+def test_deploy_backend_predicts_what_the_training_predictor_predicts(setup):
+    """`evaluate` scores a pruned / exported model through synthloop.deploy and a training
+    checkpoint through the training Predictor: both must resize the same way (OpenCV bilinear, as
+    the training augmentation does), or a pruned model is compared on different inputs. The toy
+    images (100x70) shrink to the 64x48 input, where PIL's antialiasing bilinear would differ."""
+    from synthloop.deploy.infer import open_backend, predict_dataset
+    from synthloop.training.predictor import Predictor
+
+    root, toy, _ = setup
+    deploy = predict_dataset(open_backend(root / "dn.pt", backend="torch"), toy)
+    train = Detections.from_frames(Predictor.from_checkpoint(root / "dn.pt").predict_dataset(toy))
+    assert sorted(deploy) == sorted(train)
+    assert sum(len(d) for d in train.values()) > 0
+    for fid, t in train.items():
+        d = deploy[fid]
+        assert len(d) == len(t)
+        order_d, order_t = np.argsort(-d.scores, kind="stable"), np.argsort(-t.scores, kind="stable")
+        np.testing.assert_allclose(d.scores[order_d], t.scores[order_t], atol=1e-5)
+        np.testing.assert_allclose(d.boxes[order_d], t.boxes[order_t], atol=1e-3)
+        assert (d.labels[order_d] == t.labels[order_t]).all()
