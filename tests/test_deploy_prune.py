@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
 from synthloop.deploy.checkpoints import ModelDesc, build_model, load_model  # noqa: E402
+from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
-from synthloop.deploy.prune import kept_count, load_pruned, prune_checkpoint, prune_model  # noqa: E402
+from synthloop.deploy.prune import (  # noqa: E402
+    kept_count,
+    load_pruned,
+    prune_checkpoint,
+    prune_model,
+    threshold_for_ratio,
+)
 
 torch.set_num_threads(1)
 
@@ -121,3 +130,27 @@ def test_prune_maskrcnn_backbone_keeps_fpn_width():
     assert after == before  # FPN maps (256 channels) unchanged
     assert report.params_after < report.params_before
     assert set(dets[0]) >= {"boxes", "scores", "labels", "masks"}
+
+
+def test_threshold_for_ratio_meets_the_target_tightly():
+    """The searched -pth gives at most the target ratio, and a visibly smaller -pth exceeds it."""
+    desc = ModelDesc(
+        family="detectnet_v2",
+        backbone="resnet18",
+        class_names=["a"],
+        category_ids=[1],
+        input_width=64,
+        input_height=64,
+    )
+    torch.manual_seed(0)
+    model = build_model(desc)
+    spread_filters(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t, r = threshold_for_ratio(model, desc, 0.5, min_filters=8, granularity=8, steps=10)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # model untouched
+    assert r <= 0.5
+    again = prune_model(copy.deepcopy(model), desc, t, 8, 8).param_ratio
+    assert again == pytest.approx(r)
+    assert prune_model(copy.deepcopy(model), desc, max(t - 0.01, 0.0), 8, 8).param_ratio > 0.5
+    with pytest.raises(DeployError, match="no threshold reaches"):
+        threshold_for_ratio(model, desc, 0.001, min_filters=8, granularity=8)

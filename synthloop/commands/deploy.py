@@ -55,17 +55,56 @@ def prune_cmd(
         8, "-pg", "--granularity", help="kept channel counts are multiples of this"
     ),
     normalizer: str = typer.Option("max", "--normalizer", help="'max' (TLT default) or 'l2'"),
+    allocation: str = typer.Option(
+        "threshold",
+        "--allocation",
+        help="'threshold' (TLT): keep channels scoring >= -pth; "
+        "'uniform': remove the fraction -pth of every layer",
+    ),
+    calib: Path | None = typer.Option(
+        None,
+        "--calib",
+        help="training images (dataset folder, COCO .json, ...): re-estimate batch-norm statistics "
+        "and fold removed channels' means into biases",
+    ),
+    calib_images: int = typer.Option(256, "--calib-images", min=1, help="how many --calib images to use"),
     family: str | None = typer.Option(None, "--family", help="expect this model family"),
+    target_ratio: float | None = typer.Option(
+        None,
+        "--target-ratio",
+        help="search the smallest -pth that leaves at most this fraction of the parameters (ignores -pth)",
+    ),
 ) -> None:
     """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after."""
     from synthloop.deploy.prune import prune_checkpoint
 
     if normalizer not in ("max", "l2"):
         raise SynthloopError(f"--normalizer must be 'max' or 'l2', got {normalizer!r}")
-    _, r = prune_checkpoint(model, out, family, threshold, min_filters, granularity, normalizer)  # type: ignore[arg-type]
-    print(f"pruned {len(r.layers)} layer groups")
+    if allocation not in ("threshold", "uniform"):
+        raise SynthloopError(f"--allocation must be 'threshold' or 'uniform', got {allocation!r}")
+    images = None
+    if calib is not None:
+        from synthloop.deploy.recalibrate import calibration_images
+
+        images = calibration_images(calib, calib_images)
+    _, r = prune_checkpoint(
+        model,
+        out,
+        family,
+        threshold,
+        min_filters,
+        granularity,
+        normalizer,
+        target_ratio,
+        allocation,
+        images,  # type: ignore[arg-type]
+    )
+    print(f"pruned {len(r.layers)} layer groups at -pth {r.threshold:.4f}")
     print(f"params: {r.params_before:,} -> {r.params_after:,} (ratio {r.param_ratio:.3f})")
     print(f"MACs:   {r.macs_before:,} -> {r.macs_after:,} (ratio {r.macs_ratio:.3f})")
+    if r.recalibrated_bn:
+        n, layers = r.calibration_images, r.recalibrated_bn
+        print(f"batch-norm statistics re-estimated on {n} images ({layers} layers)")
     print(f"wrote {out} (fine-tune it: synthloop.deploy.prune.load_pruned)")
 
 

@@ -1,0 +1,139 @@
+"""Batch-norm recalibration after pruning ("adaptive BN", Li et al., EagleEye, ECCV 2020).
+
+A channel with a small filter norm is not a channel that outputs nothing: its batch norm adds a
+shift (``beta - gamma * mean / std``), ReLU6 keeps it, and the next layer's batch norm was
+calibrated with that constant in its input. Removing many such channels moves every later
+layer's input statistics, so the pruned network's running statistics no longer describe it; on
+the fruits-nuts detector a 0.55x cut leaves AP50 at 0. Re-estimating every batch norm's running
+mean and variance on a few hundred unlabeled training images (no gradients, no weight change)
+makes the statistics true again before retraining starts.
+
+Batch norms only fix what a later batch norm sees. A layer with a bias and no batch norm (the
+DetectNet head convs, the FPN laterals) reading a pruned channel loses that channel's mean
+contribution for good, so :func:`conv_input_means` measures every conv's per-channel input mean on
+the same images first and the pruner folds ``sum_k W[:, c, k] * mean_c`` of each removed input
+channel ``c`` into the reading conv's bias (first-order: the channel is replaced by its mean; exact
+for a constant channel, the zero-padded border aside).
+
+Images go through the same preprocessing as inference (:mod:`synthloop.deploy.preprocess`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthloop.deploy.errors import DeployError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def calibration_images(source: str | os.PathLike, count: int, seed: int = 0) -> list[Path]:
+    """Up to ``count`` image paths from ``source``, a seeded sample when it has more, sorted.
+
+    ``source``: a dataset (synthloop folder, COCO json, KITTI or BlenderProc folder: its frames'
+    images) or any folder of images (searched recursively; no labels are needed)."""
+    from synthloop.importers import load_any
+
+    src = Path(source)
+    try:
+        paths = sorted({Path(f.image_path) for f in load_any(src).frames})
+    except Exception as e:  # noqa: BLE001 - not a dataset: a plain image folder will do
+        if not src.is_dir():
+            raise DeployError(f"cannot read calibration data: {e}", where="calib") from None
+        paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise DeployError("calibration data holds no images", path=str(src), where="calib")
+    if len(paths) > count:
+        pick = np.random.default_rng(seed).choice(len(paths), size=count, replace=False)
+        paths = [paths[i] for i in sorted(pick)]
+    return paths
+
+
+def image_batches(
+    paths: Sequence[Path], width: int, height: int, batch_size: int = 8
+) -> Iterable[torch.Tensor]:
+    """(B, 3, height, width) float32 batches in [0, 1] of the images at ``paths``."""
+    from synthloop.deploy.preprocess import load_input
+
+    for i in range(0, len(paths), batch_size):
+        yield torch.from_numpy(np.stack([load_input(p, width, height)[0] for p in paths[i : i + batch_size]]))
+
+
+@torch.no_grad()
+def conv_input_means(
+    module: nn.Module,
+    batches: Iterable[torch.Tensor],
+    forward: Callable[[torch.Tensor], object] | None = None,
+) -> dict[nn.Conv2d, torch.Tensor]:
+    """Per-input-channel mean (C_in,) of every ``nn.Conv2d`` in ``module`` over ``batches`` (all
+    images and positions weighted equally), the module in eval mode."""
+    sums: dict[nn.Conv2d, torch.Tensor] = {}
+    counts: dict[nn.Conv2d, int] = {}
+
+    def hook(conv: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach().float()
+        sums[conv] = sums.get(conv, 0) + x.sum((0, 2, 3)).cpu()
+        counts[conv] = counts.get(conv, 0) + x.shape[0] * x.shape[2] * x.shape[3]
+
+    module.eval()
+    handles = [m.register_forward_pre_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        for x in batches:
+            (forward or module)(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not sums:
+        raise DeployError("no calibration batch was given", where="calib")
+    return {m: sums[m] / counts[m] for m in sums}
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    module: nn.Module,
+    batches: Iterable[torch.Tensor],
+    forward: Callable[[torch.Tensor], object] | None = None,
+) -> int:
+    """Replace every batch norm's running mean/var in ``module`` by the exact average over
+    ``batches`` (cumulative, ``momentum=None``); weights and biases do not change.
+
+    ``forward(x)`` runs the network on one batch (default ``module(x)``). Only the batch norms are in
+    training mode meanwhile; the module is left in eval mode. Returns the number of batch norms
+    recalibrated; no batch or no batch norm raises :class:`DeployError` (with no batch the old
+    statistics are kept)."""
+    bns = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not bns:
+        raise DeployError("the model has no batch norm to recalibrate", where="calib")
+    momenta = [bn.momentum for bn in bns]
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns]
+    module.eval()
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    seen = 0
+    try:
+        for x in batches:
+            (forward or module)(x)
+            seen += 1
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        module.eval()
+    if not seen:  # put the old statistics back: nothing was measured
+        for bn, (mean, var, n) in zip(bns, saved, strict=True):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.num_batches_tracked.copy_(n)
+        raise DeployError("no calibration batch was given", where="calib")
+    return len(bns)
