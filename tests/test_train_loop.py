@@ -304,3 +304,67 @@ def test_load_graph_retrains_a_pruned_model(data, tmp_path):
     bad = bad.model_copy(update={"model": bad.model.model_copy(update={"load_graph": str(ckpt)})})
     with pytest.raises(SpecError, match="load_graph"):
         train(bad, tmp_path / "bad", quiet=True)
+
+
+def test_distillation_terms_vanish_when_the_student_is_the_teacher():
+    from synthloop.training.backbones import build_backbone
+    from synthloop.training.detectnet import DetectNetV2
+
+    torch.manual_seed(0)
+    net = DetectNetV2(build_backbone("resnet18", weights=None), num_classes=2).train()
+    x = torch.rand(2, 3, 64, 64)
+    targets = [
+        {"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[20.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([2])},
+    ]
+    cov, bbox = net.head(x)
+    cov = cov.detach().requires_grad_(True)
+    bbox = bbox.detach().requires_grad_(True)
+    same = net.loss(cov, bbox, targets, soft=(cov.detach(), bbox.detach()))
+    assert same["loss_distill_bbox"].item() == 0.0
+    (g,) = torch.autograd.grad(same["loss_distill_cov"], cov)
+    assert g.abs().max().item() < 1e-6  # BCE against its own probabilities is at its minimum
+    other = net.loss(cov, bbox, targets, soft=(cov.detach() + 1.0, bbox.detach() + 0.5))
+    assert other["loss_distill_cov"] > same["loss_distill_cov"] and other["loss_distill_bbox"] > 0
+    with pytest.raises(ValueError, match="do not match"):
+        net.loss(cov, bbox, targets, soft=(cov.detach()[:, :1], bbox.detach()))
+
+
+def test_distillation_pulls_the_student_to_the_teacher(data, tmp_path):
+    """A pruned student retrained with `distill` ends closer to its teacher's coverage maps than the
+    same retraining without it; a teacher of another input size is refused before training."""
+    from synthloop.deploy.checkpoints import load_model
+    from synthloop.deploy.graph import DetectNetRaw
+    from synthloop.deploy.prune import prune_checkpoint
+
+    teacher_ckpt = train(_spec(data, iterations=6), tmp_path / "teacher", quiet=True)
+    prune_checkpoint(teacher_ckpt, tmp_path / "pruned.pt", threshold=0.5, granularity=1, allocation="uniform")
+    base = _spec(data, iterations=30)
+    base = base.model_copy(
+        update={"model": base.model.model_copy(update={"load_graph": str(tmp_path / "pruned.pt")})}
+    )
+    kd = parse_spec(
+        {**base.model_dump(mode="json"), "distill": {"teacher": str(teacher_ckpt), "weight": 5.0}}
+    )
+    runs = {
+        "plain": train(base, tmp_path / "plain", quiet=True),
+        "kd": train(kd, tmp_path / "kd", quiet=True),
+    }
+    assert "loss_distill_cov" in _metrics(tmp_path / "kd")[-1]
+    frames = load_dataset(data["synth"]).frames
+    x = torch.stack([torch.from_numpy(np.array(load_rgb(f))).permute(2, 0, 1).float() / 255 for f in frames])
+    x = torch.nn.functional.interpolate(x, size=(96, 128), mode="bilinear")
+    with torch.no_grad():
+        ref = torch.sigmoid(DetectNetRaw(load_model(teacher_ckpt).model.eval())(x)[0])
+        gap = {
+            k: (torch.sigmoid(DetectNetRaw(load_model(p).model.eval())(x)[0]) - ref).abs().mean().item()
+            for k, p in runs.items()
+        }
+    assert gap["kd"] < 0.7 * gap["plain"], gap
+    wrong = parse_spec(
+        {**kd.model_dump(mode="json"), "model": {**kd.model.model_dump(mode="json"), "input_width": 96}}
+    )
+    with pytest.raises(SpecError, match="distill.teacher"):
+        train(wrong, tmp_path / "wrong", quiet=True)
+    with pytest.raises(SpecError, match="detectnet_v2 only"):
+        parse_spec({**kd.model_dump(mode="json"), "model": {"family": "mask_rcnn"}})

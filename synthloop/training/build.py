@@ -261,3 +261,32 @@ def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
             where="model.load_graph",
         )
     return loaded.model.train()
+
+
+def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
+    """The frozen DetectNet_v2 of ``spec.distill.teacher`` (eval mode, CPU, no gradients), checked
+    against the experiment's classes and input size."""
+    from synthloop.deploy.checkpoints import load_model
+
+    assert spec.distill is not None
+    path = spec.distill.teacher
+    try:
+        loaded = load_model(path, "detectnet_v2")
+    except SynthloopError as e:
+        raise SpecError(f"cannot load the teacher: {e}", where="distill.teacher") from None
+    if list(loaded.desc.class_names) != list(classes):
+        raise SpecError(
+            f"the teacher's classes {loaded.desc.class_names} differ from the data's {classes}",
+            where="distill.teacher",
+        )
+    size = (loaded.desc.input_width, loaded.desc.input_height)
+    if size != (spec.model.input_width, spec.model.input_height):
+        raise SpecError(
+            f"the teacher's input size {size} differs from model.input_width/height "
+            f"{(spec.model.input_width, spec.model.input_height)}",
+            where="distill.teacher",
+        )
+    teacher = loaded.model.float().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher

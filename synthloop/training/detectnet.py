@@ -116,7 +116,10 @@ class DetectNetV2(nn.Module):
         as_t = lambda a: torch.from_numpy(np.stack(a)).to(device)  # noqa: E731
         return as_t(cov), as_t(bbox), as_t(weight)
 
-    def loss(self, cov_logits, bbox_pred, targets) -> dict[str, torch.Tensor]:
+    def loss(self, cov_logits, bbox_pred, targets, soft=None) -> dict[str, torch.Tensor]:
+        """Ground-truth losses; with ``soft`` = the teacher's (cov logits, bbox) of the same batch
+        also the unweighted distillation terms ``loss_distill_cov`` / ``loss_distill_bbox`` (see
+        :class:`synthloop.training.spec.DistillSpec`), on the same normalizer."""
         gh, gw = cov_logits.shape[-2:]
         cov_t, bbox_t, w = self.targets_to_grid(targets, gh, gw, cov_logits.device)
         cw = torch.tensor(self.class_weights, device=cov_logits.device, dtype=torch.float32).view(1, -1, 1, 1)
@@ -134,15 +137,30 @@ class DetectNetV2(nn.Module):
             loss_cov = (per * w * cw).sum() / positives
         l1 = (bbox_pred.float() - bbox_t).abs().sum(2)  # (B, C, Gh, Gw)
         loss_bbox = (l1 * cov_t * cw).sum() / (4 * positives)
-        return {"loss_cov": self.cov_loss_weight * loss_cov, "loss_bbox": self.bbox_loss_weight * loss_bbox}
+        out = {"loss_cov": self.cov_loss_weight * loss_cov, "loss_bbox": self.bbox_loss_weight * loss_bbox}
+        if soft is not None:
+            t_cov, t_bbox = soft
+            if t_cov.shape != cov_logits.shape or t_bbox.shape != bbox_pred.shape:
+                raise ValueError(
+                    f"teacher outputs {tuple(t_cov.shape)} / {tuple(t_bbox.shape)} do not match the "
+                    f"student's {tuple(cov_logits.shape)} / {tuple(bbox_pred.shape)}"
+                )
+            t_prob = torch.sigmoid(t_cov.float())
+            kd_cov = F.binary_cross_entropy_with_logits(cov_logits, t_prob, reduction="none")
+            kd_l1 = (bbox_pred.float() - t_bbox.float()).abs().sum(2)
+            out["loss_distill_cov"] = self.cov_loss_weight * (kd_cov * cw).sum() / positives
+            out["loss_distill_bbox"] = self.bbox_loss_weight * (kd_l1 * t_prob * cw).sum() / (4 * positives)
+        return out
 
-    def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None):
+    def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None, soft=None):
+        """Training: loss dict (``soft``: a teacher's ``head`` outputs, see :meth:`loss`);
+        eval: post-processed detections per image."""
         x = self._batch(images)
         cov_logits, bbox = self.head(x)
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
-            return self.loss(cov_logits, bbox, targets)
+            return self.loss(cov_logits, bbox, targets, soft)
         return self.postprocess(cov_logits, bbox, (x.shape[-1], x.shape[-2]))
 
     @torch.no_grad()

@@ -269,6 +269,11 @@ def validation_metrics(
 
 
 # ---------------------------------------------------------------- train
+def distill_weighted(losses: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:
+    """``losses`` with the ``loss_distill_*`` terms multiplied by ``distill.weight``."""
+    return {k: v * weight if k.startswith("loss_distill") else v for k, v in losses.items()}
+
+
 def train(
     spec: ExperimentSpec,
     out_dir: str | Path,
@@ -391,6 +396,13 @@ def _train(
         # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are; the
         # backbone sees one input size, so it compiles once (plus once for a short last batch)
         model.backbone.compile(dynamic=False)
+    teacher = None
+    if spec.distill is not None:
+        from synthloop.training.build import load_teacher
+
+        teacher = load_teacher(spec, data.classes).to(device)
+        if cuda and spec.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model)
     use_amp = spec.amp and cuda
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -519,7 +531,12 @@ def _train(
                     share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
                     images, targets = _to_device(images, targets, device)
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                        losses = net(images, targets)
+                        if teacher is None:
+                            losses = net(images, targets)
+                        else:
+                            with torch.no_grad():
+                                soft = teacher.head(teacher._batch(images))
+                            losses = distill_weighted(net(images, targets, soft=soft), spec.distill.weight)
                     loss = sum(losses.values())
                     # checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler
                     # already skips non-finite steps in between)

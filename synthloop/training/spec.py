@@ -21,6 +21,7 @@ Example::
     epochs: 20
     batch_size: 8                  # per process: `train --gpus N` trains on N x 8 images per step
     distributed: {lr_scaling: linear, sync_bn: false}
+    distill: {teacher: runs/full/checkpoints/last.pt, weight: 1.0}   # optional, DetectNet_v2 only
 
 Relative paths resolve against the YAML file's folder (:meth:`ExperimentSpec.resolve_paths`).
 :func:`validate_inputs` checks what pydantic cannot (paths exist, class names agree, real split
@@ -203,6 +204,18 @@ class DistributedSpec(_Strict):
     find_unused_parameters: bool = False
 
 
+class DistillSpec(_Strict):
+    """Knowledge distillation while (re)training a DetectNet_v2, e.g. a pruned one from the model it
+    was cut from. ``teacher``: a DetectNet_v2 checkpoint (training, pruned or stripped) with the
+    experiment's classes and input size; it runs frozen in eval mode on the same augmented batch.
+    The student adds ``weight`` x (the soft coverage loss: BCE against the teacher's coverage
+    probabilities, + the bbox L1 to the teacher's boxes weighted by the teacher's coverage), both
+    normalized and weighted like the ground-truth losses."""
+
+    teacher: str
+    weight: float = Field(1.0, gt=0)
+
+
 class ExperimentSpec(_Strict):
     name: str = "experiment"
     datasets: list[DatasetEntry] = Field(min_length=1)
@@ -213,6 +226,7 @@ class ExperimentSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     lr_schedule: LRScheduleSpec = Field(default_factory=LRScheduleSpec)
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+    distill: DistillSpec | None = None
     epochs: int | None = Field(None, gt=0)
     iterations: int | None = Field(None, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -237,6 +251,8 @@ class ExperimentSpec(_Strict):
         if self.epochs is not None and self.iterations is not None:
             raise ValueError("give either epochs or iterations, not both")
         m = self.model
+        if self.distill is not None and m.family != "detectnet_v2":
+            raise ValueError("distill is implemented for model.family detectnet_v2 only")
         if self.augment.enabled and self.augment.rotate90_prob > 0 and m.input_width != m.input_height:
             raise ValueError(
                 "augment.rotate90_prob > 0 needs a square input (model.input_width == input_height)"
@@ -275,6 +291,8 @@ class ExperimentSpec(_Strict):
             v["coco_json"], v["images_dir"] = fix(v["coco_json"]), fix(v["images_dir"])
         data["backbone"]["weights"] = fix(data["backbone"]["weights"])
         data["model"]["load_graph"] = fix(data["model"].get("load_graph"))
+        if data.get("distill"):
+            data["distill"]["teacher"] = fix(data["distill"]["teacher"])
         return ExperimentSpec.model_validate(data)
 
 
