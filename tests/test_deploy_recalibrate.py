@@ -140,3 +140,33 @@ def test_cli_prune_with_target_ratio_and_calibration(tmp_path):
             app, ["prune", str(tmp_path / "dn.pt"), "--out", str(out), "--calib", str(calib)]
         )
         assert bad.exit_code != 0 and "calibration data" in bad.output
+
+
+def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
+    """Mask R-CNN: calibration runs the backbone + FPN on normalized images (the model's own
+    image_mean / image_std); the pruned model still predicts."""
+    from synthloop.deploy.checkpoints import load_model
+    from synthloop.deploy.prune import prune_checkpoint
+    from synthloop.training.toydata import make_toy_dataset
+    from test_deploy_checkpoints import make_checkpoint
+
+    make_checkpoint(tmp_path / "mr.pt", family="mask_rcnn", size=(64, 48))
+    toy = make_toy_dataset(tmp_path / "toy", num_frames=2, width=80, height=60, seed=2)
+    images = [f.image_path for f in toy.frames]
+    _, rep = prune_checkpoint(
+        tmp_path / "mr.pt",
+        tmp_path / "p.pt",
+        threshold=0.3,
+        min_filters=8,
+        allocation="uniform",
+        calibration=images,
+    )
+    assert rep.recalibrated_bn > 0 and rep.calibration_images == 2 and rep.param_ratio < 1
+    model = load_model(tmp_path / "p.pt").model.eval()
+    assert (
+        model.backbone.fpn.layer_blocks[0][0].out_channels
+        == load_model(tmp_path / "mr.pt").model.backbone.fpn.layer_blocks[0][0].out_channels
+    )
+    with torch.no_grad():
+        out = model([torch.rand(3, 48, 64)])
+    assert set(out[0]) >= {"boxes", "scores", "labels", "masks"}

@@ -1,19 +1,24 @@
-"""Batch-norm recalibration after pruning ("adaptive BN", Li et al., EagleEye, ECCV 2020).
+"""Calibration after pruning: batch-norm statistics re-estimated ("adaptive BN", Li et al.,
+EagleEye, ECCV 2020) and removed channels' means folded into biases.
 
-A channel with a small filter norm is not a channel that outputs nothing: its batch norm adds a
+A channel with a small filter norm is not a channel that outputs nothing. Its batch norm adds a
 shift (``beta - gamma * mean / std``), ReLU6 keeps it, and the next layer's batch norm was
-calibrated with that constant in its input. Removing many such channels moves every later
-layer's input statistics, so the pruned network's running statistics no longer describe it; on
-the fruits-nuts detector a 0.55x cut leaves AP50 at 0. Re-estimating every batch norm's running
-mean and variance on a few hundred unlabeled training images (no gradients, no weight change)
-makes the statistics true again before retraining starts.
+calibrated with that constant in its input. Removing channels moves every later layer's input
+statistics, so the pruned network's running statistics no longer describe it.
+:func:`recalibrate_bn` re-estimates every batch norm's running mean and variance on unlabeled
+training images, with no gradients and no weight change.
 
 Batch norms only fix what a later batch norm sees. A layer with a bias and no batch norm (the
-DetectNet head convs, the FPN laterals) reading a pruned channel loses that channel's mean
-contribution for good, so :func:`conv_input_means` measures every conv's per-channel input mean on
-the same images first and the pruner folds ``sum_k W[:, c, k] * mean_c`` of each removed input
-channel ``c`` into the reading conv's bias (first-order: the channel is replaced by its mean; exact
-for a constant channel, the zero-padded border aside).
+DetectNet head convs, the FPN laterals) that reads a pruned channel loses that channel's mean
+contribution for good. So :func:`conv_input_means` first measures every conv's per-channel input
+mean on the same images. The pruner then folds ``sum_k W[:, c, k] * mean_c`` of each removed input
+channel ``c`` into the reading conv's bias. This is first-order: the channel is replaced by its
+mean. It is exact for a constant channel, apart from the zero-padded border.
+
+Measured on the fruits-nuts detector (AP50 0.920; calibration on 40 renders): a uniform 5 % cut
+scores 0.880 with calibration and 0.836 without; a 10 % cut scores 0.186 and 0.050. From 0.45x
+parameters down, both score 0 and retraining does all of the recovery
+(``docs/results/prune_v2_h200.md``).
 
 Images go through the same preprocessing as inference (:mod:`synthloop.deploy.preprocess`).
 """
