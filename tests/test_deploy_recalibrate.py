@@ -145,10 +145,11 @@ def test_cli_prune_with_target_ratio_and_calibration(tmp_path):
 def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
     """Mask R-CNN: calibration runs the backbone + FPN on normalized images (the model's own
     image_mean / image_std); the pruned model still predicts."""
+    from test_deploy_checkpoints import make_checkpoint
+
     from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.prune import prune_checkpoint
     from synthloop.training.toydata import make_toy_dataset
-    from test_deploy_checkpoints import make_checkpoint
 
     make_checkpoint(tmp_path / "mr.pt", family="mask_rcnn", size=(64, 48))
     toy = make_toy_dataset(tmp_path / "toy", num_frames=2, width=80, height=60, seed=2)
