@@ -129,11 +129,19 @@ def channel_scores(l1: torch.Tensor, normalizer: Literal["max", "l2"]) -> torch.
 
 
 def bias_shifts(
-    group: Any, dg: Any, drop: list[int], input_means: dict[nn.Module, torch.Tensor]
+    group: Any,
+    dg: Any,
+    drop: list[int],
+    input_means: dict[nn.Module, torch.Tensor],
+    alive: dict[nn.Module, torch.Tensor],
 ) -> list[tuple[nn.Conv2d, torch.Tensor]]:
     """(conv, bias delta (C_out,)) for every dense conv with a bias whose input channels the group
     removes when it drops root channels ``drop``: ``sum over kernel of W[:, c] * mean_c`` over the
-    removed input channels ``c``. Computed before pruning, added after."""
+    removed input channels ``c``. Computed before pruning, added after.
+
+    ``input_means[conv]`` is indexed by the conv's *original* input channels, while the group's
+    indices are the current ones (a conv reading a concatenation loses inputs to several groups):
+    ``alive[conv]`` maps current to original indices and is updated here for the removal."""
     dropped = set(drop)
     out = []
     for item in group:
@@ -145,9 +153,13 @@ def bias_shifts(
         idx = [i for i, r in zip(item.idxs, item.root_idxs, strict=True) if r in dropped]
         if not idx:
             continue
-        idx_t = torch.as_tensor(idx, dtype=torch.long)
-        w = conv.weight.detach().float()[:, idx_t].sum((2, 3))  # (C_out, k)
-        out.append((conv, w @ input_means[conv][idx_t].to(w)))
+        local = torch.as_tensor(idx, dtype=torch.long)
+        current = alive.setdefault(conv, torch.arange(input_means[conv].numel()))
+        w = conv.weight.detach().float()[:, local].sum((2, 3))  # (C_out, k)
+        out.append((conv, w @ input_means[conv][current[local]].to(w)))
+        keep = torch.ones(len(current), dtype=torch.bool)
+        keep[local] = False
+        alive[conv] = current[keep]
     return out
 
 
@@ -166,6 +178,53 @@ def kept_count(scores: torch.Tensor, threshold: float, min_filters: int, granula
     k = max(k, min(min_filters, n), 1)
     k = int(math.ceil(k / granularity) * granularity)
     return min(k, n)
+
+
+def prune_traced(
+    traced: nn.Module,
+    ignored: list[nn.Module],
+    example: torch.Tensor,
+    threshold: float,
+    min_filters: int,
+    granularity: int,
+    normalizer: Literal["max", "l2"] = "max",
+    allocation: Literal["threshold", "uniform"] = "threshold",
+    input_means: dict[nn.Module, torch.Tensor] | None = None,
+    names: dict[nn.Module, str] | None = None,
+) -> list[PrunedLayer]:
+    """Prune every channel group of ``traced`` (any module; ``example`` its input) whose root conv
+    is not in ``ignored``, in place, by the rules of :func:`prune_model`. Layers are reported by
+    ``names[root conv]`` (default: the conv's repr)."""
+    import torch_pruning as tp
+
+    l1 = {m: m.weight.detach().abs().flatten(1).sum(1) for m in traced.modules() if isinstance(m, nn.Conv2d)}
+    dg = tp.DependencyGraph().build_dependency(traced, example_inputs=example)
+    alive: dict[nn.Module, torch.Tensor] = {}
+    layers: list[PrunedLayer] = []
+    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+        n = len(group[0].idxs)
+        score = torch.zeros(n)
+        for item in group:
+            mod = item.dep.target.module
+            if isinstance(mod, nn.Conv2d) and dg.is_out_channel_pruning_fn(item.dep.handler) and mod in l1:
+                s = channel_scores(l1[mod], normalizer)[torch.as_tensor(item.idxs, dtype=torch.long)]
+                root = torch.as_tensor(item.root_idxs, dtype=torch.long)
+                score[root] = torch.maximum(score[root], s)
+        if allocation == "uniform":
+            keep = kept_count_uniform(n, threshold, min_filters, granularity)
+        else:
+            keep = kept_count(score, threshold, min_filters, granularity)
+        if keep >= n:
+            continue
+        drop = torch.argsort(score, stable=True)[: n - keep].tolist()
+        root_mod = group[0].dep.target.module
+        shifts = bias_shifts(group, dg, drop, input_means, alive) if input_means else []
+        group.prune(idxs=sorted(drop))
+        with torch.no_grad():
+            for conv, delta in shifts:
+                conv.bias.add_(delta.to(conv.bias.dtype))
+        layers.append(PrunedLayer((names or {}).get(root_mod, str(root_mod)), n, keep))
+    return layers
 
 
 def prune_model(
@@ -192,10 +251,14 @@ def prune_model(
     ``threshold`` (TLT ``-pth``) in [0, 1] for ``normalizer="max"``; ``min_filters`` (``-nf``) >= 1;
     ``granularity`` (``-pg``) >= 1.
     """
-    import torch_pruning as tp
-
     if threshold < 0.0:
         raise DeployError(f"pruning threshold must be >= 0, got {threshold}", where="threshold")
+    if allocation == "uniform" and threshold > 1.0:
+        raise DeployError(
+            f"with allocation 'uniform', -pth is the fraction of each group to remove (0..1), "
+            f"got {threshold}",
+            where="threshold",
+        )
     if min_filters < 1 or granularity < 1:
         raise DeployError("min_filters and granularity must be >= 1", where="min_filters/granularity")
     model.eval()
@@ -203,33 +266,10 @@ def prune_model(
     x = torch.rand(1, 3, desc.input_height, desc.input_width, generator=torch.Generator().manual_seed(0))
     params_before = count_used_params(traced, lambda: traced(x))
     macs_before = _macs(traced, x)
-    l1 = {m: m.weight.detach().abs().flatten(1).sum(1) for m in traced.modules() if isinstance(m, nn.Conv2d)}
     names = {m: n for n, m in model.named_modules()}
-    dg = tp.DependencyGraph().build_dependency(traced, example_inputs=x)
-    layers: list[PrunedLayer] = []
-    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
-        n = len(group[0].idxs)
-        score = torch.zeros(n)
-        for item in group:
-            mod = item.dep.target.module
-            if isinstance(mod, nn.Conv2d) and dg.is_out_channel_pruning_fn(item.dep.handler) and mod in l1:
-                s = channel_scores(l1[mod], normalizer)[torch.as_tensor(item.idxs, dtype=torch.long)]
-                root = torch.as_tensor(item.root_idxs, dtype=torch.long)
-                score[root] = torch.maximum(score[root], s)
-        if allocation == "uniform":
-            keep = kept_count_uniform(n, threshold, min_filters, granularity)
-        else:
-            keep = kept_count(score, threshold, min_filters, granularity)
-        if keep >= n:
-            continue
-        drop = torch.argsort(score, stable=True)[: n - keep].tolist()
-        root_mod = group[0].dep.target.module
-        shifts = bias_shifts(group, dg, drop, input_means) if input_means else []
-        group.prune(idxs=sorted(drop))
-        with torch.no_grad():
-            for conv, delta in shifts:
-                conv.bias.add_(delta.to(conv.bias.dtype))
-        layers.append(PrunedLayer(names.get(root_mod, str(root_mod)), n, keep))
+    layers = prune_traced(
+        traced, ignored, x, threshold, min_filters, granularity, normalizer, allocation, input_means, names
+    )
     refresh_out_channels(model, desc)
     return PruneReport(
         threshold=threshold,
@@ -267,7 +307,9 @@ def threshold_for_ratio(
         trial = copy.deepcopy(model)
         return prune_model(trial, desc, t, min_filters, granularity, normalizer, allocation).param_ratio
 
-    hi = 1.0 + 1e-6  # every score is <= 1 (l1 / max, or l1 / ||l1||): all groups go to -nf / -pg
+    # every score is <= 1 (l1 / max, or l1 / ||l1||), and a fraction of 1 removes everything:
+    # at ``hi`` all groups go down to -nf / -pg
+    hi = 1.0 if allocation == "uniform" else 1.0 + 1e-6
     r_hi = ratio(hi)
     if r_hi > target_ratio:
         raise DeployError(
@@ -276,8 +318,9 @@ def threshold_for_ratio(
             where="target_ratio",
         )
     lo = 0.0
-    if ratio(lo) <= target_ratio:
-        return lo, ratio(lo)
+    r_lo = ratio(lo)
+    if r_lo <= target_ratio:
+        return lo, r_lo
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         r = ratio(mid)
