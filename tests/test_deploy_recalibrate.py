@@ -99,6 +99,8 @@ def test_removed_constant_channels_are_folded_into_the_next_bias():
 
 
 def test_uniform_allocation_prunes_every_group_alike():
+    with pytest.raises(DeployError, match="fraction"):
+        prune_model(build_model(_desc()), _desc(), threshold=1.5, allocation="uniform")
     assert kept_count_uniform(100, 0.3, 1, 1) == 70
     assert kept_count_uniform(100, 0.3, 1, 8) == 72  # rounded up to -pg
     assert kept_count_uniform(100, 0.95, 16, 8) == 16  # at least -nf
@@ -171,3 +173,52 @@ def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
     with torch.no_grad():
         out = model([torch.rand(3, 48, 64)])
     assert set(out[0]) >= {"boxes", "scores", "labels", "masks"}
+
+
+def test_recalibrate_bn_puts_the_statistics_back_when_a_batch_fails():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    net[1].running_mean.fill_(0.7)
+    net[1].running_var.fill_(2.0)
+
+    def batches():
+        yield torch.rand(2, 3, 8, 8)
+        raise OSError("corrupt image")
+
+    with pytest.raises(OSError):
+        recalibrate_bn(net, batches())
+    assert torch.all(net[1].running_mean == 0.7) and torch.all(net[1].running_var == 2.0)
+    assert not net.training
+
+
+class _Concat(nn.Module):
+    """Two convs concatenated into a 1x1 conv with a bias: that conv loses inputs to two groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+        self.c = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.c(torch.relu(torch.cat([self.a(x), self.b(x)], 1)))
+
+
+def test_bias_folding_follows_channel_indices_across_groups():
+    """After the first group shrinks c's input, the second group's indices are shifted: the folded
+    means must still be the removed channels' own (constant channels: exact)."""
+    from synthloop.deploy.prune import prune_traced
+
+    torch.manual_seed(0)
+    net = _Concat().eval()
+    with torch.no_grad():  # channel 1 of a and channels 0, 2 of b output constants
+        for conv, chans in ((net.a, [1]), (net.b, [0, 2])):
+            conv.weight[chans] = 0
+            conv.bias[chans] = torch.tensor([0.5, 1.5, 2.5])[: len(chans)]
+    x = _batches(1)[0]
+    with torch.no_grad():
+        ref = net(x)
+    means = conv_input_means(net, _batches(2, seed=1))
+    layers = prune_traced(net, [net.c], x[:1], 1e-9, 1, 1, input_means=means)
+    assert sorted((lay.before, lay.after) for lay in layers) == [(4, 2), (4, 3)]
+    assert net.c.in_channels == 5
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref, atol=1e-5, rtol=1e-5)

@@ -42,14 +42,16 @@ def calibration_images(source: str | os.PathLike, count: int, seed: int = 0) -> 
     """Up to ``count`` image paths from ``source``, a seeded sample when it has more, sorted.
 
     ``source``: a dataset (synthloop folder, COCO json, KITTI or BlenderProc folder: its frames'
-    images) or any folder of images (searched recursively; no labels are needed)."""
+    images) or, when a folder is no dataset at all, every image file under it (no labels needed).
+    A dataset that fails to load is an error, not a reason to fall back (its folder also holds
+    masks and depth maps)."""
     from synthloop.importers import load_any
 
     src = Path(source)
     try:
         paths = sorted({Path(f.image_path) for f in load_any(src).frames})
-    except Exception as e:  # noqa: BLE001 - not a dataset: a plain image folder will do
-        if not src.is_dir():
+    except Exception as e:  # noqa: BLE001 - reported below, or a plain image folder
+        if not (src.is_dir() and "cannot tell the dataset format" in str(e)):
             raise DeployError(f"cannot read calibration data: {e}", where="calib") from None
         paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
@@ -105,13 +107,15 @@ def recalibrate_bn(
     batches: Iterable[torch.Tensor],
     forward: Callable[[torch.Tensor], object] | None = None,
 ) -> int:
-    """Replace every batch norm's running mean/var in ``module`` by the exact average over
-    ``batches`` (cumulative, ``momentum=None``); weights and biases do not change.
+    """Replace every batch norm's running mean/var in ``module`` by their cumulative average over
+    ``batches`` (``momentum=None``): with batches of equal size the mean is the exact mean over all
+    of them, the variance the average of the per-batch (unbiased) variances. Weights and biases do
+    not change.
 
     ``forward(x)`` runs the network on one batch (default ``module(x)``). Only the batch norms are in
     training mode meanwhile; the module is left in eval mode. Returns the number of batch norms
-    recalibrated; no batch or no batch norm raises :class:`DeployError` (with no batch the old
-    statistics are kept)."""
+    recalibrated; no batch or no batch norm raises :class:`DeployError`. With no batch, or when
+    ``forward`` raises, the old statistics are put back."""
     bns = [
         m
         for m in module.modules()
@@ -126,19 +130,21 @@ def recalibrate_bn(
         bn.reset_running_stats()
         bn.momentum = None
         bn.train()
-    seen = 0
+    seen, done = 0, False
     try:
         for x in batches:
             (forward or module)(x)
             seen += 1
+        done = seen > 0
     finally:
         for bn, m in zip(bns, momenta, strict=True):
             bn.momentum = m
         module.eval()
-    if not seen:  # put the old statistics back: nothing was measured
-        for bn, (mean, var, n) in zip(bns, saved, strict=True):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
-            bn.num_batches_tracked.copy_(n)
+        if not done:  # no batch, or an error part-way: put the old statistics back
+            for bn, (mean, var, n) in zip(bns, saved, strict=True):
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.num_batches_tracked.copy_(n)
+    if not seen:
         raise DeployError("no calibration batch was given", where="calib")
     return len(bns)
