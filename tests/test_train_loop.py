@@ -366,5 +366,41 @@ def test_distillation_pulls_the_student_to_the_teacher(data, tmp_path):
     )
     with pytest.raises(SpecError, match="distill.teacher"):
         train(wrong, tmp_path / "wrong", quiet=True)
+    kd_json = kd.model_dump(mode="json")
+    other_norm = {**kd_json["model"], "detectnet": {**kd_json["model"]["detectnet"], "bbox_norm": 50.0}}
+    with pytest.raises(SpecError, match="bbox_norm"):
+        train(parse_spec({**kd_json, "model": other_norm}), tmp_path / "norm", quiet=True)
     with pytest.raises(SpecError, match="detectnet_v2 only"):
         parse_spec({**kd.model_dump(mode="json"), "model": {"family": "mask_rcnn"}})
+
+
+def test_resume_accepts_a_spec_saved_before_a_field_existed(data, tmp_path):
+    """A checkpoint whose saved spec lacks a newer field (here `distill`, added later) resumes; a
+    spec that really differs is still refused."""
+    from synthloop.training.loop import save_checkpoint
+
+    spec = _spec(data, iterations=3)
+    train(spec, tmp_path / "run", quiet=True, stop_after=2)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    ck = load_checkpoint(last)
+    del ck["spec"]["distill"]
+    save_checkpoint(last, ck)
+    train(spec, tmp_path / "run", resume=True, quiet=True)
+    assert load_checkpoint(last)["state"]["global_step"] == 3
+    with pytest.raises(TrainingError, match="spec differs"):
+        train(_spec(data, iterations=4), tmp_path / "run", resume=True, quiet=True)
+
+
+def test_distillation_coverage_term_follows_cov_normalize():
+    from synthloop.training.backbones import build_backbone
+    from synthloop.training.detectnet import DetectNetV2
+
+    torch.manual_seed(0)
+    net = DetectNetV2(build_backbone("resnet18", weights=None), num_classes=1, cov_normalize="cells")
+    cov = torch.randn(2, 1, 4, 4)
+    bbox = torch.randn(2, 1, 4, 4, 4)
+    t_cov = torch.randn(2, 1, 4, 4)
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])}] * 2
+    out = net.loss(cov, bbox, targets, soft=(t_cov, bbox))
+    want = torch.nn.functional.binary_cross_entropy_with_logits(cov, torch.sigmoid(t_cov))
+    torch.testing.assert_close(out["loss_distill_cov"], net.cov_loss_weight * want)

@@ -265,7 +265,7 @@ def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
 
 def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
     """The frozen DetectNet_v2 of ``spec.distill.teacher`` (eval mode, CPU, no gradients), checked
-    against the experiment's classes and input size."""
+    against the experiment's classes, input size and bbox encoding (``bbox_norm``)."""
     from synthloop.deploy.checkpoints import load_model
 
     assert spec.distill is not None
@@ -284,6 +284,12 @@ def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
         raise SpecError(
             f"the teacher's input size {size} differs from model.input_width/height "
             f"{(spec.model.input_width, spec.model.input_height)}",
+            where="distill.teacher",
+        )
+    if loaded.desc.bbox_norm != spec.model.detectnet.bbox_norm:
+        raise SpecError(
+            f"the teacher encodes boxes with bbox_norm {loaded.desc.bbox_norm}, the spec with "
+            f"{spec.model.detectnet.bbox_norm}: its bbox outputs would be wrong targets",
             where="distill.teacher",
         )
     teacher = loaded.model.float().eval()

@@ -118,8 +118,10 @@ class DetectNetV2(nn.Module):
 
     def loss(self, cov_logits, bbox_pred, targets, soft=None) -> dict[str, torch.Tensor]:
         """Ground-truth losses; with ``soft`` = the teacher's (cov logits, bbox) of the same batch
-        also the unweighted distillation terms ``loss_distill_cov`` / ``loss_distill_bbox`` (see
-        :class:`synthloop.training.spec.DistillSpec`), on the same normalizer."""
+        also the distillation terms ``loss_distill_cov`` / ``loss_distill_bbox`` (before
+        ``distill.weight``; see :class:`synthloop.training.spec.DistillSpec`), reduced like
+        ``loss_cov`` / ``loss_bbox``. The soft coverage term covers every cell (the teacher has no
+        dead zone) and includes the teacher's entropy, so its minimum is not 0."""
         gh, gw = cov_logits.shape[-2:]
         cov_t, bbox_t, w = self.targets_to_grid(targets, gh, gw, cov_logits.device)
         cw = torch.tensor(self.class_weights, device=cov_logits.device, dtype=torch.float32).view(1, -1, 1, 1)
@@ -148,7 +150,11 @@ class DetectNetV2(nn.Module):
             t_prob = torch.sigmoid(t_cov.float())
             kd_cov = F.binary_cross_entropy_with_logits(cov_logits, t_prob, reduction="none")
             kd_l1 = (bbox_pred.float() - t_bbox.float()).abs().sum(2)
-            out["loss_distill_cov"] = self.cov_loss_weight * (kd_cov * cw).sum() / positives
+            if self.cov_normalize == "cells":
+                kd_cov = (kd_cov * cw).mean()
+            else:
+                kd_cov = (kd_cov * cw).sum() / positives
+            out["loss_distill_cov"] = self.cov_loss_weight * kd_cov
             out["loss_distill_bbox"] = self.bbox_loss_weight * (kd_l1 * t_prob * cw).sum() / (4 * positives)
         return out
 

@@ -269,6 +269,18 @@ def validation_metrics(
 
 
 # ---------------------------------------------------------------- train
+def same_spec(saved: dict[str, Any], spec_json: dict[str, Any]) -> bool:
+    """Whether a checkpoint's spec is ``spec_json``, after filling the saved one with this version's
+    defaults (a spec saved before a field existed lacks its key, and must still resume)."""
+    from pydantic import ValidationError
+
+    try:
+        saved = ExperimentSpec.model_validate(saved).model_dump(mode="json")
+    except ValidationError:
+        return False
+    return json.loads(canonical_json(saved)) == json.loads(canonical_json(spec_json))
+
+
 def distill_weighted(losses: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:
     """``losses`` with the ``loss_distill_*`` terms multiplied by ``distill.weight``."""
     return {k: v * weight if k.startswith("loss_distill") else v for k, v in losses.items()}
@@ -300,7 +312,7 @@ def train(
         )
     spec_json = spec.model_dump(mode="json")
     ck = load_checkpoint(last) if (resume and last.exists()) else None
-    if ck is not None and ck["spec"] != json.loads(canonical_json(spec_json)):
+    if ck is not None and not same_spec(ck["spec"], spec_json):
         raise TrainingError(
             "the spec differs from the one this run was started with", path=str(out / "spec.json")
         )
