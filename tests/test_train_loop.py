@@ -351,6 +351,14 @@ def test_distillation_pulls_the_student_to_the_teacher(data, tmp_path):
         "kd": train(kd, tmp_path / "kd", quiet=True),
     }
     assert "loss_distill_cov" in _metrics(tmp_path / "kd")[-1]
+    # --resume refuses a teacher file that changed since the run started
+    changed = tmp_path / "teacher2.pt"
+    changed.write_bytes(Path(teacher_ckpt).read_bytes())
+    kd2 = parse_spec({**kd.model_dump(mode="json"), "distill": {"teacher": str(changed), "weight": 5.0}})
+    train(kd2, tmp_path / "kd2", quiet=True, stop_after=1)
+    changed.write_bytes(Path(runs["plain"]).read_bytes())
+    with pytest.raises(TrainingError, match="teacher file changed"):
+        train(kd2, tmp_path / "kd2", resume=True, quiet=True)
     frames = load_dataset(data["synth"]).frames
     x = torch.stack([torch.from_numpy(np.array(load_rgb(f))).permute(2, 0, 1).float() / 255 for f in frames])
     x = torch.nn.functional.interpolate(x, size=(96, 128), mode="bilinear")

@@ -408,11 +408,12 @@ def _train(
         # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are; the
         # backbone sees one input size, so it compiles once (plus once for a short last batch)
         model.backbone.compile(dynamic=False)
-    teacher = None
+    teacher, teacher_sha = None, None
     if spec.distill is not None:
         from synthloop.training.build import load_teacher
 
         teacher = load_teacher(spec, data.classes).to(device)
+        teacher_sha = hashlib.sha256(Path(spec.distill.teacher).read_bytes()).hexdigest()
         if cuda and spec.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model)
@@ -431,6 +432,7 @@ def _train(
         "global_epoch": 0,
         "best": -1.0,
         "world_size": world,
+        "teacher_sha256": teacher_sha,  # a resumed run must distill from the same teacher file
     }
     if ck is None:
         if main:
@@ -442,6 +444,12 @@ def _train(
             )
             atomic_write_json(out / "versions.json", versions())
     else:
+        saved_teacher = ck["state"].get("teacher_sha256")
+        if saved_teacher and saved_teacher != teacher_sha:
+            raise TrainingError(
+                "the distillation teacher file changed since this run started (sha256 differs)",
+                path=str(spec.distill.teacher if spec.distill else out),
+            )
         model.load_state_dict(ck["model"])
         saved_world = int(ck["state"].get("world_size", 1))
         optimizer.load_state_dict(ck["optimizer"])

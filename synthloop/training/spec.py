@@ -210,7 +210,8 @@ class DistillSpec(_Strict):
     experiment's classes and input size; it runs frozen in eval mode on the same augmented batch.
     The student adds ``weight`` x (the soft coverage loss: BCE against the teacher's coverage
     probabilities, + the bbox L1 to the teacher's boxes weighted by the teacher's coverage), both
-    normalized and weighted like the ground-truth losses."""
+    normalized and weighted like the ground-truth losses. ``--resume`` refuses a teacher file whose
+    contents changed since the run started (its sha256 is kept in the checkpoints)."""
 
     teacher: str
     weight: float = Field(1.0, gt=0)
