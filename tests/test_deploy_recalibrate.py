@@ -166,6 +166,16 @@ def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
     )
     assert rep.recalibrated_bn > 0 and rep.calibration_images == 2 and rep.param_ratio < 1
     model = load_model(tmp_path / "p.pt").model.eval()
+    # the first batch norm's mean is conv1's output mean on the *normalized* images
+    from synthloop.deploy.recalibrate import image_batches
+
+    x = torch.cat(list(image_batches(images, 64, 48)))
+    mean = torch.tensor(model.transform.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.transform.image_std).view(1, 3, 1, 1)
+    body = model.backbone.body.body
+    with torch.no_grad():
+        want = body.conv1((x - mean) / std).mean((0, 2, 3))
+    torch.testing.assert_close(body.bn1.running_mean, want, atol=1e-4, rtol=1e-4)
     assert (
         model.backbone.fpn.layer_blocks[0][0].out_channels
         == load_model(tmp_path / "mr.pt").model.backbone.fpn.layer_blocks[0][0].out_channels
