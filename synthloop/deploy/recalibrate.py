@@ -45,15 +45,20 @@ def calibration_images(source: str | os.PathLike, count: int, seed: int = 0) -> 
     images) or, when a folder is no dataset at all, every image file under it (no labels needed).
     A dataset that fails to load is an error, not a reason to fall back (its folder also holds
     masks and depth maps)."""
-    from synthloop.importers import load_any
+    from synthloop.importers import detect_format, load_any
 
     src = Path(source)
     try:
-        paths = sorted({Path(f.image_path) for f in load_any(src).frames})
-    except Exception as e:  # noqa: BLE001 - reported below, or a plain image folder
-        if not (src.is_dir() and "cannot tell the dataset format" in str(e)):
-            raise DeployError(f"cannot read calibration data: {e}", where="calib") from None
+        fmt: str | None = detect_format(src)
+    except Exception:  # noqa: BLE001 - no dataset: a folder of images will do
+        fmt = None
+    if fmt is None and src.is_dir():
         paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        try:
+            paths = sorted({Path(f.image_path) for f in load_any(src).frames})
+        except Exception as e:  # noqa: BLE001 - any loader failure is a bad --calib argument
+            raise DeployError(f"cannot read calibration data: {e}", where="calib") from None
     if not paths:
         raise DeployError("calibration data holds no images", path=str(src), where="calib")
     if len(paths) > count:
