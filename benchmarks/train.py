@@ -14,7 +14,9 @@ size, no augmentation), with the same batch size, on the same device:
   1/1000 warm-up the reference would run cheaper steps, not a faster loop.
 * **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP, channels_last,
   torch.compile of the backbone, TF32 as the spec says; DataLoader workers from the spec, pinned
-  memory, fused AdamW, no per-step GPU sync); images/s from its ``metrics.jsonl`` between the end
+  memory, fused AdamW, no per-step GPU sync; Mask R-CNN's matching, sampling and proposal filtering
+  once per batch, ``synthloop.training.rcnn_batched``, where the reference keeps torchvision's
+  per-image modules — same parameters, same math); images/s from its ``metrics.jsonl`` between the end
   of the warm-up and the last step. ``--variants`` adds runs with settings overridden.
 
 Images/s are counted over steady-state iterations only (after ``--warmup``). Prints both, their
@@ -42,8 +44,16 @@ from synthloop.training.loop import LRFactor, make_optimizer  # noqa: E402
 from synthloop.training.spec import load_spec  # noqa: E402
 
 
+def with_batched_heads(spec, on: bool, matrix_nms: bool = False):
+    """The spec with ``model.mask_rcnn.batched_heads`` (and ``matrix_nms``) set."""
+    mr = spec.model.mask_rcnn.model_copy(update={"batched_heads": on, "matrix_nms": matrix_nms})
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"mask_rcnn": mr})})
+
+
 def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) -> dict:
-    """torchvision references/detection train_one_epoch, fp32, 4 loader workers."""
+    """torchvision references/detection train_one_epoch, fp32, 4 loader workers, torchvision's own
+    per-image transform / RPN / RoI heads (``batched_heads: false``)."""
+    spec = with_batched_heads(spec, False)
     anchors = data_anchor_sizes(spec, data)
     model = build_model(spec, data.classes, anchors, pretrained=True).to(device)
     aug = AugmentConfig(
@@ -97,8 +107,12 @@ def reference_loop(spec, data, iters: int, warmup: int, device: torch.device) ->
 
 
 def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) -> dict:
-    """``variant``: spec fields to override (e.g. ``amp=False``, ``channels_last=False``)."""
+    """``variant``: spec fields to override (e.g. ``amp=False``, ``channels_last=False``;
+    ``batched_heads=False`` for torchvision's per-image Mask R-CNN modules)."""
     from synthloop.training.loop import train
+
+    if "batched_heads" in variant or "matrix_nms" in variant:
+        spec = with_batched_heads(spec, variant.pop("batched_heads", True), variant.pop("matrix_nms", False))
 
     # one phase over the same images as the reference: the synthetic frames, shuffled
     mix = spec.mix.model_copy(update={"real_fraction": 0.0})
@@ -173,6 +187,8 @@ def main() -> None:
         "workers4": ("synthloop_4_workers", {"num_workers": 4}),
         "no_pin": ("synthloop_no_pin_memory", {"pin_memory": False}),
         "no_channels_last": ("synthloop_amp_no_channels_last", {"channels_last": False}),
+        "per_image_heads": ("synthloop_per_image_heads", {"batched_heads": False}),
+        "matrix_nms": ("synthloop_matrix_nms", {"matrix_nms": True}),
     }
     variants = {}
     for v in filter(None, args.variants.split(",")):

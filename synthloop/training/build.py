@@ -231,6 +231,8 @@ def build_model(
         fpn_channels=r.fpn_channels,
         box_head_dim=r.box_head_dim,
         mask_head_dim=r.mask_head_dim,
+        batched_heads=r.batched_heads,
+        matrix_nms=r.matrix_nms,
     )
 
 

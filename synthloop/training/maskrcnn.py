@@ -20,6 +20,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from synthloop.training.backbones import IMAGENET_MEAN, IMAGENET_STD, FeatureBackbone
+from synthloop.training.rcnn_batched import batch_the_heads
 
 FPN_LEVELS = 4
 ANCHOR_QUANTILES = (0.05, 0.35, 0.65, 0.95)
@@ -75,16 +76,22 @@ def build_maskrcnn(
     fpn_channels: int = 256,
     box_head_dim: int = 1024,
     mask_head_dim: int = 256,
+    batched_heads: bool = True,
+    matrix_nms: bool = False,
 ) -> MaskRCNN:
     """torchvision MaskRCNN; ``num_classes`` includes background; images in [0, 1] are normalized
     with the ImageNet mean/std and resized so the short side is ``min_size`` (long <= ``max_size``).
     The sampling sizes and head widths (``fpn_channels``, ``box_head_dim``, ``mask_head_dim``) default
-    to torchvision's; small values make CPU runs fast."""
+    to torchvision's; small values make CPU runs fast. ``batched_heads``: the transform, RPN and RoI
+    heads do their training bookkeeping per batch (:mod:`synthloop.training.rcnn_batched`, same
+    math, far fewer kernel launches); False keeps torchvision's per-image modules. ``matrix_nms``
+    (with ``batched_heads``): the RPN's proposal NMS for the whole batch on CUDA
+    (:func:`~synthloop.training.rcnn_batched.greedy_nms_batched`, exact)."""
     if len(anchor_sizes) != FPN_LEVELS:
         raise ValueError(f"need {FPN_LEVELS} anchor sizes (one per FPN level), got {len(anchor_sizes)}")
     anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes), (tuple(aspect_ratios),) * FPN_LEVELS)
     names = ["0", "1", "2"]
-    return MaskRCNN(
+    model = MaskRCNN(
         BackboneFPN(backbone, fpn_channels),
         num_classes=None,
         min_size=min_size,
@@ -107,3 +114,10 @@ def build_maskrcnn(
         rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         box_batch_size_per_image=box_batch_size_per_image,
     )
+    if not batched_heads:
+        if matrix_nms:
+            raise ValueError("matrix_nms needs batched_heads")
+        return model
+    batch_the_heads(model)
+    model.rpn.matrix_nms = matrix_nms
+    return model

@@ -98,6 +98,18 @@ class MaskRCNNParams(_Strict):
     rpn_pre_nms_top_n_test: int = Field(1000, gt=0)
     rpn_post_nms_top_n_test: int = Field(1000, gt=0)
     box_batch_size_per_image: int = Field(512, gt=0)
+    # anchor/proposal matching, sampling and proposal filtering once per batch instead of per image
+    # (synthloop.training.rcnn_batched; same math); false = torchvision's per-image modules
+    batched_heads: bool = True
+    # with batched_heads: the RPN's proposal NMS for the whole batch on CUDA (exact; GPU speed not
+    # measured yet, so off by default)
+    matrix_nms: bool = False
+
+    @model_validator(mode="after")
+    def _nms_needs_batched(self) -> MaskRCNNParams:
+        if self.matrix_nms and not self.batched_heads:
+            raise ValueError("matrix_nms: true needs batched_heads: true")
+        return self
 
     @field_validator("anchor_sizes")
     @classmethod

@@ -15,13 +15,14 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 cd .carry/gpu
 S="python3 -m synthloop.cli"
 R=${RITERS:-2500}; W=${WORKERS:-5}
-arm() {  # arm NAME PRUNED LR [DISTILL_WEIGHT]
+arm() {  # arm NAME PRUNED LR [DISTILL_WEIGHT] [SEED]
   sed -e "s#paths: \[../synth\]#paths: [\"../synth/*\"]#" -e "s#^iterations: 250#iterations: $R#" \
       -e "s#^checkpoint_interval: 250#checkpoint_interval: $R#" -e "s#num_workers: 12#num_workers: $W#" \
       -e "s#lr: 0.001,#lr: $3,#" -e "s#weights: package#weights: null#" \
       -e "s#^model: {family: detectnet_v2,#model: {family: detectnet_v2, load_graph: ../$2,#" \
       specs/prune_base.yaml > specs/$1.yaml
   [ -n "${4-}" ] && echo "distill: {teacher: ../base.pt, weight: $4}" >> specs/$1.yaml
+  [ -n "${5-}" ] && echo "seed: $5" >> specs/$1.yaml
   t0=$(date +%s)
   $S train specs/$1.yaml --out $1 --quiet > $1.log 2>&1 || tail -5 $1.log
   echo "$1 train $(( $(date +%s) - t0 )) s" >> $OUT/times.txt
@@ -29,7 +30,7 @@ arm() {  # arm NAME PRUNED LR [DISTILL_WEIGHT]
   python3 strip.py $1/checkpoints/last.pt $OUT/$1.pt
 }
 for a in ${ARMS:-th30:th30.pt:0.001 un30:un30.pt:0.001 un30_lr:un30.pt:0.0005}; do
-  IFS=: read -r name pruned lr kd <<< "$a"; arm $name $pruned $lr $kd &
+  IFS=: read -r name pruned lr kd seed <<< "$a"; arm "$name" "$pruned" "$lr" "$kd" "$seed" &
 done
 wait
 cp specs/un30.yaml $OUT/
