@@ -17,6 +17,7 @@ from synthloop.training.rcnn_batched import (
     BatchedRoIHeads,
     BatchedRPN,
     BatchedTransform,
+    CachedAnchorGenerator,
     batch_the_heads,
     batched_box_iou,
     batched_match,
@@ -144,6 +145,21 @@ def test_build_switches_classes_and_keeps_state_dict():
         m = _model(False)
         m.rpn = torch.nn.Identity()
         batch_the_heads(m)
+
+
+def test_cached_anchors_equal_torchvision_and_are_reused():
+    fast, stock = _model(True), _model(False)
+    assert isinstance(fast.rpn.anchor_generator, CachedAnchorGenerator)
+    fast.train(), stock.train()
+    from torchvision.models.detection.image_list import ImageList
+
+    bigger = ImageList(torch.rand(2, 3, 128, 160), [(128, 160)] * 2)
+    for il in (stock.transform(_batch()[0])[0], bigger, stock.transform(_batch(2, seed=3)[0])[0]):
+        feats = list(stock.backbone(il.tensors).values())
+        want = stock.rpn.anchor_generator(il, feats)
+        got = fast.rpn.anchor_generator(il, feats)
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert len(fast.rpn.anchor_generator._anchor_cache) == 2  # the 64x96 batches share one entry
 
 
 def test_transform_fast_path_equals_torchvision():

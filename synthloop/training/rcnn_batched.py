@@ -12,7 +12,8 @@ host, not the GPU. This module does the same math on padded ``(B, ...)`` tensors
 * :func:`batched_sample` — ``BalancedPositiveNegativeSampler``: per image, ``min(#pos, n*f)``
   positives and ``min(#neg, n - pos)`` negatives drawn uniformly without replacement (the k
   smallest of i.i.d. uniform keys, the same distribution as ``randperm(..)[:k]``), with no host sync.
-* :class:`BatchedRPN`, :class:`BatchedRoIHeads`, :class:`BatchedTransform` — drop-in subclasses
+* :class:`BatchedRPN`, :class:`BatchedRoIHeads`, :class:`BatchedTransform`,
+  :class:`CachedAnchorGenerator` — drop-in subclasses
   (same parameters and buffers, so checkpoints are interchangeable) that use them. Proposal NMS
   stays per image (torchvision's ``batched_nms`` over levels) and gives the same boxes.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
@@ -172,7 +174,11 @@ class BatchedRPN(RegionProposalNetwork):
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Per image: labels ``(A,)`` float (1 fg, 0 bg, -1 ignore) and matched boxes ``(A, 4)``."""
-        anc = torch.stack(anchors)
+        anc = (
+            anchors[0].expand(len(anchors), -1, -1)
+            if all(a is anchors[0] for a in anchors)
+            else torch.stack(anchors)
+        )
         gt, gt_valid = pad_stack([t["boxes"].to(anc.dtype) for t in targets])
         pred_valid = torch.ones(anc.shape[:2], dtype=torch.bool, device=anc.device)
         m = self.proposal_matcher
@@ -343,13 +349,43 @@ class BatchedTransform(GeneralizedRCNNTransform):
         return ImageList(x, sizes), (None if targets is None else [dict(t) for t in targets])
 
 
+class CachedAnchorGenerator(AnchorGenerator):
+    """``AnchorGenerator`` that keeps the anchors of the last few (feature-map sizes, padded image
+    size, dtype, device) it saw: they are constants, but torchvision rebuilds them (~60 ops) on
+    every step. Every image of a batch gets the same ``(A, 4)`` tensor; callers only read it."""
+
+    max_cached: int = 8
+
+    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        f0 = feature_maps[0]
+        key = (
+            tuple(tuple(f.shape[-2:]) for f in feature_maps),
+            tuple(image_list.tensors.shape[-2:]),
+            f0.dtype,
+            f0.device,
+        )
+        cache: dict = self.__dict__.setdefault("_anchor_cache", {})
+        anchors = cache.get(key)
+        if anchors is None:
+            anchors = super().forward(
+                ImageList(image_list.tensors[:1], image_list.image_sizes[:1]), feature_maps
+            )[0]
+            if len(cache) >= self.max_cached:
+                cache.pop(next(iter(cache)))
+            cache[key] = anchors
+        return [anchors] * len(image_list.image_sizes)
+
+
 def batch_the_heads(model: torch.nn.Module) -> torch.nn.Module:
-    """Switch a torchvision ``MaskRCNN``/``FasterRCNN``'s transform, RPN and RoI heads to the
-    batched subclasses above, in place (no parameter or buffer changes); returns the model."""
+    """Switch a torchvision ``MaskRCNN``/``FasterRCNN``'s transform, RPN, RoI heads and anchor
+    generator to the subclasses above, in place (no parameter or buffer changes); returns it."""
     for name, cls in (("transform", BatchedTransform), ("rpn", BatchedRPN), ("roi_heads", BatchedRoIHeads)):
         mod = getattr(model, name)
         base = cls.__mro__[1]
         if type(mod) is not base and not isinstance(mod, cls):
             raise TypeError(f"model.{name} is a {type(mod).__name__}, expected torchvision's {base.__name__}")
         mod.__class__ = cls
+    gen = model.rpn.anchor_generator
+    if type(gen) is AnchorGenerator:
+        gen.__class__ = CachedAnchorGenerator
     return model
