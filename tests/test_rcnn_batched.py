@@ -77,6 +77,7 @@ def test_greedy_nms_batched_equals_torchvision_nms(seed):
         got = order[i][keep[i]]
         assert torch.equal(got, want)
         assert 20 < len(want) < 250  # the case is not trivial
+    assert not rcnn_batched.use_matrix_nms(boxes)  # CPU tensors keep torchvision's NMS
 
 
 def test_batched_sample_counts_subsets_and_uniformity():

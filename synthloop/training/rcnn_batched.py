@@ -133,17 +133,21 @@ def greedy_nms_batched(
     "all kept" reaches that fixed point: after ``k`` rounds the first ``k`` boxes are final, and
     in practice the longest suppression chain is a few boxes long, so a handful of rounds over an
     ``(B, N, N)`` mask replaces ``B`` calls of torchvision's NMS (whose keep-gathering kernel is
-    serial, one thread block per image). Memory: ``B * N * N`` IoUs, so meant for the GPU."""
+    serial, one thread block per image). Memory: a ``(B, N, N)`` bool mask plus ``28 * N * N``
+    bytes of float temporaries per image, so meant for the GPU (:func:`use_matrix_nms`)."""
     s = scores.masked_fill(~valid, float("-inf"))
     order = s.sort(dim=1, descending=True, stable=True).indices
     bx = boxes.gather(1, order[..., None].expand(-1, -1, 4))
     gr, vd = groups.gather(1, order), valid.gather(1, order)
     n = order.shape[1]
     earlier = torch.ones(n, n, dtype=torch.bool, device=boxes.device).tril(-1)  # [i, j]: j before i
-    suppress = batched_box_iou(bx, bx) > iou_threshold
-    suppress &= earlier
-    suppress &= gr[:, :, None] == gr[:, None, :]
-    suppress &= vd[:, None, :]
+    suppress = torch.empty(order.shape[0], n, n, dtype=torch.bool, device=boxes.device)
+    for b in range(order.shape[0]):  # image by image: the float IoU temporaries are 28 * N^2 bytes
+        sb = batched_box_iou(bx[b : b + 1], bx[b : b + 1])[0] > iou_threshold
+        sb &= earlier
+        sb &= gr[b, :, None] == gr[b, None, :]
+        sb &= vd[b, None, :]
+        suppress[b] = sb
     keep = vd
     for _ in range(n + 1):
         new = vd & ~(suppress & keep[:, None, :]).any(2)
@@ -153,11 +157,12 @@ def greedy_nms_batched(
     return order, keep
 
 
-def use_matrix_nms(boxes: Tensor, max_elements: int = 2**30) -> bool:
-    """Whether :func:`greedy_nms_batched` suits ``boxes`` ``(B, N, 4)``: on CUDA and at most
-    ``max_elements`` IoUs (4 GiB of float32); otherwise NMS runs per image with torchvision."""
+def use_matrix_nms(boxes: Tensor, max_mask: int = 2**30, max_per_image: int = 2**27) -> bool:
+    """Whether :func:`greedy_nms_batched` suits ``boxes`` ``(B, N, 4)``: on CUDA, a suppression
+    mask of at most ``max_mask`` bytes (1 GiB) and at most ``max_per_image`` IoUs per image
+    (~3.5 GiB of temporaries, N <= 11,585); otherwise NMS runs per image with torchvision."""
     b, n = boxes.shape[:2]
-    return boxes.is_cuda and b * n * n <= max_elements
+    return boxes.is_cuda and b * n * n <= max_mask and n * n <= max_per_image
 
 
 class BatchedRPN(RegionProposalNetwork):
