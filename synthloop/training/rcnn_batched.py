@@ -137,7 +137,7 @@ def greedy_nms_batched(
     bytes of float temporaries per image, so meant for the GPU (:func:`use_matrix_nms`)."""
     s = scores.masked_fill(~valid, float("-inf"))
     order = s.sort(dim=1, descending=True, stable=True).indices
-    bx = boxes.gather(1, order[..., None].expand(-1, -1, 4))
+    bx = boxes.gather(1, order[..., None].expand(-1, -1, 4)).float()  # as torchvision's NMS under AMP
     gr, vd = groups.gather(1, order), valid.gather(1, order)
     n = order.shape[1]
     earlier = torch.ones(n, n, dtype=torch.bool, device=boxes.device).tril(-1)  # [i, j]: j before i
