@@ -232,6 +232,9 @@ class BatchedRPN(RegionProposalNetwork):
         """torchvision's filter (top-n per level, clip, drop small and low-score boxes, NMS per
         level, keep ``post_nms_top_n``) for the whole batch; the NMS too on the GPU
         (:func:`greedy_nms_batched`), per image with torchvision's otherwise."""
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+            # export (ONNX, TorchScript) traces torchvision's graph: no data-dependent Python branch
+            return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
         num_images = proposals.shape[0]
         device = proposals.device
         objectness = objectness.detach().reshape(num_images, -1)
