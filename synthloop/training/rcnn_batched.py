@@ -4,18 +4,21 @@ torchvision's ``RegionProposalNetwork`` and ``RoIHeads`` match anchors/proposals
 sample positives and negatives, and filter proposals in Python loops over the images of a batch,
 and its ``GeneralizedRCNNTransform`` normalizes and resizes image by image (masks too). On a GPU
 each of those small ops is a kernel launch and some are host syncs (``torch.where``, ``randperm``),
-so a batch of 8 costs ~2,000 launches before any convolution and the training step is bound by the
-host, not the GPU. This module does the same math on padded ``(B, ...)`` tensors:
+so a batch of 8 costs ~2,000 ops before any convolution and the training step is bound by the
+host, not the GPU (``benchmarks/rcnn_ops.py`` counts them). This module does the same math on padded
+``(B, ...)`` tensors:
 
 * :func:`batched_box_iou`, :func:`batched_match` — ``box_iou`` + ``Matcher`` (thresholds, the -1 /
   -2 codes, ``allow_low_quality_matches``) for every image at once; results equal torchvision's.
 * :func:`batched_sample` — ``BalancedPositiveNegativeSampler``: per image, ``min(#pos, n*f)``
   positives and ``min(#neg, n - pos)`` negatives drawn uniformly without replacement (the k
   smallest of i.i.d. uniform keys, the same distribution as ``randperm(..)[:k]``), with no host sync.
+* :func:`greedy_nms_batched` — exact greedy NMS for the whole batch as a fixed-point iteration
+  over a ``(B, N, N)`` suppression mask (opt-in: ``BatchedRPN.matrix_nms``, CUDA only).
 * :class:`BatchedRPN`, :class:`BatchedRoIHeads`, :class:`BatchedTransform`,
-  :class:`CachedAnchorGenerator` — drop-in subclasses
-  (same parameters and buffers, so checkpoints are interchangeable) that use them. Proposal NMS
-  stays per image (torchvision's ``batched_nms`` over levels) and gives the same boxes.
+  :class:`CachedAnchorGenerator` — drop-in subclasses (same parameters and buffers, so checkpoints
+  are interchangeable) that use them. By default proposal NMS stays per image (torchvision's
+  ``batched_nms`` over levels); export (tracing) takes torchvision's paths.
 
 Boxes are x1y1x2y2 in input-image pixels throughout. Padding rows are marked by ``valid`` masks and
 never match, are never sampled and never reach a loss.
