@@ -179,3 +179,37 @@ def test_cli_detections_forms(toy: Dataset, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--data" in r.output and "Traceback" not in r.output
     r = runner.invoke(_app(), ["evaluate", str(tmp_path / "run"), "--data", str(gt)])
     assert r.exit_code == 2 and "no such checkpoint" in r.output
+
+
+def test_cli_bootstrap_with_compare(toy: Dataset, tmp_path: Path) -> None:
+    gt = _toy_coco(toy, tmp_path)
+    from synthloop.importers.coco import load_coco
+
+    ds = load_coco(gt)
+    dets = Detections.from_frames(
+        FrameDetections(f.frame_id, fd.boxes, fd.scores, fd.labels)
+        for f, fd in zip(ds.frames, _dets(toy).values(), strict=True)
+    )
+    perfect = Detections.from_frames(
+        FrameDetections(
+            f.frame_id,
+            [o.bbox for o in f.objects],
+            [1.0] * len(f.objects),
+            [o.category_id for o in f.objects],
+        )
+        for f in ds.frames
+    )
+    dpath, ppath = dets.save(tmp_path / "dets.json"), perfect.save(tmp_path / "perfect.json")
+    runner = CliRunner()
+    rep_path = tmp_path / "rep.json"
+    args = ["evaluate", str(gt), str(dpath), "--out", str(rep_path), "--quiet", "--bootstrap", "50"]
+    r = runner.invoke(_app(), [*args, "--compare", str(ppath)])
+    assert r.exit_code == 0, r.output
+    assert "perfect.json - dets.json" in r.output
+    b = json.loads(rep_path.read_text())["bootstrap"]
+    assert b["resamples"] == 50 and b["num_images"] == 4
+    d = b["differences"]["perfect.json - dets.json"]["AP50"]
+    assert d["value"] > 0 and d["lo"] >= 0  # the perfect set is never worse
+    assert b["runs"]["perfect.json"]["AP50"]["lo"] == 1.0
+    r = runner.invoke(_app(), ["evaluate", str(gt), str(dpath), "--compare", str(ppath)])
+    assert r.exit_code == 2 and "--bootstrap" in r.output

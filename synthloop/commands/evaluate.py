@@ -44,6 +44,29 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
     return out
 
 
+def _bootstrap(ds, main: Path, dets, others: list[Path], resamples: int, seed: int, batch_size: int) -> dict:
+    """Bootstrap intervals for ``dets`` (named after ``main``) and paired differences of ``others``
+    (detections JSON files, or runs/checkpoints predicted on ``ds``) against it; printed too."""
+    from synthloop.evaluation.bootstrap import bootstrap_coco, format_bootstrap
+    from synthloop.evaluation.detections import load_detections
+
+    runs = {main.name: dets}
+    for other in others:
+        if other.suffix.lower() == ".json":
+            runs[other.name] = load_detections(other)
+        else:
+            from synthloop.experiments.training_api import predict_dataset, resolve_checkpoint
+
+            ckpt = resolve_checkpoint(other, prefer="best")
+            print(f"predicting {len(ds.frames)} frames with {ckpt} (--compare)")
+            runs[other.name] = predict_dataset(ckpt, ds, batch_size=batch_size)
+    if len(runs) != 1 + len(others):
+        raise SynthloopError("--compare: give models with distinct file names")
+    b = bootstrap_coco(ds, runs, resamples=resamples, seed=seed)
+    print(format_bootstrap(b))
+    return b
+
+
 @cli_errors
 def evaluate_cmd(
     target: Path = typer.Argument(
@@ -72,6 +95,16 @@ def evaluate_cmd(
     ),
     score_thr: float = typer.Option(0.5, "--score-thr", help="operating point for P/R, confusion, overlays"),
     max_bins: int | None = typer.Option(None, "--max-bins", help="print at most N bins per slice group"),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", min=0, help="N resamples of the val images: intervals of COCO AP/AP50/AP75 (0: off)"
+    ),
+    compare: list[Path] | None = typer.Option(
+        None,
+        "--compare",
+        help="with --bootstrap: another model (run, checkpoint) or detections JSON on the same data; "
+        "paired intervals of the differences (repeat)",
+    ),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the tables"),
     skip_invalid: bool = SKIP,
 ) -> None:
@@ -84,6 +117,8 @@ def evaluate_cmd(
         raise SynthloopError(f"--voc-mode must be 'integrate' or 'sample', got {voc_mode!r}")
     if worst_by not in ("f1", "missed"):
         raise SynthloopError(f"--worst-by must be 'f1' or 'missed', got {worst_by!r}")
+    if compare and not bootstrap:
+        raise SynthloopError("--compare needs --bootstrap N (the paired intervals are what it reports)")
     if detections is not None and detections_arg is not None:
         raise SynthloopError("give the detections file once: as the second argument or as --detections")
     dets_file = detections if detections is not None else detections_arg
@@ -109,6 +144,10 @@ def evaluate_cmd(
     report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)  # type: ignore[arg-type]
     if not quiet:
         print_report(report, max_slices_per_group=max_bins)
+    if bootstrap:
+        report.bootstrap = _bootstrap(
+            ds, target if dets_file is None else dets_file, dets, compare or [], bootstrap, seed, batch_size
+        )
     if out is None:
         return
     if out.suffix.lower() == ".json":

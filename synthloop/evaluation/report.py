@@ -35,9 +35,11 @@ class EvaluationReport:
     confusion: ConfusionMatrix
     slices: SliceTable
     params: dict[str, Any] = field(default_factory=dict)
+    # synthloop.evaluation.bootstrap.bootstrap_coco's result, when asked for (evaluate --bootstrap)
+    bootstrap: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "schema": REPORT_SCHEMA,
             "summary": self.summary,
             "params": self.params,
@@ -46,6 +48,9 @@ class EvaluationReport:
             "confusion": self.confusion.to_dict(),
             "slices": self.slices.to_dict(),
         }
+        if self.bootstrap is not None:
+            d["bootstrap"] = self.bootstrap
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str | None = None) -> EvaluationReport:
@@ -59,6 +64,7 @@ class EvaluationReport:
                 confusion=ConfusionMatrix.from_dict(d["confusion"]),
                 slices=SliceTable.from_dict(d["slices"], path=path),
                 params=dict(d.get("params", {})),
+                bootstrap=dict(d["bootstrap"]) if d.get("bootstrap") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise EvaluationError(f"malformed evaluation report ({type(e).__name__}: {e})", path=path) from e

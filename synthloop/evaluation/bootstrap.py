@@ -1,0 +1,166 @@
+"""How much of a COCO AP is the choice of val images: a percentile bootstrap over images.
+
+With a small val set (fruits-nuts val has 6 photos) two models' APs differ by a few points for no
+reason but which images happen to be in it. :func:`bootstrap_coco` resamples the images with
+replacement ``resamples`` times and re-runs pycocotools' COCOeval on each resample (an image drawn
+``k`` times appears ``k`` times, under new image ids, with its ground truth and its detections),
+so the spread is that of COCO's own AP, not of an approximation.
+
+Several detection sets of the same images (models) share the same resamples, which gives paired
+differences against the first: ``AP50(b) - AP50(a)`` per resample, and its interval. A paired
+interval is much narrower than the two separate ones when the models fail on the same images.
+
+The interval covers evaluation noise only: a model retrained with another seed moves by more
+(``docs/results/prune_v2_h200.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pycocotools.cocoeval import COCOeval
+
+from synthloop.dataset.types import Dataset
+from synthloop.evaluation.coco_metrics import _coco_from_dict, _load_results, _results_for, dataset_gt
+from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
+
+STATS = ("AP", "AP50", "AP75")
+
+
+def _stats(gt_dict: dict[str, Any], results: list[dict[str, Any]], iou_type: str) -> np.ndarray:
+    """COCOeval's AP, AP50, AP75 (``-1`` = undefined) of ``results`` against ``gt_dict``."""
+    gt = _coco_from_dict(gt_dict)
+    dt = _load_results(gt, results)
+    with contextlib.redirect_stdout(io.StringIO()):
+        e = COCOeval(gt, dt, iou_type)
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return np.asarray(e.stats[:3], dtype=np.float64)
+
+
+def _resample(
+    gt_dict: dict[str, Any], by_image: list[dict[int, list[dict[str, Any]]]], picks: np.ndarray
+) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
+    """GT dict and per-model results for the images ``picks`` (indices into ``gt_dict['images']``)."""
+    images, anns = [], []
+    gt_by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in gt_dict["annotations"]:
+        gt_by_image.setdefault(int(a["image_id"]), []).append(a)
+    results: list[list[dict[str, Any]]] = [[] for _ in by_image]
+    for new_id, i in enumerate(picks.tolist(), start=1):
+        img = gt_dict["images"][i]
+        images.append({**img, "id": new_id})
+        for a in gt_by_image.get(int(img["id"]), []):
+            anns.append({**a, "id": len(anns) + 1, "image_id": new_id})
+        for m, res in enumerate(by_image):
+            results[m].extend({**r, "image_id": new_id} for r in res.get(int(img["id"]), []))
+    return {**gt_dict, "images": images, "annotations": anns}, results
+
+
+def bootstrap_coco(
+    ds: Dataset,
+    runs: Mapping[str, Mapping[str, FrameDetections]],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    iou_type: str = "bbox",
+) -> dict[str, Any]:
+    """Percentile-bootstrap intervals of COCO AP, AP50, AP75 for each of ``runs`` (name ->
+    detections of ``ds``'s frames), and of each run's difference to the first run.
+
+    Returns ``{"resamples", "confidence", "seed", "iou_type", "num_images", "runs": {name: {stat:
+    {"value", "lo", "hi"}}}, "differences": {"B - A": {stat: {"value", "lo", "hi",
+    "p_not_above_zero"}}}}``: ``value`` on the full set, ``lo``/``hi`` the interval's ends over the
+    resamples where the stat is defined, ``p_not_above_zero`` the share of resamples where B is
+    not better than A. All values are in AP units (0..1)."""
+    if not runs:
+        raise EvaluationError("bootstrap needs at least one detection set")
+    if resamples < 10:
+        raise EvaluationError(f"bootstrap needs at least 10 resamples, got {resamples}", where="resamples")
+    if not 0.5 <= confidence < 1:
+        raise EvaluationError(f"confidence must be in [0.5, 1), got {confidence}", where="confidence")
+    if iou_type not in ("bbox", "segm"):
+        raise EvaluationError(f"bootstrap supports bbox and segm, not {iou_type!r}", where="iou_type")
+    gt_dict, ids = dataset_gt(ds)
+    n_img = len(gt_dict["images"])
+    if n_img == 0:
+        raise EvaluationError("bootstrap needs at least one image")
+    names = list(runs)
+    full = []
+    by_image: list[dict[int, list[dict[str, Any]]]] = []
+    for name in names:
+        res = _results_for(iou_type, to_coco_results(ds, runs[name], ids))
+        full.append(_stats(gt_dict, res, iou_type))
+        grouped: dict[int, list[dict[str, Any]]] = {}
+        for r in res:
+            grouped.setdefault(int(r["image_id"]), []).append(r)
+        by_image.append(grouped)
+    rng = np.random.default_rng(seed)
+    samples = np.empty((resamples, len(names), len(STATS)))
+    for s in range(resamples):
+        gt_s, res_s = _resample(gt_dict, by_image, rng.integers(0, n_img, n_img))
+        for m, res in enumerate(res_s):
+            samples[s, m] = _stats(gt_s, res, iou_type)
+    q = (1 - confidence) / 2
+
+    def interval(values: np.ndarray, defined: np.ndarray) -> tuple[float | None, float | None]:
+        v = values[defined]
+        if v.size == 0:
+            return None, None
+        return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
+
+    out_runs: dict[str, Any] = {}
+    for m, name in enumerate(names):
+        out_runs[name] = {}
+        for k, stat in enumerate(STATS):
+            lo, hi = interval(samples[:, m, k], samples[:, m, k] > -1)
+            out_runs[name][stat] = {
+                "value": None if full[m][k] < 0 else float(full[m][k]),
+                "lo": lo,
+                "hi": hi,
+            }
+    diffs: dict[str, Any] = {}
+    for m in range(1, len(names)):
+        key = f"{names[m]} - {names[0]}"
+        diffs[key] = {}
+        for k, stat in enumerate(STATS):
+            ok = (samples[:, m, k] > -1) & (samples[:, 0, k] > -1)
+            d = samples[:, m, k] - samples[:, 0, k]
+            lo, hi = interval(d, ok)
+            value = None if min(full[m][k], full[0][k]) < 0 else float(full[m][k] - full[0][k])
+            p = float(np.mean(d[ok] <= 0)) if ok.any() else None
+            diffs[key][stat] = {"value": value, "lo": lo, "hi": hi, "p_not_above_zero": p}
+    return {
+        "resamples": resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "iou_type": iou_type,
+        "num_images": n_img,
+        "runs": out_runs,
+        "differences": diffs,
+    }
+
+
+def format_bootstrap(b: Mapping[str, Any], stat: str = "AP50") -> str:
+    """A few lines: each run's ``stat`` with its interval, then the paired differences."""
+    pct = int(round(b["confidence"] * 100))
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"bootstrap over {b['num_images']} images, {b['resamples']} resamples, {pct}% intervals ({stat}):"
+    ]
+    for name, r in b["runs"].items():
+        s = r[stat]
+        lines.append(f"  {name}: {f(s['value'])} [{f(s['lo'])}, {f(s['hi'])}]")
+    for key, d in b["differences"].items():
+        s = d[stat]
+        lines.append(f"  {key}: {f(s['value'])} [{f(s['lo'])}, {f(s['hi'])}]")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""Bootstrap intervals of COCO AP over val images (synthloop.evaluation.bootstrap)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
+from synthloop.evaluation.bootstrap import _resample, _stats, bootstrap_coco, format_bootstrap
+from synthloop.evaluation.coco_metrics import coco_evaluate, dataset_gt
+from synthloop.evaluation.detections import Detections, EvaluationError, FrameDetections, to_coco_results
+
+CATS = [Category(1, "A"), Category(2, "B")]
+
+
+def _dataset(n: int = 6) -> Dataset:
+    frames = []
+    for i in range(n):
+        objs = [
+            ObjectAnnotation(1 + (i + k) % 2, (10.0 + 20 * k, 10.0, 25.0 + 20 * k, 30.0 + i), 15.0 * (20 + i))
+            for k in range(3)
+        ]
+        frames.append(Frame(f"f{i}", Path(f"/nonexistent/f{i}.png"), 100, 100, objs))
+    return Dataset(CATS, frames)
+
+
+def _dets(ds: Dataset, found: set[int], shift: float = 0.0) -> Detections:
+    """The ground truth as detections (score 0.9, boxes shifted by ``shift`` px) on frames ``found``;
+    elsewhere one false box."""
+    out = []
+    for i, f in enumerate(ds.frames):
+        if i in found:
+            boxes = [np.asarray(o.bbox) + shift for o in f.objects]
+            labels = [o.category_id for o in f.objects]
+        else:
+            boxes, labels = [[60.0, 60.0, 90.0, 90.0]], [1]
+        out.append(
+            FrameDetections(f.frame_id, np.asarray(boxes), np.full(len(boxes), 0.9), np.asarray(labels))
+        )
+    return Detections.from_frames(out)
+
+
+def test_values_match_coco_evaluate_and_intervals_behave():
+    ds = _dataset()
+    perfect, half = _dets(ds, set(range(6))), _dets(ds, {0, 1, 2})
+    b = bootstrap_coco(ds, {"perfect": perfect, "half": half}, resamples=200, seed=1)
+    assert b["num_images"] == 6 and b["resamples"] == 200
+    ap50_half = coco_evaluate(ds, half, iou_types=("bbox",))["bbox"]["stats"]["AP50"]
+    h = b["runs"]["half"]["AP50"]
+    assert h["value"] == pytest.approx(ap50_half)
+    assert h["lo"] < h["value"] < h["hi"]  # which frames are drawn matters for "half"
+    assert b["runs"]["perfect"]["AP50"] == {"value": 1.0, "lo": 1.0, "hi": 1.0}  # ... not for "perfect"
+    d = b["differences"]["half - perfect"]["AP50"]
+    assert d["value"] == pytest.approx(ap50_half - 1.0)
+    assert d["hi"] <= 0 and d["p_not_above_zero"] == 1.0
+    text = format_bootstrap(b)
+    assert "half - perfect" in text and "200 resamples" in text
+    # the same seed gives the same intervals
+    assert bootstrap_coco(ds, {"half": half}, resamples=200, seed=1)["runs"]["half"] == b["runs"]["half"]
+
+
+def test_a_resample_equals_cocoeval_on_the_dataset_with_repeated_frames():
+    """Drawing frame 0 twice and frame 3 once must score like a dataset that holds those frames."""
+    ds = _dataset()
+    dets = _dets(ds, {0, 1}, shift=3.0)
+    gt, ids = dataset_gt(ds)
+    res = to_coco_results(ds, dets, ids)
+    by_image: dict[int, list] = {}
+    for r in res:
+        by_image.setdefault(r["image_id"], []).append(r)
+    gt_s, (res_s,) = _resample(gt, [by_image], np.array([0, 0, 3]))
+    got = _stats(gt_s, res_s, "bbox")
+    f0, f3 = ds.frames[0], ds.frames[3]
+    twin = Frame("f0b", f0.image_path, f0.width, f0.height, list(f0.objects))
+    ds2 = Dataset(CATS, [f0, twin, f3])
+    d0 = dets["f0"]
+    dets2 = Detections.from_frames([d0, FrameDetections("f0b", d0.boxes, d0.scores, d0.labels), dets["f3"]])
+    want = coco_evaluate(ds2, dets2, iou_types=("bbox",))["bbox"]["stats"]
+    assert got.tolist() == pytest.approx([want["AP"], want["AP50"], want["AP75"]])
+    assert 0 < want["AP50"] < 1
+
+
+def test_bad_arguments():
+    ds = _dataset(2)
+    dets = _dets(ds, {0})
+    with pytest.raises(EvaluationError, match="resamples"):
+        bootstrap_coco(ds, {"a": dets}, resamples=5)
+    with pytest.raises(EvaluationError, match="keypoints"):
+        bootstrap_coco(ds, {"a": dets}, resamples=10, iou_type="keypoints")
+    with pytest.raises(EvaluationError, match="at least one"):
+        bootstrap_coco(ds, {}, resamples=10)
