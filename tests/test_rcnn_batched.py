@@ -204,6 +204,12 @@ def test_rpn_filter_and_anchor_targets_equal_torchvision(monkeypatch):
     for a, b, c, d in zip(lf, ls, mf, ms, strict=True):
         assert torch.equal(a, b) and torch.equal(c, d)
     assert (lf[1] == 0).all()  # the empty image: all background
+    # float16 anchors (as under AMP) against float32 ground truth: torchvision promotes to float32
+    half = [a.half() for a in anchors]
+    lf, mf = fast.rpn.assign_targets_to_anchors(half, tg)
+    ls, ms = stock.rpn.assign_targets_to_anchors(half, tg)
+    for a, b, c, d in zip(lf, ls, mf, ms, strict=True):
+        assert torch.equal(a, b) and torch.equal(c, d) and c.dtype == d.dtype == torch.float32
 
 
 def test_roi_sampling_selects_valid_samples():

@@ -187,7 +187,9 @@ class BatchedRPN(RegionProposalNetwork):
             if all(a is anchors[0] for a in anchors)
             else torch.stack(anchors)
         )
-        gt, gt_valid = pad_stack([t["boxes"].to(anc.dtype) for t in targets])
+        # ground truth keeps its dtype: with float16 anchors (AMP) the IoUs and matched boxes are
+        # float32, as torchvision's box_iou(gt, anchors) promotes them
+        gt, gt_valid = pad_stack([t["boxes"] for t in targets])
         pred_valid = torch.ones(anc.shape[:2], dtype=torch.bool, device=anc.device)
         m = self.proposal_matcher
         matches = batched_match(
