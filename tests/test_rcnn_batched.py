@@ -256,3 +256,17 @@ def test_spec_refuses_matrix_nms_without_batched_heads():
     assert MaskRCNNParams(matrix_nms=True).batched_heads
     with pytest.raises(ValidationError, match="matrix_nms"):
         MaskRCNNParams(matrix_nms=True, batched_heads=False)
+
+
+def test_losses_equal_torchvision_under_autocast():
+    """Under autocast (bfloat16 on the CPU; float16 on CUDA) features, anchors and proposals are
+    low precision while the ground truth is float32: both paths must mix them the same way."""
+    fast, stock = _model(True, big_samples=True), _model(False, big_samples=True)
+    stock.load_state_dict(fast.state_dict())
+    images, targets = _batch()
+    fast.train(), stock.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lf = fast(images, copy.deepcopy(targets))
+        ls = stock(images, copy.deepcopy(targets))
+    for k in lf:
+        assert torch.allclose(lf[k], ls[k], rtol=1e-6, atol=1e-7), (k, lf[k], ls[k])
