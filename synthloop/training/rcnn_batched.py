@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
@@ -98,6 +99,19 @@ def batched_match(
         update = ((q == best_per_gt) & mask).any(dim=1)
         matches = torch.where(update, all_matches, matches)
     return matches
+
+
+def match_boxes(matcher: Matcher, gt: Tensor, gt_valid: Tensor, preds: Tensor, pred_valid: Tensor) -> Tensor:
+    """:func:`batched_match` of boxes ``preds`` ``(B, N, 4)`` to ``gt`` ``(B, G, 4)`` by IoU, with
+    the thresholds of torchvision ``matcher`` → ``(B, N)`` int64."""
+    return batched_match(
+        batched_box_iou(gt, preds),
+        gt_valid,
+        pred_valid,
+        matcher.high_threshold,
+        matcher.low_threshold,
+        matcher.allow_low_quality_matches,
+    )
 
 
 def _random_subset(candidates: Tensor, k: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -191,15 +205,7 @@ class BatchedRPN(RegionProposalNetwork):
         # float32, as torchvision's box_iou(gt, anchors) promotes them
         gt, gt_valid = pad_stack([t["boxes"] for t in targets])
         pred_valid = torch.ones(anc.shape[:2], dtype=torch.bool, device=anc.device)
-        m = self.proposal_matcher
-        matches = batched_match(
-            batched_box_iou(gt, anc),
-            gt_valid,
-            pred_valid,
-            m.high_threshold,
-            m.low_threshold,
-            m.allow_low_quality_matches,
-        )
+        matches = match_boxes(self.proposal_matcher, gt, gt_valid, anc, pred_valid)
         matched = gt.gather(1, matches.clamp(min=0)[..., None].expand(-1, -1, 4))
         labels = (matches >= 0).to(torch.float32).masked_fill(matches == BETWEEN_THRESHOLDS, -1.0)
         return list(labels.unbind(0)), list(matched.unbind(0))
@@ -298,15 +304,7 @@ class BatchedRoIHeads(RoIHeads):
         props, pred_valid = pad_stack(self.add_gt_proposals(proposals, gt_boxes))
         gt, gt_valid = pad_stack(gt_boxes)
         gt_labels, _ = pad_stack([t["labels"].to(torch.int64) for t in targets])
-        m = self.proposal_matcher
-        matches = batched_match(
-            batched_box_iou(gt, props),
-            gt_valid,
-            pred_valid,
-            m.high_threshold,
-            m.low_threshold,
-            m.allow_low_quality_matches,
-        )
+        matches = match_boxes(self.proposal_matcher, gt, gt_valid, props, pred_valid)
         matched_idxs = matches.clamp(min=0)
         labels = gt_labels.gather(1, matched_idxs)
         labels = labels.masked_fill(matches == BELOW_LOW_THRESHOLD, 0)
