@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
-from synthloop.evaluation.bootstrap import _resample, _stats, bootstrap_coco, format_bootstrap
+from synthloop.evaluation.bootstrap import _by_image, _resample, _stats, bootstrap_coco, format_bootstrap
 from synthloop.evaluation.coco_metrics import coco_evaluate, dataset_gt
 from synthloop.evaluation.detections import Detections, EvaluationError, FrameDetections, to_coco_results
 
@@ -67,10 +67,7 @@ def test_a_resample_equals_cocoeval_on_the_dataset_with_repeated_frames():
     dets = _dets(ds, {0, 1}, shift=3.0)
     gt, ids = dataset_gt(ds)
     res = to_coco_results(ds, dets, ids)
-    by_image: dict[int, list] = {}
-    for r in res:
-        by_image.setdefault(r["image_id"], []).append(r)
-    gt_s, (res_s,) = _resample(gt, [by_image], np.array([0, 0, 3]))
+    gt_s, (res_s,) = _resample(gt, _by_image(gt["annotations"]), [_by_image(res)], np.array([0, 0, 3]))
     got = _stats(gt_s, res_s, "bbox")
     f0, f3 = ds.frames[0], ds.frames[3]
     twin = Frame("f0b", f0.image_path, f0.width, f0.height, list(f0.objects))

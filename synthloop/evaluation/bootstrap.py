@@ -43,14 +43,23 @@ def _stats(gt_dict: dict[str, Any], results: list[dict[str, Any]], iou_type: str
     return np.asarray(e.stats[:3], dtype=np.float64)
 
 
+def _by_image(items: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """COCO annotations or results grouped by ``image_id``."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for x in items:
+        out.setdefault(int(x["image_id"]), []).append(x)
+    return out
+
+
 def _resample(
-    gt_dict: dict[str, Any], by_image: list[dict[int, list[dict[str, Any]]]], picks: np.ndarray
+    gt_dict: dict[str, Any],
+    gt_by_image: dict[int, list[dict[str, Any]]],
+    by_image: list[dict[int, list[dict[str, Any]]]],
+    picks: np.ndarray,
 ) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
-    """GT dict and per-model results for the images ``picks`` (indices into ``gt_dict['images']``)."""
+    """GT dict and per-model results for the images ``picks`` (indices into ``gt_dict['images']``);
+    ``gt_by_image``/``by_image``: ground truth / each model's results grouped by image id."""
     images, anns = [], []
-    gt_by_image: dict[int, list[dict[str, Any]]] = {}
-    for a in gt_dict["annotations"]:
-        gt_by_image.setdefault(int(a["image_id"]), []).append(a)
     results: list[list[dict[str, Any]]] = [[] for _ in by_image]
     for new_id, i in enumerate(picks.tolist(), start=1):
         img = gt_dict["images"][i]
@@ -97,14 +106,12 @@ def bootstrap_coco(
     for name in names:
         res = _results_for(iou_type, to_coco_results(ds, runs[name], ids))
         full.append(_stats(gt_dict, res, iou_type))
-        grouped: dict[int, list[dict[str, Any]]] = {}
-        for r in res:
-            grouped.setdefault(int(r["image_id"]), []).append(r)
-        by_image.append(grouped)
+        by_image.append(_by_image(res))
+    gt_by_image = _by_image(gt_dict["annotations"])
     rng = np.random.default_rng(seed)
     samples = np.empty((resamples, len(names), len(STATS)))
     for s in range(resamples):
-        gt_s, res_s = _resample(gt_dict, by_image, rng.integers(0, n_img, n_img))
+        gt_s, res_s = _resample(gt_dict, gt_by_image, by_image, rng.integers(0, n_img, n_img))
         for m, res in enumerate(res_s):
             samples[s, m] = _stats(gt_s, res, iou_type)
     q = (1 - confidence) / 2
