@@ -15,12 +15,18 @@ Mount: ``app.command("evaluate")(synthloop.commands.evaluate.evaluate_cmd)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from synthloop.commands.export import SKIP, cli_errors, load_source
 from synthloop.errors import SynthloopError
+
+if TYPE_CHECKING:
+    from synthloop.dataset.types import Dataset
+    from synthloop.evaluation.detections import FrameDetections
 
 
 def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
@@ -44,7 +50,15 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
     return out
 
 
-def _bootstrap(ds, main: Path, dets, others: list[Path], resamples: int, seed: int, batch_size: int) -> dict:
+def _bootstrap(
+    ds: Dataset,
+    main: Path,
+    dets: Mapping[str, FrameDetections],
+    others: list[Path],
+    resamples: int,
+    seed: int,
+    batch_size: int,
+) -> dict[str, Any]:
     """Bootstrap intervals for ``dets`` (named after ``main``) and paired differences of ``others``
     (detections JSON files, or runs/checkpoints predicted on ``ds``) against it; printed too."""
     from synthloop.evaluation.bootstrap import bootstrap_coco, format_bootstrap
