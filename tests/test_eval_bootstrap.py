@@ -86,5 +86,44 @@ def test_bad_arguments():
         bootstrap_coco(ds, {"a": dets}, resamples=5)
     with pytest.raises(EvaluationError, match="keypoints"):
         bootstrap_coco(ds, {"a": dets}, resamples=10, iou_type="keypoints")
+    with pytest.raises(EvaluationError, match="cannot bootstrap segm"):
+        bootstrap_coco(ds, {"a": dets}, resamples=10, iou_type="segm")  # ground truth has no masks
     with pytest.raises(EvaluationError, match="at least one"):
         bootstrap_coco(ds, {}, resamples=10)
+
+
+def _box_rle(box, h: int = 100, w: int = 100) -> dict:
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((h, w), dtype=np.uint8, order="F")
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    m[y1:y2, x1:x2] = 1
+    rle = mask_utils.encode(m)
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+
+
+def test_segm_intervals_use_the_masks():
+    base = _dataset()
+    frames = [
+        Frame(
+            f.frame_id,
+            f.image_path,
+            f.width,
+            f.height,
+            [ObjectAnnotation(o.category_id, o.bbox, o.area, mask=_box_rle(o.bbox)) for o in f.objects],
+        )
+        for f in base.frames
+    ]
+    ds = Dataset(CATS, frames)
+    boxed = _dets(ds, {0, 1, 2, 3}, shift=2.0)
+    dets = Detections.from_frames(
+        FrameDetections(fd.frame_id, fd.boxes, fd.scores, fd.labels, masks=[_box_rle(b) for b in fd.boxes])
+        for fd in (boxed[f.frame_id] for f in ds.frames)
+    )
+    b = bootstrap_coco(ds, {"m": dets}, resamples=50, iou_type="segm")
+    want = coco_evaluate(ds, dets, iou_types=("segm",))["segm"]["stats"]
+    got = b["runs"]["m"]
+    assert [got[s]["value"] for s in ("AP", "AP50", "AP75")] == pytest.approx(
+        [want["AP"], want["AP50"], want["AP75"]]
+    )
+    assert b["iou_type"] == "segm" and got["AP"]["lo"] <= got["AP"]["value"] <= got["AP"]["hi"]

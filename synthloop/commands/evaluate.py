@@ -51,6 +51,7 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _bootstrap(
+    iou_type: str,
     ds: Dataset,
     main: Path,
     dets: Mapping[str, FrameDetections],
@@ -76,7 +77,7 @@ def _bootstrap(
             runs[other.name] = predict_dataset(ckpt, ds, batch_size=batch_size)
     if len(runs) != 1 + len(others):
         raise SynthloopError("--compare: give models with distinct file names")
-    b = bootstrap_coco(ds, runs, resamples=resamples, seed=seed)
+    b = bootstrap_coco(ds, runs, resamples=resamples, seed=seed, iou_type=iou_type)
     print(format_bootstrap(b))
     return b
 
@@ -118,6 +119,7 @@ def evaluate_cmd(
         help="with --bootstrap: another model (run, checkpoint) or detections JSON on the same data; "
         "paired intervals of the differences (repeat)",
     ),
+    bootstrap_iou: str = typer.Option("bbox", "--bootstrap-iou", help="bootstrap the 'bbox' or 'segm' AP"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the tables"),
     skip_invalid: bool = SKIP,
@@ -131,6 +133,8 @@ def evaluate_cmd(
         raise SynthloopError(f"--voc-mode must be 'integrate' or 'sample', got {voc_mode!r}")
     if worst_by not in ("f1", "missed"):
         raise SynthloopError(f"--worst-by must be 'f1' or 'missed', got {worst_by!r}")
+    if bootstrap_iou not in ("bbox", "segm"):
+        raise SynthloopError(f"--bootstrap-iou must be 'bbox' or 'segm', got {bootstrap_iou!r}")
     if compare and not bootstrap:
         raise SynthloopError("--compare needs --bootstrap N (the paired intervals are what it reports)")
     if detections is not None and detections_arg is not None:
@@ -160,7 +164,14 @@ def evaluate_cmd(
         print_report(report, max_slices_per_group=max_bins)
     if bootstrap:
         report.bootstrap = _bootstrap(
-            ds, target if dets_file is None else dets_file, dets, compare or [], bootstrap, seed, batch_size
+            bootstrap_iou,
+            ds,
+            target if dets_file is None else dets_file,
+            dets,
+            compare or [],
+            bootstrap,
+            seed,
+            batch_size,
         )
     if out is None:
         return

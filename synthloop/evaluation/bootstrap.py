@@ -25,7 +25,13 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 from synthloop.dataset.types import Dataset
-from synthloop.evaluation.coco_metrics import _coco_from_dict, _load_results, _results_for, dataset_gt
+from synthloop.evaluation.coco_metrics import (
+    _coco_from_dict,
+    _load_results,
+    _results_for,
+    _supports,
+    dataset_gt,
+)
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
 
 STATS = ("AP", "AP50", "AP75")
@@ -104,6 +110,9 @@ def bootstrap_coco(
     full = []
     by_image: list[dict[int, list[dict[str, Any]]]] = []
     for name in names:
+        reason = _supports(gt_dict, ds, runs[name], iou_type)
+        if reason is not None:
+            raise EvaluationError(f"cannot bootstrap {iou_type} AP of {name!r}: {reason}", where="iou_type")
         res = _results_for(iou_type, to_coco_results(ds, runs[name], ids))
         full.append(_stats(gt_dict, res, iou_type))
         by_image.append(_by_image(res))
