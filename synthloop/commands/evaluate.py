@@ -26,7 +26,7 @@ from synthloop.errors import SynthloopError
 
 if TYPE_CHECKING:
     from synthloop.dataset.types import Dataset
-    from synthloop.evaluation.detections import FrameDetections
+    from synthloop.evaluation.detections import Detections, FrameDetections
 
 
 def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
@@ -50,6 +50,14 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
     return out
 
 
+def _predict(ckpt: Path, ds: Dataset, batch_size: int, why: str = "") -> Detections:
+    """Detections of checkpoint ``ckpt`` on every frame of ``ds``, saying so first."""
+    from synthloop.experiments.training_api import predict_dataset
+
+    print(f"predicting {len(ds.frames)} frames with {ckpt}{why}")
+    return predict_dataset(ckpt, ds, batch_size=batch_size)
+
+
 def _bootstrap(
     iou_type: str,
     ds: Dataset,
@@ -70,11 +78,10 @@ def _bootstrap(
         if other.suffix.lower() == ".json":
             runs[other.name] = load_detections(other)
         else:
-            from synthloop.experiments.training_api import predict_dataset, resolve_checkpoint
+            from synthloop.experiments.training_api import resolve_checkpoint
 
             ckpt = resolve_checkpoint(other, prefer="best")
-            print(f"predicting {len(ds.frames)} frames with {ckpt} (--compare)")
-            runs[other.name] = predict_dataset(ckpt, ds, batch_size=batch_size)
+            runs[other.name] = _predict(ckpt, ds, batch_size, " (--compare)")
     if len(runs) != 1 + len(others):
         raise SynthloopError("--compare: give models with distinct file names")
     b = bootstrap_coco(ds, runs, resamples=resamples, seed=seed, iou_type=iou_type)
@@ -152,12 +159,11 @@ def evaluate_cmd(
                 "--data DATASET is required to evaluate a run or checkpoint (or pass --detections FILE)",
                 path=str(target),
             )
-        from synthloop.experiments.training_api import predict_dataset, resolve_checkpoint
+        from synthloop.experiments.training_api import resolve_checkpoint
 
         ckpt = resolve_checkpoint(target, prefer="best")
         ds = load_source(data, skip_invalid)
-        print(f"predicting {len(ds.frames)} frames with {ckpt}")
-        dets = predict_dataset(ckpt, ds, batch_size=batch_size)
+        dets = _predict(ckpt, ds, batch_size)
     iou = _parse_min_iou(min_iou)
     report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)  # type: ignore[arg-type]
     if not quiet:
