@@ -218,12 +218,13 @@ class BatchedRPN(RegionProposalNetwork):
         regression_targets: list[Tensor],
     ) -> tuple[Tensor, Tensor]:
         s = self.fg_bg_sampler
-        pos, neg = batched_sample(torch.stack(labels), s.batch_size_per_image, s.positive_fraction)
+        stacked = torch.stack(labels)  # (B, A); flattened it is torchvision's cat of the images
+        pos, neg = batched_sample(stacked, s.batch_size_per_image, s.positive_fraction)
         sampled_pos_inds = torch.where(pos.flatten())[0]
         sampled_neg_inds = torch.where(neg.flatten())[0]
         sampled_inds = torch.cat([sampled_pos_inds, sampled_neg_inds], dim=0)
         objectness = objectness.flatten()
-        flat_labels = torch.cat(labels, dim=0)
+        flat_labels = stacked.flatten()
         targets = torch.cat(regression_targets, dim=0)
         box_loss = F.smooth_l1_loss(
             pred_bbox_deltas[sampled_pos_inds], targets[sampled_pos_inds], beta=1 / 9, reduction="sum"
