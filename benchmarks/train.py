@@ -14,10 +14,12 @@ size, no augmentation), with the same batch size, on the same device:
   1/1000 warm-up the reference would run cheaper steps, not a faster loop.
 * **synthloop**: ``synthloop.training.loop.train`` with the spec's settings (AMP, channels_last,
   torch.compile of the backbone, TF32 as the spec says; DataLoader workers from the spec, pinned
-  memory, fused AdamW, no per-step GPU sync; Mask R-CNN's matching, sampling and proposal filtering
-  once per batch, ``synthloop.training.rcnn_batched``, where the reference keeps torchvision's
-  per-image modules — same parameters, same math); images/s from its ``metrics.jsonl`` between the end
-  of the warm-up and the last step. ``--variants`` adds runs with settings overridden.
+  memory, fused AdamW, no per-step GPU sync; the backbone + FPN forward/backward replayed as CUDA
+  graphs, ``synthloop.training.cuda_graph``; Mask R-CNN's matching, sampling, proposal filtering and
+  proposal NMS once per batch, ``synthloop.training.rcnn_batched``, where the reference keeps
+  torchvision's per-image modules — same parameters, same math); images/s from its
+  ``metrics.jsonl`` between the end of the warm-up and the last step. ``--variants`` adds runs with
+  settings overridden (``no_cuda_graph``, ``torchvision_nms``, ``per_image_heads``, ``fp32``, ...).
 
 Images/s are counted over steady-state iterations only (after ``--warmup``). Prints both, their
 ratio (goal >= 1.3x) and peak GPU memory of each, and writes JSON.
@@ -44,7 +46,7 @@ from synthloop.training.loop import LRFactor, make_optimizer  # noqa: E402
 from synthloop.training.spec import load_spec  # noqa: E402
 
 
-def with_batched_heads(spec, on: bool, matrix_nms: bool = False):
+def with_batched_heads(spec, on: bool, matrix_nms: bool | None = None):
     """The spec with ``model.mask_rcnn.batched_heads`` (and ``matrix_nms``) set."""
     mr = spec.model.mask_rcnn.model_copy(update={"batched_heads": on, "matrix_nms": matrix_nms})
     return spec.model_copy(update={"model": spec.model.model_copy(update={"mask_rcnn": mr})})
@@ -112,7 +114,7 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
     from synthloop.training.loop import train
 
     if "batched_heads" in variant or "matrix_nms" in variant:
-        spec = with_batched_heads(spec, variant.pop("batched_heads", True), variant.pop("matrix_nms", False))
+        spec = with_batched_heads(spec, variant.pop("batched_heads", True), variant.pop("matrix_nms", None))
 
     # one phase over the same images as the reference: the synthetic frames, shuffled
     mix = spec.mix.model_copy(update={"real_fraction": 0.0})
@@ -144,14 +146,15 @@ def synthloop_loop(spec, spec_path: Path, iters: int, warmup: int, **variant) ->
     }
 
 
-def profile_synthloop(spec, spec_path: Path, iters: int, top: int = 25) -> dict:
-    """torch.profiler over a short synthloop run: where the main process and the GPU spend time."""
+def profile_synthloop(spec, spec_path: Path, iters: int, top: int = 25, **variant) -> dict:
+    """torch.profiler over a short synthloop run (``variant``: spec overrides, as for
+    :func:`synthloop_loop`): where the main process and the GPU spend time."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
-        synthloop_loop(spec, spec_path, iters, 2)
+        synthloop_loop(spec, spec_path, iters, 2, **variant)
     wall = time.perf_counter() - t0
     ev = prof.key_averages()
     print(ev.table(sort_by="self_cpu_time_total", row_limit=top))
@@ -170,6 +173,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
     ap.add_argument("--profile", action="store_true", help="also profile a short synthloop run")
     ap.add_argument("--variants", default="compile,no_channels_last,fp32", help="comma list or ''")
+    ap.add_argument("--profile-variant", default="", help="profile this variant instead of the default")
     args = ap.parse_args()
     spec_path = Path(args.spec).resolve()
     spec = load_spec(spec_path)
@@ -188,14 +192,18 @@ def main() -> None:
         "no_pin": ("synthloop_no_pin_memory", {"pin_memory": False}),
         "no_channels_last": ("synthloop_amp_no_channels_last", {"channels_last": False}),
         "per_image_heads": ("synthloop_per_image_heads", {"batched_heads": False}),
-        "matrix_nms": ("synthloop_matrix_nms", {"matrix_nms": True}),
+        "torchvision_nms": ("synthloop_torchvision_nms", {"matrix_nms": False}),
+        "no_cuda_graph": ("synthloop_no_cuda_graph", {"cuda_graph": False}),
     }
     variants = {}
     for v in filter(None, args.variants.split(",")):
         name, over = known[v]
         variants[name] = synthloop_loop(spec, spec_path, args.iters, args.warmup, **over)
         print(name, round(variants[name]["images_per_s"], 1), flush=True)
-    prof = profile_synthloop(spec, spec_path, 20) if args.profile else None
+    over = known[args.profile_variant][1] if args.profile_variant else {}
+    prof = profile_synthloop(spec, spec_path, 20, **over) if args.profile else None
+    if prof is not None:
+        prof["variant"] = args.profile_variant or "default"
     fig = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

@@ -80,6 +80,30 @@ def test_greedy_nms_batched_equals_torchvision_nms(seed):
     assert not rcnn_batched.use_matrix_nms(boxes)  # CPU tensors keep torchvision's NMS
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_nms_batched_by_segments_equals_whole(seed):
+    """Groups laid out as consecutive column blocks (FPN levels after top-k): NMS block by block
+    gives the same order and keep as over all pairs, and as torchvision."""
+    g = torch.Generator().manual_seed(seed)
+    b, segments = 2, [120, 0, 90, 40]
+    n = sum(segments)
+    c = torch.rand(b, n, 2, generator=g) * 60
+    wh = 6 + torch.rand(b, n, 2, generator=g) * 12
+    boxes = torch.cat([c - wh / 2, c + wh / 2], -1)
+    scores = torch.rand(b, n, generator=g).round(decimals=2)  # ties: order must break them alike
+    groups = torch.cat([torch.full((k,), i) for i, k in enumerate(segments)]).expand(b, -1)
+    valid = torch.rand(b, n, generator=g) > 0.1
+    whole = greedy_nms_batched(boxes, scores, groups, valid, 0.4)
+    blocks = greedy_nms_batched(boxes, scores, groups, valid, 0.4, segments=segments)
+    assert torch.equal(whole[0], blocks[0]) and torch.equal(whole[1], blocks[1])
+    for i in range(b):
+        idx = torch.where(valid[i])[0]
+        want = idx[batched_nms(boxes[i, idx], scores[i, idx], groups[i, idx], 0.4)]
+        assert torch.equal(blocks[0][i][blocks[1][i]], want)
+    with pytest.raises(ValueError, match="partition"):
+        greedy_nms_batched(boxes, scores, groups, valid, 0.4, segments=[n - 1])
+
+
 def test_batched_sample_counts_subsets_and_uniformity():
     g = torch.Generator().manual_seed(0)
     labels = torch.full((3, 50), -1)

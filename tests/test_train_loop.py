@@ -412,3 +412,25 @@ def test_distillation_coverage_term_follows_cov_normalize():
     out = net.loss(cov, bbox, targets, soft=(t_cov, bbox))
     want = torch.nn.functional.binary_cross_entropy_with_logits(cov, torch.sigmoid(t_cov))
     torch.testing.assert_close(out["loss_distill_cov"], net.cov_loss_weight * want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("family", ["detectnet_v2", "mask_rcnn"])
+def test_cuda_graph_backbone_replays_every_step(tmp_path, data, family):
+    """On CUDA the backbone replays captured graphs every step (spec ``cuda_graph``, default on)
+    and the first step's loss equals the eager run's."""
+    model = {"family": family, "input_width": 128, "input_height": 96}
+    if family == "mask_rcnn":
+        model["mask_rcnn"] = SMALL_MRCNN
+    losses = {}
+    for on in (True, False):
+        spec = _spec(data, iterations=6, device="cuda", amp=True, cuda_graph=on, model=model)
+        run = train(spec, tmp_path / f"run_{on}", quiet=True)
+        recs = _metrics(run.parent.parent)
+        losses[on] = recs[0]["loss"]
+        if on:
+            assert "cuda_graph_error" not in recs[-1]
+            assert recs[-1]["cuda_graph_replays"] == 6 and recs[-1]["cuda_graph_eager"] == 0
+        else:
+            assert "cuda_graph_replays" not in recs[-1]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-2)

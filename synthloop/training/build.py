@@ -232,7 +232,7 @@ def build_model(
         box_head_dim=r.box_head_dim,
         mask_head_dim=r.mask_head_dim,
         batched_heads=r.batched_heads,
-        matrix_nms=r.matrix_nms,
+        matrix_nms=r.use_matrix_nms,
     )
 
 

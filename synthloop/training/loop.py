@@ -42,6 +42,7 @@ import torch
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
 from synthloop.training import distributed as dist_utils
 from synthloop.training.build import PreparedData, build_model, data_anchor_sizes, prepare_data
+from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
@@ -149,6 +150,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ck, dict) or ck.get("schema") != CHECKPOINT_SCHEMA:
         raise TrainingError("not a synthloop training checkpoint", path=str(path))
     return ck
+
+
+def _backbone_example(
+    model: torch.nn.Module, family: str, batch_size: int, spec: ExperimentSpec, device: torch.device
+) -> torch.Tensor:
+    """What the backbone receives for a full training batch at the spec's input size: the model's
+    own preprocessing (Mask R-CNN's transform: normalize, pad; DetectNet: normalize, channels_last)
+    applied to blank images. ``(B, 3, H, W)`` float32."""
+    blank = [torch.zeros(3, spec.model.input_height, spec.model.input_width, device=device)] * batch_size
+    with torch.no_grad():
+        if family == "mask_rcnn":
+            return model.transform(blank)[0].tensors
+        x = model._batch(blank)
+        return (x - model.mean) / model.std
 
 
 def _to_device(images, targets, device: torch.device):
@@ -461,6 +476,16 @@ def _train(
         state["world_size"] = world
         if main:
             _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+    graph_stats = None
+    if cuda and spec.cuda_graph and not spec.compile and not ctx.distributed:
+        # after every move, layout change and load of the parameters: the graphs read them in place
+        model.train()
+        example = _backbone_example(model, family, spec.batch_size // world, spec, device)
+        try:
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+                graph_stats = graph_training_forward(model.backbone, example)
+        except GraphCaptureError as e:
+            raise TrainingError(f"{e} (set cuda_graph: false to train it eagerly)", path=source) from None
     # the module DDP wraps; checkpoints, validation and the predictor use `model` itself
     net: torch.nn.Module = model
     if ctx.distributed:
@@ -602,6 +627,9 @@ def _train(
                             ),
                             **means,
                         }
+                        if graph_stats is not None:  # whether the backbone replays its CUDA graphs
+                            rec["cuda_graph_replays"] = graph_stats.replays
+                            rec["cuda_graph_eager"] = graph_stats.eager
                         logger.log(rec)
                         running = {}
                     info = None  # formatting the loss syncs the GPU: only on log steps
@@ -636,6 +664,8 @@ def _train(
             checkpoint(None)  # the next phase starts a fresh lr schedule
     finally:
         logger.close()
+        if graph_stats is not None:
+            remove_graph(model.backbone)  # frees the graphs' memory pool with them
     return last
 
 

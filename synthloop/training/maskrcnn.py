@@ -77,7 +77,7 @@ def build_maskrcnn(
     box_head_dim: int = 1024,
     mask_head_dim: int = 256,
     batched_heads: bool = True,
-    matrix_nms: bool = False,
+    matrix_nms: bool | None = None,
 ) -> MaskRCNN:
     """torchvision MaskRCNN; ``num_classes`` includes background; images in [0, 1] are normalized
     with the ImageNet mean/std and resized so the short side is ``min_size`` (long <= ``max_size``).
@@ -85,8 +85,8 @@ def build_maskrcnn(
     to torchvision's; small values make CPU runs fast. ``batched_heads``: the transform, RPN and RoI
     heads do their training bookkeeping per batch (:mod:`synthloop.training.rcnn_batched`, same
     math, far fewer kernel launches); False keeps torchvision's per-image modules. ``matrix_nms``
-    (with ``batched_heads``): the RPN's proposal NMS for the whole batch on CUDA
-    (:func:`~synthloop.training.rcnn_batched.greedy_nms_batched`, exact)."""
+    (needs ``batched_heads``; ``None``: on with it): the RPN's proposal NMS for the whole batch on
+    CUDA (:func:`~synthloop.training.rcnn_batched.greedy_nms_batched`, exact)."""
     if len(anchor_sizes) != FPN_LEVELS:
         raise ValueError(f"need {FPN_LEVELS} anchor sizes (one per FPN level), got {len(anchor_sizes)}")
     anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes), (tuple(aspect_ratios),) * FPN_LEVELS)
@@ -119,5 +119,5 @@ def build_maskrcnn(
             raise ValueError("matrix_nms needs batched_heads")
         return model
     batch_the_heads(model)
-    model.rpn.matrix_nms = matrix_nms
+    model.rpn.matrix_nms = True if matrix_nms is None else matrix_nms
     return model

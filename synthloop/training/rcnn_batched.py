@@ -14,11 +14,11 @@ host, not the GPU (``benchmarks/rcnn_ops.py`` counts them). This module does the
   positives and ``min(#neg, n - pos)`` negatives drawn uniformly without replacement (the k
   smallest of i.i.d. uniform keys, the same distribution as ``randperm(..)[:k]``), with no host sync.
 * :func:`greedy_nms_batched` — exact greedy NMS for the whole batch as a fixed-point iteration
-  over a ``(B, N, N)`` suppression mask (opt-in: ``BatchedRPN.matrix_nms``, CUDA only).
+  over ``(B, n, n)`` suppression masks, one per FPN level (``BatchedRPN.matrix_nms``, CUDA only).
 * :class:`BatchedRPN`, :class:`BatchedRoIHeads`, :class:`BatchedTransform`,
   :class:`CachedAnchorGenerator` — drop-in subclasses (same parameters and buffers, so checkpoints
-  are interchangeable) that use them. By default proposal NMS stays per image (torchvision's
-  ``batched_nms`` over levels); export (tracing) takes torchvision's paths.
+  are interchangeable) that use them. Export (tracing) and CPU runs keep torchvision's per-image
+  proposal NMS (``batched_nms`` over levels).
 
 Boxes are x1y1x2y2 in input-image pixels throughout. Padding rows are marked by ``valid`` masks and
 never match, are never sampled and never reach a loss.
@@ -137,41 +137,79 @@ def batched_sample(
     return _random_subset(pos_c, num_pos, generator), _random_subset(neg_c, num_neg, generator)
 
 
+def _suppression_mask(bx: Tensor, gr: Tensor, vd: Tensor, iou_threshold: float) -> Tensor:
+    """``(B, n, n)`` bool: ``[b, i, j]`` when box ``j`` comes before box ``i`` (both in score order),
+    is valid, is in the same group and overlaps it by IoU > ``iou_threshold``. ``bx`` float32."""
+    b, n = bx.shape[:2]
+    earlier = torch.ones(n, n, dtype=torch.bool, device=bx.device).tril(-1)  # [i, j]: j before i
+    out = torch.empty(b, n, n, dtype=torch.bool, device=bx.device)
+    # the float IoU temporaries are ~28 bytes per pair: whole batch when small, else image by image
+    step = b if b * n * n <= 2**27 else 1
+    for s in range(0, b, step):
+        e = s + step
+        m = batched_box_iou(bx[s:e], bx[s:e]) > iou_threshold
+        m &= earlier
+        m &= gr[s:e, :, None] == gr[s:e, None, :]
+        m &= vd[s:e, None, :]
+        out[s:e] = m
+    return out
+
+
 def greedy_nms_batched(
-    boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, iou_threshold: float
+    boxes: Tensor,
+    scores: Tensor,
+    groups: Tensor,
+    valid: Tensor,
+    iou_threshold: float,
+    segments: list[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Greedy NMS of ``B`` images at once (per ``group`` — e.g. FPN level — within an image), exact.
 
     ``boxes`` ``(B, N, 4)`` x1y1x2y2, ``scores``/``groups``/``valid`` ``(B, N)``. Returns ``order``
-    ``(B, N)`` (indices by descending score) and ``keep`` ``(B, N)`` bool aligned with ``order``.
+    ``(B, N)`` (indices by descending score, ties by index) and ``keep`` ``(B, N)`` bool aligned
+    with ``order``. ``segments``: sizes of consecutive column blocks (summing to ``N``) whose boxes
+    never suppress boxes of another block — FPN levels laid out level after level, as the RPN's
+    top-k selection does — so only the ``sum(n_l^2)`` pairs within blocks are built instead of
+    ``N^2``; groups still apply within a block.
 
     Greedy NMS keeps box ``i`` (in score order) iff no *kept* earlier box of its group overlaps it
     by IoU > ``iou_threshold``. Iterating ``keep = valid & ~any_j(suppress[i, j] & keep[j])`` from
     "all kept" reaches that fixed point: after ``k`` rounds the first ``k`` boxes are final, and
-    in practice the longest suppression chain is a few boxes long, so a handful of rounds over an
-    ``(B, N, N)`` mask replaces ``B`` calls of torchvision's NMS (whose keep-gathering kernel is
-    serial, one thread block per image). Memory: a ``(B, N, N)`` bool mask plus ``28 * N * N``
-    bytes of float temporaries per image, so meant for the GPU (:func:`use_matrix_nms`)."""
+    in practice the longest suppression chain is a few boxes long, so a handful of rounds (one host
+    sync each, for all blocks together) over ``(B, n, n)`` masks replaces ``B`` calls of
+    torchvision's NMS (whose keep-gathering kernel is serial, one thread block per image). Memory:
+    ``B * n^2`` bytes of masks plus ``28 * n^2`` bytes of float temporaries per image and block,
+    so meant for the GPU (:func:`use_matrix_nms`)."""
+    b, n = scores.shape
+    segments = [n] if segments is None else list(segments)
+    if sum(segments) != n or any(k < 0 for k in segments):
+        raise ValueError(f"segments {segments} do not partition {n} columns")
     s = scores.masked_fill(~valid, float("-inf"))
-    order = s.sort(dim=1, descending=True, stable=True).indices
-    bx = boxes.gather(1, order[..., None].expand(-1, -1, 4)).float()  # as torchvision's NMS under AMP
-    gr, vd = groups.gather(1, order), valid.gather(1, order)
-    n = order.shape[1]
-    earlier = torch.ones(n, n, dtype=torch.bool, device=boxes.device).tril(-1)  # [i, j]: j before i
-    suppress = torch.empty(order.shape[0], n, n, dtype=torch.bool, device=boxes.device)
-    for b in range(order.shape[0]):  # image by image: the float IoU temporaries are 28 * N^2 bytes
-        sb = batched_box_iou(bx[b : b + 1], bx[b : b + 1])[0] > iou_threshold
-        sb &= earlier
-        sb &= gr[b, :, None] == gr[b, None, :]
-        sb &= vd[b, None, :]
-        suppress[b] = sb
-    keep = vd
-    for _ in range(n + 1):
-        new = vd & ~(suppress & keep[:, None, :]).any(2)
-        if torch.equal(new, keep):
+    blocks: list[tuple[Tensor, Tensor, Tensor]] = []  # (global column of each sorted box, mask, valid)
+    start = 0
+    for size in segments:
+        if size:
+            local = s[:, start : start + size].sort(dim=1, descending=True, stable=True).indices
+            cols = local + start
+            bx = boxes.gather(1, cols[..., None].expand(-1, -1, 4)).float()  # as torchvision under AMP
+            vd = valid.gather(1, cols)
+            blocks.append((cols, _suppression_mask(bx, groups.gather(1, cols), vd, iou_threshold), vd))
+        start += size
+    keeps = [vd for _, _, vd in blocks]
+    active = list(range(len(blocks)))
+    for _ in range(max(segments, default=0) + 1):
+        if not active:
             break
-        keep = new
-    return order, keep
+        new = {i: blocks[i][2] & ~(blocks[i][1] & keeps[i][:, None, :]).any(2) for i in active}
+        changed = torch.stack([(new[i] != keeps[i]).any() for i in active]).tolist()
+        for i in active:
+            keeps[i] = new[i]
+        active = [i for i, c in zip(active, changed, strict=True) if c]
+    keep_by_col = torch.zeros(b, n, dtype=torch.bool, device=scores.device)
+    for (cols, _, _), k in zip(blocks, keeps, strict=True):
+        keep_by_col.scatter_(1, cols, k)
+    order = s.sort(dim=1, descending=True, stable=True).indices
+    return order, keep_by_col.gather(1, order)
 
 
 def use_matrix_nms(boxes: Tensor, max_mask: int = 2**30, max_per_image: int = 2**27) -> bool:
@@ -185,10 +223,10 @@ def use_matrix_nms(boxes: Tensor, max_mask: int = 2**30, max_per_image: int = 2*
 class BatchedRPN(RegionProposalNetwork):
     """``RegionProposalNetwork`` with batched anchor matching, sampling and proposal filtering.
 
-    ``matrix_nms`` (off by default): proposal NMS for the whole batch with
-    :func:`greedy_nms_batched` where :func:`use_matrix_nms` allows (CUDA). Exact, tested against
-    torchvision on the CPU; its GPU speed is not measured yet (``benchmarks/train.py --variants
-    matrix_nms``)."""
+    ``matrix_nms`` (``build_maskrcnn`` turns it on): proposal NMS for the whole batch with
+    :func:`greedy_nms_batched` where :func:`use_matrix_nms` allows (CUDA), block by block over the
+    FPN levels. Exact, tested against torchvision on the CPU; on an H200 it made the Mask R-CNN
+    training step ~14 % faster (``benchmarks/train.py --variants torchvision_nms``)."""
 
     matrix_nms: bool = False
 
@@ -271,7 +309,13 @@ class BatchedRPN(RegionProposalNetwork):
         keep_mask = (ws >= self.min_size) & (hs >= self.min_size) & (scores >= self.score_thresh)
         post_n = self.post_nms_top_n()
         if self.matrix_nms and use_matrix_nms(boxes):
-            order, keep = greedy_nms_batched(boxes, scores, levels, keep_mask, self.nms_thresh)
+            # top-n took min(pre_nms_top_n, n_l) boxes of each level, level after level
+            segments = [min(self.pre_nms_top_n(), n) for n in num_anchors_per_level]
+            if sum(segments) != boxes.shape[1]:
+                segments = None
+            order, keep = greedy_nms_batched(
+                boxes, scores, levels, keep_mask, self.nms_thresh, segments=segments
+            )
             keep &= keep.cumsum(1) <= post_n
             counts = keep.sum(1).tolist()
             bi, ni = torch.where(keep)  # per image, in descending score order, as torchvision's

@@ -101,15 +101,20 @@ class MaskRCNNParams(_Strict):
     # anchor/proposal matching, sampling and proposal filtering once per batch instead of per image
     # (synthloop.training.rcnn_batched; same math); false = torchvision's per-image modules
     batched_heads: bool = True
-    # with batched_heads: the RPN's proposal NMS for the whole batch on CUDA (exact; GPU speed not
-    # measured yet, so off by default)
-    matrix_nms: bool = False
+    # the RPN's proposal NMS for the whole batch on CUDA (exact; greedy_nms_batched), instead of
+    # torchvision's per image; unset = on with batched_heads (CPU always uses torchvision's)
+    matrix_nms: bool | None = None
 
     @model_validator(mode="after")
     def _nms_needs_batched(self) -> MaskRCNNParams:
         if self.matrix_nms and not self.batched_heads:
             raise ValueError("matrix_nms: true needs batched_heads: true")
         return self
+
+    @property
+    def use_matrix_nms(self) -> bool:
+        """``matrix_nms`` with its default resolved."""
+        return self.batched_heads if self.matrix_nms is None else self.matrix_nms
 
     @field_validator("anchor_sizes")
     @classmethod
@@ -246,6 +251,9 @@ class ExperimentSpec(_Strict):
     amp: bool = True
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile the backbone (+FPN): fewer kernel launches, slower start
+    # CUDA, one process, no compile: replay the backbone (+FPN) forward/backward as CUDA graphs
+    # (synthloop.training.cuda_graph); other input shapes and eval run eagerly
+    cuda_graph: bool = True
     tf32: bool = True  # CUDA only: TF32 tensor cores for float32 matmuls and convolutions
     seed: int = 0
     checkpoint_interval: int = Field(1, gt=0)
