@@ -434,3 +434,30 @@ def test_cuda_graph_backbone_replays_every_step(tmp_path, data, family):
         else:
             assert "cuda_graph_replays" not in recs[-1]
     assert losses[True] == pytest.approx(losses[False], rel=1e-2)
+
+
+@pytest.mark.parametrize("family", ["detectnet_v2", "mask_rcnn"])
+def test_backbone_example_matches_what_a_training_batch_feeds_the_backbone(data, family):
+    """The CUDA graph is captured for ``_backbone_example``'s input and replays only on inputs with
+    its signature: it must be what a real training batch gives the backbone (shape, dtype, layout),
+    or the graph would never replay. Checked on the CPU, where the graph itself is not used."""
+    from synthloop.training.build import build_model, data_anchor_sizes, prepare_data
+    from synthloop.training.cuda_graph import input_signature
+    from synthloop.training.data import collate
+    from synthloop.training.loop import _backbone_example, _datasets
+
+    model_spec = {"family": family, "input_width": 100, "input_height": 75}  # not multiples of 32
+    if family == "mask_rcnn":
+        model_spec["mask_rcnn"] = SMALL_MRCNN
+    spec = _spec(data, iterations=1, model=model_spec, augment={"enabled": True})
+    prepared = prepare_data(spec, "<test>")
+    anchors = data_anchor_sizes(spec, prepared) if family == "mask_rcnn" else None
+    model = build_model(spec, prepared.classes, anchors, pretrained=False).train()
+    ds = _datasets(spec, prepared, family)
+    images, targets = collate([ds[(0, i, 7)] for i in range(spec.batch_size)])
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    model(list(images), list(targets))
+    example = _backbone_example(model, family, spec.batch_size, spec, torch.device("cpu"))
+    assert len(seen) == 1
+    assert input_signature(example) == input_signature(seen[0])
