@@ -50,17 +50,14 @@ def census(spec, spec_path: Path, iters: int, variant: dict) -> collections.Coun
         if "synchroniz" in str(message):
             counts[site_of(traceback.extract_stack()[:-1])] += 1
 
-    old = warnings.showwarning
-    warnings.showwarning = record
     torch.cuda.set_sync_debug_mode("warn")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores the filters and showwarning on exit
             warnings.simplefilter("always")
             warnings.showwarning = record
             synthloop_loop(spec, spec_path, iters, max(1, iters // 2), **variant)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = old
     return counts
 
 
