@@ -76,12 +76,16 @@ def _train_steps(net, xs, amp: bool):
 
 
 @cuda
-@pytest.mark.parametrize("amp", [False, True])
-def test_graphed_training_equals_eager(amp):
+@pytest.mark.parametrize("amp,frozen_first", [(False, False), (True, False), (True, True)])
+def test_graphed_training_equals_eager(amp, frozen_first):
+    """frozen_first: the first level comes from frozen layers only (``freeze_blocks``), so it is an
+    output that does not require grad, next to one that does."""
     torch.manual_seed(0)
     torch.backends.cudnn.deterministic = True
     dev = torch.device("cuda")
     eager = Net().to(dev).train()
+    if frozen_first:
+        eager.a.requires_grad_(False)
     graphed = copy.deepcopy(eager)
     xs = [torch.randn(4, 3, 32, 32, device=dev) for _ in range(4)]
     with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
@@ -97,6 +101,9 @@ def test_graphed_training_equals_eager(amp):
     # BatchNorm statistics moved once per step, not also during capture's warm-up passes
     for (name, b), c in zip(eager.named_buffers(), graphed.buffers(), strict=True):
         assert torch.allclose(b.float(), c.float(), rtol=tol, atol=tol), name
+    with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        out = graphed(xs[0])
+    assert stats.replays == 5 and out["0"].requires_grad is not frozen_first and out["1"].requires_grad
     remove_graph(graphed)
     assert "forward" not in graphed.__dict__
 
@@ -148,3 +155,6 @@ def test_capture_failure_is_a_clear_error_and_leaves_the_module_as_it_was():
     with pytest.raises(GraphCaptureError, match="Syncing"):
         graph_training_forward(net, x)
     assert "forward" not in net.__dict__
+    frozen = Net().to(dev).train().requires_grad_(False)
+    with pytest.raises(GraphCaptureError, match="no tensor that requires grad"):
+        graph_training_forward(frozen, x)

@@ -145,6 +145,23 @@ def test_qat_finetune_and_qdq_export(tmp_path, toy):
     assert np.abs(out["cov"] - fq[0].numpy()).max() < 0.05 * scale
 
 
+def test_lite0_quantized_checkpoint_reloads_at_a_size_with_asymmetric_same_padding(tmp_path, toy):
+    """At 96x64 (and at 512x384) the stem's TF-"SAME" pad is asymmetric: the saved module is
+    ZeroPad2d + conv (``stem.0.1``), which load_qat must rebuild (it failed on it before)."""
+    from synthloop.deploy.qat import load_qat, ptq_calibrate, save_qat
+
+    make_checkpoint(tmp_path / "dn.pt", backbone="efficientnet_lite0", size=(96, 64))
+    loaded = load_model(tmp_path / "dn.pt")
+    raw = ptq_calibrate(loaded.model, loaded.desc, inputs_of(toy, 96, 64)[:2])
+    assert isinstance(raw.net.backbone.body.stem[0][0], torch.nn.ZeroPad2d)
+    save_qat(tmp_path / "qat.pt", raw, loaded.desc)
+    raw2, _ = load_qat(tmp_path / "qat.pt")
+    x = torch.from_numpy(inputs_of(toy, 96, 64)[2])[None]
+    with torch.no_grad():
+        for a, b in zip(raw(x), raw2(x), strict=True):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.skipif(
     not (REAL / "fruits-nuts" / "val.json").is_file(), reason=f"real data not found under {REAL}"
 )

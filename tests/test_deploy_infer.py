@@ -126,6 +126,17 @@ def test_cli_prune_export_infer(setup, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "params:" in r.output and pruned.is_file()
+    # -el: the excluded conv keeps its width where the same cut without it narrows it
+    args = ["prune", str(root / "dn.pt"), "--allocation", "uniform", "-pth", "0.5", "-nf", "8", "-pg", "8"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "u.pt")]).exit_code == 0
+    r = runner.invoke(app, [*args, "-el", "fuse", "--out", str(tmp_path / "kept_fuse.pt")])
+    assert r.exit_code == 0, r.output
+    from synthloop.deploy.prune import load_pruned
+
+    assert load_pruned(tmp_path / "u.pt").fuse[0].out_channels < 128
+    assert load_pruned(tmp_path / "kept_fuse.pt").fuse[0].out_channels == 128
+    r = runner.invoke(app, [*args, "-el", "no.such.layer", "--out", str(tmp_path / "bad.pt")])
+    assert r.exit_code == 2 and "no.such.layer" in r.output and not (tmp_path / "bad.pt").exists()
     onnx_path = tmp_path / "pruned.onnx"
     r = runner.invoke(
         app,

@@ -154,3 +154,38 @@ def test_threshold_for_ratio_meets_the_target_tightly():
     assert prune_model(copy.deepcopy(model), desc, max(t - 0.01, 0.0), 8, 8).param_ratio > 0.5
     with pytest.raises(DeployError, match="no threshold reaches"):
         threshold_for_ratio(model, desc, 0.001, min_filters=8, granularity=8)
+
+
+def test_excluded_layers_keep_their_width_and_the_rest_meets_the_budget(tmp_path):
+    """``exclude`` (TLT --excluded_layers): the stem, the first stages and the DetectNet head convs
+    keep every channel; the uniform cut of the rest is searched to the same parameter target."""
+    desc = ModelDesc(
+        family="detectnet_v2",
+        backbone="efficientnet_lite0",
+        class_names=["a", "b"],
+        category_ids=[1, 2],
+        input_width=64,
+        input_height=64,
+    )
+    torch.manual_seed(0)
+    model = build_model(desc)
+    spread_filters(model)
+    exclude = ["backbone.body.stem", "backbone.body.blocks.0", "backbone.body.blocks.1", "fuse", "lat16"]
+    kept = {
+        n: m.out_channels
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and any(n == e or n.startswith(e + ".") for e in exclude)
+    }
+    assert "backbone.body.blocks.11.dw.0" not in kept  # a prefix is a module name, not a string prefix
+    t, r = threshold_for_ratio(model, desc, 0.5, 8, 8, allocation="uniform", exclude=exclude)
+    assert r <= 0.5
+    report = prune_model(model, desc, t, 8, 8, allocation="uniform", exclude=exclude)
+    assert report.param_ratio == pytest.approx(r) and report.excluded == exclude
+    after = dict(model.named_modules())
+    assert {n: after[n].out_channels for n in kept} == kept
+    assert after["lat16"].in_channels < 112  # what it reads (stage 5) was cut: it follows
+    assert after["backbone.body.blocks.5.dw.0"].out_channels < 240  # not excluded: cut
+    with torch.no_grad():
+        assert DetectNetRaw(model)(torch.rand(1, 3, 64, 64))[0].shape == (1, 2, 4, 4)
+    with pytest.raises(DeployError, match="backbone.body.nothing"):
+        prune_model(copy.deepcopy(model), desc, 0.3, 8, 8, exclude=["backbone.body.nothing"])

@@ -306,6 +306,31 @@ def test_load_graph_retrains_a_pruned_model(data, tmp_path):
         train(bad, tmp_path / "bad", quiet=True)
 
 
+def test_load_graph_retraining_follows_the_spec_freeze_settings(data, tmp_path):
+    """freeze_blocks / freeze_bn apply to a loaded pruned graph as to a built model (they were
+    ignored before); a graph of another backbone than the spec's is refused."""
+    from synthloop.deploy.prune import load_pruned, prune_checkpoint
+
+    ckpt = train(_spec(data, iterations=1), tmp_path / "run", quiet=True)
+    prune_checkpoint(ckpt, tmp_path / "pruned.pt", threshold=0.9, min_filters=8, granularity=8)
+    before = load_pruned(tmp_path / "pruned.pt").state_dict()
+    spec = _spec(data, iterations=2, backbone={"freeze_blocks": [0, 1], "freeze_bn": False})
+    spec = spec.model_copy(
+        update={"model": spec.model.model_copy(update={"load_graph": str(tmp_path / "pruned.pt")})}
+    )
+    after = load_checkpoint(train(spec, tmp_path / "retrain", quiet=True))["model"]
+    stem_and_stage1 = [k for k in before if k.startswith(("backbone.body.stem.", "backbone.body.blocks.0."))]
+    later = [k for k in before if k.startswith("backbone.body.blocks.1.") and k.endswith(".weight")]
+    assert stem_and_stage1 and later
+    for k in stem_and_stage1:
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN stats still move
+            assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in later)
+    other = spec.model_copy(update={"backbone": spec.backbone.model_copy(update={"name": "resnet18"})})
+    with pytest.raises(SpecError, match="resnet18"):
+        train(other, tmp_path / "other", quiet=True)
+
+
 def test_distillation_terms_vanish_when_the_student_is_the_teacher():
     from synthloop.training.backbones import build_backbone
     from synthloop.training.detectnet import DetectNetV2

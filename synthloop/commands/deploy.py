@@ -74,6 +74,13 @@ def prune_cmd(
         "--target-ratio",
         help="search the smallest -pth that leaves at most this fraction of the parameters (ignores -pth)",
     ),
+    exclude: list[str] = typer.Option(
+        [],
+        "--exclude",
+        "-el",
+        help="never prune the convs under this module name prefix, e.g. backbone.body.stem (repeat; "
+        "TLT --excluded_layers)",
+    ),
 ) -> None:
     """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after."""
     from synthloop.deploy.prune import prune_checkpoint
@@ -98,6 +105,7 @@ def prune_cmd(
         target_ratio,
         allocation,
         images,  # type: ignore[arg-type]
+        exclude,
     )
     print(f"pruned {len(r.layers)} layer groups at -pth {r.threshold:.4f}")
     print(f"params: {r.params_before:,} -> {r.params_after:,} (ratio {r.param_ratio:.3f})")

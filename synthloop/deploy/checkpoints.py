@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from synthloop.deploy.errors import DeployError
+from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifier_key
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
 
@@ -391,6 +392,8 @@ def apply_layer_shapes(model: nn.Module, shapes: Mapping[str, Mapping[str, int]]
     modules = dict(model.named_modules())
     for name, attrs in shapes.items():
         m = modules.get(name)
+        if is_legacy_classifier_key(name + ".") and not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            continue  # the unused Lite0 classifier, no longer built (synthloop.training.legacy)
         if m is None:
             raise DeployError(f"pruned checkpoint names layer {name!r} that the model lacks", where=name)
         for k, v in attrs.items():
@@ -446,6 +449,7 @@ def read_checkpoint(path: str | os.PathLike, where: str = "model") -> dict[str, 
 
 def _load_weights(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
     own = model.state_dict()
+    sd = drop_legacy_classifier(sd, own)
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]

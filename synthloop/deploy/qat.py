@@ -39,6 +39,7 @@ from synthloop.dataset.types import Dataset
 from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
+from synthloop.training.legacy import attach_legacy_classifier, has_legacy_classifier
 
 QAT_FORMAT = "synthloop.qat/1"
 
@@ -201,9 +202,16 @@ def load_qat(path: str | os.PathLike) -> tuple[DetectNetRaw, ModelDesc]:
         )
     desc = ModelDesc.model_validate(obj["desc"])
     sd = obj["model"]
-    raw = DetectNetRaw(apply_layer_shapes(build_model(desc), obj["layer_shapes"]))
+    model = build_model(desc)
+    if has_legacy_classifier(sd):  # saved with the unused Lite0 classifier: its quantizers name it
+        attach_legacy_classifier(model)
+    raw = DetectNetRaw(model).eval()
+    # the saved layers have TF-"SAME" padding frozen for the input size (asymmetric: ZeroPad2d + conv,
+    # named ``<conv>.1``); padding depends on spatial sizes only, so freeze it before the widths change
+    static_same_padding(raw, torch.zeros(1, 3, desc.input_height, desc.input_width))
+    apply_layer_shapes(raw.net, obj["layer_shapes"])
     for name, m in list(raw.named_modules()):  # the saved model had its batch norms folded
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d) and f"{name}.running_mean" not in sd:
             parent, _, attr = name.rpartition(".")
             setattr(raw.get_submodule(parent), attr, nn.Identity())
         elif isinstance(m, nn.Conv2d) and m.bias is None and f"{name}.bias" in sd:

@@ -17,6 +17,12 @@ BatchNorm in eval mode with frozen affine parameters.
 
 All backbones return ``OrderedDict{"0": stride 8, "1": stride 16, "2": stride 32}`` of
 (B, C_i, ceil(H/s), ceil(W/s)) tensors and expose ``out_channels_list``.
+
+The ImageNet classifier is removed once its weights are loaded (ResNet ``fc``; EfficientNet's 1280-channel
+conv head and ``classifier``, 1.69 M parameters, 35 % of the Lite0 detector): parameters the detection
+forward never reaches would break data-parallel training (DDP requires every trainable parameter to
+get a gradient), be counted in the model's size and be saved in every checkpoint. Checkpoints written
+while the Lite0 head was still there load through :mod:`synthloop.training.legacy`.
 """
 
 from __future__ import annotations
@@ -331,6 +337,7 @@ def build_backbone(
             [b for b, s in zip(net.blocks, net.stage_of_block, strict=True) if s == k] for k in range(1, 8)
         ]
         bb = FeatureBackbone(name, net, list(net.out_channels_list), stages)
+        net.head, net.dropout, net.classifier = nn.Identity(), nn.Identity(), nn.Identity()
     elif name in ("resnet18", "resnet34", "resnet50"):
         import torchvision
 

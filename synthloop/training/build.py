@@ -246,7 +246,7 @@ def data_anchor_sizes(spec: ExperimentSpec, data: PreparedData) -> tuple[int, ..
 
 def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
     """The pruned model of ``spec.model.load_graph``, checked against the spec's family and classes."""
-    from synthloop.deploy.checkpoints import load_model
+    from synthloop.deploy.checkpoints import feature_backbone, load_model
 
     path = spec.model.load_graph
     try:
@@ -262,6 +262,13 @@ def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
             f"the pruned graph's classes {loaded.desc.class_names} differ from the data's {classes}",
             where="model.load_graph",
         )
+    if loaded.desc.backbone != spec.backbone.name:
+        raise SpecError(
+            f"the pruned graph has a {loaded.desc.backbone} backbone, the spec names {spec.backbone.name}",
+            where="backbone.name",
+        )
+    # the graph brings its widths and weights; what to train is still the spec's (TLT's retrain spec)
+    feature_backbone(loaded.model).freeze(spec.backbone.freeze_blocks, spec.backbone.freeze_bn)
     return loaded.model.train()
 
 

@@ -14,6 +14,10 @@ that require grad) for one example input, before training starts, and installs a
 * any other call (eval mode, ``no_grad``, another shape such as a short last batch, autocast off)
   runs the module's own forward, on the same parameters.
 
+An output computed by frozen layers only (a backbone's stride-8 level under ``freeze_blocks``) is
+replayed as a non-differentiable tensor, as eager autograd would treat it; at least one output
+must require grad.
+
 Capture runs a few warm-up passes on a side stream; the module's buffers (BatchNorm running
 statistics, ``num_batches_tracked``) are restored afterwards, so a graphed run updates them once
 per step, as an eager run does. Parameters receive gradients through autograd as before (the
@@ -70,8 +74,9 @@ class _Graphs:
     static_in: Tensor
     static_outs: list[Tensor]
     out_spec: Any
-    static_grad_outs: list[Tensor]
+    static_grad_outs: list[Tensor]  # one per differentiable output
     static_grads: list[Tensor | None]
+    differentiable: list[bool]  # per output: False for one computed by frozen layers only
 
 
 class _Replay(torch.autograd.Function):
@@ -84,12 +89,15 @@ class _Replay(torch.autograd.Function):
             g.static_in.copy_(x)
         g.fwd.replay()
         ctx.graphs = g
-        return tuple(o.detach() for o in g.static_outs)
+        outs = tuple(o.detach() for o in g.static_outs)
+        ctx.mark_non_differentiable(*(o for o, d in zip(outs, g.differentiable, strict=True) if not d))
+        return outs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         g: _Graphs = ctx.graphs
+        grads = tuple(gr for gr, d in zip(grads, g.differentiable, strict=True) if d)
         for static, grad in zip(g.static_grad_outs, grads, strict=True):
             if grad is None:
                 static.zero_()
@@ -110,14 +118,18 @@ def _capture(
         amp = {"dtype": amp_dtype or torch.float16, "enabled": amp_dtype is not None}
         with torch.autocast("cuda", **amp, cache_enabled=False):
             outs, spec = tree_flatten(forward(static_in))
-        if not outs or not all(isinstance(o, Tensor) and o.requires_grad for o in outs):
-            raise GraphCaptureError(f"{type(module).__name__} must return tensors that require grad")
+        if not outs or not all(isinstance(o, Tensor) for o in outs):
+            raise GraphCaptureError(f"{type(module).__name__} must return tensors")
+        if not any(o.requires_grad for o in outs):
+            raise GraphCaptureError(f"{type(module).__name__} returns no tensor that requires grad")
         return outs, spec
 
     def grads_of(outs: list[Tensor], grad_outs: list[Tensor]) -> tuple[Tensor | None, ...]:
+        # only the outputs that require grad (an early level computed by frozen stages does not);
         # allow_unused: parameters the forward does not reach (layers after a backbone's last
         # returned level) get no gradient, as in eager mode
-        return torch.autograd.grad(outs, params, grad_outputs=grad_outs, allow_unused=True)
+        diff = [o for o in outs if o.requires_grad]
+        return torch.autograd.grad(diff, params, grad_outputs=grad_outs, allow_unused=True)
 
     torch.cuda.synchronize()
     gc.collect()  # nothing may be freed back to the driver while a capture runs
@@ -126,7 +138,7 @@ def _capture(
     with torch.cuda.stream(stream):  # warm-up: cuDNN autotuning and lazy init stay out of the graph
         for _ in range(warmup):
             outs, _ = run()
-            grads_of(outs, [torch.zeros_like(o) for o in outs])
+            grads_of(outs, [torch.zeros_like(o) for o in outs if o.requires_grad])
         del outs
     torch.cuda.current_stream().wait_stream(stream)
     torch.cuda.synchronize()
@@ -135,7 +147,8 @@ def _capture(
     # thread_local: another thread's CUDA call (the DataLoader's pin-memory thread) cannot void it
     with torch.cuda.graph(fwd, pool=pool, stream=stream, capture_error_mode="thread_local"):
         outs, spec = run()
-    static_grad_outs = [torch.empty_like(o) for o in outs]
+    differentiable = [o.requires_grad for o in outs]
+    static_grad_outs = [torch.empty_like(o) for o in outs if o.requires_grad]
     with torch.cuda.graph(bwd, pool=pool, stream=stream, capture_error_mode="thread_local"):
         grads = grads_of(outs, static_grad_outs)
     # keep the output buffers, not the captured autograd graph: its nodes were made on the capture
@@ -143,7 +156,7 @@ def _capture(
     static_outs = [o.detach() for o in outs]
     del outs
     static_grads = [None if g is None else g.detach() for g in grads]
-    graphs = _Graphs(fwd, bwd, static_in, static_outs, spec, static_grad_outs, static_grads)
+    graphs = _Graphs(fwd, bwd, static_in, static_outs, spec, static_grad_outs, static_grads, differentiable)
     return graphs, params
 
 

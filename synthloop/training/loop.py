@@ -45,6 +45,7 @@ from synthloop.training.build import PreparedData, build_model, data_anchor_size
 from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
+from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 
@@ -465,9 +466,12 @@ def _train(
                 "the distillation teacher file changed since this run started (sha256 differs)",
                 path=str(spec.distill.teacher if spec.distill else out),
             )
-        model.load_state_dict(ck["model"])
+        opt_state = ck["optimizer"]
+        if has_legacy_classifier(ck["model"]):  # saved before the unused Lite0 classifier was removed
+            opt_state = upgrade_optimizer_state(opt_state, ck["model"], model)
+        model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
         saved_world = int(ck["state"].get("world_size", 1))
-        optimizer.load_state_dict(ck["optimizer"])
+        optimizer.load_state_dict(opt_state)
         scaler.load_state_dict(ck["scaler"])
         state.update(ck["state"])
         if "consumed" not in ck["state"]:  # a checkpoint from before item positions
@@ -477,7 +481,8 @@ def _train(
         if main:
             _truncate_metrics(out / "metrics.jsonl", state["global_step"])
     graph_stats = None
-    if cuda and spec.cuda_graph and not spec.compile and not ctx.distributed:
+    trainable_backbone = any(p.requires_grad for p in model.backbone.parameters())  # not all frozen
+    if cuda and spec.cuda_graph and not spec.compile and not ctx.distributed and trainable_backbone:
         # after every move, layout change and load of the parameters: the graphs read them in place
         model.train()
         example = _backbone_example(model, family, spec.batch_size // world, spec, device)

@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from synthloop.dataset.types import Dataset
 from synthloop.training.build import build_model
 from synthloop.training.errors import TrainingError
+from synthloop.training.legacy import drop_legacy_classifier
 from synthloop.training.loop import load_checkpoint, resolve_device
 from synthloop.training.spec import ExperimentSpec
 
@@ -61,7 +62,7 @@ class Predictor:
         anchors = tuple(ck["anchor_sizes"]) if ck.get("anchor_sizes") else None
         model = build_model(spec, list(ck["classes"]), anchors, pretrained=False)
         try:
-            model.load_state_dict(ck["model"])
+            model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
         except RuntimeError as e:
             raise TrainingError(
                 f"checkpoint does not fit its model ({str(e).splitlines()[0]})", path=str(p)
