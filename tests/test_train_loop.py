@@ -300,6 +300,19 @@ def test_load_graph_retrains_a_pruned_model(data, tmp_path):
     ds = load_dataset(data["synth"])
     dets = predict_dataset(tmp_path / "pruned.pt", ds)
     assert set(dets) == {f.frame_id for f in ds.frames}
+    # the retrained checkpoint stands alone: without the pruned file the run read, it rebuilds its
+    # widths from its weights (Predictor, synthloop.deploy) and predicts the same
+    from synthloop.deploy.checkpoints import load_model
+
+    (tmp_path / "pruned.pt").rename(tmp_path / "moved.pt")
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.interpolate(x, size=(96, 128), mode="bilinear")
+    with torch.no_grad():
+        want = pred.model.eval().head(x)
+        for model in (Predictor.from_checkpoint(retrained).model, load_model(retrained).model):
+            assert sum(p.numel() for p in model.parameters()) == pruned_params
+            for a, b in zip(want, model.eval().head(x), strict=True):
+                torch.testing.assert_close(a, b)
     bad = _spec(data, iterations=1)
     bad = bad.model_copy(update={"model": bad.model.model_copy(update={"load_graph": str(ckpt)})})
     with pytest.raises(SpecError, match="load_graph"):

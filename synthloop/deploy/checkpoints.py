@@ -134,6 +134,9 @@ def build_model(desc: ModelDesc) -> nn.Module:
         from synthloop.training.spec import ExperimentSpec
 
         spec = ExperimentSpec.model_validate(desc.spec)
+        # widths come from the checkpoint (layer shapes, or its weights), never from a pruned file
+        # the run read (``model.load_graph``), which need not exist where the model is loaded
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"load_graph": None})})
         anchors = tuple(desc.anchor_sizes) if desc.family == "mask_rcnn" else None
         return train_build_model(spec, list(desc.class_names), anchors, pretrained=False).eval()
 
@@ -416,7 +419,31 @@ def apply_layer_shapes(model: nn.Module, shapes: Mapping[str, Mapping[str, int]]
     return model
 
 
-def refresh_out_channels(model: nn.Module, desc: ModelDesc) -> None:
+def shapes_from_state_dict(model: nn.Module, sd: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """The :func:`layer_shapes` entries that ``sd``'s weights give ``model``'s conv / batch-norm /
+    linear layers where they differ from the built ones: a model retrained from a pruned graph
+    (``model.load_graph``) rebuilt from its training checkpoint alone, without the pruned file.
+    Depthwise convs (groups = channels) stay depthwise; other grouped convs keep their groups."""
+    out: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        w = sd.get(f"{name}.weight")
+        if not isinstance(w, torch.Tensor):
+            continue
+        if isinstance(m, nn.Conv2d) and w.dim() == 4:
+            n_out, per_group = int(w.shape[0]), int(w.shape[1])
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            groups = n_out if depthwise else m.groups
+            shape = {"in_channels": per_group * groups, "out_channels": n_out, "groups": groups}
+            if shape != {"in_channels": m.in_channels, "out_channels": m.out_channels, "groups": m.groups}:
+                out[name] = shape
+        elif isinstance(m, nn.BatchNorm2d) and int(w.shape[0]) != m.num_features:
+            out[name] = {"num_features": int(w.shape[0])}
+        elif isinstance(m, nn.Linear) and w.dim() == 2 and tuple(w.shape) != (m.out_features, m.in_features):
+            out[name] = {"in_features": int(w.shape[1]), "out_features": int(w.shape[0])}
+    return out
+
+
+def refresh_out_channels(model: nn.Module, desc: ModelDesc | None = None) -> None:
     """Update ``out_channels_list`` of the feature backbone after pruning (one forward pass)."""
     bb = feature_backbone(model)
     with torch.no_grad():
@@ -540,7 +567,12 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedMode
         if found == "detectnet_v2":
             desc = desc.model_copy(update={"head_channels": int(sd["fuse.0.weight"].shape[0])})
     model = build_model(desc)
+    shapes = shapes_from_state_dict(model, sd)  # retrained from a pruned graph: its widths
+    if shapes:
+        apply_layer_shapes(model, shapes)
     _load_weights(model, sd, p)
+    if shapes:
+        refresh_out_channels(model, desc)
     extra = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
     return LoadedModel(model.eval(), desc, "training", Path(path), dict(spec) if spec else None, extra)
 
