@@ -28,20 +28,6 @@ from synthloop.training.loop import load_checkpoint, resolve_device
 from synthloop.training.spec import ExperimentSpec
 
 
-def _pruned_retrained_model(
-    spec: ExperimentSpec, classes: list[str], anchors: tuple[int, ...] | None, sd: dict[str, Any]
-) -> torch.nn.Module:
-    """The model of a run retrained from ``model.load_graph``, rebuilt from its own weights' shapes,
-    so the checkpoint stands alone (the pruned file need not exist where the run read it)."""
-    from synthloop.deploy.checkpoints import apply_layer_shapes, refresh_out_channels, shapes_from_state_dict
-
-    plain = spec.model_copy(update={"model": spec.model.model_copy(update={"load_graph": None})})
-    model = build_model(plain, classes, anchors, pretrained=False)
-    apply_layer_shapes(model, shapes_from_state_dict(model, drop_legacy_classifier(sd, model.state_dict())))
-    refresh_out_channels(model)
-    return model
-
-
 class Predictor:
     """A trained detector in eval mode. ``score_threshold`` drops lower-scored detections."""
 
@@ -74,16 +60,20 @@ class Predictor:
         ck = load_checkpoint(p)
         spec = ExperimentSpec.model_validate(ck["spec"])
         anchors = tuple(ck["anchor_sizes"]) if ck.get("anchor_sizes") else None
-        if spec.model.load_graph:  # retrained from a pruned graph: the checkpoint has its widths
-            model = _pruned_retrained_model(spec, list(ck["classes"]), anchors, ck["model"])
+        if spec.model.load_graph:
+            # retrained from a pruned graph: the widths come from the checkpoint's weights, so it
+            # stands alone (the pruned file the run read need not exist here)
+            from synthloop.deploy.checkpoints import load_model
+
+            model = load_model(p).model
         else:
             model = build_model(spec, list(ck["classes"]), anchors, pretrained=False)
-        try:
-            model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
-        except RuntimeError as e:
-            raise TrainingError(
-                f"checkpoint does not fit its model ({str(e).splitlines()[0]})", path=str(p)
-            ) from None
+            try:
+                model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
+            except RuntimeError as e:
+                raise TrainingError(
+                    f"checkpoint does not fit its model ({str(e).splitlines()[0]})", path=str(p)
+                ) from None
         return cls(
             model,
             spec,
