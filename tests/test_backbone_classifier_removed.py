@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train_ddp import _spec_dict
 
 from synthloop.deploy.checkpoints import load_model
 from synthloop.exporters.coco import write_coco
@@ -24,26 +25,15 @@ torch.set_num_threads(1)
 
 
 def _spec(data: dict[str, Path], family: str = "detectnet_v2", **over):
-    d = {
-        "datasets": [
-            {"kind": "synthetic", "paths": [str(data["synth"])]},
-            {"kind": "real", "coco_json": str(data["real"])},
-        ],
-        "model": {"family": family, "input_width": 96, "input_height": 64},
-        "backbone": {"name": "efficientnet_lite0", "weights": "package", "freeze_bn": False},
-        "augment": {"enabled": True, "hflip_prob": 0.5},
-        "mix": {"schedule": "blend", "ratio": [1, 1], "real_fraction": 1.0},
-        "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.01},
-        "lr_schedule": {"name": "soft_start_annealing"},
-        "iterations": 4,
-        "checkpoint_interval": 2,
-        "batch_size": 2,
-        "device": "cpu",
-        "amp": False,
-        "deterministic": True,
-        "log_interval": 1,
-        "seed": 5,
-    }
+    """test_train_ddp's blend spec on the default Lite0 backbone (pretrained, batch norms training),
+    AdamW with weight decay, so the removed parameters had optimizer state in the old layout."""
+    d = _spec_dict(
+        data,
+        model={"family": family, "input_width": 96, "input_height": 64},
+        backbone={"name": "efficientnet_lite0", "weights": "package", "freeze_bn": False},
+        optimizer={"name": "adamw", "lr": 0.001, "weight_decay": 0.01},
+        seed=5,
+    )
     d.update(over)
     return parse_spec(d)
 

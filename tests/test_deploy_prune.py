@@ -32,6 +32,22 @@ def spread_filters(model, seed=0):
                 m.weight.mul_(torch.rand(m.out_channels, 1, 1, 1, generator=g) ** 2)
 
 
+def spread_detectnet(backbone: str, num_classes: int = 2):
+    """(desc, model): a 64x64 DetectNet_v2, seeded random weights spread by :func:`spread_filters`."""
+    desc = ModelDesc(
+        family="detectnet_v2",
+        backbone=backbone,
+        class_names=["a", "b", "c"][:num_classes],
+        category_ids=[1, 2, 3][:num_classes],
+        input_width=64,
+        input_height=64,
+    )
+    torch.manual_seed(0)
+    model = build_model(desc)
+    spread_filters(model)
+    return desc, model
+
+
 def test_kept_count_rules():
     s = torch.tensor([1.0, 0.9, 0.5, 0.2, 0.1, 0.05] + [0.01] * 26)
     assert kept_count(s, 0.15, 1, 1) == 4
@@ -43,17 +59,7 @@ def test_kept_count_rules():
 
 @pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
 def test_prune_detectnet(backbone, tmp_path):
-    desc = ModelDesc(
-        family="detectnet_v2",
-        backbone=backbone,
-        class_names=["a", "b"],
-        category_ids=[1, 2],
-        input_width=64,
-        input_height=64,
-    )
-    torch.manual_seed(0)
-    model = build_model(desc)
-    spread_filters(model)
+    desc, model = spread_detectnet(backbone)
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         shapes = [t.shape for t in DetectNetRaw(model)(x)]
@@ -134,17 +140,7 @@ def test_prune_maskrcnn_backbone_keeps_fpn_width():
 
 def test_threshold_for_ratio_meets_the_target_tightly():
     """The searched -pth gives at most the target ratio, and a visibly smaller -pth exceeds it."""
-    desc = ModelDesc(
-        family="detectnet_v2",
-        backbone="resnet18",
-        class_names=["a"],
-        category_ids=[1],
-        input_width=64,
-        input_height=64,
-    )
-    torch.manual_seed(0)
-    model = build_model(desc)
-    spread_filters(model)
+    desc, model = spread_detectnet("resnet18", num_classes=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     t, r = threshold_for_ratio(model, desc, 0.5, min_filters=8, granularity=8, steps=10)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # model untouched
@@ -159,17 +155,7 @@ def test_threshold_for_ratio_meets_the_target_tightly():
 def test_excluded_layers_keep_their_width_and_the_rest_meets_the_budget(tmp_path):
     """``exclude`` (TLT --excluded_layers): the stem, the first stages and the DetectNet head convs
     keep every channel; the uniform cut of the rest is searched to the same parameter target."""
-    desc = ModelDesc(
-        family="detectnet_v2",
-        backbone="efficientnet_lite0",
-        class_names=["a", "b"],
-        category_ids=[1, 2],
-        input_width=64,
-        input_height=64,
-    )
-    torch.manual_seed(0)
-    model = build_model(desc)
-    spread_filters(model)
+    desc, model = spread_detectnet("efficientnet_lite0")
     exclude = ["backbone.body.stem", "backbone.body.blocks.0", "backbone.body.blocks.1", "fuse", "lat16"]
     kept = {
         n: m.out_channels
