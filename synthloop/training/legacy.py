@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from synthloop.training.backbones import FeatureBackbone
+from synthloop.training.backbones import EfficientNetLite0, FeatureBackbone, _conv_bn
 from synthloop.training.errors import TrainingError
 
 # key parts of the removed modules (DetectNet backbone.body.head.*, Mask R-CNN backbone.body.body.head.*)
@@ -84,8 +84,6 @@ def attach_legacy_classifier(model: nn.Module) -> nn.Module:
     """Put the removed conv head + classifier back on every Lite0 body of ``model`` (in place), at
     their original ImageNet shapes, so that a saved layout naming them (a QAT checkpoint's quantizer
     state, a pruned checkpoint's layer shapes) can be restored exactly. They stay unused."""
-    from synthloop.training.backbones import EfficientNetLite0, _conv_bn
-
     for m in model.modules():
         if isinstance(m, EfficientNetLite0):
             m.head = _conv_bn(320, 1280, 1)
