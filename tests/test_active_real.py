@@ -127,12 +127,12 @@ def fake_detections(ds: Dataset) -> Detections:
     return dets
 
 
-def render_folder(root: Path, frames: int = 40, seed: int = 5) -> Path:
+def render_folder(root: Path, frames: int = 40, seed: int = 5, start: int = 0, recipe=None) -> Path:
     """Renders of the toy recipe: sampled scenes painted with each object's sampled colour."""
-    recipe = recipe_from_dict(RECIPE)
-    rng = np.random.default_rng(seed)
+    recipe = recipe or recipe_from_dict(RECIPE)
+    rng = np.random.default_rng(seed + start)
     w = DatasetWriter(root, CATS)
-    for k in range(frames):
+    for k in range(start, start + frames):
         scene = sample_scene(recipe, seed, k)
         objs = [o for o in scene.objects if o.category_id is not None][:12]
         img, boxes, masks = paint(
@@ -154,6 +154,24 @@ def render_folder(root: Path, frames: int = 40, seed: int = 5) -> Path:
         w.write_frame(
             frame_stem(k),
             rgb=img,
+            instance_ids=np.zeros((H, W), np.uint16),
+            depth=np.zeros((H, W)),
+            record=rec,
+        )
+    return root
+
+
+def write_real_folder(real: Dataset, root: Path) -> Path:
+    """The hand-built real split as a dataset folder (what load_any reads)."""
+    from PIL import Image
+
+    w = DatasetWriter(root, CATS)
+    for k, f in enumerate(real.frames):
+        rgb = np.asarray(Image.open(f.image_path))
+        rec = {"width": W, "height": H, "source": "real", "objects": [object_to_record(o) for o in f.objects]}
+        w.write_frame(
+            frame_stem(k),
+            rgb=rgb,
             instance_ids=np.zeros((H, W), np.uint16),
             depth=np.zeros((H, W)),
             record=rec,
@@ -299,3 +317,98 @@ def test_mine_real_writes_a_derived_recipe_and_refuses_foreign_classes(world, tm
     DatasetWriter(other, [Category(1, "walnut")])
     with pytest.raises(ActiveError, match="walnut"):
         mine_real("model.pt", other, renders, tmp_path / "out2", predict=predict)
+
+
+class LoopFakes:
+    """Loop hooks: render = painted toy scenes; train = a file; evaluate = detect everything on the
+    synthetic val set; predict = the hue-band-blind fake detector on the real split."""
+
+    def __init__(self) -> None:
+        self.predicted: list[str] = []
+
+    def render(self, recipe, seed, start, frames, work_dir: Path, spec) -> Path:
+        return render_folder(work_dir / "data", frames, seed, start, recipe)
+
+    def train(self, spec, datasets, out_dir: Path, init) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "model.ckpt").write_text("fake")
+        return out_dir / "model.ckpt"
+
+    def evaluate(self, ckpt, dataset: Path, report_path: Path, spec):
+        from synthloop.active.loop import EvalResult
+        from synthloop.evaluation.slices import compute_slices
+
+        ds = load_dataset(dataset)
+        dets = Detections(
+            {
+                f.frame_id: FrameDetections(
+                    f.frame_id,
+                    np.array([o.bbox for o in f.objects]).reshape(-1, 4),
+                    np.full(len(f.objects), 0.9),
+                    np.array([o.category_id for o in f.objects], dtype=np.int64),
+                )
+                for f in ds.frames
+            }
+        )
+        return EvalResult({"recall": 1.0}, compute_slices(ds, dets))
+
+    def predict(self, ckpt, ds):
+        self.predicted.append(ds.name)
+        return fake_detections(ds) if ds.name != "pool" else Detections()
+
+    def hooks(self):
+        from synthloop.active.loop import LoopHooks
+
+        return LoopHooks(render=self.render, train=self.train, evaluate=self.evaluate, predict=self.predict)
+
+
+def test_real_guided_loop_renders_more_of_the_real_weak_region(world, tmp_path):
+    import json
+
+    import yaml
+
+    from synthloop.active.errors import ActiveError
+    from synthloop.active.loop import run_loop
+    from synthloop.scenes.recipe import recipe_to_yaml
+
+    _, real, _ = world
+    write_real_folder(real, tmp_path / "real_train")
+    (tmp_path / "painted.yaml").write_text(recipe_to_yaml(recipe_from_dict(RECIPE)))
+    spec = {
+        "name": "real-guided",
+        "recipe": "painted.yaml",
+        "seed": 3,
+        "initial_frames": 40,
+        "frames_per_round": 20,
+        "rounds": 1,
+        "val_frames": 4,
+        "val_seed": 11,
+        "mine_on": "real",
+        "real_train": "real_train",
+        "real_mining": {"min_support": 5, "exclude": ["attr.size"]},
+    }
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    fakes = LoopFakes()
+    results = run_loop(path, tmp_path / "out", hooks=fakes.hooks())
+    assert [m["round"] for m in results] == [0, 1]
+    r0 = results[0]
+    assert r0["real_train"]["recall"] < 0.95 and any(
+        "prop.hue" in w for w in r0["real_train"]["weak_regions"]
+    )
+    assert any(w.startswith("attr.hue") for w in r0["weak_regions"])
+    r1 = tmp_path / "out" / "round_001"
+    assert "classes[0].material.hue" in results[1]["derived_changes"]
+    hues = [o.attributes["hue"] for f in load_dataset(r1 / "data").frames for o in f.objects]
+    share = float(np.mean([in_band(h) for h in hues]))
+    assert share > 0.5, share  # 0.15 under the initial recipe
+    assert (tmp_path / "out" / "round_000" / "render_properties.json").exists()
+    assert json.loads((tmp_path / "out" / "round_000" / "real_mining.json").read_text())["mappings"]
+
+    for bad, msg in (
+        ({"real_train": None}, "needs real_train"),
+        ({"real_eval": "real_train"}, "never steer"),
+    ):
+        path.write_text(yaml.safe_dump({**spec, **bad}))
+        with pytest.raises(ActiveError, match=msg):
+            run_loop(path, tmp_path / "bad", hooks=fakes.hooks())

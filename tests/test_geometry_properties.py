@@ -54,6 +54,9 @@ def test_colour_and_background_ring():
     assert p["bg_value"][0] == pytest.approx(200 / 255)
     assert p["bg_texture"][0] == pytest.approx(0.0, abs=1e-9)
     assert p["bg_value"][1] < 0.4 and p["bg_texture"][1] > 0.05
+    img[20:30, 20:30] = (255, 0, 8)  # a red just below hue 1: one interval with the reds above 0
+    q = object_properties(img, np.array([[20, 20, 30, 30]], float), [mask])
+    assert q["hue"][0] == pytest.approx(-8 / 255 / 6, abs=1e-6)
 
 
 def test_bad_input_is_one_error():

@@ -173,12 +173,17 @@ def describe_pool(
     return rows, chosen
 
 
-def describe_renders(ds: Dataset, *, load_image: LoadImage = frame_image) -> list[dict[str, Any]]:
-    """One row per visible labeled object of a synthloop render dataset (module docstring)."""
+def describe_renders(
+    ds: Dataset, *, load_image: LoadImage = frame_image, on_frame: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """One row per visible labeled object of a synthloop render dataset (module docstring);
+    ``on_frame`` is called after each frame (a progress bar)."""
     names = {c.id: c.name for c in ds.categories}
     rows: list[dict[str, Any]] = []
     for frame in ds.frames:
         objs = [o for o in frame.objects if o.area > 0]
+        if on_frame is not None:
+            on_frame()
         if not objs:
             continue
         boxes = np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, min
 from synthloop.active.outcomes import outcome_table
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
+from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe
 
 REAL_SCHEMA = "synthloop.real_mining/1"
@@ -241,7 +242,7 @@ def map_region(
 def mine_real_errors(
     real: Dataset,
     real_dets: Detections,
-    renders: Dataset,
+    renders: Dataset | None,
     *,
     pool: tuple[Sequence[Any], Detections] | None = None,
     options: RealMiningOptions | None = None,
@@ -265,7 +266,9 @@ def mine_real_errors(
             score_thr=opts.score_thr,
             category_names=names,
         )
-    rrows = list(render_rows) if render_rows is not None else describe_renders(renders)
+    if render_rows is None and renders is None:
+        raise ActiveError("need the renders (or their described rows) to map regions through")
+    rrows = list(render_rows) if render_rows is not None else describe_renders(renders)  # type: ignore[arg-type]
     if not rrows:
         raise ActiveError("the render folder has no visible labeled object to map regions through")
     results = {
@@ -314,12 +317,14 @@ def mine_real(
     options: RealMiningOptions | None = None,
     predict: PredictFn = predict_checkpoint,
     render_rows: Sequence[Mapping[str, Any]] | None = None,
+    progress: Literal["off", "bar", "json"] = "off",
 ) -> dict[str, Path]:
     """Predict on the real split (and pool), mine, map, and derive ``recipe`` when given; writes
     into ``out_dir`` (atomically): ``real_mining.json`` (tables' regions, mappings, summary),
     ``weak_regions.json`` (the parameter regions: ``active derive`` reads it), ``objects.json``
     (every described row) and, with a recipe, ``recipe.yaml`` / ``recipe.diff`` /
-    ``recipe.derivation.json``. Returns the written paths."""
+    ``recipe.derivation.json``. ``progress``: a rich bar (``bar``) or JSON lines (``json``) while
+    the renders are described. Returns the written paths."""
     from synthloop.active.derive import save_derivation
     from synthloop.active.describe import pool_frames
     from synthloop.active.select import list_pool_images
@@ -337,8 +342,14 @@ def mine_real(
         frames = pool_frames(list_pool_images(pool))
         pool_ds = Dataset(categories=real.categories, frames=frames, name="pool")
         pool_arg = (frames, predict(ckpt, pool_ds))
+    real_dets = predict(ckpt, real)
+    if render_rows is None and progress == "off":
+        render_rows = describe_renders(renders)
+    elif render_rows is None:
+        with JobProgress(len(renders.frames), "describe renders", quiet=progress == "json") as bar:
+            render_rows = describe_renders(renders, on_frame=bar.advance)
     result, rows = mine_real_errors(
-        real, predict(ckpt, real), renders, pool=pool_arg, options=options, render_rows=render_rows
+        real, real_dets, renders, pool=pool_arg, options=options, render_rows=render_rows
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,9 @@ and optional (H, W) bool masks, each object gets:
   orientation).
 * ``hue`` / ``saturation`` / ``value``: colour of the pixels under the mask (the box where no mask
   is given), display HSV as in recipes: hue in turns, the saturation-weighted circular mean (the
-  hue of grey pixels is noise); saturation and value plain means in [0, 1].
+  hue of grey pixels is noise), wrapped into [``HUE_CUT`` - 1, ``HUE_CUT``) = [-0.25, 0.75) so
+  that reds (dates, red-brown skins) form one interval around 0 instead of two ends (-0.05 is
+  the recipe's 0.95); saturation and value plain means in [0, 1].
 * ``overlap``: the largest box IoU with a neighbour (the other context objects of the image).
 * ``border``: the box's gap to the nearest image edge in units of its long side, clipped to
   [0, ``BORDER_CLIP``]; 0 = touching the edge (a truncation proxy that needs no amodal box).
@@ -49,6 +51,7 @@ PROPERTY_NAMES = (
     "bg_texture",
 )
 BORDER_CLIP = 2.0
+HUE_CUT = 0.75
 DEFAULT_CLUTTER_K = 1.5
 DEFAULT_RING = 0.5
 
@@ -168,7 +171,8 @@ def object_properties(
         own = _pixels(masks[i], b[i], hgt, wid)
         if own.any():
             px = hsv[own]
-            cols["hue"][i] = circular_mean(px[:, 0], px[:, 1])
+            h = circular_mean(px[:, 0], px[:, 1])
+            cols["hue"][i] = h - 1.0 if h >= HUE_CUT else h
             cols["saturation"][i] = float(px[:, 1].mean())
             cols["value"][i] = float(px[:, 2].mean())
         grow = ring * float(out["size"][i]) * np.sqrt(float(wid) * float(hgt))
