@@ -412,3 +412,30 @@ def test_real_guided_loop_renders_more_of_the_real_weak_region(world, tmp_path):
         path.write_text(yaml.safe_dump({**spec, **bad}))
         with pytest.raises(ActiveError, match=msg):
             run_loop(path, tmp_path / "bad", hooks=fakes.hooks())
+
+
+def test_cli_mine_real_bad_input_is_one_line_exit_2(world, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from synthloop.commands.active import app as active_app
+
+    _, _, renders = world
+    app = typer.Typer()
+    app.add_typer(active_app, name="active")
+    other = tmp_path / "other"
+    DatasetWriter(other, [Category(1, "walnut")])
+    args = [
+        "active",
+        "mine-real",
+        "m.pt",
+        "--real",
+        str(other),
+        "--renders",
+        str(renders),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "walnut" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()

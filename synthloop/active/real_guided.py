@@ -308,7 +308,7 @@ def check_classes(real: Dataset, renders: Dataset, real_path: str, renders_path:
 def mine_real(
     checkpoint: str | Path,
     real_path: str | Path,
-    renders_path: str | Path,
+    renders_path: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     recipe: Recipe | None = None,
@@ -319,7 +319,8 @@ def mine_real(
     render_rows: Sequence[Mapping[str, Any]] | None = None,
     progress: Literal["off", "bar", "json"] = "off",
 ) -> dict[str, Path]:
-    """Predict on the real split (and pool), mine, map, and derive ``recipe`` when given; writes
+    """Predict on the real split (and pool), mine, map through the render folder(s) ``renders_path``,
+    and derive ``recipe`` when given; writes
     into ``out_dir`` (atomically): ``real_mining.json`` (tables' regions, mappings, summary),
     ``weak_regions.json`` (the parameter regions: ``active derive`` reads it), ``objects.json``
     (every described row) and, with a recipe, ``recipe.yaml`` / ``recipe.diff`` /
@@ -332,8 +333,12 @@ def mine_real(
     from synthloop.importers import load_any
 
     real = load_any(real_path)
-    renders = load_any(renders_path)
-    check_classes(real, renders, str(real_path), str(renders_path))
+    folders = [renders_path] if isinstance(renders_path, str | Path) else list(renders_path)
+    if not folders:
+        raise ActiveError("no render folder given", where="renders")
+    renders = [load_any(p) for p in folders]
+    for ds, p in zip(renders, folders, strict=True):
+        check_classes(real, ds, str(real_path), str(p))
     if not real.frames:
         raise ActiveError("the real split has no images", path=str(real_path))
     ckpt = Path(checkpoint)
@@ -344,12 +349,13 @@ def mine_real(
         pool_arg = (frames, predict(ckpt, pool_ds))
     real_dets = predict(ckpt, real)
     if render_rows is None and progress == "off":
-        render_rows = describe_renders(renders)
+        render_rows = [r for ds in renders for r in describe_renders(ds)]
     elif render_rows is None:
-        with JobProgress(len(renders.frames), "describe renders", quiet=progress == "json") as bar:
-            render_rows = describe_renders(renders, on_frame=bar.advance)
+        total = sum(len(ds.frames) for ds in renders)
+        with JobProgress(total, "describe renders", quiet=progress == "json") as bar:
+            render_rows = [r for ds in renders for r in describe_renders(ds, on_frame=bar.advance)]
     result, rows = mine_real_errors(
-        real, real_dets, renders, pool=pool_arg, options=options, render_rows=render_rows
+        real, real_dets, None, pool=pool_arg, options=options, render_rows=render_rows
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,9 @@ def mine_real_cmd(
     real: Path = typer.Option(
         ..., "--real", help="Labeled real TRAIN split (COCO json); never the val split."
     ),
-    renders: Path = typer.Option(..., "--renders", help="Render folder the model was trained on (records)."),
+    renders: list[Path] = typer.Option(
+        ..., "--renders", help="Render folder(s) the model was trained on (repeat for shards)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for real_mining.json, weak_regions.json, ..."),
     recipe: str | None = typer.Option(None, "--recipe", help="Recipe to derive from (bundled name or YAML)."),
     pool: Path | None = typer.Option(None, "--pool", help="Folder of unlabeled real photos (uncertainty)."),
