@@ -261,20 +261,7 @@ def test_a_region_no_render_reaches_is_reported_as_a_coverage_hole(world):
 
 def test_mine_real_writes_a_derived_recipe_and_refuses_foreign_classes(world, tmp_path):
     tmp, real, renders = world
-    real_dir = tmp_path / "realds"
-    w = DatasetWriter(real_dir, CATS)
-    for k, f in enumerate(real.frames):
-        from PIL import Image
-
-        rgb = np.asarray(Image.open(f.image_path))
-        rec = {"width": W, "height": H, "source": "real", "objects": [object_to_record(o) for o in f.objects]}
-        w.write_frame(
-            frame_stem(k),
-            rgb=rgb,
-            instance_ids=np.zeros((H, W), np.uint16),
-            depth=np.zeros((H, W)),
-            record=rec,
-        )
+    real_dir = write_real_folder(real, tmp_path / "realds")
     pool = tmp_path / "pool"
     pool.mkdir()
     for f in real.frames[:4]:

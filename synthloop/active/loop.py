@@ -75,7 +75,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,42 +116,32 @@ class MiningConfig(BaseModel):
         return MiningOptions(**d)
 
 
-class RealMiningConfig(BaseModel):
+class RealMiningConfig(MiningConfig):
     """Real-guided mining options of the loop (see :class:`~synthloop.active.real_guided.
-    RealMiningOptions`): the miner's knobs on the real tables, ``map_min_support`` for the render
-    table, and how many parameter regions / pool photos to keep."""
+    RealMiningOptions`): the miner's knobs on the (small) real tables (``min_support`` 5 by
+    default), ``map_min_support`` for the render table, and how many parameter regions / pool
+    photos to keep. ``exclude`` applies to both tables; ``include_measured`` is not used."""
 
-    model_config = ConfigDict(extra="forbid")
-    n_bins: int = Field(5, ge=2)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    adjust: Literal["bonferroni", "none"] = "bonferroni"
-    min_effect: float = Field(0.05, ge=0)
     min_support: int = Field(5, ge=1)
-    max_regions: int = Field(5, ge=1)
     map_min_support: int = Field(10, ge=1)
     params_per_region: int = Field(3, ge=1)
     pool_top: int = Field(10, ge=1)
     pool_min_score: float = Field(0.1, ge=0, le=1)
-    exclude: list[str] = Field(default_factory=list)
-    seed: int = 0
 
-    def options(self, score_thr: float) -> RealMiningOptions:
-        common = {
-            "n_bins": self.n_bins,
-            "confidence": self.confidence,
-            "adjust": self.adjust,
-            "min_effect": self.min_effect,
-            "seed": self.seed,
-        }
+    def real_options(self, score_thr: float) -> RealMiningOptions:
+        mining = self.options()
         return RealMiningOptions(
             score_thr=score_thr,
-            mining=MiningOptions(min_support=self.min_support, max_regions=self.max_regions, **common),
-            mapping=MiningOptions(min_support=self.map_min_support, max_regions=10, **common),
+            mining=mining,
+            mapping=replace(mining, min_support=self.map_min_support, max_regions=10),
             params_per_region=self.params_per_region,
             pool_top=self.pool_top,
             pool_min_score=self.pool_min_score,
             exclude=tuple(self.exclude),
         )
+
+    def options(self) -> MiningOptions:
+        return MiningConfig(**self.model_dump(include=set(MiningConfig.model_fields))).options()
 
 
 class LoopSpec(BaseModel):
@@ -665,7 +655,7 @@ def mine_real_round(
         hooks.predict(checkpoint, real),
         None,
         pool=pool,
-        options=spec.real_mining.options(spec.score_thr),
+        options=spec.real_mining.real_options(spec.score_thr),
         render_rows=rows,
     )
     return result

@@ -38,7 +38,7 @@ import numpy as np
 from synthloop.active.derive import Derivation, derive
 from synthloop.active.describe import EXCLUDED_MEASURED, describe_pool, describe_real, describe_renders
 from synthloop.active.errors import ActiveError
-from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, mine
+from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, _finite, mine
 from synthloop.active.outcomes import outcome_table
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
@@ -368,15 +368,3 @@ def mine_real(
         d = derive_from_real(recipe, result, exploration)
         paths.update(save_derivation(d, recipe, out, stem="recipe"))
     return paths
-
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _finite(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_finite(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
