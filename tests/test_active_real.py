@@ -391,6 +391,10 @@ def test_real_guided_loop_renders_more_of_the_real_weak_region(world, tmp_path):
     assert share > 0.5, share  # 0.15 under the initial recipe
     assert (tmp_path / "out" / "round_000" / "render_properties.json").exists()
     assert json.loads((tmp_path / "out" / "round_000" / "real_mining.json").read_text())["mappings"]
+    from synthloop.active.report import write_report
+
+    page = write_report(tmp_path / "out")["html"].read_text()
+    assert "real train R/P" in page and "prop.hue in" in page
 
     for bad, msg in (
         ({"real_train": None}, "needs real_train"),
