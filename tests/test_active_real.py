@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthloop.active.derive import derive
 from synthloop.active.describe import describe_real, describe_renders
 from synthloop.active.mining import MiningOptions
 from synthloop.active.real_guided import (
@@ -86,21 +87,23 @@ def paint(rng: np.random.Generator, colours: list[tuple[float, float, float]]):
     return img, boxes, masks
 
 
-def real_split(root: Path, frames: int = 14, seed: int = 1) -> Dataset:
+def real_split(root: Path, frames: int = 14, seed: int = 1, decoys: int = 0) -> Dataset:
     """Hand-built 'real' split: up to 12 objects per photo of random hue (the hue kept in attributes
-    only for the fake detector)."""
+    only for the fake detector), and ``decoys`` unlabeled gold squares (boxes in ``extra``)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     out = []
     for k in range(frames):
-        n = int(rng.integers(6, 13))
+        n = int(rng.integers(6, 13 - decoys))
         cols = [
             (float(rng.uniform()), float(rng.uniform(0.6, 0.9)), float(rng.uniform(0.6, 0.9)))
             for _ in range(n)
         ]
-        img, boxes, masks = paint(rng, cols)
+        gold = [(float(rng.uniform(0.10, 0.14)), 0.8, 0.85) for _ in range(decoys)]
+        img, boxes, masks = paint(rng, cols + gold)
+        boxes, decoy_boxes, masks = boxes[:n], boxes[n:], masks[:n]
         path = root / f"photo{k}.png"
         Image.fromarray(img).save(path)
         objs = [
@@ -109,35 +112,49 @@ def real_split(root: Path, frames: int = 14, seed: int = 1) -> Dataset:
             )
             for j, (b, m, c) in enumerate(zip(boxes, masks, cols, strict=True))
         ]
-        out.append(Frame(f"photo{k}", path, W, H, objs, source="real"))
+        out.append(Frame(f"photo{k}", path, W, H, objs, source="real", extra={"decoys": decoy_boxes}))
     return Dataset(CATS, out, name="real")
 
 
 def fake_detections(ds: Dataset) -> Detections:
-    """Detect every object except those whose hue lies in the planted band."""
+    """Detect every object except those whose hue lies in the planted band; fire on every decoy."""
     dets = Detections()
     for f in ds.frames:
         keep = [o for o in f.objects if not in_band(o.attributes["hue"])]
+        decoys = [tuple(b) for b in f.extra.get("decoys", [])]
         dets[f.frame_id] = FrameDetections(
             f.frame_id,
-            np.array([o.bbox for o in keep]).reshape(-1, 4),
-            np.full(len(keep), 0.9),
-            np.array([o.category_id for o in keep], dtype=np.int64),
+            np.array([o.bbox for o in keep] + decoys).reshape(-1, 4),
+            np.full(len(keep) + len(decoys), 0.9),
+            np.array([o.category_id for o in keep] + [1] * len(decoys), dtype=np.int64),
         )
     return dets
 
 
-def render_folder(root: Path, frames: int = 40, seed: int = 5, start: int = 0, recipe=None) -> Path:
-    """Renders of the toy recipe: sampled scenes painted with each object's sampled colour."""
+def render_folder(
+    root: Path, frames: int = 40, seed: int = 5, start: int = 0, recipe=None, distractors: bool = False
+) -> Path:
+    """Renders of the toy recipe: sampled scenes painted with each object's sampled colour; with
+    ``distractors``, two gold ``foil`` and one blue ``pebble`` square per frame, named in the
+    record's scene and drawn in the instance map (as the generator records distractors)."""
     recipe = recipe or recipe_from_dict(RECIPE)
     rng = np.random.default_rng(seed + start)
     w = DatasetWriter(root, CATS)
     for k in range(start, start + frames):
         scene = sample_scene(recipe, seed, k)
-        objs = [o for o in scene.objects if o.category_id is not None][:12]
-        img, boxes, masks = paint(
-            rng, [(o.params["hue"], o.params["saturation"], o.params["value"]) for o in objs]
-        )
+        objs = [o for o in scene.objects if o.category_id is not None][: 9 if distractors else 12]
+        extra = [("foil", 0.12), ("foil", 0.11), ("pebble", 0.6)] if distractors else []
+        cols = [(o.params["hue"], o.params["saturation"], o.params["value"]) for o in objs]
+        img, boxes, masks = paint(rng, cols + [(h + rng.uniform(-0.01, 0.01), 0.8, 0.85) for _, h in extra])
+        inst = np.zeros((H, W), np.uint16)
+        dis, named = [], []
+        for j, ((group, _), b, m) in enumerate(
+            zip(extra, boxes[len(objs) :], masks[len(objs) :], strict=True)
+        ):
+            inst[m] = 100 + j
+            dis.append({"instance_id": 100 + j, "bbox": list(b), "area": SIDE * SIDE})
+            named.append({"instance_id": 100 + j, "name": f"{group}_{j:03d}", "category_id": None})
+        boxes, masks = boxes[: len(objs)], masks[: len(objs)]
         anns = [
             ObjectAnnotation(
                 o.category_id, b, float(SIDE * SIDE), mask=mask_to_rle(m), attributes=dict(o.params)
@@ -150,14 +167,10 @@ def render_folder(root: Path, frames: int = 40, seed: int = 5, start: int = 0, r
             "source": "synthetic",
             "scene_params": dict(scene.params),
             "objects": [object_to_record(a) for a in anns],
+            "scene": {"objects": named},
+            "distractors": dis,
         }
-        w.write_frame(
-            frame_stem(k),
-            rgb=img,
-            instance_ids=np.zeros((H, W), np.uint16),
-            depth=np.zeros((H, W)),
-            record=rec,
-        )
+        w.write_frame(frame_stem(k), rgb=img, instance_ids=inst, depth=np.zeros((H, W)), record=rec)
     return root
 
 
@@ -430,3 +443,33 @@ def test_cli_mine_real_bad_input_is_one_line_exit_2(world, tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "walnut" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_false_positives_map_to_the_distractor_group_that_looks_like_them(tmp_path):
+    real = real_split(tmp_path / "real", decoys=2)
+    _, dets = describe_real(real, fake_detections(real))
+    assert sum(not r["matched"] for r in dets) == 2 * len(real.frames)
+    res = mine_rows(dets, MiningOptions(min_support=5))
+    hue = [r for r in res.regions if r.param == "prop.hue"]
+    assert hue and hue[0].low < 0.14 and hue[0].high > 0.10 and hue[0].high - hue[0].low < 0.2
+    assert hue[0].failures_inside >= 10
+    rows = describe_renders(load_dataset(render_folder(tmp_path / "renders", 30, distractors=True)))
+    kinds = {r["category"] for r in rows if r["kind"] == "distractor"}
+    assert kinds == {"foil", "pebble"}
+    m = map_region(hue[0], rows, MiningOptions(min_support=10), table="precision")
+    assert m.params and m.params[0].param == "object.category" and m.params[0].categories == ["foil"]
+    with_foil = recipe_from_dict(
+        {
+            **RECIPE,
+            "distractors": [
+                {
+                    "name": "foil",
+                    "count": {"uniform": [0, 4]},
+                    "shape": {"kind": "box", "dimensions": [0.03, 0.02, 0.01]},
+                },
+                {"name": "pebble", "count": 1, "shape": {"kind": "sphere", "dimensions": [0.02] * 3}},
+            ],
+        }
+    )
+    d = derive(with_foil, m.params, 0.3)
+    assert [c.path for c in d.changes] == ["distractors[0].count"]

@@ -42,8 +42,8 @@ metallic|pattern>``, ``support_size_x|y``
 metallic|pattern>``, ``attr.material_pattern``
 ``attr.orientation``                            ``classes[i].shape.orientation``
 ``attr.distance_m``                             ``camera.distance`` (object depth ~ distance)
-``object.category`` (a weak class)              ``classes[i].count``: W = the upper half of the
-                                                count's support (more of that class per frame)
+``object.category`` (a weak class, or a         ``classes[i].count`` / ``distractors[i].count``:
+distractor group behind false positives)        W = the upper half of the count's support
 ==============================================  ============================================
 
 Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
@@ -218,12 +218,14 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
     level, name = region.level, region.name
     if param_is_category(region):
-        # a weak class: more instances of it per frame (the upper half of its count distribution)
+        # a weak class (or a distractor group that causes false positives): more instances of it
+        # per frame (the upper half of its count distribution)
         out = []
-        for i, c in enumerate(recipe.classes):
-            if c.name in set(region.categories or ()):
-                out.append(_Target(("classes", i, "count"), integer=True, note="upper half of the count"))
-        return out or f"none of {sorted(region.categories or [])} is a class of the recipe"
+        for group in ("classes", "distractors"):
+            for i, c in enumerate(getattr(recipe, group)):
+                if c.name in set(region.categories or ()):
+                    out.append(_Target((group, i, "count"), integer=True, note="upper half of the count"))
+        return out or f"none of {sorted(region.categories or [])} is a class or distractor of the recipe"
     if level == "object":
         return _UNMAPPABLE_WHY["object"]
     if name in _UNMAPPABLE_WHY:

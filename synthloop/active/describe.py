@@ -17,7 +17,8 @@ object_properties` of the object in its image) and its outcome:
   else ``outcome: "uncertain"``. Neighbours: the image's confident detections.
 * :func:`describe_renders` (a synthloop render folder): one row per visible labeled object with its
   sampled ``attributes`` and its frame's ``scene_params`` (what a recipe produced it from), so a
-  property region can be turned back into parameters. Neighbours: the other labeled objects.
+  property region can be turned back into parameters, and one per visible distractor (its group
+  as ``category``: what false positives are mapped through). Neighbours: the labeled objects.
 
 Real rows carry no ``attributes``/``scene_params`` (a photo has none), so only ``prop.*`` and
 ``object.category`` describe them.
@@ -173,22 +174,52 @@ def describe_pool(
     return rows, chosen
 
 
+def _distractors_by_frame(ds: Dataset) -> dict[str, list[dict[str, Any]]]:
+    """frame_id -> visible distractors ``{"name", "instance_id", "bbox"}`` from the folder's frame
+    records (their scene names the group: ``<group>_<index>``); empty without records."""
+    from synthloop.dataset.folder import is_synthloop_dataset, iter_records
+
+    if ds.root is None or not is_synthloop_dataset(ds.root):
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for _, rec in iter_records(ds.root):
+        names = {
+            int(o["instance_id"]): str(o.get("name", ""))
+            for o in (rec.get("scene") or {}).get("objects", [])
+            if o.get("category_id") is None
+        }
+        out[str(rec.get("frame_id"))] = [
+            {"name": names.get(int(d["instance_id"]), "").rsplit("_", 1)[0], **d}
+            for d in rec.get("distractors") or []
+            if d.get("bbox") and d.get("area", 0) > 0 and int(d["instance_id"]) in names
+        ]
+    return out
+
+
 def describe_renders(
     ds: Dataset, *, load_image: LoadImage = frame_image, on_frame: Callable[[], None] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per visible labeled object of a synthloop render dataset (module docstring);
-    ``on_frame`` is called after each frame (a progress bar)."""
+    """One row per visible labeled object of a synthloop render dataset (``kind: "render"``), and,
+    where the folder's records name them and an instance map holds their pixels, one per visible
+    distractor (``kind: "distractor"``, ``category`` = its group name, no ``attributes``: false
+    positives that look like one map to more of its group). Both use the labeled objects as
+    neighbours (as on real photos). ``on_frame`` is called after each frame (a progress bar)."""
+    from synthloop.dataset.folder import load_instance_map
+
     names = {c.id: c.name for c in ds.categories}
+    distractors = _distractors_by_frame(ds)
     rows: list[dict[str, Any]] = []
     for frame in ds.frames:
         objs = [o for o in frame.objects if o.area > 0]
+        dis = distractors.get(frame.frame_id, []) if frame.instance_map_path is not None else []
         if on_frame is not None:
             on_frame()
-        if not objs:
+        if not objs and not dis:
             continue
+        image = load_image(frame)
         boxes = np.array([o.bbox for o in objs], dtype=np.float64).reshape(-1, 4)
         masks = [rle_to_mask(o.mask) if o.mask is not None else None for o in objs]
-        p = object_properties(load_image(frame), boxes, masks)
+        p = object_properties(image, boxes, masks)
         for j, o in enumerate(objs):
             rows.append(
                 {
@@ -201,6 +232,30 @@ def describe_renders(
                     "matched": True,
                     "properties": _props(p, j),
                     "attributes": dict(o.attributes),
+                    "scene_params": dict(frame.scene_params),
+                }
+            )
+        if not dis:
+            continue
+        inst = load_instance_map(frame)
+        dp = object_properties(
+            image,
+            np.array([d["bbox"] for d in dis], dtype=np.float64),
+            [inst == int(d["instance_id"]) for d in dis],
+            context_boxes=boxes,
+            context_masks=masks,
+        )
+        for j, d in enumerate(dis):
+            rows.append(
+                {
+                    "kind": "distractor",
+                    "frame_id": frame.frame_id,
+                    "object_index": j,
+                    "category": d["name"],
+                    "bbox": [float(v) for v in d["bbox"]],
+                    "ignored": False,
+                    "matched": True,
+                    "properties": _props(dp, j),
                     "scene_params": dict(frame.scene_params),
                 }
             )

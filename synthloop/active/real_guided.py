@@ -10,10 +10,13 @@
    property regions with Wilson intervals, Bonferroni-adjusted.
 3. **Map** each weak property region back to recipe parameters through the render records:
    rendered objects carry their sampled parameters (``attr.*``, their frame's ``scene.*``) and the
-   same measured properties. The rendered objects whose property lies in the region are marked,
-   and the same miner, run on the render table with "in the region" as the failure, finds the
-   parameter intervals where the region's objects concentrate (where the share of objects in the
-   region is significantly above its overall share): the scene parameters that produce that look.
+   same measured properties. Missed objects are looked up among the rendered labeled objects;
+   false positives among the rendered distractors (their group as ``object.category``: a
+   false-positive look that the gold-foil distractors produce maps to more of them). The
+   rendered objects whose property lies in the region are marked, and the same miner, run on the
+   render table with "in the region" as the failure, finds the parameter intervals where the
+   region's objects concentrate (where the share of objects in the region is significantly above
+   its overall share): the scene parameters that produce that look.
    A region that starts at the smallest (ends at the largest) real value is open on that side
    among renders. A weak class (``object.category``) is kept as it is (the derivation renders
    more of that class). A region no rendered object falls into is a coverage hole: reported,
@@ -38,7 +41,7 @@ import numpy as np
 from synthloop.active.derive import Derivation, derive
 from synthloop.active.describe import EXCLUDED_MEASURED, describe_pool, describe_real, describe_renders
 from synthloop.active.errors import ActiveError
-from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, _finite, mine
+from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, _finite, mine, wilson_interval
 from synthloop.active.outcomes import outcome_table
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
@@ -206,23 +209,35 @@ def map_region(
     keep: int = 3,
     exclude: Sequence[str] = (),
 ) -> RegionMapping:
-    """Parameter regions where the rendered objects of ``region`` concentrate (module docstring)."""
-    n = len(render_rows)
+    """Parameter regions where the rendered objects of ``region`` concentrate (module docstring).
+
+    Missed objects (``recall``, ``pool``) are looked up among the rendered labeled objects; false
+    positives (``precision``) among the rendered distractors (rows of ``kind: "distractor"``), so a
+    false-positive look maps to more of the distractor groups and scenes that produce it."""
+    fp = table == "precision"
+    population = [r for r in render_rows if (r.get("kind") == "distractor") == fp]
+    n = len(population)
     if region.param in ("object.category", "attr.category"):
+        if fp:
+            why = "a class with low precision: the measured look of its false positives is the lead"
+            return RegionMapping(table, region, 0, n, [], why)
         return RegionMapping(table, region, 0, n, [region], "a weak class: more of it per frame")
     if region.level != "prop":
         return RegionMapping(table, region, 0, n, [], f"{region.param} is not a measured property")
+    what = "distractor" if fp else "labeled object"
+    if not population:
+        return RegionMapping(table, region, 0, 0, [], f"the renders hold no {what} to map the region through")
     name = region.name
     values = np.array(
-        [np.nan if (v := (r.get("properties") or {}).get(name)) is None else float(v) for r in render_rows]
+        [np.nan if (v := (r.get("properties") or {}).get(name)) is None else float(v) for r in population]
         if region.kind == "numeric"
-        else [(r.get("properties") or {}).get(name) for r in render_rows],
+        else [(r.get("properties") or {}).get(name) for r in population],
         dtype=np.float64 if region.kind == "numeric" else object,
     )
-    inside = _open_ended(region).contains(values) if n else np.zeros(0, dtype=bool)
+    inside = _open_ended(region).contains(values)
     k = int(inside.sum())
     if k == 0:
-        why = "no rendered object falls in this region (a coverage hole: the recipe does not produce it)"
+        why = f"no rendered {what} falls in this region (a coverage hole: the recipe does not produce it)"
         return RegionMapping(table, region, 0, n, [], why)
     rows = [
         {
@@ -231,12 +246,69 @@ def map_region(
             "attributes": r.get("attributes") or {},
             "scene_params": r.get("scene_params") or {},
         }
-        for r, hit in zip(render_rows, inside, strict=True)
+        for r, hit in zip(population, inside, strict=True)
     ]
-    found = mine(outcome_table(rows, exclude=(*EXCLUDED_MEASURED, *exclude)), options)
+    drop = ("object.category",) if fp else ()
+    found = mine(outcome_table(rows, exclude=(*EXCLUDED_MEASURED, *drop, *exclude)), options)
     params = found.regions[: max(0, keep)]
+    if fp:
+        groups = lookalike_groups(region, render_rows, options)
+        params = ([groups] if groups is not None else []) + params[: max(0, keep - 1)]
     note = "" if params else "no sampled parameter concentrates the region's rendered objects"
     return RegionMapping(table, region, k, n, params, note)
+
+
+def lookalike_groups(
+    region: WeakRegion, render_rows: Sequence[Mapping[str, Any]], options: MiningOptions
+) -> WeakRegion | None:
+    """An ``object.category`` region of the distractor groups over-represented in a false-positive
+    ``region``: among all rendered objects (labeled and distractors), a group is chosen when it has
+    at least ``options.min_support`` rendered and the lower end of the Wilson interval (at
+    ``options.confidence``) of its share inside the region exceeds the share of all rendered
+    objects inside it. None if no group is. Its ``recall_inside`` is the share *outside* the
+    region (as for every mapped region)."""
+    vals = np.array(
+        [
+            np.nan if (v := (r.get("properties") or {}).get(region.name)) is None else float(v)
+            for r in render_rows
+        ]
+    )
+    hit = _open_ended(region).contains(vals)
+    g = np.array([str(r.get("category")) for r in render_rows], dtype=object)
+    dis = np.array([r.get("kind") == "distractor" for r in render_rows], dtype=bool)
+    base = float(hit.mean()) if len(hit) else 0.0
+    chosen = []
+    for name in sorted(set(g[dis].tolist())):
+        m = dis & (g == name)
+        n, k = int(m.sum()), int(hit[m].sum())
+        if n >= options.min_support and wilson_interval(k, n, options.confidence)[0] > base:
+            chosen.append(name)
+    if not chosen:
+        return None
+    m = dis & np.isin(g, chosen)
+    n, k = int(m.sum()), int(hit[m].sum())
+    out_share = float(hit[~m].mean()) if (~m).any() else None
+    lo, hi = wilson_interval(n - k, n, options.confidence)
+    return WeakRegion(
+        param="object.category",
+        kind="categorical",
+        support=n,
+        support_fraction=n / len(g),
+        recall_inside=(n - k) / n,
+        recall_outside=None if out_share is None else 1.0 - out_share,
+        overall_recall=1.0 - base,
+        ci_low=lo,
+        ci_high=hi,
+        ci_adjusted=(lo, hi),
+        confidence_adjusted=options.confidence,
+        effect=k / n - base,
+        effect_vs_outside=None if out_share is None else k / n - out_share,
+        z=0.0,
+        excess_failures=float(k - n * base),
+        source="distractor groups",
+        weak=True,
+        categories=chosen,
+    )
 
 
 def mine_real_errors(
