@@ -473,3 +473,15 @@ def test_false_positives_map_to_the_distractor_group_that_looks_like_them(tmp_pa
     )
     d = derive(with_foil, m.params, 0.3)
     assert [c.path for c in d.changes] == ["distractors[0].count"]
+
+
+def test_a_red_region_across_hue_zero_lands_on_the_recipe_range():
+    from synthloop.active.mining import WeakRegion
+
+    red = {**RECIPE, "classes": [{**RECIPE["classes"][0], "material": {"hue": {"uniform": [0.96, 1.02]}}}]}
+    fields = dict(support=20, support_fraction=0.2, recall_inside=0.1, recall_outside=0.9, overall_recall=0.8)
+    fields.update(ci_low=0.0, ci_high=0.3, ci_adjusted=(0.0, 0.4), confidence_adjusted=0.99, effect=0.7)
+    fields.update(effect_vs_outside=0.8, z=5.0, excess_failures=14.0, source="tree", weak=True)
+    region = WeakRegion("attr.hue", "numeric", low=-0.03, high=0.015, **fields)
+    d = derive(recipe_from_dict(red), [region], 0.0)
+    assert d.recipe.classes[0].material.hue.model_dump() == {"uniform": [0.97, 1.015]}

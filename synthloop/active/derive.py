@@ -46,6 +46,9 @@ metallic|pattern>``, ``attr.material_pattern``
 distractor group behind false positives)        W = the upper half of the count's support
 ==============================================  ============================================
 
+Hue is periodic (turns): a hue interval is shifted by a whole turn where that puts it on more of
+the field's support (a region of reds [-0.03, 0.02] lands on a recipe's [0.96, 1.02]).
+
 Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
 ``attr.yaw_deg``, ``key_light_relative_azimuth_deg``, ...) is reported in
 :attr:`Derivation.unmapped` with the reason and left alone.
@@ -339,6 +342,19 @@ def _clip(iv: Interval, dist: Any, integer: bool) -> tuple[float, float] | None:
     return lo, hi
 
 
+def hue_shift(low: float, high: float, dist: Any) -> float:
+    """The whole number of turns (-1, 0 or 1) that moves the hue interval [low, high] onto the most
+    of ``dist``'s support (hue is periodic: a region [-0.03, 0.02] of reds is the recipe's
+    [0.97, 1.02]); 0 when no shift overlaps more."""
+    s = dist.support()
+    a, b = float(s.low), float(s.high)
+
+    def overlap(k: float) -> float:
+        return max(0.0, min(high + k, b) - max(low + k, a))
+
+    return max((0.0, -1.0, 1.0), key=overlap)
+
+
 def _flatten(dist: Any, weight: float) -> list[tuple[float, Any]]:
     if isinstance(dist, Mixture):
         p = dist.probabilities()
@@ -411,6 +427,9 @@ def derive(
                 if t.convert is not None:
                     lo_obs, hi_obs = t.convert(lo_obs, hi_obs)
                     lo, hi = t.convert(lo, hi)
+                if t.path[-1] == "hue":  # turns: shift by a whole turn onto the support
+                    shift = hue_shift(lo_obs, hi_obs, dist)
+                    lo, hi, lo_obs, hi_obs = lo + shift, hi + shift, lo_obs + shift, hi_obs + shift
                 lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
                 lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
                 iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)

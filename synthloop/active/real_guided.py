@@ -45,6 +45,7 @@ from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, _fi
 from synthloop.active.outcomes import outcome_table
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
+from synthloop.geometry.properties import wrap_hue
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe
 
@@ -243,7 +244,7 @@ def map_region(
         {
             "matched": not bool(hit),
             "category": r.get("category"),
-            "attributes": r.get("attributes") or {},
+            "attributes": _unwrapped(r.get("attributes") or {}),
             "scene_params": r.get("scene_params") or {},
         }
         for r, hit in zip(population, inside, strict=True)
@@ -256,6 +257,15 @@ def map_region(
         params = ([groups] if groups is not None else []) + params[: max(0, keep - 1)]
     note = "" if params else "no sampled parameter concentrates the region's rendered objects"
     return RegionMapping(table, region, k, n, params, note)
+
+
+def _unwrapped(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampled attributes with ``hue`` in the measured property's range [-0.25, 0.75), so a red
+    region is one interval on both sides (the derivation shifts it back onto the recipe's range)."""
+    h = attributes.get("hue")
+    if isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h):
+        return {**attributes, "hue": wrap_hue(h)}
+    return dict(attributes)
 
 
 def lookalike_groups(

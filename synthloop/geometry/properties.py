@@ -56,6 +56,12 @@ DEFAULT_CLUTTER_K = 1.5
 DEFAULT_RING = 0.5
 
 
+def wrap_hue(turns: float) -> float:
+    """A hue in turns moved into [``HUE_CUT`` - 1, ``HUE_CUT``) (module docstring); NaN stays NaN."""
+    h = float(turns) % 1.0
+    return h - 1.0 if h >= HUE_CUT else h
+
+
 def _check(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
@@ -171,8 +177,7 @@ def object_properties(
         own = _pixels(masks[i], b[i], hgt, wid)
         if own.any():
             px = hsv[own]
-            h = circular_mean(px[:, 0], px[:, 1])
-            cols["hue"][i] = h - 1.0 if h >= HUE_CUT else h
+            cols["hue"][i] = wrap_hue(circular_mean(px[:, 0], px[:, 1]))
             cols["saturation"][i] = float(px[:, 1].mean())
             cols["value"][i] = float(px[:, 2].mean())
         grow = ring * float(out["size"][i]) * np.sqrt(float(wid) * float(hgt))
