@@ -443,6 +443,8 @@ def test_cli_mine_real_bad_input_is_one_line_exit_2(world, tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "walnut" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+    r = CliRunner().invoke(app, [*args, "--adjust", "holm"])
+    assert r.exit_code == 2 and "adjust" in r.output and "Traceback" not in r.output
 
 
 def test_false_positives_map_to_the_distractor_group_that_looks_like_them(tmp_path):

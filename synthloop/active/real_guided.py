@@ -83,6 +83,13 @@ class RealMiningOptions:
     pool_min_score: float = 0.1
     exclude: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for name, o in (("mining", self.mining), ("mapping", self.mapping)):
+            if o.adjust not in ("bonferroni", "none"):
+                raise ActiveError(f"adjust must be 'bonferroni' or 'none', got {o.adjust!r}", where=name)
+        if not 0.0 <= self.score_thr <= 1.0 or not 0.0 <= self.pool_min_score <= 1.0:
+            raise ActiveError("score thresholds must lie in [0, 1]", where="score_thr")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -216,6 +216,11 @@ def mine_real_cmd(
     exploration: float = typer.Option(0.3, "--exploration", help="Share kept on the original distribution."),
     score_thr: float = typer.Option(0.5, "--score-thr", help="Operating point for recall/precision."),
     min_support: int = typer.Option(5, "--min-support", min=1, help="Objects a real weak region needs."),
+    adjust: str = typer.Option(
+        "bonferroni",
+        "--adjust",
+        help="bonferroni, or none (a few labeled photos: less strict, more false leads).",
+    ),
     pool_top: int = typer.Option(10, "--pool-top", min=1, help="Most uncertain pool photos described."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
@@ -230,7 +235,7 @@ def mine_real_cmd(
         rec = load_recipe(recipe) if recipe else None
         opts = RealMiningOptions(
             score_thr=score_thr,
-            mining=MiningOptions(min_support=min_support, max_regions=5),
+            mining=MiningOptions(min_support=min_support, max_regions=5, adjust=adjust),  # type: ignore[arg-type]
             pool_top=pool_top,
         )
         paths = mine_real(
