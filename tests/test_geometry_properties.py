@@ -53,7 +53,14 @@ def test_colour_and_background_ring():
     assert p["saturation"][0] == pytest.approx(1.0) and p["value"][1] == pytest.approx(1.0)
     assert p["bg_value"][0] == pytest.approx(200 / 255)
     assert p["bg_texture"][0] == pytest.approx(0.0, abs=1e-9)
-    assert p["bg_value"][1] < 0.4 and p["bg_texture"][1] > 0.05
+    assert p["bg_value"][1] < 0.4 and p["bg_texture"][1] > 0.02
+    big = np.kron(img, np.ones((2, 2, 1), np.uint8))  # the same scene at twice the resolution
+    q2 = object_properties(
+        big,
+        np.array([[40, 40, 60, 60], [100, 40, 120, 60]], float),
+        [np.kron(mask, np.ones((2, 2), bool)), None],
+    )
+    assert q2["bg_texture"][1] == pytest.approx(p["bg_texture"][1], rel=0.1)
     img[20:30, 20:30] = (255, 0, 8)  # a red just below hue 1: one interval with the reds above 0
     q = object_properties(img, np.array([[20, 20, 30, 30]], float), [mask])
     assert q["hue"][0] == pytest.approx(-8 / 255 / 6, abs=1e-6)

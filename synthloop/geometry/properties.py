@@ -21,9 +21,10 @@ and optional (H, W) bool masks, each object gets:
 * ``bg_value``: mean HSV value of the background ring: the box grown by ``ring`` object sizes on
   each side, clipped to the image, minus every context object's pixels (masks, else boxes) and
   the object's own, eroded by one pixel (the pixels touching an object are left out).
-* ``bg_texture``: mean gradient magnitude (central differences, per pixel, of the luma
-  ``0.299 R + 0.587 G + 0.114 B`` in [0, 1]) over the same ring: 0 on a flat table, larger on
-  cloth, wood grain, clutter. Depends mildly on resolution (per-pixel differences).
+* ``bg_texture``: mean gradient magnitude of the luma ``0.299 R + 0.587 G + 0.114 B`` in [0, 1]
+  over the same ring, per 1 % of the image size (central differences per pixel times
+  ``sqrt(W H) / 100``, so the same table seen at 640x480 and 800x600 scores alike): 0 on a flat
+  table, larger on cloth, wood grain, clutter (and sensor noise).
 
 Empty samples give NaN (a box outside the image, a ring covered by neighbours).
 """
@@ -169,6 +170,7 @@ def object_properties(
     out = geometry_properties(b, wid, hgt, context_boxes, self_index, clutter_k)
     hsv = rgb_to_hsv(img)
     grad = luma_gradient(img)
+    scale = np.sqrt(float(wid) * float(hgt)) / 100.0  # per pixel -> per 1 % of the image size
     occupied = np.zeros((hgt, wid), dtype=bool)
     for bx, m in zip(ctx_b, ctx_m, strict=True):
         occupied |= _pixels(m, bx, hgt, wid)
@@ -187,7 +189,7 @@ def object_properties(
         bg = erode(~(occupied[r0:r1, c0:c1] | own[r0:r1, c0:c1]))
         if bg.any():
             cols["bg_value"][i] = float(hsv[r0:r1, c0:c1, 2][bg].mean())
-            cols["bg_texture"][i] = float(grad[r0:r1, c0:c1][bg].mean())
+            cols["bg_texture"][i] = float(grad[r0:r1, c0:c1][bg].mean()) * scale
     out.update(cols)
     return {k: out[k] for k in PROPERTY_NAMES}
 
