@@ -31,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from synthloop.active.errors import ActiveError
 from synthloop.active.select import detection_entropy, load_rgb
+from synthloop.dataset.folder import is_synthloop_dataset, iter_records, load_instance_map
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.evaluation.detections import FrameDetections
 from synthloop.evaluation.matching import TP, is_ignored, match_dataset, resolve_min_iou
@@ -46,8 +49,11 @@ pixel area; occlusion/truncation are unknown on photos."""
 
 
 def frame_image(frame: Frame) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a frame's image."""
-    return load_rgb(frame.image_path)
+    """(H, W, 3) uint8 RGB of a frame's image; an unreadable one is one ActiveError naming it."""
+    try:
+        return load_rgb(frame.image_path)
+    except OSError as e:
+        raise ActiveError(f"cannot read image ({e})", path=str(frame.image_path)) from None
 
 
 def _props(p: Mapping[str, np.ndarray], i: int) -> dict[str, float | None]:
@@ -177,8 +183,6 @@ def describe_pool(
 def _distractors_by_frame(ds: Dataset) -> dict[str, list[dict[str, Any]]]:
     """frame_id -> visible distractors ``{"name", "instance_id", "bbox"}`` from the folder's frame
     records (their scene names the group: ``<group>_<index>``); empty without records."""
-    from synthloop.dataset.folder import is_synthloop_dataset, iter_records
-
     if ds.root is None or not is_synthloop_dataset(ds.root):
         return {}
     out: dict[str, list[dict[str, Any]]] = {}
@@ -196,6 +200,39 @@ def _distractors_by_frame(ds: Dataset) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _distractor_rows(
+    frame: Frame,
+    image: np.ndarray,
+    dis: Sequence[Mapping[str, Any]],
+    boxes: np.ndarray,
+    masks: Sequence[np.ndarray | None],
+) -> list[dict[str, Any]]:
+    """Rows of a frame's visible distractors (pixels from the instance map; the labeled objects
+    ``boxes``/``masks`` as neighbours)."""
+    inst = load_instance_map(frame)
+    dp = object_properties(
+        image,
+        np.array([d["bbox"] for d in dis], dtype=np.float64),
+        [inst == int(d["instance_id"]) for d in dis],
+        context_boxes=boxes,
+        context_masks=masks,
+    )
+    return [
+        {
+            "kind": "distractor",
+            "frame_id": frame.frame_id,
+            "object_index": j,
+            "category": d["name"],
+            "bbox": [float(v) for v in d["bbox"]],
+            "ignored": False,
+            "matched": True,
+            "properties": _props(dp, j),
+            "scene_params": dict(frame.scene_params),
+        }
+        for j, d in enumerate(dis)
+    ]
+
+
 def describe_renders(
     ds: Dataset, *, load_image: LoadImage = frame_image, on_frame: Callable[[], None] | None = None
 ) -> list[dict[str, Any]]:
@@ -204,8 +241,6 @@ def describe_renders(
     distractor (``kind: "distractor"``, ``category`` = its group name, no ``attributes``: false
     positives that look like one map to more of its group). Both use the labeled objects as
     neighbours (as on real photos). ``on_frame`` is called after each frame (a progress bar)."""
-    from synthloop.dataset.folder import load_instance_map
-
     names = {c.id: c.name for c in ds.categories}
     distractors = _distractors_by_frame(ds)
     rows: list[dict[str, Any]] = []
@@ -235,43 +270,23 @@ def describe_renders(
                     "scene_params": dict(frame.scene_params),
                 }
             )
-        if not dis:
-            continue
-        inst = load_instance_map(frame)
-        dp = object_properties(
-            image,
-            np.array([d["bbox"] for d in dis], dtype=np.float64),
-            [inst == int(d["instance_id"]) for d in dis],
-            context_boxes=boxes,
-            context_masks=masks,
-        )
-        for j, d in enumerate(dis):
-            rows.append(
-                {
-                    "kind": "distractor",
-                    "frame_id": frame.frame_id,
-                    "object_index": j,
-                    "category": d["name"],
-                    "bbox": [float(v) for v in d["bbox"]],
-                    "ignored": False,
-                    "matched": True,
-                    "properties": _props(dp, j),
-                    "scene_params": dict(frame.scene_params),
-                }
-            )
+        if dis:
+            rows += _distractor_rows(frame, image, dis, boxes, masks)
     return rows
 
 
 def pool_frames(paths: Sequence[str | Path]) -> list[Frame]:
-    """Label-free frames for a list of image paths (ids: the file stems, made unique)."""
-    from PIL import Image
-
+    """Label-free frames for a list of image paths (ids: the file stems, made unique); an unreadable
+    image is one ActiveError naming it."""
     out: list[Frame] = []
     seen: set[str] = set()
     for p in paths:
         p = Path(p)
-        with Image.open(p) as im:
-            w, h = im.size
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+        except OSError as e:
+            raise ActiveError(f"cannot read image ({e})", path=str(p)) from None
         fid, k = p.stem, 1
         while fid in seen:
             k += 1

@@ -84,11 +84,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.active.derive import derive, save_derivation
+from synthloop.active.describe import describe_renders, pool_frames
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import MiningOptions, MiningResult, mine
 from synthloop.active.outcomes import outcome_table
-from synthloop.active.real_guided import PredictFn, RealMining, RealMiningOptions, predict_checkpoint
+from synthloop.active.real_guided import (
+    PredictFn,
+    RealMining,
+    RealMiningOptions,
+    check_classes,
+    mine_real_errors,
+    predict_checkpoint,
+)
+from synthloop.active.select import list_pool_images
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.dataset.folder import load_dataset
+from synthloop.dataset.types import Dataset
+from synthloop.importers import load_any
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml, validation_error_line
 
 LOOP_SCHEMA = "synthloop.loop/1"
@@ -388,7 +400,6 @@ def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: L
     from synthloop.active.select import detection_arrays, load_rgb
     from synthloop.evaluation.detections import Detections, FrameDetections
     from synthloop.evaluation.report import evaluate
-    from synthloop.importers import load_any
 
     ds = load_any(dataset)
     predictor = predictor_class().from_checkpoint(checkpoint)
@@ -433,8 +444,6 @@ class LoopHooks:
 def sampled_params(dataset: Path) -> dict[str, dict[str, list[Any]]]:
     """``{"scene": {param: [value per frame]}, "attr": {param: [value per labeled object]}}`` of a
     synthloop dataset folder (the values its frames were rendered with)."""
-    from synthloop.dataset.folder import load_dataset
-
     ds = load_dataset(dataset)
     scene: dict[str, list[Any]] = {}
     attr: dict[str, list[Any]] = {}
@@ -599,9 +608,6 @@ def run_loop(
 def render_rows(out_dir: Path, k: int, data: Path) -> list[dict[str, Any]]:
     """Measured-property rows of round ``k``'s rendered objects (:func:`~synthloop.active.describe.
     describe_renders`), cached in the round folder as ``render_properties.json``."""
-    from synthloop.active.describe import describe_renders
-    from synthloop.dataset.folder import load_dataset
-
     cache = round_dir(out_dir, k) / "render_properties.json"
     if cache.exists():
         return json.loads(cache.read_text())["rows"]
@@ -627,13 +633,6 @@ def mine_real_round(
 ) -> RealMining:
     """Real-guided mining of one round: ``checkpoint``'s errors on ``spec.real_train`` (and
     uncertainty on ``spec.real_pool``), mapped through every round's renders so far."""
-    from synthloop.active.describe import pool_frames
-    from synthloop.active.real_guided import check_classes, mine_real_errors
-    from synthloop.active.select import list_pool_images
-    from synthloop.dataset.folder import load_dataset
-    from synthloop.dataset.types import Dataset
-    from synthloop.importers import load_any
-
     assert spec.real_train is not None
     real = load_any(spec.real_train)
     if not real.frames:

@@ -38,14 +38,23 @@ from typing import Any, Literal
 
 import numpy as np
 
-from synthloop.active.derive import Derivation, derive
-from synthloop.active.describe import EXCLUDED_MEASURED, describe_pool, describe_real, describe_renders
+from synthloop.active.derive import Derivation, derive, save_derivation
+from synthloop.active.describe import (
+    EXCLUDED_MEASURED,
+    describe_pool,
+    describe_real,
+    describe_renders,
+    pool_frames,
+)
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import MiningOptions, MiningResult, WeakRegion, _finite, mine, wilson_interval
 from synthloop.active.outcomes import outcome_table
+from synthloop.active.select import list_pool_images
+from synthloop.atomic import atomic_write_json
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
 from synthloop.geometry.properties import wrap_hue
+from synthloop.importers import load_any
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe
 
@@ -415,12 +424,6 @@ def mine_real(
     (every described row) and, with a recipe, ``recipe.yaml`` / ``recipe.diff`` /
     ``recipe.derivation.json``. ``progress``: a rich bar (``bar``) or JSON lines (``json``) while
     the renders are described. Returns the written paths."""
-    from synthloop.active.derive import save_derivation
-    from synthloop.active.describe import pool_frames
-    from synthloop.active.select import list_pool_images
-    from synthloop.atomic import atomic_write_json
-    from synthloop.importers import load_any
-
     real = load_any(real_path)
     folders = [renders_path] if isinstance(renders_path, str | Path) else list(renders_path)
     if not folders:
