@@ -408,6 +408,7 @@ def test_real_guided_loop_renders_more_of_the_real_weak_region(world, tmp_path):
 
     page = write_report(tmp_path / "out")["html"].read_text()
     assert "real train R/P" in page and "prop.hue in" in page
+    assert run_loop(path, tmp_path / "out", hooks=fakes.hooks()) == results  # finished: read back
 
     for bad, msg in (
         ({"real_train": None}, "needs real_train"),
