@@ -42,9 +42,12 @@ metallic|pattern>``, ``support_size_x|y``
 metallic|pattern>``, ``attr.material_pattern``
 ``attr.orientation``                            ``classes[i].shape.orientation``
 ``attr.distance_m``                             ``camera.distance`` (object depth ~ distance)
-``object.category`` (a weak class)              ``classes[i].count``: W = the upper half of the
-                                                count's support (more of that class per frame)
+``object.category`` (a weak class, or a         ``classes[i].count`` / ``distractors[i].count``:
+distractor group behind false positives)        W = the upper half of the count's support
 ==============================================  ============================================
+
+Hue is periodic (turns): a hue interval is shifted by a whole turn where that puts it on more of
+the field's support (a region of reds [-0.03, 0.02] lands on a recipe's [0.96, 1.02]).
 
 Everything else (``object.area``/``occlusion``/``truncation``: measured, not sampled;
 ``attr.yaw_deg``, ``key_light_relative_azimuth_deg``, ...) is reported in
@@ -218,12 +221,14 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
     level, name = region.level, region.name
     if param_is_category(region):
-        # a weak class: more instances of it per frame (the upper half of its count distribution)
+        # a weak class (or a distractor group that causes false positives): more instances of it
+        # per frame (the upper half of its count distribution)
         out = []
-        for i, c in enumerate(recipe.classes):
-            if c.name in set(region.categories or ()):
-                out.append(_Target(("classes", i, "count"), integer=True, note="upper half of the count"))
-        return out or f"none of {sorted(region.categories or [])} is a class of the recipe"
+        for group in ("classes", "distractors"):
+            for i, c in enumerate(getattr(recipe, group)):
+                if c.name in set(region.categories or ()):
+                    out.append(_Target((group, i, "count"), integer=True, note="upper half of the count"))
+        return out or f"none of {sorted(region.categories or [])} is a class or distractor of the recipe"
     if level == "object":
         return _UNMAPPABLE_WHY["object"]
     if name in _UNMAPPABLE_WHY:
@@ -337,6 +342,19 @@ def _clip(iv: Interval, dist: Any, integer: bool) -> tuple[float, float] | None:
     return lo, hi
 
 
+def hue_shift(low: float, high: float, dist: Any) -> float:
+    """The whole number of turns (-1, 0 or 1) that moves the hue interval [low, high] onto the most
+    of ``dist``'s support (hue is periodic: a region [-0.03, 0.02] of reds is the recipe's
+    [0.97, 1.02]); 0 when no shift overlaps more."""
+    s = dist.support()
+    a, b = float(s.low), float(s.high)
+
+    def overlap(k: float) -> float:
+        return max(0.0, min(high + k, b) - max(low + k, a))
+
+    return max((0.0, -1.0, 1.0), key=overlap)
+
+
 def _flatten(dist: Any, weight: float) -> list[tuple[float, Any]]:
     if isinstance(dist, Mixture):
         p = dist.probabilities()
@@ -409,6 +427,9 @@ def derive(
                 if t.convert is not None:
                     lo_obs, hi_obs = t.convert(lo_obs, hi_obs)
                     lo, hi = t.convert(lo, hi)
+                if t.path[-1] == "hue":  # turns: shift by a whole turn onto the support
+                    shift = hue_shift(lo_obs, hi_obs, dist)
+                    lo, hi, lo_obs, hi_obs = lo + shift, hi + shift, lo_obs + shift, hi_obs + shift
                 lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
                 lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
                 iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)

@@ -23,6 +23,10 @@ Example (paths relative to the YAML; ``recipe`` may also be a bundled name)::
     workers: 2                    # farm workers (shards default to workers)
     score_thr: 0.5                # operating point for recall and the mined outcomes
     mining: {n_bins: 5, min_effect: 0.05, min_support: 10, max_regions: 5, exclude: []}
+    mine_on: synthetic            # or real: steer by the model's errors on real photos (below)
+    real_train: /data/fruits-nuts/train.json  # labeled real split that steers (never real_eval)
+    real_pool: /data/unlabeled/   # optional folder of unlabeled photos (uncertainty)
+    real_mining: {min_support: 5, params_per_region: 3, pool_top: 10}
 
 ``run_loop(spec_path, out_dir)`` lays out::
 
@@ -36,6 +40,10 @@ Example (paths relative to the YAML; ``recipe`` may also be a bundled name)::
       train/  train.json       training run; train.json names the checkpoint
       val_eval.json            evaluation report on the synthetic val set
       val_slices.json          its SliceTable; weak_regions.json: mining result
+      real_mining.json         (mine_on: real) the real split's weak property regions, their
+                               mapping to recipe parameters; weak_regions.json then holds those
+                               parameter regions; render_properties.json: measured properties of
+                               this round's rendered objects (cached)
       real_eval.json           metrics on the real set (when given)
       metrics.json             the round's summary
       DONE                     written last: a finished round is never redone
@@ -50,7 +58,14 @@ index range: never the same scene twice), and trains on the union of all rounds'
 the comparison experiment). Every step leaves a marker, so a killed loop resumes at the step it
 was in; the farm resumes within a render job.
 
-The render / train / evaluate steps are :class:`LoopHooks` (defaults: the farm, the training
+With ``mine_on: real`` the weak regions come from real photos instead
+(:mod:`synthloop.active.real_guided`): after training, the round's model predicts on ``real_train``
+(and ``real_pool``), its errors are described by measured properties and mined, and the weak
+property regions are mapped to recipe parameters through the measured properties and sampled
+parameters of every frame rendered so far; the next round derives its recipe from those parameter
+regions. The synthetic val set is still evaluated (its metrics are reported), not mined.
+
+The render / train / evaluate / predict steps are :class:`LoopHooks` (defaults: the farm, the training
 package, :func:`synthloop.evaluation.evaluate`); tests inject tiny fakes.
 """
 
@@ -60,7 +75,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,10 +84,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.active.derive import derive, save_derivation
+from synthloop.active.describe import describe_renders, pool_frames
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import MiningOptions, MiningResult, mine
 from synthloop.active.outcomes import outcome_table
+from synthloop.active.real_guided import (
+    PredictFn,
+    RealMining,
+    RealMiningOptions,
+    check_classes,
+    mine_real_errors,
+    predict_checkpoint,
+)
+from synthloop.active.select import list_pool_images
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.dataset.folder import load_dataset
+from synthloop.dataset.types import Dataset
+from synthloop.importers import load_any
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml, validation_error_line
 
 LOOP_SCHEMA = "synthloop.loop/1"
@@ -100,6 +128,34 @@ class MiningConfig(BaseModel):
         return MiningOptions(**d)
 
 
+class RealMiningConfig(MiningConfig):
+    """Real-guided mining options of the loop (see :class:`~synthloop.active.real_guided.
+    RealMiningOptions`): the miner's knobs on the (small) real tables (``min_support`` 5 by
+    default), ``map_min_support`` for the render table, and how many parameter regions / pool
+    photos to keep. ``exclude`` applies to both tables; ``include_measured`` is not used."""
+
+    min_support: int = Field(5, ge=1)
+    map_min_support: int = Field(10, ge=1)
+    params_per_region: int = Field(3, ge=1)
+    pool_top: int = Field(10, ge=1)
+    pool_min_score: float = Field(0.1, ge=0, le=1)
+
+    def real_options(self, score_thr: float) -> RealMiningOptions:
+        mining = self.options()
+        return RealMiningOptions(
+            score_thr=score_thr,
+            mining=mining,
+            mapping=replace(mining, min_support=self.map_min_support, max_regions=10),
+            params_per_region=self.params_per_region,
+            pool_top=self.pool_top,
+            pool_min_score=self.pool_min_score,
+            exclude=tuple(self.exclude),
+        )
+
+    def options(self) -> MiningOptions:
+        return MiningConfig(**self.model_dump(include=set(MiningConfig.model_fields))).options()
+
+
 class LoopSpec(BaseModel):
     """The loop's inputs. Paths (``recipe`` unless a bundled name, ``train``, ``real_eval``) are
     relative to the spec file. ``rounds``: rounds after round 0 (total ``rounds + 1``)."""
@@ -122,11 +178,19 @@ class LoopSpec(BaseModel):
     shards: int | None = Field(None, ge=1)
     score_thr: float = Field(0.5, ge=0, le=1)
     mining: MiningConfig = Field(default_factory=MiningConfig)
+    mine_on: Literal["synthetic", "real"] = "synthetic"
+    real_train: str | None = None
+    real_pool: str | None = None
+    real_mining: RealMiningConfig = Field(default_factory=RealMiningConfig)
 
     @model_validator(mode="after")
     def _check(self) -> LoopSpec:
         if self.val_seed == self.seed:
             raise ValueError("val_seed must differ from seed (the val set would repeat training scenes)")
+        if self.mine_on == "real" and not self.real_train:
+            raise ValueError("mine_on: real needs real_train (the labeled real split that steers)")
+        if self.real_train and self.real_eval and self.real_train == self.real_eval:
+            raise ValueError("real_train is real_eval: the evaluation split must never steer the loop")
         return self
 
     def round_start(self, k: int) -> int:
@@ -165,13 +229,19 @@ def load_loop_spec(path: str | Path) -> LoopSpec:
         where, msg = validation_error_line(e)
         raise ActiveError(msg, path=str(path), where=where) from None
     base = path.resolve().parent
-    return spec.model_copy(
+    out = spec.model_copy(
         update={
             "recipe": _resolve(base, spec.recipe),
             "train": _resolve(base, spec.train),
             "real_eval": _resolve(base, spec.real_eval),
+            "real_train": _resolve(base, spec.real_train),
+            "real_pool": _resolve(base, spec.real_pool),
         }
     )
+    if out.real_train and out.real_eval and Path(out.real_train).resolve() == Path(out.real_eval).resolve():
+        msg = "real_train is real_eval: the evaluation split must never steer the loop"
+        raise ActiveError(msg, path=str(path), where="real_train")
+    return out
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -330,7 +400,6 @@ def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: L
     from synthloop.active.select import detection_arrays, load_rgb
     from synthloop.evaluation.detections import Detections, FrameDetections
     from synthloop.evaluation.report import evaluate
-    from synthloop.importers import load_any
 
     ds = load_any(dataset)
     predictor = predictor_class().from_checkpoint(checkpoint)
@@ -368,14 +437,13 @@ class LoopHooks:
     render: RenderFn = farm_render
     train: TrainFn = default_train
     evaluate: EvalFn = default_evaluate
+    predict: PredictFn = predict_checkpoint
 
 
 # ----------------------------------------------------------------------------- params
 def sampled_params(dataset: Path) -> dict[str, dict[str, list[Any]]]:
     """``{"scene": {param: [value per frame]}, "attr": {param: [value per labeled object]}}`` of a
     synthloop dataset folder (the values its frames were rendered with)."""
-    from synthloop.dataset.folder import load_dataset
-
     ds = load_dataset(dataset)
     scene: dict[str, list[Any]] = {}
     attr: dict[str, list[Any]] = {}
@@ -497,7 +565,15 @@ def run_loop(
         table = outcome_table(
             val.slices, exclude=spec.mining.exclude, include_measured=spec.mining.include_measured
         )
-        mined = mine(table, spec.mining.options())
+        real_train = None
+        if spec.mine_on == "real":
+            say(f"round {k}: mining the model's errors on {spec.real_train}")
+            real_mined = mine_real_round(spec, hooks, ckpt, datasets_k, out)
+            atomic_write_json(rdir / "real_mining.json", _jsonable(real_mined.to_dict()))
+            mined = real_mined.as_mining_result()
+            real_train = real_mined.summary()
+        else:
+            mined = mine(table, spec.mining.options())
         mined.save(rdir / "weak_regions.json")
         real = None
         if spec.real_eval:
@@ -514,6 +590,7 @@ def run_loop(
             "checkpoint": str(ckpt),
             "val": val.metrics,
             "real": real,
+            "real_train": real_train,
             "outcomes": table.counts(),
             "weak_regions": [r.describe() for r in mined.regions],
             "derived_changes": [c.path for c in derivation.changes] if derivation else [],
@@ -526,6 +603,61 @@ def run_loop(
         prev_ckpt, prev_weak = ckpt, mined
         say(f"round {k}: val recall {val.metrics.get('recall')}, {len(mined.regions)} weak region(s)")
     return results
+
+
+def render_rows(out_dir: Path, k: int, data: Path) -> list[dict[str, Any]]:
+    """Measured-property rows of round ``k``'s rendered objects (:func:`~synthloop.active.describe.
+    describe_renders`), cached in the round folder as ``render_properties.json``."""
+    cache = round_dir(out_dir, k) / "render_properties.json"
+    if cache.exists():
+        return json.loads(cache.read_text())["rows"]
+    rows = describe_renders(load_dataset(data))
+    atomic_write_json(cache, {"data": str(data), "rows": _jsonable(rows)})
+    return rows
+
+
+def refuse_eval_images(paths: Sequence[Path], eval_images: set[Path], source: str, field: str) -> None:
+    """ActiveError when a steering image is one of the evaluation split's (``real_eval``)."""
+    shared = [Path(p) for p in paths if Path(p).resolve() in eval_images]
+    if shared:
+        raise ActiveError(
+            f"{len(shared)} image(s) also belong to real_eval (e.g. {shared[0].name}): "
+            "the evaluation split must never steer the loop",
+            path=source,
+            where=field,
+        )
+
+
+def mine_real_round(
+    spec: LoopSpec, hooks: LoopHooks, checkpoint: Path, datasets: Sequence[Path], out_dir: Path
+) -> RealMining:
+    """Real-guided mining of one round: ``checkpoint``'s errors on ``spec.real_train`` (and
+    uncertainty on ``spec.real_pool``), mapped through every round's renders so far."""
+    assert spec.real_train is not None
+    real = load_any(spec.real_train)
+    if not real.frames:
+        raise ActiveError("the real split has no images", path=spec.real_train)
+    check_classes(real, load_dataset(datasets[0]), spec.real_train, str(datasets[0]))
+    eval_images = set()
+    if spec.real_eval:
+        eval_images = {Path(f.image_path).resolve() for f in load_any(spec.real_eval).frames}
+    refuse_eval_images([f.image_path for f in real.frames], eval_images, spec.real_train, "real_train")
+    rows = [r for j, d in enumerate(datasets) for r in render_rows(out_dir, j, Path(d))]
+    pool = None
+    if spec.real_pool:
+        paths = list_pool_images(spec.real_pool)
+        refuse_eval_images(paths, eval_images, spec.real_pool, "real_pool")
+        frames = pool_frames(paths)
+        pool = (frames, hooks.predict(checkpoint, Dataset(real.categories, frames, name="pool")))
+    result, _ = mine_real_errors(
+        real,
+        hooks.predict(checkpoint, real),
+        None,
+        pool=pool,
+        options=spec.real_mining.real_options(spec.score_thr),
+        render_rows=rows,
+    )
+    return result
 
 
 def _jsonable(v: Any) -> Any:

@@ -13,15 +13,19 @@ Outcome of a (non-ignored) GT object:
   (0.1 by default) -- a detection in the right place with a box not good enough to count;
 * ``missed``: nothing overlaps it.
 
+A row may state its own ``outcome`` instead (real-error mining: ``false_positive`` for a detection
+that matches nothing, ``uncertain`` for a low-scored detection on an unlabeled photo).
 A failure is anything not ``detected``.
 
 Parameter names: ``scene.<key>`` for frame-level params (``Frame.scene_params``), ``attr.<key>`` for
 per-object params (``ObjectAnnotation.attributes``: the object's sampled ``scale``, ``hue``, ...),
 and ``object.area`` (visible pixels), ``object.occlusion``, ``object.truncation`` (fractions) and
-``object.category`` (class name) for what the evaluation measured. Numeric params become one float
-column each (NaN where missing); categorical ones (strings, bools, or mixed values) are one-hot
-encoded into ``<param>=<value>`` columns (all zero where missing). Constant params and categorical
-params with more than ``max_categories`` values carry no usable signal and are left out.
+``object.category`` (class name) for what the evaluation measured, and ``prop.<name>`` for the
+image-measured properties of :mod:`synthloop.geometry.properties` (a row's ``properties``).
+Numeric params become one float column each (NaN where missing); categorical ones (strings,
+bools, or mixed values) are one-hot encoded into ``<param>=<value>`` columns (all zero where
+missing). Constant params and categorical params with more than ``max_categories`` values carry
+no usable signal and are left out.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ def _missing(v: Any) -> bool:
 
 
 def classify_outcome(row: Mapping[str, Any], loc_iou: float = DEFAULT_LOC_IOU) -> str:
-    """``detected`` / ``mislocalized`` / ``missed`` of one SliceTable object row (module docstring)."""
+    """``detected`` / ``mislocalized`` / ``missed`` of one SliceTable object row, or the row's own
+    ``outcome`` when it states one (module docstring)."""
+    if row.get("outcome"):
+        return str(row["outcome"])
     if row.get("matched"):
         return "detected"
     best = row.get("best_iou")
@@ -100,7 +107,9 @@ class OutcomeTable:
         return float(self.detected.mean()) if len(self) else math.nan
 
     def counts(self) -> dict[str, int]:
-        return {o: int((self.outcome == o).sum()) for o in OUTCOMES}
+        """Objects per outcome: every one of :data:`OUTCOMES`, then any other outcome present."""
+        extra = sorted(set(self.outcome.tolist()) - set(OUTCOMES))
+        return {o: int((self.outcome == o).sum()) for o in (*OUTCOMES, *extra)}
 
 
 def _rows_of(source: Any) -> list[Mapping[str, Any]]:
@@ -119,6 +128,8 @@ def _raw_params(row: Mapping[str, Any], include_measured: bool) -> dict[str, Any
     for k, v in (row.get("attributes") or {}).items():
         if k != "difficult":
             out[f"attr.{k}"] = v
+    for k, v in (row.get("properties") or {}).items():
+        out[f"prop.{k}"] = v
     if include_measured:
         out["object.area"] = row.get("area")
         out["object.occlusion"] = row.get("occlusion")

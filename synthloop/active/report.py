@@ -133,7 +133,10 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def _row(m: dict[str, Any]) -> list[str]:
-    val, real = m.get("val") or {}, m.get("real") or {}
+    val, real, rt = m.get("val") or {}, m.get("real") or {}, m.get("real_train") or {}
+    top = (m.get("weak_regions") or ["-"])[0]
+    if rt.get("weak_regions"):  # real-guided: the real property region, then what it mapped to
+        top = f"{rt['weak_regions'][0]} -> {top}"
     return [
         str(m["round"]),
         m.get("arm", ""),
@@ -143,8 +146,9 @@ def _row(m: dict[str, Any]) -> list[str]:
         _f(val.get("voc_mAP")),
         _f(real.get("coco_AP")),
         _f(real.get("coco_AP50")),
+        f"{_f(rt.get('recall'))}/{_f(rt.get('precision'))}" if rt else "-",
         str(len(m.get("weak_regions", []))),
-        (m.get("weak_regions") or ["-"])[0],
+        top,
     ]
 
 
@@ -157,6 +161,7 @@ HEADERS = [
     "val mAP",
     "real AP",
     "real AP50",
+    "real train R/P",
     "weak",
     "top weak region",
 ]

@@ -3,7 +3,8 @@
 Mount: ``app.add_typer(synthloop.commands.active.app, name="active")``.
 
 Commands: ``run LOOP.yaml --out DIR``, ``report DIR``, ``compare DIR...``, ``mine SLICES.json --out
-WEAK.json``, ``derive RECIPE WEAK.json --out DIR``, ``select POOL --checkpoint CKPT --budget N --out DIR``.
+WEAK.json``, ``derive RECIPE WEAK.json --out DIR``, ``select POOL --checkpoint CKPT --budget N --out DIR``,
+``mine-real MODEL --real TRAIN.json --renders DIR --out DIR``.
 """
 
 from __future__ import annotations
@@ -198,3 +199,66 @@ def compare(
         if out is not None:
             atomic_write_json(out, rows)
     print_comparison(rows)
+
+
+@app.command("mine-real")
+def mine_real_cmd(
+    model: Path = typer.Argument(..., help="Detector checkpoint (round 0's model)."),
+    real: Path = typer.Option(
+        ..., "--real", help="Labeled real TRAIN split (COCO json); never the val split."
+    ),
+    renders: list[Path] = typer.Option(
+        ..., "--renders", help="Render folder(s) the model was trained on (repeat for shards)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for real_mining.json, weak_regions.json, ..."),
+    recipe: str | None = typer.Option(None, "--recipe", help="Recipe to derive from (bundled name or YAML)."),
+    pool: Path | None = typer.Option(None, "--pool", help="Folder of unlabeled real photos (uncertainty)."),
+    exploration: float = typer.Option(0.3, "--exploration", help="Share kept on the original distribution."),
+    score_thr: float = typer.Option(0.5, "--score-thr", help="Operating point for recall/precision."),
+    min_support: int = typer.Option(5, "--min-support", min=1, help="Objects a real weak region needs."),
+    adjust: str = typer.Option(
+        "bonferroni",
+        "--adjust",
+        help="bonferroni, or none (a few labeled photos: less strict, more false leads).",
+    ),
+    pool_top: int = typer.Option(10, "--pool-top", min=1, help="Most uncertain pool photos described."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
+) -> None:
+    """Mine a model's errors on real photos by measured properties; map them to recipe parameters."""
+    import json
+
+    from synthloop.active.mining import MiningOptions
+    from synthloop.active.real_guided import RealMiningOptions, mine_real
+    from synthloop.scenes.recipe import load_recipe
+
+    with user_errors():
+        rec = load_recipe(recipe) if recipe else None
+        opts = RealMiningOptions(
+            score_thr=score_thr,
+            mining=MiningOptions(min_support=min_support, max_regions=5, adjust=adjust),  # type: ignore[arg-type]
+            pool_top=pool_top,
+        )
+        paths = mine_real(
+            model,
+            real,
+            renders,
+            out,
+            recipe=rec,
+            pool=pool,
+            exploration=exploration,
+            options=opts,
+            progress="json" if quiet else "bar",
+        )
+    result = json.loads(paths["real_mining"].read_text())
+    if quiet:
+        typer.echo(json.dumps({"event": "summary", **result["summary"], "out": str(out)}))
+        return
+    s = result["summary"]
+    typer.echo(
+        f"real recall {s['recall']}, precision {s['precision']} "
+        f"({s['num_gt']} objects, {s['num_dets']} detections)"
+    )
+    for m in result["mappings"]:
+        params = ", ".join(p["description"] for p in m["params"]) or m["note"]
+        typer.echo(f"{m['table']}: {m['region']['description']} ({m['in_region']} renders) -> {params}")
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -75,3 +75,28 @@ def kelvin_to_linear_rgb(kelvin: float) -> tuple[float, float, float]:
     rgb = rgb / rgb.max()
     r, g, b = (float(c) for c in rgb)
     return (r, g, b)
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """Display HSV of sRGB pixels: (..., 3) uint8 -> (..., 3) float64 with h in turns [0, 1),
+    s and v in [0, 1] (the inverse of the recipe's HSV convention, ``colorsys`` per pixel)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    mx, mn = c.max(axis=-1), c.min(axis=-1)
+    delta = mx - mn
+    s = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0)
+    safe = np.where(delta > 0, delta, 1.0)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    h = np.where(
+        mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
+    h = np.where(delta > 0, h / 6.0, 0.0) % 1.0
+    return np.stack([h, s, mx], axis=-1)
+
+
+def circular_mean(turns: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Weighted circular mean in [0, 1) of angles in turns; NaN when empty or all weights are 0."""
+    a = 2.0 * np.pi * np.asarray(turns, dtype=np.float64).reshape(-1)
+    w = np.ones_like(a) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if a.size == 0 or w.sum() <= 0:
+        return float("nan")
+    return float((np.arctan2((w * np.sin(a)).sum(), (w * np.cos(a)).sum()) / (2.0 * np.pi)) % 1.0)
