@@ -77,23 +77,7 @@ def _resample(
     return {**gt_dict, "images": images, "annotations": anns}, results
 
 
-def bootstrap_coco(
-    ds: Dataset,
-    runs: Mapping[str, Mapping[str, FrameDetections]],
-    *,
-    resamples: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    iou_type: str = "bbox",
-) -> dict[str, Any]:
-    """Percentile-bootstrap intervals of COCO AP, AP50, AP75 for each of ``runs`` (name ->
-    detections of ``ds``'s frames), and of each run's difference to the first run.
-
-    Returns ``{"resamples", "confidence", "seed", "iou_type", "num_images", "runs": {name: {stat:
-    {"value", "lo", "hi"}}}, "differences": {"B - A": {stat: {"value", "lo", "hi",
-    "p_not_above_zero"}}}}``: ``value`` on the full set, ``lo``/``hi`` the interval's ends over the
-    resamples where the stat is defined, ``p_not_above_zero`` the share of resamples where B is
-    not better than A. All values are in AP units (0..1)."""
+def _check(runs: Mapping[str, Any], resamples: int, confidence: float, iou_type: str) -> None:
     if not runs:
         raise EvaluationError("bootstrap needs at least one detection set")
     if resamples < 10:
@@ -102,27 +86,46 @@ def bootstrap_coco(
         raise EvaluationError(f"confidence must be in [0.5, 1), got {confidence}", where="confidence")
     if iou_type not in ("bbox", "segm"):
         raise EvaluationError(f"bootstrap supports bbox and segm, not {iou_type!r}", where="iou_type")
+
+
+def _sample_stats(
+    ds: Dataset,
+    runs: Mapping[str, Mapping[str, FrameDetections]],
+    resamples: int,
+    seed: int,
+    iou_type: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(full, samples, num_images)``: COCO AP/AP50/AP75 of each run on the full set, shape
+    ``(R, 3)``, and on each resample of the images, shape ``(resamples, R, 3)``; ``-1`` where a
+    stat is undefined. Runs are in ``runs``' order and share the resamples."""
     gt_dict, ids = dataset_gt(ds)
     n_img = len(gt_dict["images"])
     if n_img == 0:
         raise EvaluationError("bootstrap needs at least one image")
-    names = list(runs)
     full = []
     by_image: list[dict[int, list[dict[str, Any]]]] = []
-    for name in names:
-        reason = _supports(gt_dict, ds, runs[name], iou_type)
+    for name, dets in runs.items():
+        reason = _supports(gt_dict, ds, dets, iou_type)
         if reason is not None:
             raise EvaluationError(f"cannot bootstrap {iou_type} AP of {name!r}: {reason}", where="iou_type")
-        res = _results_for(iou_type, to_coco_results(ds, runs[name], ids))
+        res = _results_for(iou_type, to_coco_results(ds, dets, ids))
         full.append(_stats(gt_dict, res, iou_type))
         by_image.append(_by_image(res))
     gt_by_image = _by_image(gt_dict["annotations"])
     rng = np.random.default_rng(seed)
-    samples = np.empty((resamples, len(names), len(STATS)))
+    samples = np.empty((resamples, len(runs), len(STATS)))
     for s in range(resamples):
         gt_s, res_s = _resample(gt_dict, gt_by_image, by_image, rng.integers(0, n_img, n_img))
         for m, res in enumerate(res_s):
             samples[s, m] = _stats(gt_s, res, iou_type)
+    return np.asarray(full), samples, n_img
+
+
+def _summarise(
+    names: list[str], full: np.ndarray, samples: np.ndarray, confidence: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Intervals of each column of ``samples`` (``(resamples, M, 3)``; ``-1`` = undefined) and of
+    each column's paired difference to the first, as :func:`bootstrap_coco` returns them."""
     q = (1 - confidence) / 2
 
     def interval(values: np.ndarray, defined: np.ndarray) -> tuple[float | None, float | None]:
@@ -152,6 +155,29 @@ def bootstrap_coco(
             value = None if min(full[m][k], full[0][k]) < 0 else float(full[m][k] - full[0][k])
             p = float(np.mean(d[ok] <= 0)) if ok.any() else None
             diffs[key][stat] = {"value": value, "lo": lo, "hi": hi, "p_not_above_zero": p}
+    return out_runs, diffs
+
+
+def bootstrap_coco(
+    ds: Dataset,
+    runs: Mapping[str, Mapping[str, FrameDetections]],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    iou_type: str = "bbox",
+) -> dict[str, Any]:
+    """Percentile-bootstrap intervals of COCO AP, AP50, AP75 for each of ``runs`` (name ->
+    detections of ``ds``'s frames), and of each run's difference to the first run.
+
+    Returns ``{"resamples", "confidence", "seed", "iou_type", "num_images", "runs": {name: {stat:
+    {"value", "lo", "hi"}}}, "differences": {"B - A": {stat: {"value", "lo", "hi",
+    "p_not_above_zero"}}}}``: ``value`` on the full set, ``lo``/``hi`` the interval's ends over the
+    resamples where the stat is defined, ``p_not_above_zero`` the share of resamples where B is
+    not better than A. All values are in AP units (0..1)."""
+    _check(runs, resamples, confidence, iou_type)
+    full, samples, n_img = _sample_stats(ds, runs, resamples, seed, iou_type)
+    out_runs, diffs = _summarise(list(runs), full, samples, confidence)
     return {
         "resamples": resamples,
         "confidence": confidence,
@@ -161,6 +187,55 @@ def bootstrap_coco(
         "runs": out_runs,
         "differences": diffs,
     }
+
+
+def bootstrap_arms(
+    ds: Dataset,
+    arms: Mapping[str, Mapping[str, Mapping[str, FrameDetections]]],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    iou_type: str = "bbox",
+) -> dict[str, Any]:
+    """Like :func:`bootstrap_coco` for arms of an experiment: ``arms`` maps an arm's name to its
+    runs (e.g. one model per training seed, name -> detections). On the full set and on every
+    resample of the images, an arm's stat is the mean over its runs (runs whose stat is undefined
+    there are left out), so an arm's interval holds both the evaluation noise of the small val set
+    and the spread over seeds that the mean smooths; differences are paired against the first arm.
+    The result has bootstrap_coco's keys, with ``runs`` holding the arms, plus ``members``."""
+    flat = {f"{arm}/{run}": dets for arm, runs in arms.items() for run, dets in runs.items()}
+    _check(flat, resamples, confidence, iou_type)
+    if any(not runs for runs in arms.values()):
+        raise EvaluationError("every arm needs at least one run", where="arms")
+    full, samples, n_img = _sample_stats(ds, flat, resamples, seed, iou_type)
+    cols: list[np.ndarray] = []
+    full_cols: list[np.ndarray] = []
+    start = 0
+    for runs in arms.values():
+        block = slice(start, start + len(runs))
+        start += len(runs)
+        cols.append(_mean_defined(samples[:, block, :], axis=1))
+        full_cols.append(_mean_defined(full[None, block, :], axis=1)[0])
+    out_runs, diffs = _summarise(list(arms), np.stack(full_cols), np.stack(cols, axis=1), confidence)
+    return {
+        "resamples": resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "iou_type": iou_type,
+        "num_images": n_img,
+        "runs": out_runs,
+        "differences": diffs,
+        "members": {arm: list(runs) for arm, runs in arms.items()},
+    }
+
+
+def _mean_defined(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of ``x`` over ``axis`` ignoring ``-1`` (undefined) entries; ``-1`` where all are."""
+    ok = x > -1
+    n = ok.sum(axis=axis)
+    total = np.where(ok, x, 0.0).sum(axis=axis)
+    return np.where(n > 0, total / np.maximum(n, 1), -1.0)
 
 
 def format_bootstrap(b: Mapping[str, Any], stat: str = "AP50") -> str:
