@@ -175,7 +175,13 @@ def export_model_cmd(
     calib_count: int = typer.Option(32, "--calib-count", help="calibration images to use"),
     int8_flavor: str = typer.Option("ort", "--int8-flavor", help="'ort' (uint8 activations) or 'tensorrt'"),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile"),
-    opset: int = typer.Option(17, "--opset"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version (>= 11)"),
+    layout: str = typer.Option(
+        "synthloop",
+        "--layout",
+        help="'synthloop' (cov logits + 5-D bbox, batch 1) or 'tao' (DetectNet_v2: TAO's "
+        "output_cov/Sigmoid + output_bbox/BiasAdd, dynamic batch, DeepStream nvinfer config + labels.txt)",
+    ),
     parity: Path | None = typer.Option(
         None, "--parity", help="dataset (COCO .json, folder) to compare with torch"
     ),
@@ -194,11 +200,15 @@ def export_model_cmd(
         raise SynthloopError(f"--int8-flavor must be 'ort' or 'tensorrt', got {int8_flavor!r}")
     if calib_method not in ("minmax", "entropy", "percentile"):
         raise SynthloopError(f"--calib-method must be minmax, entropy or percentile, got {calib_method!r}")
+    if layout not in ("synthloop", "tao"):
+        raise SynthloopError(f"--layout must be 'synthloop' or 'tao', got {layout!r}")
     calib = None
     loaded = None
     if read_checkpoint(model).get("format") == QAT_FORMAT:
         from synthloop.deploy.qat import load_qat
 
+        if layout != "synthloop":
+            raise SynthloopError("--layout tao takes a training or pruned checkpoint, not a QAT one")
         raw, desc = load_qat(model)
         export_qat_onnx(raw, desc, out, opset, source=str(model))
     else:
@@ -220,8 +230,13 @@ def export_model_cmd(
             calib_method,
             opset,  # type: ignore[arg-type]
             source=str(model),
+            layout=layout,  # type: ignore[arg-type]
         )
     print(f"wrote {out} (+ {out.with_suffix('.json').name})")
+    if layout == "tao":
+        from synthloop.deploy.deepstream import CONFIG_NAME, LABELS_NAME
+
+        print(f"wrote {out.parent / CONFIG_NAME} and {out.parent / LABELS_NAME} (DeepStream nvinfer)")
     if parity is not None:
         if loaded is None:
             raise SynthloopError("--parity needs a training or pruned checkpoint as MODEL")
