@@ -25,6 +25,7 @@ from synthloop.commands import farm as farm_cmd
 from synthloop.commands import geometry as geometry_cmd
 from synthloop.commands import mix as mix_cmd
 from synthloop.commands import recipes as recipes_cmd
+from synthloop.commands import spec as spec_cmd
 from synthloop.commands.evaluate import evaluate_cmd
 from synthloop.commands.train import train_cmd
 
@@ -36,8 +37,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(recipes_cmd.app, name="recipes", help="List, show and validate scene recipes.")
-app.add_typer(export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / depth / semantic maps.")
+app.add_typer(
+    export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / TAO / depth / semantic maps."
+)
 app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, show, merge and split datasets.")
+app.add_typer(spec_cmd.app, name="spec", help="Convert experiment specs from other tools (TAO).")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.add_typer(mix_cmd.app, name="mix", help="Mixing-ratio experiments: run the matrix, write the report.")

@@ -13,6 +13,7 @@ import typer
 
 from synthloop.cli_common import cli_errors
 from synthloop.dataset.types import Dataset
+from synthloop.errors import SynthloopError
 
 app = typer.Typer(help="Export a dataset to COCO / KITTI / depth / semantic maps.", no_args_is_help=True)
 
@@ -70,6 +71,42 @@ def kitti_cmd(
     ds = load_source(src, skip_invalid)
     out = write_kitti(ds, dst, layout=layout, lowercase=not keep_case)
     print(f"wrote {out} ({len(ds.frames)} frames, layout {layout})")
+
+
+@app.command("tao")
+@cli_errors
+def tao_cmd(
+    src: Path = SRC,
+    dst: Path = DST,
+    spec: Path | None = typer.Option(
+        None, "--spec", help="synthloop experiment spec YAML whose settings the TAO training spec carries"
+    ),
+    width: int | None = typer.Option(
+        None, "--width", min=16, help="image width (rounded to a multiple of 16)"
+    ),
+    height: int | None = typer.Option(
+        None, "--height", min=16, help="image height (rounded to a multiple of 16)"
+    ),
+    skip_invalid: bool = SKIP,
+) -> None:
+    """NVIDIA TAO DetectNet_v2 inputs: resized KITTI, dataset_convert spec, training spec.
+
+    Example: synthloop export tao out/tabletop tao/ --spec train.yaml
+    """
+    from synthloop.training.spec import load_spec
+    from synthloop.training.tao_spec import TRAIN_SPEC, export_tao
+
+    if (width is None) != (height is None):
+        raise SynthloopError("give both --width and --height, or neither")
+    exp = load_spec(spec) if spec is not None else None
+    ds = load_source(src, skip_invalid)
+    size = (width, height) if width is not None and height is not None else None
+    res = export_tao(ds, dst, exp, size, source=str(Path(src).absolute()))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {res.dst} ({len(ds.frames)} frames at {res.width}x{res.height})")
+    print(f"  tao detectnet_v2 dataset_convert -d {res.dst}/dataset_convert.txt -o {res.dst}/tfrecords/kitti")
+    print(f"  tao detectnet_v2 train -e {res.dst}/{TRAIN_SPEC} -r RESULTS -k KEY")
 
 
 @app.command("depth")

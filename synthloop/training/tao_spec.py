@@ -1,0 +1,563 @@
+"""NVIDIA TAO DetectNet_v2 training specs (protobuf text format) <-> :class:`ExperimentSpec`.
+
+:func:`spec_to_tao` writes the spec ``tao detectnet_v2 train -e`` takes, from a synthloop spec and
+the dataset's classes; :func:`tao_to_spec` reads one back, mapping every field with a synthloop
+counterpart (:data:`MAPPING`) and listing every other field found in the file as unmapped. The
+round trip synthloop -> TAO -> synthloop keeps every field of :data:`MAPPING`.
+
+Field names and nesting follow TAO's published DetectNet_v2 spec (``dataset_config``,
+``augmentation_config``, ``postprocessing_config``, ``model_config``, ``evaluation_config``,
+``cost_function_config``, ``training_config``, ``bbox_rasterizer_config``). Per-class blocks are
+keyed by class name; synthloop's ``"*"`` defaults are expanded to every class when writing.
+Conversions: ``hue_rotation_max`` is in degrees (synthloop ``augment.hue`` is a fraction of the
+circle); ``min_learning_rate`` is absolute (synthloop: ``lr * min_lr_ratio``); TAO's single
+``deadzone_radius`` is every class's ``raster.deadzone_radius``; an L2 ``regularizer`` weight is
+``optimizer.weight_decay``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthloop.dataset.types import Dataset
+from synthloop.exporters.tao import KITTI_DIR, round_to_stride, write_tao_dataset
+from synthloop.prototext import Enum, Message, dumps, first, loads
+from synthloop.training.data import AugmentConfig
+from synthloop.training.errors import SpecError
+from synthloop.training.postprocess import ClusterParams
+from synthloop.training.rasterizer import RasterParams
+from synthloop.training.spec import ExperimentSpec, parse_spec
+
+# TAO field (flattened, {c} = per class) -> synthloop field (dotted, {c} = per class key)
+MAPPING: dict[str, str] = {
+    "random_seed": "seed",
+    "dataset_config.target_class_mapping[{k}]": "datasets.*.class_mapping",
+    "augmentation_config.preprocessing.output_image_width": "model.input_width",
+    "augmentation_config.preprocessing.output_image_height": "model.input_height",
+    "augmentation_config.spatial_augmentation.hflip_probability": "augment.hflip_prob",
+    "augmentation_config.spatial_augmentation.vflip_probability": "augment.vflip_prob",
+    "augmentation_config.spatial_augmentation.zoom_min": "augment.zoom_min",
+    "augmentation_config.spatial_augmentation.zoom_max": "augment.zoom_max",
+    "augmentation_config.spatial_augmentation.translate_max_x": "augment.translate_max_x",
+    "augmentation_config.spatial_augmentation.translate_max_y": "augment.translate_max_y",
+    "augmentation_config.color_augmentation.hue_rotation_max": "augment.hue (x 1/360)",
+    "augmentation_config.color_augmentation.saturation_shift_max": "augment.saturation",
+    "augmentation_config.color_augmentation.contrast_scale_max": "augment.contrast",
+    "postprocessing_config.target_class_config[{c}].clustering_config.coverage_threshold": (
+        "model.detectnet.cluster.{c}.coverage_threshold"
+    ),
+    "postprocessing_config.target_class_config[{c}].clustering_config.dbscan_eps": (
+        "model.detectnet.cluster.{c}.eps"
+    ),
+    "postprocessing_config.target_class_config[{c}].clustering_config.dbscan_min_samples": (
+        "model.detectnet.cluster.{c}.min_samples"
+    ),
+    "postprocessing_config.target_class_config[{c}].clustering_config.dbscan_confidence_threshold": (
+        "model.detectnet.cluster.{c}.min_confidence"
+    ),
+    "postprocessing_config.target_class_config[{c}].clustering_config.clustering_algorithm": (
+        "(DBSCAN only)"
+    ),
+    "model_config.arch + num_layers": "backbone.name (resnet18/34/50)",
+    "model_config.pretrained_model_file": "backbone.weights, or model.load_graph with load_graph: true",
+    "model_config.load_graph": "model.load_graph",
+    "model_config.freeze_blocks": "backbone.freeze_blocks",
+    "model_config.freeze_bn": "backbone.freeze_bn",
+    "model_config.objective_set.bbox.scale": "model.detectnet.bbox_norm",
+    "cost_function_config.target_classes[{c}]": "classes, in output order",
+    "cost_function_config.target_classes[{c}].class_weight": "model.detectnet.class_weights.{c}",
+    "cost_function_config.target_classes[{c}].objectives[cov].initial_weight": (
+        "model.detectnet.cov_loss_weight"
+    ),
+    "cost_function_config.target_classes[{c}].objectives[bbox].initial_weight": (
+        "model.detectnet.bbox_loss_weight"
+    ),
+    "training_config.batch_size_per_gpu": "batch_size",
+    "training_config.num_epochs": "epochs",
+    "training_config.checkpoint_interval": "checkpoint_interval",
+    "training_config.learning_rate.soft_start_annealing_schedule.max_learning_rate": "optimizer.lr",
+    "training_config.learning_rate.soft_start_annealing_schedule.min_learning_rate": (
+        "lr_schedule.min_lr_ratio (x lr)"
+    ),
+    "training_config.learning_rate.soft_start_annealing_schedule.soft_start": "lr_schedule.soft_start",
+    "training_config.learning_rate.soft_start_annealing_schedule.annealing": "lr_schedule.annealing",
+    "training_config.regularizer.type + weight (L2)": "optimizer.weight_decay",
+    "training_config.optimizer.adam": "optimizer.name: adam",
+    "evaluation_config.validation_period_during_training": "validation_interval",
+    "bbox_rasterizer_config.target_class_config[{c}].cov_center_x": "model.detectnet.raster.{c}.cov_center_x",
+    "bbox_rasterizer_config.target_class_config[{c}].cov_center_y": "model.detectnet.raster.{c}.cov_center_y",
+    "bbox_rasterizer_config.target_class_config[{c}].cov_radius_x": "model.detectnet.raster.{c}.cov_radius_x",
+    "bbox_rasterizer_config.target_class_config[{c}].cov_radius_y": "model.detectnet.raster.{c}.cov_radius_y",
+    "bbox_rasterizer_config.target_class_config[{c}].bbox_min_radius": (
+        "model.detectnet.raster.{c}.bbox_min_radius"
+    ),
+    "bbox_rasterizer_config.deadzone_radius": "model.detectnet.raster.*.deadzone_radius",
+}
+
+# synthloop fields a TAO DetectNet_v2 spec cannot express (spec_to_tao notes them when not default)
+NOT_IN_TAO = (
+    "optimizer.name other than adam",
+    "lr_schedule.name other than soft_start_annealing",
+    "augment.brightness/blur/noise/jpeg/rotate90/affine_prob/color_prob",
+    "model.detectnet.cluster.*.distance/confidence",
+    "model.detectnet.cov_loss/cov_normalize",
+    "mix, distributed, distill, amp, compile, cuda_graph, device, validation",
+)
+
+_ARCHS = {("resnet", 18): "resnet18", ("resnet", 34): "resnet34", ("resnet", 50): "resnet50"}
+
+
+def _per_class(d: dict[str, Any], cls: str, default: Any) -> Any:
+    return d.get(cls, d.get("*", default))
+
+
+def _kv(key: str, value: Any) -> Message:
+    return {"key": [key], "value": [value]}
+
+
+def spec_to_tao(
+    spec: ExperimentSpec,
+    classes: list[str],
+    data_sources: list[tuple[str, str]],
+    image_extension: str = "png",
+) -> tuple[Message, list[str]]:
+    """The DetectNet_v2 training spec of ``spec`` for ``classes`` (output order) and
+    ``data_sources`` ((tfrecords_path, image_directory_path) pairs). Returns the message and notes on
+    synthloop settings TAO cannot express (non-default ones only)."""
+    notes: list[str] = []
+    dn, aug, bb = spec.model.detectnet, spec.augment, spec.backbone
+    mapping = {}
+    for entry in spec.datasets:
+        mapping.update(entry.class_mapping)
+    target_map = [_kv(k, v) for k, v in mapping.items()] + [_kv(c, c) for c in classes if c not in mapping]
+    dataset_config: Message = {
+        "data_sources": [{"tfrecords_path": [t], "image_directory_path": [i]} for t, i in data_sources],
+        "image_extension": [image_extension],
+        "target_class_mapping": target_map,
+        "validation_fold": [0],
+    }
+    augmentation: Message = {
+        "preprocessing": [
+            {
+                "output_image_width": [spec.model.input_width],
+                "output_image_height": [spec.model.input_height],
+                "min_bbox_width": [1.0],
+                "min_bbox_height": [1.0],
+                "output_image_channel": [3],
+            }
+        ],
+        "spatial_augmentation": [
+            {
+                "hflip_probability": [aug.hflip_prob],
+                "vflip_probability": [aug.vflip_prob],
+                "zoom_min": [aug.zoom_min],
+                "zoom_max": [aug.zoom_max],
+                "translate_max_x": [float(aug.translate_max_x)],
+                "translate_max_y": [float(aug.translate_max_y)],
+            }
+        ],
+        "color_augmentation": [
+            {
+                "hue_rotation_max": [aug.hue * 360.0],
+                "saturation_shift_max": [aug.saturation],
+                "contrast_scale_max": [aug.contrast],
+                "contrast_center": [0.5],
+            }
+        ],
+    }
+    post, raster, targets = [], [], []
+    deadzones = set()
+    for c in classes:
+        cp: ClusterParams = _per_class(dn.cluster, c, ClusterParams())
+        rp: RasterParams = _per_class(dn.raster, c, RasterParams())
+        deadzones.add(rp.deadzone_radius)
+        clustering = {
+            "clustering_algorithm": [Enum("DBSCAN")],
+            "coverage_threshold": [cp.coverage_threshold],
+            "dbscan_eps": [cp.eps],
+            "dbscan_min_samples": [cp.min_samples],
+            "dbscan_confidence_threshold": [cp.min_confidence],
+            "minimum_bounding_box_height": [0],
+        }
+        post.append(_kv(c, {"clustering_config": [clustering]}))
+        raster.append(_kv(c, {k: [getattr(rp, k)] for k in _RASTER_FIELDS}))
+        objectives = [
+            {"name": ["cov"], "initial_weight": [dn.cov_loss_weight], "weight_target": [dn.cov_loss_weight]},
+            {
+                "name": ["bbox"],
+                "initial_weight": [dn.bbox_loss_weight],
+                "weight_target": [dn.bbox_loss_weight],
+            },
+        ]
+        targets.append(
+            {
+                "name": [c],
+                "class_weight": [float(_per_class(dn.class_weights, c, 1.0))],
+                "coverage_foreground_weight": [0.05],
+                "objectives": objectives,
+            }
+        )
+    if len(deadzones) > 1:
+        notes.append(
+            "model.detectnet.raster.*.deadzone_radius differs by class; TAO has one (the first is used)"
+        )
+    arch = {v: k for k, v in _ARCHS.items()}.get(bb.name)
+    if arch is None:
+        notes.append(f"backbone.name {bb.name!r} has no TAO DetectNet_v2 arch (resnet 18 written)")
+        arch = ("resnet", 18)
+    model_config: Message = {"arch": [arch[0]], "num_layers": [arch[1]]}
+    pretrained = spec.model.load_graph or (bb.weights if bb.weights not in (None, "package") else None)
+    if pretrained:
+        model_config["pretrained_model_file"] = [pretrained]
+    model_config["load_graph"] = [spec.model.load_graph is not None]
+    if bb.freeze_blocks:
+        model_config["freeze_blocks"] = list(bb.freeze_blocks)
+    model_config |= {
+        "freeze_bn": [bb.freeze_bn],
+        "use_batch_norm": [True],
+        "all_projections": [True],
+        "objective_set": [{"bbox": [{"scale": [dn.bbox_norm], "offset": [0.5]}], "cov": [{}]}],
+    }
+    training = _training_config(spec, notes)
+    evaluation: Message = {
+        "validation_period_during_training": [spec.validation_interval or 10],
+        "first_validation_epoch": [1],
+        "minimum_detection_ground_truth_overlap": [_kv(c, 0.5) for c in classes],
+        "evaluation_box_config": [
+            _kv(
+                c,
+                {
+                    "minimum_height": [1],
+                    "maximum_height": [9999],
+                    "minimum_width": [1],
+                    "maximum_width": [9999],
+                },
+            )
+            for c in classes
+        ],
+        "average_precision_mode": [Enum("INTEGRATE")],
+    }
+    msg: Message = {
+        "random_seed": [spec.seed],
+        "dataset_config": [dataset_config],
+        "augmentation_config": [augmentation],
+        "postprocessing_config": [{"target_class_config": post}],
+        "model_config": [model_config],
+        "evaluation_config": [evaluation],
+        "cost_function_config": [
+            {
+                "target_classes": targets,
+                "enable_autoweighting": [False],
+                "max_objective_weight": [0.9999],
+                "min_objective_weight": [0.0001],
+            }
+        ],
+        "training_config": [training],
+        "bbox_rasterizer_config": [
+            {"target_class_config": raster, "deadzone_radius": [next(iter(deadzones), 0.67)]}
+        ],
+    }
+    notes += _default_notes(spec)
+    return msg, notes
+
+
+_RASTER_FIELDS = ("cov_center_x", "cov_center_y", "cov_radius_x", "cov_radius_y", "bbox_min_radius")
+
+
+def _training_config(spec: ExperimentSpec, notes: list[str]) -> Message:
+    opt, sched = spec.optimizer, spec.lr_schedule
+    if spec.epochs is None:
+        notes.append("iterations: TAO counts epochs (num_epochs: 1 written)")
+    schedule = {
+        "min_learning_rate": [opt.lr * sched.min_lr_ratio],
+        "max_learning_rate": [opt.lr],
+        "soft_start": [sched.soft_start],
+        "annealing": [sched.annealing],
+    }
+    return {
+        "batch_size_per_gpu": [spec.batch_size],
+        "num_epochs": [spec.epochs or 1],
+        "learning_rate": [{"soft_start_annealing_schedule": [schedule]}],
+        "regularizer": [{"type": [Enum("L2")], "weight": [opt.weight_decay]}],
+        "optimizer": [{"adam": [{"epsilon": [1e-8], "beta1": [0.9], "beta2": [0.999]}]}],
+        "cost_scaling": [{"initial_exponent": [20.0], "increment": [0.005], "decrement": [1.0]}],
+        "checkpoint_interval": [spec.checkpoint_interval],
+    }
+
+
+def _default_notes(spec: ExperimentSpec) -> list[str]:
+    notes = []
+    if spec.optimizer.name != "adam":
+        notes.append(f"optimizer.name {spec.optimizer.name!r}: TAO DetectNet_v2 trains with adam (written)")
+    if spec.lr_schedule.name != "soft_start_annealing":
+        notes.append(f"lr_schedule.name {spec.lr_schedule.name!r}: TAO uses soft_start_annealing (written)")
+    base = AugmentConfig()
+    for k in ("brightness", "blur_prob", "noise_prob", "jpeg_prob", "rotate90_prob"):
+        if getattr(spec.augment, k) != getattr(base, k):
+            notes.append(f"augment.{k} has no TAO counterpart")
+    dn = spec.model.detectnet
+    if any(p.distance != "iou" or p.confidence != "max" for p in dn.cluster.values()):
+        notes.append("model.detectnet.cluster distance/confidence have no TAO counterpart")
+    return notes
+
+
+# ------------------------------------------------------------------------------- TAO -> synthloop
+
+
+def flatten(msg: Message, prefix: str = "") -> dict[str, Any]:
+    """Leaf fields as ``{path: value}``: map entries (``key``/``value``) and named entries
+    (``name``) are indexed by key/name (``target_class_config[car].clustering_config.dbscan_eps``),
+    other repeated messages by position; repeated scalars become lists."""
+    out: dict[str, Any] = {}
+    for name, values in msg.items():
+        path = f"{prefix}{name}"
+        if values and all(not isinstance(v, dict) for v in values):
+            out[path] = values[0] if len(values) == 1 else list(values)
+            continue
+        for i, v in enumerate(values):
+            if not isinstance(v, dict):
+                out[f"{path}[{i}]"] = v
+            elif "key" in v:
+                val = first(v, "value")
+                key = f"{path}[{first(v, 'key')}]"
+                if isinstance(val, dict):
+                    out.update(flatten(val, key + ".") or {key: {}})
+                else:
+                    out[key] = val
+            elif "name" in v and name in ("target_classes", "objectives"):
+                rest = {k: w for k, w in v.items() if k != "name"}
+                key = f"{path}[{first(v, 'name')}]"
+                out.update(flatten(rest, key + ".") or {key: {}})
+            else:
+                out.update(flatten(v, f"{path}[{i}]." if len(values) > 1 else f"{path}.") or {path: {}})
+    return out
+
+
+@dataclass
+class TaoImport:
+    """A TAO spec read into synthloop: the spec (as plain data, validated by :meth:`spec`), the
+    classes in output order, and the TAO fields without a synthloop counterpart (``path = value``)."""
+
+    data: dict[str, Any]
+    classes: list[str]
+    unmapped: list[str] = field(default_factory=list)
+    source: str = "<tao spec>"
+
+    def spec(self) -> ExperimentSpec:
+        return parse_spec(self.data, self.source)
+
+
+class _Flat:
+    def __init__(self, flat: dict[str, Any]):
+        self.rest = dict(flat)
+
+    def take(self, path: str, default: Any = None) -> Any:
+        return self.rest.pop(path, default)
+
+    def take_prefix(self, prefix: str) -> dict[str, Any]:
+        keys = [k for k in self.rest if k.startswith(prefix)]
+        return {k[len(prefix) :]: self.rest.pop(k) for k in keys}
+
+
+def _set(d: dict[str, Any], dotted: str | list[str], value: Any) -> None:
+    """``d[a][b][c] = value`` for ``"a.b.c"`` (or ``[a, b, c]``: keys that may contain dots); None skips."""
+    if value is None:
+        return
+    *parents, leaf = dotted.split(".") if isinstance(dotted, str) else dotted
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[leaf] = value
+
+
+def _classes(f: _Flat, msg: Message) -> list[str]:
+    cost = first(msg, "cost_function_config", {})
+    names = [first(t, "name") for t in cost.get("target_classes", [])]
+    if names:
+        return [str(n) for n in names]
+    mapping = first(msg, "dataset_config", {}).get("target_class_mapping", [])
+    return list(dict.fromkeys(str(first(m, "value")) for m in mapping))
+
+
+def tao_to_spec(text: str, source: str = "<tao spec>", datasets: list[str] | None = None) -> TaoImport:
+    """Read a TAO DetectNet_v2 training spec (see module docstring). ``datasets``: synthloop dataset
+    folders or COCO .json files to train on (TAO's TFRecords cannot be read); None = each
+    ``data_sources.image_directory_path`` as a dataset folder."""
+    msg = loads(text, source)
+    f = _Flat(flatten(msg))
+    classes = _classes(f, msg)
+    d: dict[str, Any] = {"name": Path(source).stem or "tao"}
+    _set(d, "seed", f.take("random_seed"))
+    class_mapping = {}
+    for key, value in f.take_prefix("dataset_config.target_class_mapping[").items():
+        k = key[:-1]
+        if k != value:
+            class_mapping[k] = value
+    d["datasets"] = _datasets(f, datasets, class_mapping)
+    _augment(f, d)
+    _model(f, d, classes, source)
+    _training(f, d)
+    _set(d, "validation_interval", f.take("evaluation_config.validation_period_during_training"))
+    unmapped = [f"{k} = {v}" for k, v in f.rest.items()]
+    return TaoImport(d, classes, unmapped, source)
+
+
+def _datasets(f: _Flat, given: list[str] | None, class_mapping: dict[str, str]) -> list[dict[str, Any]]:
+    if given is None:
+        given = []
+        for k in list(f.rest):
+            if k.startswith("dataset_config.data_sources") and k.endswith("image_directory_path"):
+                given.append(str(f.take(k)))
+    out = []
+    for p in given:
+        if str(p).endswith(".json"):
+            out.append({"kind": "real", "coco_json": str(p), "class_mapping": class_mapping})
+        else:
+            out.append({"kind": "synthetic", "paths": [str(p)], "class_mapping": class_mapping})
+    return out
+
+
+def _augment(f: _Flat, d: dict[str, Any]) -> None:
+    pre = "augmentation_config.preprocessing."
+    _set(d, "model.input_width", f.take(pre + "output_image_width"))
+    _set(d, "model.input_height", f.take(pre + "output_image_height"))
+    sp = "augmentation_config.spatial_augmentation."
+    for tao, ours in (
+        ("hflip_probability", "hflip_prob"),
+        ("vflip_probability", "vflip_prob"),
+        ("zoom_min", "zoom_min"),
+        ("zoom_max", "zoom_max"),
+    ):
+        _set(d, f"augment.{ours}", f.take(sp + tao))
+    for axis in ("x", "y"):
+        v = f.take(f"{sp}translate_max_{axis}")
+        _set(d, f"augment.translate_max_{axis}", None if v is None else int(round(v)))
+    col = "augmentation_config.color_augmentation."
+    hue = f.take(col + "hue_rotation_max")
+    _set(d, "augment.hue", None if hue is None else hue / 360.0)
+    _set(d, "augment.saturation", f.take(col + "saturation_shift_max"))
+    _set(d, "augment.contrast", f.take(col + "contrast_scale_max"))
+
+
+def _model(f: _Flat, d: dict[str, Any], classes: list[str], source: str) -> None:
+    m = "model_config."
+    arch, layers = f.rest.get(m + "arch"), f.rest.get(m + "num_layers")
+    if (arch, layers) in _ARCHS:
+        f.take(m + "arch")
+        f.take(m + "num_layers")
+        _set(d, "backbone.name", _ARCHS[(arch, layers)])
+    pretrained = f.take(m + "pretrained_model_file")
+    if f.take(m + "load_graph", False):
+        _set(d, "model.load_graph", pretrained)
+    else:
+        _set(d, "backbone.weights", pretrained if pretrained else None)
+        d.setdefault("backbone", {}).setdefault("weights", None)
+    blocks = f.take(m + "freeze_blocks")
+    if blocks is not None:
+        _set(
+            d, "backbone.freeze_blocks", [int(b) for b in (blocks if isinstance(blocks, list) else [blocks])]
+        )
+    _set(d, "backbone.freeze_bn", f.take(m + "freeze_bn"))
+    dn = "model.detectnet."
+    _set(d, dn + "bbox_norm", f.take(m + "objective_set.bbox.scale"))
+    deadzone = f.take("bbox_rasterizer_config.deadzone_radius")
+    for c in classes:
+        pc = f"postprocessing_config.target_class_config[{c}].clustering_config."
+        algo = f.rest.get(pc + "clustering_algorithm", "DBSCAN")
+        if algo != "DBSCAN":
+            raise SpecError(
+                f"clustering_algorithm {algo} is not supported (DBSCAN only)", path=source, where=pc
+            )
+        f.take(pc + "clustering_algorithm")
+        cluster = {
+            "coverage_threshold": f.take(pc + "coverage_threshold"),
+            "eps": f.take(pc + "dbscan_eps"),
+            "min_samples": f.take(pc + "dbscan_min_samples"),
+            "min_confidence": f.take(pc + "dbscan_confidence_threshold"),
+        }
+        _set(
+            d,
+            ["model", "detectnet", "cluster", c],
+            {k: v for k, v in cluster.items() if v is not None} or None,
+        )
+        rc = f"bbox_rasterizer_config.target_class_config[{c}]."
+        raster = {k: f.take(rc + k) for k in _RASTER_FIELDS}
+        raster["deadzone_radius"] = deadzone
+        _set(
+            d, ["model", "detectnet", "raster", c], {k: v for k, v in raster.items() if v is not None} or None
+        )
+        tc = f"cost_function_config.target_classes[{c}]."
+        _set(d, ["model", "detectnet", "class_weights", c], f.take(tc + "class_weight"))
+        for obj, ours in (("cov", "cov_loss_weight"), ("bbox", "bbox_loss_weight")):
+            w = f.take(f"{tc}objectives[{obj}].initial_weight")
+            if w is not None and (d.get("model", {}).get("detectnet", {}).get(ours) in (None, w)):
+                _set(d, dn + ours, w)
+            elif w is not None:  # synthloop has one weight for all classes: keep the first, list others
+                f.rest[f"{tc}objectives[{obj}].initial_weight"] = w
+
+
+def _training(f: _Flat, d: dict[str, Any]) -> None:
+    t = "training_config."
+    _set(d, "batch_size", f.take(t + "batch_size_per_gpu"))
+    _set(d, "epochs", f.take(t + "num_epochs"))
+    _set(d, "checkpoint_interval", f.take(t + "checkpoint_interval"))
+    s = t + "learning_rate.soft_start_annealing_schedule."
+    lr_max, lr_min = f.take(s + "max_learning_rate"), f.take(s + "min_learning_rate")
+    if lr_max is not None:
+        _set(d, "optimizer.lr", lr_max)
+        _set(d, "lr_schedule.name", "soft_start_annealing")
+        if lr_min is not None and lr_max > 0:
+            _set(d, "lr_schedule.min_lr_ratio", lr_min / lr_max)
+    _set(d, "lr_schedule.soft_start", f.take(s + "soft_start"))
+    _set(d, "lr_schedule.annealing", f.take(s + "annealing"))
+    if f.rest.get(t + "regularizer.type") == "L2":
+        f.take(t + "regularizer.type")
+        _set(d, "optimizer.weight_decay", f.take(t + "regularizer.weight"))
+    if any(k.startswith(t + "optimizer.adam") for k in f.rest):
+        _set(d, "optimizer.name", "adam")
+
+
+# ------------------------------------------------------------------------------- export tao
+
+TRAIN_SPEC = "detectnet_v2_train.txt"
+
+
+@dataclass
+class TaoExport:
+    """What :func:`export_tao` wrote: the folder, the image size, and notes on synthloop settings
+    the TAO spec cannot express."""
+
+    dst: Path
+    width: int
+    height: int
+    notes: list[str]
+
+
+def export_tao(
+    ds: Dataset,
+    dst: str | Path,
+    spec: ExperimentSpec | None = None,
+    size: tuple[int, int] | None = None,
+    source: str = "dataset",
+) -> TaoExport:
+    """Write ``ds`` for TAO DetectNet_v2 (:mod:`synthloop.exporters.tao`) plus the training spec
+    :data:`TRAIN_SPEC` from ``spec`` (default: a default spec training on ``source``). The size is
+    ``size`` (width, height), else the spec's input size, else the first frame's, rounded to the
+    nearest multiples of 16."""
+    if spec is None:
+        spec = ExperimentSpec.model_validate({"datasets": [{"kind": "synthetic", "paths": [source]}]})
+        want = size or ((ds.frames[0].width, ds.frames[0].height) if ds.frames else (640, 480))
+    else:
+        want = size or (spec.model.input_width, spec.model.input_height)
+    w, h = round_to_stride(want[0]), round_to_stride(want[1])
+    notes = [] if (w, h) == tuple(want) else [f"size {want[0]}x{want[1]} rounded to {w}x{h} (x16)"]
+    data = spec.model_dump(mode="json")
+    data["model"]["input_width"], data["model"]["input_height"] = w, h
+    spec = ExperimentSpec.model_validate(data)
+    dst = Path(dst).absolute()
+    classes = [c.name for c in ds.categories]
+    sources = [(str(dst / "tfrecords" / "kitti*"), str(dst / KITTI_DIR))]
+    msg, spec_notes = spec_to_tao(spec, classes, sources, "png")
+    write_tao_dataset(ds, dst, w, h, {TRAIN_SPEC: dumps(msg)})
+    return TaoExport(dst, w, h, notes + spec_notes)
