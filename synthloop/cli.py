@@ -16,6 +16,7 @@ import typer
 # offline render/GPU nodes. The command line never needs that check (an explicit setting wins).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from synthloop import __version__
 from synthloop.cli_common import fail, user_errors
 from synthloop.commands import active as active_cmd
 from synthloop.commands import dataset as dataset_cmd
@@ -58,6 +59,21 @@ app.add_typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Procedural 3D scenes -> Blender renders -> exact annotations -> models, and back."""
+
+
 @app.command()
 def generate(
     recipe: str = typer.Option(
@@ -73,7 +89,10 @@ def generate(
     coco: bool = typer.Option(True, "--coco/--no-coco", help="Also write OUT/coco/annotations.json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
-    """Render a labeled dataset from a recipe (resumable: re-run to continue)."""
+    """Render a labeled dataset from a recipe (resumable: re-run to continue).
+
+    Example: synthloop generate --recipe tabletop --frames 8 --seed 0 --out out/tabletop
+    """
     from synthloop.generators.generate import default_renderer_factory, generate_dataset
     from synthloop.scenes.recipe import load_recipe
 

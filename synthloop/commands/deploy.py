@@ -82,7 +82,10 @@ def prune_cmd(
         "TLT --excluded_layers)",
     ),
 ) -> None:
-    """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after."""
+    """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after.
+
+    Example: synthloop prune runs/fruits/checkpoints/best.pt --out pruned.pt -pth 0.3 -nf 16 -pg 8
+    """
     from synthloop.deploy.prune import prune_checkpoint
 
     if normalizer not in ("max", "l2"):
@@ -126,15 +129,18 @@ def qat_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="QAT checkpoint to write (.pt)"),
     onnx: Path | None = typer.Option(None, "--onnx", help="also export the INT8 QDQ ONNX here"),
     steps: int = typer.Option(200, "--steps", help="fine-tuning steps"),
-    lr: float = typer.Option(1e-4, "--lr"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    lr: float = typer.Option(1e-4, "--lr", help="fine-tuning learning rate"),
+    batch_size: int = typer.Option(4, "--batch-size", help="images per fine-tuning step"),
     calib_frames: int = typer.Option(32, "--calib-frames", help="frames to calibrate quantizer ranges"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="seed of the frame sampling and order"),
     ptq: bool = typer.Option(
         False, "--ptq", help="calibrate only (post-training quantization), no fine-tuning"
     ),
 ) -> None:
-    """INT8 quantization-aware fine-tuning (modelopt fake-quant), or --ptq calibration only."""
+    """INT8 quantization-aware fine-tuning (modelopt fake-quant), or --ptq calibration only.
+
+    Example: synthloop qat runs/fruits/checkpoints/best.pt out/tabletop --out qat.pt --onnx qat.onnx
+    """
     from synthloop.commands.export import load_source
     from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.export_onnx import export_qat_onnx
@@ -189,7 +195,10 @@ def export_model_cmd(
         None, "--engine", help="also build a TensorRT engine (or print trtexec)"
     ),
 ) -> None:
-    """Export to ONNX (+ parity check vs PyTorch, + TensorRT engine where available)."""
+    """Export to ONNX (+ parity check vs PyTorch, + TensorRT engine where available).
+
+    Example: synthloop export-model runs/fruits/checkpoints/best.pt --out ds/model.onnx --layout tao
+    """
     from synthloop.deploy.checkpoints import read_checkpoint
     from synthloop.deploy.export_onnx import export_model, export_qat_onnx
     from synthloop.deploy.qat import QAT_FORMAT
@@ -265,7 +274,10 @@ def infer_cmd(
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt"),
     score_thr: float = typer.Option(0.5, "--score-thr", help="drop detections scored below this"),
 ) -> None:
-    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console."""
+    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console.
+
+    Example: synthloop infer model.onnx photos/ --out detections/ --score-thr 0.4
+    """
     from synthloop.deploy.infer import run_inference
 
     res = run_inference(model, images, out, backend, score_thr)

@@ -48,7 +48,10 @@ def coco_cmd(
     no_copy_images: bool = typer.Option(False, "--no-copy-images", help="reference images where they are"),
     file_name: str = typer.Option("annotations.json", help="name of the JSON inside DST"),
 ) -> None:
-    """COCO instances JSON (RLE masks) + images/."""
+    """COCO instances JSON (RLE masks) + images/.
+
+    Example: synthloop export coco out/tabletop coco/ --no-copy-images
+    """
     from synthloop.exporters.coco import write_coco
 
     ds = load_source(src, skip_invalid)
@@ -65,7 +68,10 @@ def kitti_cmd(
     skip_invalid: bool = SKIP,
     keep_case: bool = typer.Option(False, "--keep-case", help="do not lower-case class names"),
 ) -> None:
-    """KITTI object labels (15 fields) + images (+ calib)."""
+    """KITTI object labels (15 fields) + images (+ calib).
+
+    Example: synthloop export kitti out/tabletop kitti/ --layout flat
+    """
     from synthloop.exporters.kitti import write_kitti
 
     ds = load_source(src, skip_invalid)
@@ -112,7 +118,10 @@ def tao_cmd(
 @app.command("depth")
 @cli_errors
 def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
-    """Depth as 16-bit PNG (mm, 0 = no hit) + float32 .npy (m)."""
+    """Depth as 16-bit PNG (mm, 0 = no hit) + float32 .npy (m).
+
+    Example: synthloop export depth out/tabletop depth/
+    """
     from synthloop.exporters.maps import write_depth_pngs
 
     paths = write_depth_pngs(load_source(src), dst)
@@ -122,7 +131,10 @@ def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
 @app.command("semantic")
 @cli_errors
 def semantic_cmd(src: Path = SRC, dst: Path = DST) -> None:
-    """Class-id PNGs (0 = background) + colour PNGs + colormap.txt/json."""
+    """Class-id PNGs (0 = background) + colour PNGs + colormap.txt/json.
+
+    Example: synthloop export semantic out/tabletop semantic/
+    """
     from synthloop.exporters.maps import write_semantic_pngs
 
     paths = write_semantic_pngs(load_source(src), dst)
