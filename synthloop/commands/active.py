@@ -251,7 +251,10 @@ def mine_real_cmd(
     pool_top: int = typer.Option(10, "--pool-top", min=1, help="Most uncertain pool photos described."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
-    """Mine a model's errors on real photos by measured properties; map them to recipe parameters."""
+    """Mine a model's errors on real photos by measured properties; map them to recipe parameters.
+
+    Example: synthloop active mine-real r0/best.pt --real data/train.json --renders out/tabletop -o mined/
+    """
     import json
 
     from synthloop.active.mining import MiningOptions
