@@ -211,6 +211,11 @@ def export_model_cmd(
         raise SynthloopError(f"--calib-method must be minmax, entropy or percentile, got {calib_method!r}")
     if layout not in ("synthloop", "tao"):
         raise SynthloopError(f"--layout must be 'synthloop' or 'tao', got {layout!r}")
+    if layout == "tao" and engine is not None:
+        raise SynthloopError(
+            "--engine with --layout tao is not supported (its dynamic batch needs an optimization "
+            "profile); DeepStream's nvinfer builds the engine from the ONNX and the written config"
+        )
     calib = None
     loaded = None
     if read_checkpoint(model).get("format") == QAT_FORMAT:
