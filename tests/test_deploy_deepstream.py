@@ -256,3 +256,23 @@ def test_nvinfer_config_per_class_fields():
     assert c0["post-cluster-threshold"] == "0.4" and c1["dbscan-min-score"] == "1.5"
     text = deepstream.nvinfer_config(desc, "model.onnx")
     assert "l2 distance" in text and "coverage sum" in text
+
+
+def test_cli_export_model_layout_tao(tmp_path):
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    make_checkpoint(tmp_path / "dn.pt", size=(64, 48))
+    out = tmp_path / "ds" / "model.onnx"
+    r = CliRunner().invoke(
+        app, ["export-model", str(tmp_path / "dn.pt"), "--out", str(out), "--layout", "tao"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (out.parent / deepstream.CONFIG_NAME).is_file()
+    assert (out.parent / deepstream.LABELS_NAME).read_text().splitlines() == ["date", "fig"]
+    r = CliRunner().invoke(
+        app,
+        ["export-model", str(tmp_path / "dn.pt"), "-o", str(out), "--layout", "tao", "--engine", "x.engine"],
+    )
+    assert r.exit_code == 2 and "nvinfer" in r.output
