@@ -392,3 +392,21 @@ def test_cli_spec_from_tao(tmp_path):
         app, ["spec", "from-tao", str(tmp_path / "bad.txt"), "-o", str(tmp_path / "x.yaml")]
     )
     assert r.exit_code == 2 and "bad.txt: line 2" in r.output
+
+
+def test_export_tao_maps_kitti_label_names_to_the_classes(tmp_path):
+    ds = make_toy_dataset(
+        tmp_path / "toy", num_frames=2, width=64, height=48, class_names=("Date Palm", "fig")
+    )
+    export_tao(ds, tmp_path / "tao")
+    labels = {
+        ln.split()[0]
+        for p in (tmp_path / "tao" / "kitti" / "labels").iterdir()
+        for ln in p.read_text().splitlines()
+    }
+    assert labels <= {"date_palm", "fig"}  # what TAO reads (lower-cased, no spaces)
+    msg = loads((tmp_path / "tao" / TRAIN_SPEC).read_text())
+    mapping = {m["key"][0]: m["value"][0] for m in msg["dataset_config"][0]["target_class_mapping"]}
+    assert mapping == {"date_palm": "Date Palm", "fig": "fig"}
+    names = [t["name"][0] for t in msg["cost_function_config"][0]["target_classes"]]
+    assert names == ["Date Palm", "fig"]

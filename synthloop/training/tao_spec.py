@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.dataset.types import Dataset
+from synthloop.exporters.kitti import kitti_type
 from synthloop.exporters.tao import KITTI_DIR, round_to_stride, write_tao_dataset
 from synthloop.prototext import Enum, Message, dumps, first, loads
 from synthloop.training.data import AugmentConfig
@@ -122,16 +123,21 @@ def spec_to_tao(
     classes: list[str],
     data_sources: list[tuple[str, str]],
     image_extension: str = "png",
+    label_map: dict[str, str] | None = None,
 ) -> tuple[Message, list[str]]:
     """The DetectNet_v2 training spec of ``spec`` for ``classes`` (output order) and
-    ``data_sources`` ((tfrecords_path, image_directory_path) pairs). Returns the message and notes on
-    synthloop settings TAO cannot express (non-default ones only)."""
+    ``data_sources`` ((tfrecords_path, image_directory_path) pairs). ``label_map``: label class in
+    the KITTI files -> class (TAO's ``target_class_mapping``; default: the spec's class_mapping,
+    then each class to itself). Returns the message and notes on synthloop settings TAO cannot
+    express (non-default ones only)."""
     notes: list[str] = []
     dn, aug, bb = spec.model.detectnet, spec.augment, spec.backbone
-    mapping = {}
-    for entry in spec.datasets:
-        mapping.update(entry.class_mapping)
-    target_map = [_kv(k, v) for k, v in mapping.items()] + [_kv(c, c) for c in classes if c not in mapping]
+    if label_map is None:
+        label_map = {}
+        for entry in spec.datasets:
+            label_map.update(entry.class_mapping)
+        label_map |= {c: c for c in classes if c not in label_map}
+    target_map = [_kv(k, v) for k, v in label_map.items()]
     dataset_config: Message = {
         "data_sources": [{"tfrecords_path": [t], "image_directory_path": [i]} for t, i in data_sources],
         "image_extension": [image_extension],
@@ -556,8 +562,13 @@ def export_tao(
     data["model"]["input_width"], data["model"]["input_height"] = w, h
     spec = ExperimentSpec.model_validate(data)
     dst = Path(dst).absolute()
-    classes = [c.name for c in ds.categories]
+    mapping: dict[str, str] = {}
+    for entry in spec.datasets:
+        mapping.update(entry.class_mapping)
+    # TAO reads KITTI class names lower-cased (kitti_type); the targets are the experiment's classes
+    label_map = {kitti_type(c.name): mapping.get(c.name, c.name) for c in ds.categories}
+    classes = list(dict.fromkeys(label_map.values()))
     sources = [(str(dst / "tfrecords" / "kitti*"), str(dst / KITTI_DIR))]
-    msg, spec_notes = spec_to_tao(spec, classes, sources, "png")
+    msg, spec_notes = spec_to_tao(spec, classes, sources, "png", label_map)
     write_tao_dataset(ds, dst, w, h, {TRAIN_SPEC: dumps(msg)})
     return TaoExport(dst, w, h, notes + spec_notes)
