@@ -196,7 +196,7 @@ def test_tao_spec_maps_fields_and_lists_the_rest():
     assert spec.seed == 42 and spec.batch_size == 4 and spec.epochs == 120
     assert spec.model.input_width == 960 and spec.model.input_height == 544
     assert spec.backbone.name == "resnet18" and spec.backbone.freeze_blocks == [0, 1]
-    assert spec.backbone.weights == "/workspace/pretrained/resnet_18.hdf5"
+    assert spec.backbone.weights is None  # TAO's .hdf5 weights are listed, not loaded
     assert spec.datasets[0].paths == ["/workspace/data/training"]
     assert spec.datasets[0].class_mapping == {"Date": "date"}
     assert spec.augment.zoom_min == 0.8 and spec.augment.translate_max_x == 8
@@ -214,6 +214,7 @@ def test_tao_spec_maps_fields_and_lists_the_rest():
     unmapped = {line.split(" = ")[0] for line in imp.unmapped}
     for path in (
         "dataset_config.data_sources.tfrecords_path",
+        "model_config.pretrained_model_file",
         "model_config.use_batch_norm",
         "model_config.objective_set.bbox.offset",
         "training_config.optimizer.adam.beta1",

@@ -62,7 +62,7 @@ MAPPING: dict[str, str] = {
         "(DBSCAN only)"
     ),
     "model_config.arch + num_layers": "backbone.name (resnet18/34/50)",
-    "model_config.pretrained_model_file": "backbone.weights, or model.load_graph with load_graph: true",
+    "model_config.pretrained_model_file (.pt/.pth)": "backbone.weights, or model.load_graph if load_graph",
     "model_config.load_graph": "model.load_graph",
     "model_config.freeze_blocks": "backbone.freeze_blocks",
     "model_config.freeze_bn": "backbone.freeze_bn",
@@ -107,6 +107,7 @@ NOT_IN_TAO = (
     "mix, distributed, distill, amp, compile, cuda_graph, device, validation",
 )
 
+TORCH_WEIGHTS = (".pt", ".pth")  # pretrained_model_file suffixes synthloop can load
 _ARCHS = {("resnet", 18): "resnet18", ("resnet", 34): "resnet34", ("resnet", 50): "resnet50"}
 
 
@@ -453,12 +454,15 @@ def _model(f: _Flat, d: dict[str, Any], classes: list[str], source: str) -> None
         f.take(m + "arch")
         f.take(m + "num_layers")
         _set(d, "backbone.name", _ARCHS[(arch, layers)])
-    pretrained = f.take(m + "pretrained_model_file")
+    pretrained = f.rest.get(m + "pretrained_model_file")
+    if pretrained and Path(str(pretrained)).suffix.lower() not in TORCH_WEIGHTS:
+        pretrained = None  # TAO's own .hdf5 / .tlt weights: listed as unmapped, not loadable here
+    else:
+        f.take(m + "pretrained_model_file")
     if f.take(m + "load_graph", False):
         _set(d, "model.load_graph", pretrained)
     else:
-        _set(d, "backbone.weights", pretrained if pretrained else None)
-        d.setdefault("backbone", {}).setdefault("weights", None)
+        d.setdefault("backbone", {})["weights"] = pretrained or None
     blocks = f.take(m + "freeze_blocks")
     if blocks is not None:
         _set(
