@@ -5,6 +5,9 @@
   outside (:mod:`synthloop.deploy.decode`). Batch norms are folded into the convs and TF-"SAME"
   padding is frozen for the fixed input size before export (no shape arithmetic in the graph).
   ``fp16``: the graph computes in half precision, input and outputs stay float32 (casts inside).
+  ``layout="tao"``: TAO's names and activations instead (``input_1`` -> ``output_cov/Sigmoid``,
+  ``output_bbox/BiasAdd``), a dynamic batch axis, and DeepStream's nvinfer config beside the model
+  (:mod:`synthloop.deploy.deepstream`).
 * Mask R-CNN: torchvision's ONNX path (TorchScript tracing, opset >= 11) at a fixed input size:
   input ``image`` (3, H, W) float32 in [0, 1]; outputs ``boxes`` (N, 4), ``labels`` (N,) int64,
   ``scores`` (N,), ``masks`` (N, 1, H, W) in input pixels. FP32 and INT8 (convs only).
