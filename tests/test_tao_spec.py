@@ -16,7 +16,8 @@ from synthloop.prototext import Enum, ProtoTextError, dumps, loads
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
 from synthloop.training.spec import ExperimentSpec
-from synthloop.training.tao_spec import TRAIN_SPEC, export_tao, spec_to_tao, tao_to_spec
+from synthloop.training.tao_import import tao_to_spec
+from synthloop.training.tao_spec import TRAIN_SPEC, export_tao, spec_to_tao
 from synthloop.training.toydata import make_toy_dataset
 
 # Written in the layout of TAO's published DetectNet_v2 training spec (field names and nesting).

@@ -36,7 +36,7 @@ def from_tao_cmd(
     import yaml
 
     from synthloop.atomic import atomic_write_bytes
-    from synthloop.training.tao_spec import tao_to_spec
+    from synthloop.training.tao_import import tao_to_spec
 
     try:
         text = tao_spec.read_text()
