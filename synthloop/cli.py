@@ -16,6 +16,7 @@ import typer
 # offline render/GPU nodes. The command line never needs that check (an explicit setting wins).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from synthloop import __version__
 from synthloop.cli_common import fail, user_errors
 from synthloop.commands import active as active_cmd
 from synthloop.commands import dataset as dataset_cmd
@@ -25,6 +26,7 @@ from synthloop.commands import farm as farm_cmd
 from synthloop.commands import geometry as geometry_cmd
 from synthloop.commands import mix as mix_cmd
 from synthloop.commands import recipes as recipes_cmd
+from synthloop.commands import spec as spec_cmd
 from synthloop.commands.evaluate import evaluate_cmd
 from synthloop.commands.train import train_cmd
 
@@ -36,8 +38,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(recipes_cmd.app, name="recipes", help="List, show and validate scene recipes.")
-app.add_typer(export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / depth / semantic maps.")
+app.add_typer(
+    export_cmd.app, name="export", help="Export a dataset to COCO / KITTI / TAO / depth / semantic maps."
+)
 app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, show, merge and split datasets.")
+app.add_typer(spec_cmd.app, name="spec", help="Convert experiment specs from other tools (TAO).")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.add_typer(mix_cmd.app, name="mix", help="Mixing-ratio experiments: run the matrix, write the report.")
@@ -52,6 +57,21 @@ app.add_typer(
 app.add_typer(
     farm_cmd.app, name="farm", help="Sharded, resumable render jobs (local, Ray, Slurm, Kubernetes)."
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Procedural 3D scenes -> Blender renders -> exact annotations -> models, and back."""
 
 
 @app.command()
@@ -69,7 +89,10 @@ def generate(
     coco: bool = typer.Option(True, "--coco/--no-coco", help="Also write OUT/coco/annotations.json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
-    """Render a labeled dataset from a recipe (resumable: re-run to continue)."""
+    """Render a labeled dataset from a recipe (resumable: re-run to continue).
+
+    Example: synthloop generate --recipe tabletop --frames 8 --seed 0 --out out/tabletop
+    """
     from synthloop.generators.generate import default_renderer_factory, generate_dataset
     from synthloop.scenes.recipe import load_recipe
 

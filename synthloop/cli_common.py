@@ -14,8 +14,10 @@ from synthloop.errors import SynthloopError
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print ``message`` on one line to stderr and exit with ``code``."""
-    sys.stderr.write(" ".join(str(message).split()) + "\n")
+    """Print ``message`` to stderr, one line per problem (each line's whitespace collapsed), and
+    exit with ``code``."""
+    lines = [" ".join(line.split()) for line in str(message).splitlines()] or [""]
+    sys.stderr.write("\n".join(line for line in lines if line) + "\n")
     raise typer.Exit(code)
 
 

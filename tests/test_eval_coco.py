@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -217,3 +218,27 @@ def test_no_detections_gives_zero_ap_and_bad_input_raises() -> None:
         coco_evaluate(ds, Detections.from_frames([FrameDetections.empty("nope")]))
     with pytest.raises(EvaluationError, match="iou type"):
         coco_evaluate(ds, Detections(), iou_types=("boxes",))
+
+
+def test_keypoints_use_each_categorys_sigmas(tmp_path: Path) -> None:
+    """A category's keypoint_sigmas replace pycocotools' person defaults (parity with COCOeval given
+    the same sigmas); categories with different keypoint counts evaluate together."""
+    ds, dets, gt = _kp_dataset(np.random.default_rng(3))
+    sigmas = tuple(np.linspace(0.05, 0.2, 17))
+    ds.categories = [dataclasses.replace(ds.categories[0], keypoint_sigmas=sigmas)]
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    res = [{k: v for k, v in r.items() if k != "segmentation"} for r in to_coco_results(ds, dets)]
+    ours = coco_evaluate(ds, dets, iou_types=("keypoints",))
+    got = np.array([ours["keypoints"]["stats"][n] for n in KP_STAT_NAMES])
+    assert np.array_equal(got, direct_cocoeval(gt_path, res, "keypoints", kpt_oks_sigmas=np.array(sigmas)))
+    assert not np.array_equal(got, direct_cocoeval(gt_path, res, "keypoints"))  # the sigmas matter
+    # a second class with 3 keypoints and its own sigmas, evaluated in the same run
+    tri = Category(2, "tri", keypoints=("a", "b", "c"), keypoint_sigmas=(0.1, 0.1, 0.1))
+    ds.categories.append(tri)
+    box = (10.0, 10.0, 60.0, 60.0)
+    kp = ((20.0, 20.0, 2), (40.0, 30.0, 2), (30.0, 50.0, 2))
+    ds.frames[0].objects.append(ObjectAnnotation(2, box, 2500.0, keypoints=kp))
+    out = coco_evaluate(ds, dets, iou_types=("keypoints",))
+    assert not out["notes"]  # every category has its sigmas: no default guessed
+    assert out["keypoints"]["per_class"]["person"]["AP"] == pytest.approx(got[0], abs=1e-9)

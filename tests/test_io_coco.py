@@ -60,7 +60,9 @@ def test_export_is_exact_coco(tmp_path):
             assert ann["iscrowd"] == int(obj.iscrowd)
     kp_ann = data["annotations"][0]
     assert kp_ann["keypoints"] == [7.5, 11.5, 2, 20.0, 28.0, 1] and kp_ann["num_keypoints"] == 2
-    assert kp_ann["occlusion"] == 0.0 and kp_ann["attributes"] == {"scale": 1.25}
+    ext = kp_ann["synthloop"]
+    assert ext["occlusion"] == 0.0 and ext["attributes"] == {"scale": 1.25} and "occlusion" not in kp_ann
+    assert cats[1]["keypoint_sigmas"] == [0.05, 0.05] and data["info"]["synthloop_coco_layout"] == 2
     kp_ann2 = data["annotations"][2]  # frame 1 fig: first keypoint not labeled -> 0,0,0
     assert kp_ann2["keypoints"][:3] == [0, 0, 0] and kp_ann2["num_keypoints"] == 1
     assert data["annotations"][3]["iscrowd"] == 1

@@ -106,6 +106,16 @@ def test_detectnet_overfits_and_predicts_training_boxes(tmp_path, data):
     train(spec, run, quiet=True)
     val = _metrics(run, "validation")
     assert [r["step"] for r in val] == [75, 150] and val[-1]["recall"] == 1.0
+    assert val[-1]["AP50"] > 0.9 and 0 < val[-1]["AP"] <= val[-1]["AP50"]  # pycocotools on the val split
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    tb = EventMultiplexer().AddRunsFromDirectory(str(run / "tensorboard"))
+    tb.Reload()
+    tags = {k: v for run_tags in tb.Runs().values() for k, v in run_tags.items() if isinstance(v, list)}
+    assert "validation/AP" in tags["scalars"] and "validation/recall" in tags["scalars"]
+    assert len([t for t in tags["images"] if t.startswith("validation/predictions/")]) == 4
+    hp = [t for r in tb.PluginRunToTagToContent("hparams").values() for t in r]  # add_hparams
+    assert "_hparams_/experiment" in hp and "hparam/AP" in tags["scalars"]
     assert (run / "checkpoints" / "best.pt").exists()
     assert (
         (run / "spec.json").exists() and (run / "versions.json").exists() and (run / "tensorboard").is_dir()

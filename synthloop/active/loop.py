@@ -101,7 +101,8 @@ from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset
 from synthloop.importers import load_any
-from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml, validation_error_line
+from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.validation import invalid
 
 LOOP_SCHEMA = "synthloop.loop/1"
 DONE = "DONE"
@@ -226,8 +227,7 @@ def load_loop_spec(path: str | Path) -> LoopSpec:
     try:
         spec = LoopSpec.model_validate(data)
     except ValidationError as e:
-        where, msg = validation_error_line(e)
-        raise ActiveError(msg, path=str(path), where=where) from None
+        raise invalid(ActiveError, e, str(path), brackets=True) from None
     base = path.resolve().parent
     out = spec.model_copy(
         update={

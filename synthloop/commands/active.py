@@ -24,9 +24,12 @@ app = typer.Typer(
 def run(
     spec: Path = typer.Argument(..., help="Loop spec YAML (LoopSpec)."),
     out: Path = typer.Option(..., "--out", "-o", help="Loop folder (resumed if it exists)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
-    """Render -> train -> evaluate -> mine -> derive, round by round; finished rounds are skipped."""
+    """Render -> train -> evaluate -> mine -> derive, round by round; finished rounds are skipped.
+
+    Example: synthloop active run loop.yaml --out active/
+    """
     from synthloop.active.loop import run_loop
     from synthloop.active.report import print_loop_report, write_report
 
@@ -44,9 +47,12 @@ def run(
 def report(
     loop_dir: Path = typer.Argument(..., help="Loop folder written by `synthloop active run`."),
     bins: int = typer.Option(10, "--bins", min=2, help="Histogram bins per numeric param."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
-    """Per-round table + report.json/report.html (metrics, param histograms, weak slices before/after)."""
+    """Per-round table + report.json/report.html (metrics, param histograms, weak slices before/after).
+
+    Example: synthloop active report active/
+    """
     import json
 
     from synthloop.active.report import print_loop_report, write_report
@@ -62,13 +68,21 @@ def report(
 def mine(
     slices: Path = typer.Argument(..., help="Slice table JSON, or an evaluation report JSON (its slices)."),
     out: Path = typer.Option(..., "--out", "-o", help="Weak-regions JSON to write."),
-    n_bins: int = typer.Option(5, "--bins", min=2),
-    min_effect: float = typer.Option(0.05, "--min-effect", min=0.0),
-    min_support: int = typer.Option(10, "--min-support", min=1),
-    confidence: float = typer.Option(0.95, "--confidence"),
+    n_bins: int = typer.Option(5, "--bins", min=2, help="bins per numeric scene parameter"),
+    min_effect: float = typer.Option(
+        0.05,
+        "--min-effect",
+        min=0.0,
+        help="smallest recall drop below the overall recall that counts as weak",
+    ),
+    min_support: int = typer.Option(10, "--min-support", min=1, help="fewest objects a region needs"),
+    confidence: float = typer.Option(0.95, "--confidence", help="Wilson interval confidence level"),
     exclude: list[str] | None = typer.Option(None, "--exclude", help="Param to leave out (repeat)."),
 ) -> None:
-    """Weak regions of the scene params (binned recall with Wilson CIs + a shallow tree)."""
+    """Weak regions of the scene params (binned recall with Wilson CIs + a shallow tree).
+
+    Example: synthloop active mine active/round_000 --out mined.json
+    """
     import json
 
     from rich.console import Console
@@ -126,7 +140,10 @@ def derive(
     top: int | None = typer.Option(None, "--top", min=1, help="Use only the N best-ranked regions."),
     name: str | None = typer.Option(None, "--name", help="Derived recipe name (default <name>-derived)."),
 ) -> None:
-    """Re-weight the recipe towards the weak regions (mixtures); report unmappable params."""
+    """Re-weight the recipe towards the weak regions (mixtures); report unmappable params.
+
+    Example: synthloop active derive tabletop mined.json --out derived.yaml
+    """
     from synthloop.active.derive import derive as derive_fn
     from synthloop.active.derive import save_derivation
     from synthloop.active.mining import load_weak_regions
@@ -165,18 +182,25 @@ def _predictor_fns(checkpoint: Path, backbone: str | None, backbone_weights: str
 def select_cmd(
     pool: Path = typer.Argument(..., help="Folder of unlabeled images, or a .txt list of paths."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Detector checkpoint."),
-    budget: int = typer.Option(..., "--budget", "-n", min=1),
+    budget: int = typer.Option(..., "--budget", "-n", min=1, help="how many images to select"),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for selection.json and selection.txt."),
     weight: float = typer.Option(0.5, "--weight", help="1 = uncertainty only, 0 = diversity only."),
     backbone: str | None = typer.Option(
         None, "--backbone", help="Embed with this backbone instead of the detector's own."
     ),
-    backbone_weights: str | None = typer.Option(None, "--backbone-weights"),
+    backbone_weights: str | None = typer.Option(
+        None,
+        "--backbone-weights",
+        help="weights file for --backbone (default: the backbone's own default weights)",
+    ),
     diversity: bool = typer.Option(
         True, "--diversity/--no-diversity", help="k-center diversity on embeddings."
     ),
 ) -> None:
-    """Rank unlabeled real images by uncertainty (entropy, margin, flip disagreement) and diversity."""
+    """Rank unlabeled real images by uncertainty (entropy, margin, flip disagreement) and diversity.
+
+    Example: synthloop active select pool/ -c runs/fruits/checkpoints/best.pt --budget 20 --out picked/
+    """
     from synthloop.active.select import select_pool
 
     with user_errors():
@@ -190,7 +214,10 @@ def compare(
     loop_dirs: list[Path] = typer.Argument(..., help="Loop folders (e.g. an active and a random arm)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the rows as JSON here."),
 ) -> None:
-    """Per-round metrics of several loops side by side (active vs random arm)."""
+    """Per-round metrics of several loops side by side (active vs random arm).
+
+    Example: synthloop active compare active/ random/
+    """
     from synthloop.active.report import compare_loops, print_comparison
     from synthloop.atomic import atomic_write_json
 
@@ -224,7 +251,10 @@ def mine_real_cmd(
     pool_top: int = typer.Option(10, "--pool-top", min=1, help="Most uncertain pool photos described."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
-    """Mine a model's errors on real photos by measured properties; map them to recipe parameters."""
+    """Mine a model's errors on real photos by measured properties; map them to recipe parameters.
+
+    Example: synthloop active mine-real r0/best.pt --real data/train.json --renders out/tabletop -o mined/
+    """
     import json
 
     from synthloop.active.mining import MiningOptions

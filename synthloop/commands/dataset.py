@@ -24,7 +24,10 @@ def stats_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the stats as JSON"),
     skip_invalid: bool = SKIP,
 ) -> None:
-    """Per-class counts, box-size and occlusion histograms."""
+    """Per-class counts, box-size and occlusion histograms.
+
+    Example: synthloop dataset stats out/tabletop
+    """
     from rich.console import Console
 
     from synthloop.dataset.stats import dataset_stats, stats_tables
@@ -47,7 +50,10 @@ def show_cmd(
     frame: list[str] | None = typer.Option(None, "--frame", help="frame id (repeatable)"),
     skip_invalid: bool = SKIP,
 ) -> None:
-    """Draw boxes, masks, keypoints and labels onto the images."""
+    """Draw boxes, masks, keypoints and labels onto the images.
+
+    Example: synthloop dataset show out/tabletop --out overlays/
+    """
     from synthloop.visualize import draw_overlays
 
     paths = draw_overlays(load_source(src, skip_invalid), out, frames=frame or None, limit=limit)
@@ -61,7 +67,10 @@ def merge_cmd(
     out: Path = typer.Option(..., "--out", help="new synthloop dataset folder"),
     skip_invalid: bool = SKIP,
 ) -> None:
-    """Merge datasets (categories unified by name, frame ids prefixed) into a synthloop folder."""
+    """Merge datasets (categories unified by name, frame ids prefixed) into a synthloop folder.
+
+    Example: synthloop dataset merge out/a out/b --out out/ab
+    """
     from synthloop.dataset.merge import merge_datasets, write_dataset_folder
 
     ds = merge_datasets([load_source(s, skip_invalid) for s in sources])
@@ -79,7 +88,10 @@ def split_cmd(
     count: int | None = typer.Option(None, help="subset frame count"),
     seed: int = typer.Option(0, help="random seed"),
 ) -> None:
-    """Deterministic random split into two synthloop folders."""
+    """Deterministic random split into two synthloop folders.
+
+    Example: synthloop dataset split out/tabletop --fraction 0.25 --out-subset out/held --out-rest out/train
+    """
     from synthloop.dataset.merge import write_dataset_folder
     from synthloop.dataset.split import split_dataset
 

@@ -82,7 +82,10 @@ def prune_cmd(
         "TLT --excluded_layers)",
     ),
 ) -> None:
-    """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after."""
+    """Channel pruning by L1 norm (TLT -pth/-nf/-pg); prints params and MACs before/after.
+
+    Example: synthloop prune runs/fruits/checkpoints/best.pt --out pruned.pt -pth 0.3 -nf 16 -pg 8
+    """
     from synthloop.deploy.prune import prune_checkpoint
 
     if normalizer not in ("max", "l2"):
@@ -126,15 +129,18 @@ def qat_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="QAT checkpoint to write (.pt)"),
     onnx: Path | None = typer.Option(None, "--onnx", help="also export the INT8 QDQ ONNX here"),
     steps: int = typer.Option(200, "--steps", help="fine-tuning steps"),
-    lr: float = typer.Option(1e-4, "--lr"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    lr: float = typer.Option(1e-4, "--lr", help="fine-tuning learning rate"),
+    batch_size: int = typer.Option(4, "--batch-size", help="images per fine-tuning step"),
     calib_frames: int = typer.Option(32, "--calib-frames", help="frames to calibrate quantizer ranges"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="seed of the frame sampling and order"),
     ptq: bool = typer.Option(
         False, "--ptq", help="calibrate only (post-training quantization), no fine-tuning"
     ),
 ) -> None:
-    """INT8 quantization-aware fine-tuning (modelopt fake-quant), or --ptq calibration only."""
+    """INT8 quantization-aware fine-tuning (modelopt fake-quant), or --ptq calibration only.
+
+    Example: synthloop qat runs/fruits/checkpoints/best.pt out/tabletop --out qat.pt --onnx qat.onnx
+    """
     from synthloop.commands.export import load_source
     from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.export_onnx import export_qat_onnx
@@ -175,7 +181,13 @@ def export_model_cmd(
     calib_count: int = typer.Option(32, "--calib-count", help="calibration images to use"),
     int8_flavor: str = typer.Option("ort", "--int8-flavor", help="'ort' (uint8 activations) or 'tensorrt'"),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile"),
-    opset: int = typer.Option(17, "--opset"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version (>= 11)"),
+    layout: str = typer.Option(
+        "synthloop",
+        "--layout",
+        help="'synthloop' (cov logits + 5-D bbox, batch 1) or 'tao' (DetectNet_v2: TAO's "
+        "output_cov/Sigmoid + output_bbox/BiasAdd, dynamic batch, DeepStream nvinfer config + labels.txt)",
+    ),
     parity: Path | None = typer.Option(
         None, "--parity", help="dataset (COCO .json, folder) to compare with torch"
     ),
@@ -183,7 +195,10 @@ def export_model_cmd(
         None, "--engine", help="also build a TensorRT engine (or print trtexec)"
     ),
 ) -> None:
-    """Export to ONNX (+ parity check vs PyTorch, + TensorRT engine where available)."""
+    """Export to ONNX (+ parity check vs PyTorch, + TensorRT engine where available).
+
+    Example: synthloop export-model runs/fruits/checkpoints/best.pt --out ds/model.onnx --layout tao
+    """
     from synthloop.deploy.checkpoints import read_checkpoint
     from synthloop.deploy.export_onnx import export_model, export_qat_onnx
     from synthloop.deploy.qat import QAT_FORMAT
@@ -194,11 +209,20 @@ def export_model_cmd(
         raise SynthloopError(f"--int8-flavor must be 'ort' or 'tensorrt', got {int8_flavor!r}")
     if calib_method not in ("minmax", "entropy", "percentile"):
         raise SynthloopError(f"--calib-method must be minmax, entropy or percentile, got {calib_method!r}")
+    if layout not in ("synthloop", "tao"):
+        raise SynthloopError(f"--layout must be 'synthloop' or 'tao', got {layout!r}")
+    if layout == "tao" and engine is not None:
+        raise SynthloopError(
+            "--engine with --layout tao is not supported (its dynamic batch needs an optimization "
+            "profile); DeepStream's nvinfer builds the engine from the ONNX and the written config"
+        )
     calib = None
     loaded = None
     if read_checkpoint(model).get("format") == QAT_FORMAT:
         from synthloop.deploy.qat import load_qat
 
+        if layout != "synthloop":
+            raise SynthloopError("--layout tao takes a training or pruned checkpoint, not a QAT one")
         raw, desc = load_qat(model)
         export_qat_onnx(raw, desc, out, opset, source=str(model))
     else:
@@ -220,8 +244,13 @@ def export_model_cmd(
             calib_method,
             opset,  # type: ignore[arg-type]
             source=str(model),
+            layout=layout,  # type: ignore[arg-type]
         )
     print(f"wrote {out} (+ {out.with_suffix('.json').name})")
+    if layout == "tao":
+        from synthloop.deploy.deepstream import CONFIG_NAME, LABELS_NAME
+
+        print(f"wrote {out.parent / CONFIG_NAME} and {out.parent / LABELS_NAME} (DeepStream nvinfer)")
     if parity is not None:
         if loaded is None:
             raise SynthloopError("--parity needs a training or pruned checkpoint as MODEL")
@@ -250,7 +279,10 @@ def infer_cmd(
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt"),
     score_thr: float = typer.Option(0.5, "--score-thr", help="drop detections scored below this"),
 ) -> None:
-    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console."""
+    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console.
+
+    Example: synthloop infer model.onnx photos/ --out detections/ --score-thr 0.4
+    """
     from synthloop.deploy.infer import run_inference
 
     res = run_inference(model, images, out, backend, score_thr)

@@ -131,7 +131,10 @@ def evaluate_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the tables"),
     skip_invalid: bool = SKIP,
 ) -> None:
-    """COCO (pycocotools), VOC AP, per-class P/R, confusion matrix, slices and worst-frame overlays."""
+    """COCO (pycocotools), VOC AP, per-class P/R, confusion matrix, slices and worst-frame overlays.
+
+    Example: synthloop evaluate runs/fruits --data data/fruits-nuts/val.json --out eval/fruits
+    """
     from synthloop.evaluation.detections import load_detections
     from synthloop.evaluation.overlays import write_outcome_overlays
     from synthloop.evaluation.report import evaluate, print_report

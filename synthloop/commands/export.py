@@ -13,6 +13,7 @@ import typer
 
 from synthloop.cli_common import cli_errors
 from synthloop.dataset.types import Dataset
+from synthloop.errors import SynthloopError
 
 app = typer.Typer(help="Export a dataset to COCO / KITTI / depth / semantic maps.", no_args_is_help=True)
 
@@ -47,7 +48,10 @@ def coco_cmd(
     no_copy_images: bool = typer.Option(False, "--no-copy-images", help="reference images where they are"),
     file_name: str = typer.Option("annotations.json", help="name of the JSON inside DST"),
 ) -> None:
-    """COCO instances JSON (RLE masks) + images/."""
+    """COCO instances JSON (RLE masks) + images/.
+
+    Example: synthloop export coco out/tabletop coco/ --no-copy-images
+    """
     from synthloop.exporters.coco import write_coco
 
     ds = load_source(src, skip_invalid)
@@ -64,7 +68,10 @@ def kitti_cmd(
     skip_invalid: bool = SKIP,
     keep_case: bool = typer.Option(False, "--keep-case", help="do not lower-case class names"),
 ) -> None:
-    """KITTI object labels (15 fields) + images (+ calib)."""
+    """KITTI object labels (15 fields) + images (+ calib).
+
+    Example: synthloop export kitti out/tabletop kitti/ --layout flat
+    """
     from synthloop.exporters.kitti import write_kitti
 
     ds = load_source(src, skip_invalid)
@@ -72,10 +79,49 @@ def kitti_cmd(
     print(f"wrote {out} ({len(ds.frames)} frames, layout {layout})")
 
 
+@app.command("tao")
+@cli_errors
+def tao_cmd(
+    src: Path = SRC,
+    dst: Path = DST,
+    spec: Path | None = typer.Option(
+        None, "--spec", help="synthloop experiment spec YAML whose settings the TAO training spec carries"
+    ),
+    width: int | None = typer.Option(
+        None, "--width", min=16, help="image width (rounded to a multiple of 16)"
+    ),
+    height: int | None = typer.Option(
+        None, "--height", min=16, help="image height (rounded to a multiple of 16)"
+    ),
+    skip_invalid: bool = SKIP,
+) -> None:
+    """NVIDIA TAO DetectNet_v2 inputs: resized KITTI, dataset_convert spec, training spec.
+
+    Example: synthloop export tao out/tabletop tao/ --spec train.yaml
+    """
+    from synthloop.training.spec import load_spec
+    from synthloop.training.tao_spec import TRAIN_SPEC, export_tao
+
+    if (width is None) != (height is None):
+        raise SynthloopError("give both --width and --height, or neither")
+    exp = load_spec(spec) if spec is not None else None
+    ds = load_source(src, skip_invalid)
+    size = (width, height) if width is not None and height is not None else None
+    res = export_tao(ds, dst, exp, size, source=str(Path(src).absolute()))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {res.dst} ({len(ds.frames)} frames at {res.width}x{res.height})")
+    print(f"  tao detectnet_v2 dataset_convert -d {res.dst}/dataset_convert.txt -o {res.dst}/tfrecords/kitti")
+    print(f"  tao detectnet_v2 train -e {res.dst}/{TRAIN_SPEC} -r RESULTS -k KEY")
+
+
 @app.command("depth")
 @cli_errors
 def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
-    """Depth as 16-bit PNG (mm, 0 = no hit) + float32 .npy (m)."""
+    """Depth as 16-bit PNG (mm, 0 = no hit) + float32 .npy (m).
+
+    Example: synthloop export depth out/tabletop depth/
+    """
     from synthloop.exporters.maps import write_depth_pngs
 
     paths = write_depth_pngs(load_source(src), dst)
@@ -85,7 +131,10 @@ def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
 @app.command("semantic")
 @cli_errors
 def semantic_cmd(src: Path = SRC, dst: Path = DST) -> None:
-    """Class-id PNGs (0 = background) + colour PNGs + colormap.txt/json."""
+    """Class-id PNGs (0 = background) + colour PNGs + colormap.txt/json.
+
+    Example: synthloop export semantic out/tabletop semantic/
+    """
     from synthloop.exporters.maps import write_semantic_pngs
 
     paths = write_semantic_pngs(load_source(src), dst)

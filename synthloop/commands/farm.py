@@ -16,14 +16,19 @@ app = typer.Typer(no_args_is_help=True, help="Sharded, resumable render jobs.")
 @app.command()
 def plan(
     recipe: str = typer.Option("tabletop", "--recipe", "-r", help="Bundled recipe name or YAML path."),
-    frames: int = typer.Option(..., "--frames", "-n", min=1),
-    seed: int = typer.Option(0, "--seed", "-s"),
-    shards: int = typer.Option(1, "--shards", "-k", min=1),
+    frames: int = typer.Option(..., "--frames", "-n", min=1, help="Number of frames."),
+    seed: int = typer.Option(
+        0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."
+    ),
+    shards: int = typer.Option(1, "--shards", "-k", min=1, help="Number of shards (array tasks)."),
     out: Path = typer.Option(..., "--out", "-o", help="Job folder."),
-    start: int = typer.Option(0, "--start", min=0),
+    start: int = typer.Option(0, "--start", min=0, help="First frame index."),
     restart_every: int = typer.Option(200, "--restart-every", min=1, help="Restart Blender every M frames."),
 ) -> None:
-    """Write a job manifest: recipe copy + hash, seed, frame ranges per shard."""
+    """Write a job manifest: recipe copy + hash, seed, frame ranges per shard.
+
+    Example: synthloop farm plan --recipe tabletop --frames 10000 --seed 0 --shards 64 --out job/
+    """
     from synthloop.farm.plan import plan_job
 
     with user_errors():
@@ -36,9 +41,12 @@ def work(
     job: Path = typer.Argument(..., help="Job folder."),
     shard: int = typer.Option(..., "--shard", "-i", help="Shard index (Slurm/K8s array index)."),
     threads: int = typer.Option(0, "--threads", help="Blender threads (0 = all cores)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
-    """Render shard i, skipping complete frames (safe to run twice at once)."""
+    """Render shard i, skipping complete frames (safe to run twice at once).
+
+    Example: synthloop farm work job/ --shard 7
+    """
     from synthloop.farm.worker import work_shard
 
     with user_errors():
@@ -49,16 +57,19 @@ def work(
 
 @app.command()
 def run(
-    job: Path = typer.Argument(...),
-    workers: int = typer.Option(1, "--workers", "-w", min=1),
+    job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes."),
     executor: str = typer.Option("local", "--executor", "-e", help="local | ray"),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: start a local one)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="Blender threads per worker."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
-    """Run all shards (local worker processes, or Ray tasks)."""
+    """Run all shards (local worker processes, or Ray tasks).
+
+    Example: synthloop farm run job/ --workers 2
+    """
     from synthloop.farm.executors import run_local, run_ray
 
     with user_errors():
@@ -77,8 +88,14 @@ def run(
 
 
 @app.command()
-def status(job: Path = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Frames done per shard, failures, rate."""
+def status(
+    job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Frames done per shard, failures, rate.
+
+    Example: synthloop farm status job/
+    """
     import json
 
     from synthloop.farm.merge import job_status
@@ -106,13 +123,16 @@ def status(job: Path = typer.Argument(...), as_json: bool = typer.Option(False, 
 
 @app.command()
 def merge(
-    job: Path = typer.Argument(...),
-    out: Path = typer.Option(..., "--out", "-o"),
-    allow_partial: bool = typer.Option(False, "--allow-partial"),
+    job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Merged dataset folder."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Merge the frames done so far."),
     coco: bool = typer.Option(True, "--coco/--no-coco", help="Also write OUT/coco/annotations.json."),
     kitti: bool = typer.Option(False, "--kitti/--no-kitti", help="Also write OUT/kitti/."),
 ) -> None:
-    """Merge shards into one dataset (+ COCO/KITTI); refuses an incomplete job unless --allow-partial."""
+    """Merge shards into one dataset (+ COCO/KITTI); refuses an incomplete job unless --allow-partial.
+
+    Example: synthloop farm merge job/ --out out/big --kitti
+    """
     from synthloop.farm.merge import merge_job
 
     with user_errors():
@@ -134,23 +154,27 @@ def merge(
 
 @app.command()
 def jobfiles(
-    job: Path = typer.Argument(...),
+    job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
     slurm: Path | None = typer.Option(None, "--slurm", help="Write an sbatch --array script here."),
     k8s: Path | None = typer.Option(None, "--k8s", help="Write a Kubernetes Indexed Job YAML here."),
-    threads: int = typer.Option(4, "--threads"),
-    image: str = typer.Option("synthloop:latest", "--image"),
-    pvc: str = typer.Option("synthloop-data", "--pvc"),
+    threads: int = typer.Option(4, "--threads", help="Blender threads per task."),
+    image: str = typer.Option("synthloop:latest", "--image", help="Container image (Kubernetes)."),
+    pvc: str = typer.Option(
+        "synthloop-data", "--pvc", help="PersistentVolumeClaim holding the job (Kubernetes)."
+    ),
 ) -> None:
-    """Generate Slurm-array / Kubernetes-indexed-job files calling `farm work` with the array index."""
-    from synthloop.atomic import atomic_write_bytes
-    from synthloop.farm.executors import k8s_indexed_job, slurm_script
+    """Generate Slurm-array / Kubernetes-indexed-job files calling `farm work` with the array index.
+
+    Example: synthloop farm jobfiles job/ --slurm job.sbatch --k8s job-k8s.yaml
+    """
+    from synthloop.farm.executors import k8s_indexed_job, slurm_script, write_job_file
 
     with user_errors():
         if slurm:
-            atomic_write_bytes(slurm, slurm_script(job, threads=threads).encode())
+            write_job_file(job, slurm, slurm_script(job, threads=threads))
             typer.echo(f"wrote {slurm}")
         if k8s:
-            atomic_write_bytes(k8s, k8s_indexed_job(job, image=image, threads=threads, pvc=pvc).encode())
+            write_job_file(job, k8s, k8s_indexed_job(job, image=image, threads=threads, pvc=pvc))
             typer.echo(f"wrote {k8s}")
     if not slurm and not k8s:
         fail("give --slurm PATH and/or --k8s PATH")

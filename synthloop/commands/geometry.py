@@ -36,7 +36,10 @@ def mesh_cmd(
     set_: list[str] = typer.Option([], "--set", help="ShapeSpec field, e.g. --set wrinkle_amplitude=0.1"),
     out: Path = typer.Option(..., "--out", "-o", help="output .obj file"),
 ) -> None:
-    """Build a ShapeSpec's mesh and write it as OBJ (prints counts and checks)."""
+    """Build a ShapeSpec's mesh and write it as OBJ (prints counts and checks).
+
+    Example: synthloop geometry mesh box --dims 0.1 0.05 0.02 --out box.obj
+    """
     from pydantic import ValidationError
 
     from synthloop.atomic import atomic_write_bytes
@@ -86,7 +89,10 @@ def preview_cmd(
     frame: int = typer.Option(0, "--frame", "-f", help="with --recipe: the frame index"),
     out: Path = typer.Option(..., "--out", "-o", help="output PNG"),
 ) -> None:
-    """Z-buffer preview of a scene with its annotations (boxes, keypoints); no Blender needed."""
+    """Z-buffer preview of a scene with its annotations (boxes, keypoints); no Blender needed.
+
+    Example: synthloop geometry preview --recipe tabletop --seed 0 --frame 3 --out preview.png
+    """
     from PIL import Image
 
     from synthloop.atomic import atomic_save_image

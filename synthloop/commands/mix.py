@@ -17,7 +17,10 @@ app = typer.Typer(help="Synthetic/real mixing experiments: plan, run, report.", 
 @app.command("plan")
 @cli_errors
 def plan_cmd(experiment: Path = typer.Argument(..., help="mixing experiment YAML")) -> None:
-    """List the runs the experiment expands to (equal specs merged), without training."""
+    """List the runs the experiment expands to (equal specs merged), without training.
+
+    Example: synthloop mix plan experiments/mix.yaml
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -42,7 +45,10 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
     report: bool = typer.Option(True, "--report/--no-report", help="write report.html etc. at the end"),
 ) -> None:
-    """Train and evaluate every run (finished runs are skipped), then write the report."""
+    """Train and evaluate every run (finished runs are skipped), then write the report.
+
+    Example: synthloop mix run experiments/mix.yaml --out mix/
+    """
     from synthloop.experiments.report import write_report
     from synthloop.experiments.runner import run_experiment
 
@@ -65,7 +71,10 @@ def run_cmd(
 @app.command("report")
 @cli_errors
 def report_cmd(out: Path = typer.Argument(..., help="output folder of 'synthloop mix run'")) -> None:
-    """Write report.html (self-contained), results.json and summary.md from a run folder."""
+    """Write report.html (self-contained), results.json and summary.md from a run folder.
+
+    Example: synthloop mix report mix/
+    """
     from synthloop.experiments.report import write_report
 
     paths = write_report(out)

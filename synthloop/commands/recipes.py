@@ -35,7 +35,10 @@ def parse_seed_frame(text: str) -> tuple[int, int]:
 
 @app.command("list")
 def list_cmd() -> None:
-    """Print the bundled recipe names (the default is marked)."""
+    """Print the bundled recipe names (the default is marked).
+
+    Example: synthloop recipes list
+    """
     for name in list_bundled():
         mark = "  (default)" if name == DEFAULT_RECIPE else ""
         typer.echo(f"{name}{mark}")
@@ -46,7 +49,10 @@ def show_cmd(
     recipe: str = typer.Argument(..., help="bundled recipe name or YAML path"),
     sample: str | None = typer.Option(None, "--sample", help="SEED:FRAME: print that frame's SceneSpec JSON"),
 ) -> None:
-    """Print the validated recipe as YAML (with its hash), or one sampled SceneSpec as JSON."""
+    """Print the validated recipe as YAML (with its hash), or one sampled SceneSpec as JSON.
+
+    Example: synthloop recipes show tabletop --sample 0:3
+    """
     try:
         rec = load_recipe(recipe)
         if sample is None:
@@ -62,7 +68,10 @@ def show_cmd(
 
 @app.command("validate")
 def validate_cmd(paths: list[str] = typer.Argument(..., help="recipe YAML paths or bundled names")) -> None:
-    """One line per recipe: ``PATH: ok (hash)`` or the error. Exit 2 if any is invalid."""
+    """One line per recipe: ``PATH: ok (hash)`` or the error. Exit 2 if any is invalid.
+
+    Example: synthloop recipes validate my_recipe.yaml other.yaml
+    """
     bad = 0
     for path in paths:
         try:

@@ -33,7 +33,10 @@ def train_cmd(
         help="data-parallel processes started with torchrun, one per GPU (gloo processes for a CPU spec)",
     ),
 ) -> None:
-    """Train the detector a spec describes into a run folder (resumable, also on another --gpus)."""
+    """Train the detector a spec describes into a run folder (resumable, also on another --gpus).
+
+    Example: synthloop train specs/fruits.yaml --out runs/fruits --gpus 2
+    """
     if gpus > 1 and "RANK" not in os.environ:
         raise typer.Exit(launch_torchrun(spec, out, gpus, resume=resume, quiet=quiet))
     try:
@@ -43,7 +46,8 @@ def train_cmd(
         exp = load_spec(spec)
         last = train(exp, out, resume=resume, quiet=quiet, source=str(spec))
     except SynthloopError as e:
-        sys.stderr.write(f"error: {' '.join(str(e).split())}\n")
+        for line in str(e).splitlines():
+            sys.stderr.write(f"error: {' '.join(line.split())}\n")
         raise typer.Exit(2) from None
     if not quiet:
         typer.echo(f"last checkpoint: {last}")

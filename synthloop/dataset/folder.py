@@ -48,13 +48,16 @@ def _round(x: float, nd: int = 4) -> float:
 
 # ---------------------------------------------------------------- record (de)serialization
 def category_to_dict(c: Category) -> dict[str, Any]:
-    return {
+    d = {
         "id": c.id,
         "name": c.name,
         "supercategory": c.supercategory,
         "keypoints": list(c.keypoints),
         "skeleton": [list(e) for e in c.skeleton],
     }
+    if c.keypoint_sigmas:
+        d["keypoint_sigmas"] = list(c.keypoint_sigmas)
+    return d
 
 
 def category_from_dict(d: dict[str, Any]) -> Category:
@@ -64,6 +67,7 @@ def category_from_dict(d: dict[str, Any]) -> Category:
         supercategory=str(d.get("supercategory", "")),
         keypoints=tuple(d.get("keypoints", ())),
         skeleton=tuple((int(a), int(b)) for a, b in d.get("skeleton", ())),
+        keypoint_sigmas=tuple(float(v) for v in d.get("keypoint_sigmas", ())),
     )
 
 

@@ -28,13 +28,16 @@ Keypoint = tuple[float, float, int]
 
 @dataclass(frozen=True)
 class Category:
-    """A labeled class. ``skeleton`` pairs are 1-based keypoint indices (COCO)."""
+    """A labeled class. ``skeleton`` pairs are 1-based keypoint indices (COCO).
+    ``keypoint_sigmas``: OKS sigma per keypoint for COCO keypoint evaluation (empty = the defaults
+    of :mod:`synthloop.dataset.keypoints`)."""
 
     id: int
     name: str
     supercategory: str = ""
     keypoints: tuple[str, ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
+    keypoint_sigmas: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

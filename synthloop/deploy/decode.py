@@ -4,7 +4,9 @@ Raw outputs (batch 1, numpy):
 
 * DetectNet_v2: ``cov`` (1, C, Gh, Gw) coverage logits, ``bbox`` (1, C, 4, Gh, Gw) encoded boxes
   (stride 16, :mod:`synthloop.training.rasterizer` encoding); decoded by sigmoid + the training
-  package's DBSCAN post-processing with the model's per-class ``cluster`` parameters;
+  package's DBSCAN post-processing with the model's per-class ``cluster`` parameters. A TAO-layout
+  export (``output_cov/Sigmoid``, ``output_bbox/BiasAdd``) is mapped back to these first
+  (:func:`synthloop.deploy.deepstream.tao_to_raw`);
 * Mask R-CNN: ``boxes`` (N, 4) x1 y1 x2 y2, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks``
   (N, 1, H, W) probabilities, all in network-input pixels.
 
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 from PIL import Image
 
+from synthloop.deploy import deepstream
 from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.evaluation.detections import FrameDetections
 from synthloop.importers.rle import encode_mask
@@ -65,6 +68,11 @@ def decode_detectnet(
     score_thr: float = 0.0,
 ) -> FrameDetections:
     """DetectNet raw outputs of one image -> detections in original-image pixels (W0, H0 = orig_size)."""
+    if deepstream.COV_NAME in raw:
+        logits, enc = deepstream.tao_to_raw(
+            raw[deepstream.COV_NAME], raw[deepstream.BBOX_NAME], desc.bbox_norm
+        )
+        raw = {"cov": logits, "bbox": enc}
     cov = _sigmoid(np.asarray(raw["cov"])[0])
     bbox = np.asarray(raw["bbox"], np.float64)[0]
     params = desc.cluster or [ClusterParams()] * desc.num_classes

@@ -5,6 +5,9 @@
   outside (:mod:`synthloop.deploy.decode`). Batch norms are folded into the convs and TF-"SAME"
   padding is frozen for the fixed input size before export (no shape arithmetic in the graph).
   ``fp16``: the graph computes in half precision, input and outputs stay float32 (casts inside).
+  ``layout="tao"``: TAO's names and activations instead (``input_1`` -> ``output_cov/Sigmoid``,
+  ``output_bbox/BiasAdd``), a dynamic batch axis, and DeepStream's nvinfer config beside the model
+  (:mod:`synthloop.deploy.deepstream`).
 * Mask R-CNN: torchvision's ONNX path (TorchScript tracing, opset >= 11) at a fixed input size:
   input ``image`` (3, H, W) float32 in [0, 1]; outputs ``boxes`` (N, 4), ``labels`` (N,) int64,
   ``scores`` (N,), ``masks`` (N, 1, H, W) in input pixels. FP32 and INT8 (convs only).
@@ -39,6 +42,7 @@ import torch
 from torch import nn
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.deploy import deepstream
 from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
@@ -46,6 +50,7 @@ from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_pad
 META_SCHEMA = "synthloop.deploy.onnx/1"
 DEFAULT_OPSET = 17
 Precision = Literal["fp32", "fp16", "int8"]
+Layout = Literal["synthloop", "tao"]
 IO_NAMES: dict[str, tuple[list[str], list[str]]] = {
     "detectnet_v2": (["input"], ["cov", "bbox"]),
     "mask_rcnn": (["image"], ["boxes", "labels", "scores", "masks"]),
@@ -55,6 +60,13 @@ IO_NAMES: dict[str, tuple[list[str], list[str]]] = {
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.json``."""
     return Path(onnx_path).with_suffix(".json")
+
+
+def io_names(desc: ModelDesc, layout: Layout = "synthloop") -> tuple[list[str], list[str]]:
+    """Input and output names of an export (``layout="tao"``: see :mod:`synthloop.deploy.deepstream`)."""
+    if layout == "tao":
+        return [deepstream.INPUT_NAME], [deepstream.COV_NAME, deepstream.BBOX_NAME]
+    return IO_NAMES[desc.family]
 
 
 def input_shape(desc: ModelDesc) -> tuple[int, ...]:
@@ -82,8 +94,10 @@ def export_module(
     input_names: list[str],
     output_names: list[str],
     opset: int = DEFAULT_OPSET,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> Path:
-    """``torch.onnx.export`` (TorchScript exporter) to a temp file, clean-up, atomic move to ``path``."""
+    """``torch.onnx.export`` (TorchScript exporter) to a temp file, clean-up, atomic move to ``path``.
+    ``dynamic_axes``: e.g. ``{"input_1": {0: "N"}}`` for a dynamic batch axis."""
     import onnx
 
     if opset < 11:
@@ -102,6 +116,7 @@ def export_module(
                 input_names=input_names,
                 output_names=output_names,
                 do_constant_folding=True,
+                dynamic_axes=dynamic_axes,
             )
         model = materialize_shared_initializers(onnx.load(str(tmp_path)))
         atomic_write_bytes(path, model.SerializeToString())
@@ -135,16 +150,24 @@ def export_fp(
     path: str | os.PathLike,
     precision: Literal["fp32", "fp16"] = "fp32",
     opset: int = DEFAULT_OPSET,
+    layout: Layout = "synthloop",
 ) -> Path:
-    """FP32 / FP16 ONNX of ``model`` (a copy is exported). No sidecar (see :func:`export_model`)."""
-    inputs, outputs = IO_NAMES[desc.family]
+    """FP32 / FP16 ONNX of ``model`` (a copy is exported). No sidecar (see :func:`export_model`).
+    ``layout="tao"``: TAO's DetectNet_v2 outputs and a dynamic batch axis
+    (:mod:`synthloop.deploy.deepstream`)."""
+    inputs, outputs = io_names(desc, layout)
     example = torch.rand(*input_shape(desc), generator=torch.Generator().manual_seed(0))
     if desc.family == "detectnet_v2":
         raw = DetectNetRaw(copy.deepcopy(model)).eval()
         fold_batchnorm(raw, example)
         static_same_padding(raw, example)
         module: nn.Module = _HalfDetectNet(raw) if precision == "fp16" else raw
-        export_module(module, (example,), path, inputs, outputs, opset)
+        dynamic = None
+        if layout == "tao":
+            deepstream.check_tao_input(desc)
+            module = deepstream.TaoDetectNet(module, desc.num_classes, desc.bbox_norm).eval()
+            dynamic = {name: {0: "N"} for name in inputs + outputs}
+        export_module(module, (example,), path, inputs, outputs, opset, dynamic)
         return simplify_onnx(path) if precision == "fp32" else Path(path)
     if precision != "fp32":
         raise DeployError(
@@ -237,11 +260,17 @@ def quantize_int8(
 
 
 def write_sidecar(
-    onnx_path: str | os.PathLike, desc: ModelDesc, precision: str, source: str | None = None, **extra: Any
+    onnx_path: str | os.PathLike,
+    desc: ModelDesc,
+    precision: str,
+    source: str | None = None,
+    layout: Layout = "synthloop",
+    **extra: Any,
 ) -> Path:
     """Write ``<model>.json`` next to the ONNX (schema :data:`META_SCHEMA`)."""
-    inputs, outputs = IO_NAMES[desc.family]
+    inputs, outputs = io_names(desc, layout)
     meta = {
+        "layout": layout,
         "schema": META_SCHEMA,
         "desc": desc.model_dump(mode="json"),
         "precision": precision,
@@ -264,11 +293,16 @@ def export_model(
     method: Literal["minmax", "entropy", "percentile"] = "minmax",
     opset: int = DEFAULT_OPSET,
     source: str | None = None,
+    layout: Layout = "synthloop",
 ) -> Path:
     """Export ``model`` at ``precision`` to ``path`` + sidecar; checked with ``onnx.checker``.
 
-    ``calibration`` (INT8 only): network inputs, see :func:`quantize_int8`.
+    ``calibration`` (INT8 only): network inputs, see :func:`quantize_int8`. ``layout="tao"``
+    (DetectNet_v2): TAO's output names/activations, a dynamic batch, and DeepStream's
+    ``config_infer_primary_detectnet_v2.txt`` + ``labels.txt`` beside the model.
     """
+    if layout == "tao":
+        deepstream.check_tao_input(desc)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if precision not in ("fp32", "fp16", "int8"):
@@ -281,13 +315,15 @@ def export_model(
                 where="precision",
             )
         with tempfile.TemporaryDirectory(prefix=".tmp-fp32-", dir=path.parent) as tmp:
-            fp32 = export_fp(model, desc, Path(tmp) / "fp32.onnx", "fp32", opset)
+            fp32 = export_fp(model, desc, Path(tmp) / "fp32.onnx", "fp32", opset, layout)
             quantize_int8(fp32, path, list(calibration or []), flavor, method)
     else:
-        export_fp(model, desc, path, precision, opset)
+        export_fp(model, desc, path, precision, opset, layout)
     check_onnx(path)
     extra = {"int8_flavor": flavor, "calibration_method": method} if precision == "int8" else {}
-    write_sidecar(path, desc, precision, source, opset=opset, **extra)
+    write_sidecar(path, desc, precision, source, layout, opset=opset, **extra)
+    if layout == "tao":
+        deepstream.write_nvinfer_config(path, desc, precision)
     return path
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from synthloop.dataset.keypoints import DEFAULT_SIGMA, category_sigmas
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
 
@@ -191,6 +192,26 @@ def _results_for(iou_type: str, results: list[dict[str, Any]]) -> list[dict[str,
     return [{k: v for k, v in r.items() if k != "segmentation"} for r in results if "keypoints" in r]
 
 
+class _PerCategoryOks(COCOeval):
+    """COCOeval whose OKS uses each category's own keypoint sigmas (pycocotools keeps one
+    ``params.kpt_oks_sigmas`` for all categories; this sets it per category before each
+    ``computeOks`` call, the rest is pycocotools' own code)."""
+
+    sigmas_by_cat: dict[int, tuple[float, ...]]
+
+    @classmethod
+    def from_eval(cls, e: COCOeval, sigmas_by_cat: dict[int, tuple[float, ...]]) -> _PerCategoryOks:
+        new = cls.__new__(cls)
+        new.__dict__.update(e.__dict__)
+        new.sigmas_by_cat = sigmas_by_cat
+        return new
+
+    def computeOks(self, imgId: int, catId: int):  # noqa: N802 - pycocotools' name
+        if catId in self.sigmas_by_cat:
+            self.params.kpt_oks_sigmas = np.asarray(self.sigmas_by_cat[catId], dtype=float)
+        return super().computeOks(imgId, catId)
+
+
 def coco_evaluate(
     ds: Dataset,
     dets: Mapping[str, FrameDetections],
@@ -204,8 +225,9 @@ def coco_evaluate(
 
     ``area_rng``: override COCO's area ranges in pixels² (dict label -> (lo, hi) with labels
     all/small/medium/large, or 4 pairs). ``img_ids``: restrict to these frame ids. ``cat_ids``:
-    restrict to these category ids. ``kpt_oks_sigmas``: per-keypoint OKS sigmas (default COCO's 17
-    when K == 17, else 0.05 for every keypoint, with a note).
+    restrict to these category ids. ``kpt_oks_sigmas``: per-keypoint OKS sigmas for every category
+    (default: each category's ``keypoint_sigmas``, else :func:`synthloop.dataset.keypoints.default_sigmas`,
+    with a note).
 
     Returns ``{iou_type: {"stats": {name: value}, "per_class": {name: {...}}, "summary_text": str,
     "num_images": int, "num_detections": int}, "skipped": {iou_type: reason}, "notes": [...]}``.
@@ -245,18 +267,21 @@ def coco_evaluate(
                 kp_cats = [c for c in ds.categories if c.keypoints]
                 if cat_ids is None:
                     E.params.catIds = sorted(c.id for c in kp_cats)
-                n_kp = max(len(c.keypoints) for c in kp_cats)
                 if kpt_oks_sigmas is not None:
+                    n_kp = max(len(c.keypoints) for c in kp_cats)
                     if len(kpt_oks_sigmas) != n_kp:
                         raise EvaluationError(
                             f"kpt_oks_sigmas has {len(kpt_oks_sigmas)} values for {n_kp} keypoints"
                         )
                     E.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=float)
-                elif n_kp != 17:
-                    E.params.kpt_oks_sigmas = np.full(n_kp, 0.05)
-                    out["notes"].append(
-                        f"keypoints: {n_kp} keypoints, not COCO's 17; OKS sigma 0.05 for each"
-                    )
+                else:
+                    E = _PerCategoryOks.from_eval(E, {c.id: category_sigmas(c) for c in kp_cats})
+                    guessed = [c.name for c in kp_cats if not c.keypoint_sigmas and len(c.keypoints) != 17]
+                    if guessed:
+                        out["notes"].append(
+                            f"keypoints: no keypoint_sigmas for {', '.join(guessed)}; OKS sigma "
+                            f"{DEFAULT_SIGMA} for each of their keypoints"
+                        )
             _area_ranges(area_rng, E.params)
             E.evaluate()
             E.accumulate()

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synthloop.atomic import canonical_json
 from synthloop.errors import SynthloopError
 from synthloop.experiments import training_api
+from synthloop.validation import invalid
 
 Schedule = Literal["blend", "pretrain_finetune"]
 SYNTHETIC_ONLY = "synthetic_only"
@@ -126,10 +127,6 @@ class LoadedExperiment:
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
 
-def _loc(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "(top level)"
-
-
 def parse_experiment(
     data: Any, path: str | Path | None = None, base_dir: str | Path | None = None
 ) -> LoadedExperiment:
@@ -140,8 +137,7 @@ def parse_experiment(
     try:
         exp = MixExperiment.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise MixExperimentError(err["msg"], path=src, where=_loc(err)) from None
+        raise invalid(MixExperimentError, e, src) from None
     p = Path(path).resolve() if path is not None else None
     bdir = Path(base_dir).resolve() if base_dir is not None else (p.parent if p else Path.cwd())
     return LoadedExperiment(exp, p, bdir)

@@ -7,9 +7,16 @@ pixel count for synthetic frames and the stored area for imported ones (COCO's o
 areas) or for objects without a mask, ``iscrowd`` 0/1, category ids as in the dataset (from 1),
 image ids = frame order from 1, annotation ids from 1.
 
-Objects with zero area (fully hidden, empty mask) are left out. Extra per-annotation fields that
-pycocotools and FiftyOne ignore carry what COCO has no slot for: ``occlusion``, ``truncation``,
-``bbox_amodal`` (xyxy), ``box3d`` and ``attributes``; each image carries ``synthloop_frame_id``.
+Objects with zero area (fully hidden, empty mask) are left out. What COCO has no slot for goes
+under ONE namespaced key per annotation, ``"synthloop": {instance_id, occlusion, truncation,
+bbox_amodal, box3d, attributes}`` (layout :data:`COCO_LAYOUT`, recorded in
+``info.synthloop_coco_layout``), so COCO readers that turn extra keys into label attributes
+(FiftyOne's importer with default arguments) see one plain dict attribute and no name that clashes
+with theirs (:data:`FIFTYONE_RESERVED`). ``bbox_amodal`` is ``[x, y, w, h]`` like ``bbox`` (it may
+extend past the image). Layout 1 (before) put these keys at the top level with ``bbox_amodal`` as
+x1, y1, x2, y2; :mod:`synthloop.importers.coco` reads both. Each image carries
+``synthloop_frame_id``. Categories with keypoints carry ``keypoint_sigmas`` (OKS sigmas, the
+category's own or the defaults of :mod:`synthloop.dataset.keypoints`).
 """
 
 from __future__ import annotations
@@ -22,12 +29,37 @@ import numpy as np
 import synthloop
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import load_instance_map
+from synthloop.dataset.keypoints import category_sigmas
 from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.exporters.staging import link_or_copy, require_files, staged_dir, unique_names
 from synthloop.importers.rle import encode_mask, rle_area
 
 _ND = 6  # decimals kept for box coordinates (float noise of x2 - x1 never shows)
+COCO_LAYOUT = 2
+NAMESPACE = "synthloop"
+# attribute names FiftyOne's Detection/Label already uses (an annotation key with one of these names
+# makes `fiftyone.utils.coco` fail or overwrite a field); synthloop writes none of them at top level
+FIFTYONE_RESERVED = frozenset(
+    # fiftyone.core.labels.Detection's fields and read-only properties (FiftyOne 1.x), and "instance"
+    {
+        "_cls",
+        "_id",
+        "attributes",
+        "bounding_box",
+        "confidence",
+        "field_names",
+        "has_mask",
+        "id",
+        "index",
+        "instance",
+        "instance_id",
+        "label",
+        "mask",
+        "mask_path",
+        "tags",
+    }
+)
 
 
 def _box_xywh(bbox: tuple[float, float, float, float]) -> list[float]:
@@ -40,6 +72,7 @@ def category_to_coco(c) -> dict[str, Any]:
     if c.keypoints:
         d["keypoints"] = list(c.keypoints)
         d["skeleton"] = [[int(a), int(b)] for a, b in c.skeleton]
+        d["keypoint_sigmas"] = [float(v) for v in category_sigmas(c)]
     return d
 
 
@@ -85,25 +118,34 @@ def annotation_to_coco(
             flat += [0, 0, 0] if int(vis) == 0 else [float(u), float(v), int(vis)]
         ann["keypoints"] = flat
         ann["num_keypoints"] = obj.num_keypoints
+    extras = synthloop_extras(obj)
+    if extras:
+        ann[NAMESPACE] = extras
+    return ann
+
+
+def synthloop_extras(obj: ObjectAnnotation) -> dict[str, Any]:
+    """What COCO has no slot for, for the annotation's ``"synthloop"`` key (layout 2)."""
+    ext: dict[str, Any] = {}
     if obj.instance_id is not None:
-        ann["instance_id"] = int(obj.instance_id)  # pixel value in the frame's instance map
+        ext["instance_id"] = int(obj.instance_id)  # pixel value in the frame's instance map
     if obj.occlusion is not None:
-        ann["occlusion"] = float(obj.occlusion)
+        ext["occlusion"] = float(obj.occlusion)
     if obj.truncation is not None:
-        ann["truncation"] = float(obj.truncation)
+        ext["truncation"] = float(obj.truncation)
     if obj.bbox_amodal is not None:
-        ann["bbox_amodal"] = [float(v) for v in obj.bbox_amodal]
+        ext["bbox_amodal"] = _box_xywh(obj.bbox_amodal)
     if obj.box3d is not None:
         b = obj.box3d
-        ann["box3d"] = {
+        ext["box3d"] = {
             "center": [float(v) for v in b.center],
             "dimensions": [float(v) for v in b.dimensions],
             "rotation_y": float(b.rotation_y),
             "corners": [[float(v) for v in c] for c in b.corners],
         }
     if obj.attributes:
-        ann["attributes"] = obj.attributes
-    return ann
+        ext["attributes"] = obj.attributes
+    return ext
 
 
 def image_file_names(ds: Dataset) -> list[str]:
@@ -146,6 +188,7 @@ def dataset_to_coco(ds: Dataset, file_names: list[str] | None = None) -> dict[st
             "description": ds.name or "synthloop dataset",
             "version": synthloop.__version__,
             "synthloop_version": synthloop.__version__,
+            "synthloop_coco_layout": COCO_LAYOUT,
         },
         "licenses": [],
         "categories": [category_to_coco(c) for c in sorted(ds.categories, key=lambda c: c.id)],

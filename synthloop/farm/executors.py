@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthloop.farm.plan import load_plan, shard_dir
+from synthloop.farm.plan import PLAN_FILE, RECIPE_FILE, FarmError, load_plan, shard_dir
 from synthloop.progress import JobProgress
 
 
@@ -275,3 +275,22 @@ def k8s_indexed_job(
         },
     }
     return yaml.safe_dump(manifest, sort_keys=False)
+
+
+def write_job_file(job: str | os.PathLike, path: str | os.PathLike, text: str) -> Path:
+    """Write a generated job file (sbatch script, Kubernetes YAML) atomically, refusing to replace
+    the job's own files: ``JOB/job.yaml``, ``JOB/recipe.yaml`` or anything under ``JOB/shards/``
+    (overwriting the manifest would break the job)."""
+    from synthloop.atomic import atomic_write_bytes
+
+    target = Path(path).resolve()
+    root = Path(job).resolve()
+    own = {root / PLAN_FILE, root / RECIPE_FILE}
+    if target in own or root / "shards" in target.parents or target == root / "shards":
+        raise FarmError(
+            f"refusing to overwrite the job's own file {target.name!r}; write job files elsewhere",
+            path=str(path),
+        )
+    if target.is_dir():
+        raise FarmError("is a folder, not a file", path=str(path))
+    return atomic_write_bytes(target, text.encode())

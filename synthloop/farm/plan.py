@@ -18,6 +18,7 @@ from synthloop import __version__
 from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import SynthloopError
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.validation import invalid
 
 JOB_SCHEMA = "synthloop.job/1"
 PLAN_FILE = "job.yaml"
@@ -125,9 +126,7 @@ def load_plan(job: str | Path) -> JobPlan:
     except yaml.YAMLError as e:
         raise FarmError(f"invalid YAML: {e}", path=str(path)) from None
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise FarmError(err["msg"], path=str(path), where=where) from None
+        raise invalid(FarmError, e, str(path)) from None
 
 
 def load_job_recipe(job: str | Path, plan: JobPlan) -> Recipe:

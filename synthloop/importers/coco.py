@@ -6,8 +6,10 @@ every object) into the one mask form (compressed RLE, str counts); crowd objects
 ``[x, y, w, h]`` become xyxy ``(x, y, x + w, y + h)``; ``area`` is COCO's stored area (the mask's
 pixel count or w*h when missing). Keypoints ``[u, v, vis, ...]`` become ``(u, v, vis)`` triples.
 Missing image sizes are read from the image header. Fields synthloop's exporter adds
-(``occlusion``, ``truncation``, ``bbox_amodal``, ``box3d``, ``attributes``) are read back; other
-unknown scalar annotation fields go to ``attributes``.
+(``instance_id``, ``occlusion``, ``truncation``, ``bbox_amodal``, ``box3d``, ``attributes``) are read
+back from the annotation's ``"synthloop"`` key (layout 2, ``bbox_amodal`` x, y, w, h) or, in files
+of layout 1, from the annotation's top level (``bbox_amodal`` x1, y1, x2, y2); other unknown scalar
+annotation fields go to ``attributes``. Categories' ``keypoint_sigmas`` are read when present.
 
 Bad input raises one :class:`DatasetError` naming the file, the record
 (``annotations[17] (id 42)``) and the field. With ``skip_invalid=True`` bad records are skipped
@@ -24,6 +26,7 @@ from typing import Any
 
 from PIL import Image
 
+from synthloop.dataset.keypoints import check_sigmas
 from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.importers.rle import rle_area, rle_bbox_xyxy, segmentation_to_rle
@@ -44,6 +47,7 @@ _KNOWN_ANN_KEYS = {
     "box3d",
     "attributes",
     "instance_id",
+    "synthloop",
 }
 
 
@@ -131,12 +135,19 @@ def _parse_category(i: int, c: Any) -> Category:
         raise _Invalid("skeleton", "must be a list of [i, j] pairs") from None
     if any(not (1 <= a <= len(kps) and 1 <= b <= len(kps)) for a, b in skeleton):
         raise _Invalid("skeleton", "indices must be 1-based keypoint indices")
+    sigmas: tuple[float, ...] = ()
+    if c.get("keypoint_sigmas") is not None:
+        try:
+            sigmas = check_sigmas(c["keypoint_sigmas"], len(kps))
+        except ValueError as e:
+            raise _Invalid("keypoint_sigmas", str(e)) from None
     return Category(
         id=int(c["id"]),
         name=str(c["name"]),
         supercategory=str(c.get("supercategory") or ""),
         keypoints=tuple(kps),
         skeleton=skeleton,
+        keypoint_sigmas=sigmas,
     )
 
 
@@ -235,22 +246,7 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
         if any(int(kp[i + 2]) not in (0, 1, 2) for i in range(0, len(kp), 3)):
             raise _Invalid("keypoints", "visibility must be 0, 1 or 2")
         keypoints = tuple((float(kp[i]), float(kp[i + 1]), int(kp[i + 2])) for i in range(0, len(kp), 3))
-    extra: dict[str, Any] = {}
-    for key in ("occlusion", "truncation"):
-        if a.get(key) is not None:
-            extra[key] = _num(a, key)
-    if a.get("bbox_amodal") is not None:
-        ba = a["bbox_amodal"]
-        if not isinstance(ba, list) or len(ba) != 4 or not all(_is_num(v) for v in ba):
-            raise _Invalid("bbox_amodal", "must be 4 numbers (x1, y1, x2, y2)")
-        extra["bbox_amodal"] = tuple(float(v) for v in ba)
-    if a.get("box3d") is not None:
-        extra["box3d"] = _parse_box3d(a["box3d"])
-    if a.get("instance_id") is not None:
-        if not isinstance(a["instance_id"], int) or isinstance(a["instance_id"], bool):
-            raise _Invalid("instance_id", "must be an integer")
-        extra["instance_id"] = int(a["instance_id"])
-    attributes = dict(a["attributes"]) if isinstance(a.get("attributes"), dict) else {}
+    extra, attributes = _synthloop_extras(a)
     for k, v in a.items():
         if k not in _KNOWN_ANN_KEYS and isinstance(v, str | int | float | bool) and k not in attributes:
             attributes[k] = v
@@ -264,6 +260,36 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
         attributes=attributes,
         **extra,
     )
+
+
+def _synthloop_extras(a: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ObjectAnnotation fields from the annotation's ``"synthloop"`` key (layout 2) or its top level
+    (layout 1), and its attributes dict."""
+    ns = a.get("synthloop")
+    if ns is not None and not isinstance(ns, dict):
+        raise _Invalid("synthloop", "must be an object")
+    src, pre = (ns, "synthloop.") if ns is not None else (a, "")
+    extra: dict[str, Any] = {}
+    for key in ("occlusion", "truncation"):
+        if src.get(key) is not None:
+            if not _is_num(src[key]):
+                raise _Invalid(pre + key, f"must be a finite number, got {src[key]!r}")
+            extra[key] = float(src[key])
+    if src.get("bbox_amodal") is not None:
+        ba = src["bbox_amodal"]
+        layout = "x, y, w, h" if ns is not None else "x1, y1, x2, y2"
+        if not isinstance(ba, list) or len(ba) != 4 or not all(_is_num(v) for v in ba):
+            raise _Invalid(pre + "bbox_amodal", f"must be 4 numbers ({layout})")
+        x, y, u, v = (float(t) for t in ba)
+        extra["bbox_amodal"] = (x, y, x + u, y + v) if ns is not None else (x, y, u, v)
+    if src.get("box3d") is not None:
+        extra["box3d"] = _parse_box3d(src["box3d"])
+    if src.get("instance_id") is not None:
+        if not isinstance(src["instance_id"], int) or isinstance(src["instance_id"], bool):
+            raise _Invalid(pre + "instance_id", "must be an integer")
+        extra["instance_id"] = int(src["instance_id"])
+    attributes = dict(src["attributes"]) if isinstance(src.get("attributes"), dict) else {}
+    return extra, attributes
 
 
 def coco_to_dataset(

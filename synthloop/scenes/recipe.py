@@ -45,6 +45,7 @@ from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.spec import ShapeKind
+from synthloop.validation import invalid
 
 SHAPE_KINDS: tuple[str, ...] = get_args(ShapeKind)
 PATTERNS = ("none", "noise", "wood", "checker", "marble", "foil")
@@ -336,67 +337,10 @@ class Recipe(_Model):
         return self
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors: pydantic's ValidationError -> one line.
-
-
-def _loc_to_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    prev: Any = None
-    for item in loc:
-        if isinstance(item, int):
-            out += f"[{item}]"
-        elif item == "components" and prev == "mixture":
-            pass
-        else:
-            out += ("." if out else "") + str(item)
-        prev = item
-    return out
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def validation_error_line(err: ValidationError) -> tuple[str | None, str]:
-    """(field path or None, message) of the first error, noting how many more there are."""
-    errors = err.errors()
-    # Drop follow-on errors of a container whose items failed (e.g. "tuple too short" after an
-    # invalid item was removed): keep errors whose location is not a prefix of another's.
-    locs = [tuple(e["loc"]) for e in errors]
-    errors = [
-        e for e, loc in zip(errors, locs, strict=True) if not any(o[: len(loc)] == loc != o for o in locs)
-    ]
-    first = errors[0]
-    loc = tuple(first["loc"])
-    kind = first["type"]
-    msg = str(first["msg"])
-    if kind == "extra_forbidden" and loc:
-        msg = f"unknown key '{loc[-1]}'"
-        loc = loc[:-1]
-    elif kind == "missing" and loc:
-        msg = f"missing required field '{loc[-1]}'"
-        loc = loc[:-1]
-    elif kind in ("value_error", "assertion_error"):
-        msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-    else:
-        msg = f"{msg} (got {_short(first.get('input'))})"
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    path = _loc_to_path(loc)
-    # Model-level validators that name a sub-field prefix it to their message ("classes[1].name: ...").
-    m = re.match(r"^([A-Za-z_][\w.\[\]]*): (.*)$", msg)
-    if m and kind == "value_error" and "[" in m.group(1):
-        path = f"{path}.{m.group(1)}" if path else m.group(1)
-        msg = m.group(2)
-    return (path or None), msg
-
-
 def recipe_from_dict(data: Any, *, source: str = "<recipe>", base_dir: str | Path | None = None) -> Recipe:
     """Validate a parsed recipe; relative paths resolve against ``base_dir`` (default: cwd).
 
-    Raises RecipeError(path=source, where=field path) on the first problem."""
+    Raises RecipeError(path=source, where=field path) listing every problem (one line each)."""
     if not isinstance(data, dict):
         raise RecipeError(
             f"expected a mapping of recipe fields at the top level, got {type(data).__name__}", path=source
@@ -404,8 +348,7 @@ def recipe_from_dict(data: Any, *, source: str = "<recipe>", base_dir: str | Pat
     try:
         return Recipe.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
     except ValidationError as err:
-        where, msg = validation_error_line(err)
-        raise RecipeError(msg, path=source, where=where) from None
+        raise invalid(RecipeError, err, source, brackets=True) from None
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

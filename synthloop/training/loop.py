@@ -48,6 +48,7 @@ from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
+from synthloop.training.tb_validation import log_validation
 
 CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
 
@@ -703,6 +704,7 @@ def _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_
         return
     if not isinstance(logger, _NullLogger):
         m = validation_metrics(model, data, spec, device)
+        m |= log_validation(logger.tb, model, data.validation, spec, device, state["global_step"])
         logger.log({"kind": "validation", "step": state["global_step"], **m})
         if m["f1"] > state["best"]:
             state["best"] = m["f1"]

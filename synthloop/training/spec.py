@@ -42,6 +42,7 @@ from synthloop.training.data import AugmentConfig
 from synthloop.training.errors import SpecError
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.validation import invalid
 
 
 class _Strict(BaseModel):
@@ -317,21 +318,15 @@ class ExperimentSpec(_Strict):
         return ExperimentSpec.model_validate(data)
 
 
-def _first_error(e: ValidationError) -> tuple[str, str]:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return loc, err["msg"]
-
-
 def parse_spec(data: Any, source: str = "<spec>") -> ExperimentSpec:
-    """Validate plain data; a bad field raises :class:`SpecError` naming ``source`` and the field."""
+    """Validate plain data; bad fields raise one :class:`SpecError` naming ``source`` and listing
+    every field (one ``file: field: message`` line each)."""
     if not isinstance(data, dict):
         raise SpecError("an experiment spec must be a mapping", path=source)
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        loc, msg = _first_error(e)
-        raise SpecError(msg, path=source, where=loc) from None
+        raise invalid(SpecError, e, source) from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
