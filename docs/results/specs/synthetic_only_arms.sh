@@ -4,7 +4,8 @@
 #   ARMS="bundled=data/bundled_100 fitted=data/fitted_100" SEEDS="0 1 2" ITERS=500 \
 #     bash docs/results/specs/synthetic_only_arms.sh
 # Writes $OUT/results.tar: ARM_sSEED/{report.json,detections.json} (synthloop evaluate on real/val.json,
-# 2000 bootstrap resamples over the val images; the detections serve paired comparisons later), and
+# BOOT (default 2000) bootstrap resamples over the val images, 0 for none; the detections serve paired
+# comparisons of arms afterwards, benchmarks/arm_compare.py), and
 # $OUT/ARM_sSEED.pt (weights only, fp16) for the seeds in KEEP_CKPT (default 0), for mining on the CPU.
 set -uo pipefail
 [ -n "${LOCAL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -22,7 +23,7 @@ one() {  # one ARM GLOBS SEED
   $S train $run.yaml --out runs/$run --quiet > $run.log 2>&1 || { tail -5 $run.log; return; }
   echo "$run train $(( $(date +%s) - t0 )) s" | tee -a $OUT/times.txt
   $S evaluate runs/$run/checkpoints/last.pt --data real/val.json --out res/$run --worst 0 \
-     --bootstrap 2000 --quiet > $run.eval.log 2>&1 || tail -3 $run.eval.log
+     --bootstrap ${BOOT:-2000} --quiet > $run.eval.log 2>&1 || tail -3 $run.eval.log
   case " ${KEEP_CKPT:-0} " in *" $3 "*) $PY "$here/docs/results/specs/strip.py" runs/$run/checkpoints/last.pt $OUT/$run.pt ;; esac
 }
 for arm in ${ARMS}; do
