@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
-from synthloop.evaluation.bootstrap import _by_image, _resample, _stats, bootstrap_coco, format_bootstrap
+from synthloop.evaluation.bootstrap import (
+    _by_image,
+    _resample,
+    _stats,
+    bootstrap_arms,
+    bootstrap_coco,
+    format_bootstrap,
+)
 from synthloop.evaluation.coco_metrics import coco_evaluate, dataset_gt
 from synthloop.evaluation.detections import Detections, EvaluationError, FrameDetections, to_coco_results
 
@@ -127,3 +134,23 @@ def test_segm_intervals_use_the_masks():
         [want["AP"], want["AP50"], want["AP75"]]
     )
     assert b["iou_type"] == "segm" and got["AP"]["lo"] <= got["AP"]["value"] <= got["AP"]["hi"]
+
+
+def test_arm_means_pair_resamples_and_average_their_runs():
+    """An arm's value is the mean of its runs' values on every resample: an arm of one perfect and
+    one half-right model sits halfway between the two single-model arms, on the full set and in
+    each interval's ends; differences are paired against the first arm."""
+    ds = _dataset()
+    perfect, half = _dets(ds, set(range(6))), _dets(ds, {0, 1, 2})
+    arms = {"perfect": {"p": perfect}, "mixed": {"p": perfect, "h": half}, "half": {"h": half}}
+    b = bootstrap_arms(ds, arms, resamples=100, seed=3)
+    single = bootstrap_coco(ds, {"perfect": perfect, "half": half}, resamples=100, seed=3)
+    assert b["members"] == {"perfect": ["p"], "mixed": ["p", "h"], "half": ["h"]}
+    h, m = single["runs"]["half"]["AP50"], b["runs"]["mixed"]["AP50"]
+    assert b["runs"]["half"]["AP50"] == h  # same resamples as bootstrap_coco with the same seed
+    assert m["value"] == pytest.approx((1.0 + h["value"]) / 2)
+    assert m["lo"] == pytest.approx((1.0 + h["lo"]) / 2) and m["hi"] == pytest.approx((1.0 + h["hi"]) / 2)
+    d = b["differences"]["mixed - perfect"]["AP50"]
+    assert d["value"] == pytest.approx((h["value"] - 1.0) / 2) and d["hi"] <= 0
+    with pytest.raises(EvaluationError):
+        bootstrap_arms(ds, {"a": {"p": perfect}, "empty": {}}, resamples=10)
