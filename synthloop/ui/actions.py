@@ -10,6 +10,8 @@ the runs, datasets and jobs they make appear in the lists.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -186,17 +188,13 @@ class ActionRunner:
         if proc is not None and proc.poll() is None:
             a.cancelled = True
             self._save(a)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         return a
 
     def get(self, action_id: str) -> Action | None:
         p = self.log_path(action_id).parent / "action.json"
         try:
-            import json
-
             return Action(**json.loads(p.read_text()))
         except (OSError, ValueError, TypeError):
             return None
@@ -213,10 +211,8 @@ class ActionRunner:
             procs = list(self._procs.values())
         for proc in procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
 
 
 def describe(a: Action) -> dict[str, Any]:

@@ -9,8 +9,8 @@ reconnects on its own and continues from the offset it was given.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import io
 import json
 import math
@@ -53,6 +53,7 @@ PAGE_SIZE = 48
 STREAM_S = 600.0
 MAX_UPLOAD = 8 << 20  # bytes
 MAX_UPLOAD_PIXELS = 40_000_000
+SANDBOX_CSP = "sandbox; default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'"
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -64,7 +65,7 @@ class UI:
         self.env = Environment(
             loader=PackageLoader("synthloop.ui", "templates"), autoescape=select_autoescape(["html"])
         )
-        self.env.globals["colour"] = lambda cid: "#%02x%02x%02x" % class_colour(int(cid))
+        self.env.globals["colour"] = lambda cid: "#{:02x}{:02x}{:02x}".format(*class_colour(int(cid)))
         self.datasets = DatasetStore(root)
         self.detectors = Detectors()
         self.actions = ActionRunner(root)
@@ -459,9 +460,7 @@ async def file_route(request: Request) -> Response:
     path = safe_path(ui.root, request.query_params.get("p"))
     if not path.is_file():
         raise HTTPException(404, "not a file")
-    headers = {
-        "Content-Security-Policy": "sandbox; default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'"
-    }
+    headers = {"Content-Security-Policy": SANDBOX_CSP}
     if request.query_params.get("dl") == "1":
         return FileResponse(path, filename=path.name, headers=headers)
     return FileResponse(path, headers=headers)
