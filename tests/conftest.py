@@ -12,7 +12,8 @@ import pytest
 def ui_workspace(tmp_path_factory) -> Path:
     """A small workspace for the web UI: a toy synthloop dataset whose records carry scene
     parameters and occlusions, a COCO export, a broken dataset, a farm job with one frame done,
-    a run with metrics and a (untrained) DetectNet checkpoint, and a training spec.
+    a run with metrics and a DetectNet checkpoint whose coverage head is set to find class
+    ``date`` (id 1) everywhere (untrained otherwise), and a training spec.
 
     Frame ``i`` of ``toy`` has ``scene_params`` {"light": 0.1 * i, "dist": 1 + i} and occlusion
     ``0.1 * i`` on each of its objects."""
@@ -43,8 +44,14 @@ def ui_workspace(tmp_path_factory) -> Path:
     shard0.mkdir(parents=True)
     (shard0 / "000000.json").write_text("{}")
     spec_d = {
-        "datasets": [{"kind": "synthetic", "paths": ["toy"]}],
-        "model": {"family": "detectnet_v2", "input_width": 128, "input_height": 96},
+        "datasets": [{"kind": "synthetic", "paths": ["../toy"]}],  # relative to the spec file
+        "model": {
+            "family": "detectnet_v2",
+            "input_width": 128,
+            "input_height": 96,
+            # a few iterations leave coverage low: cluster from 0.05 so "try it" has boxes to draw
+            "detectnet": {"cluster": {"*": {"coverage_threshold": 0.05}}},
+        },
         "backbone": {"name": "efficientnet_lite0", "weights": "package", "freeze_bn": True},
         "augment": {"enabled": False},
         "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0},
@@ -63,6 +70,11 @@ def ui_workspace(tmp_path_factory) -> Path:
     run = root / "runs" / "r1"
     (run / "checkpoints").mkdir(parents=True)
     model = build_model(spec, ["date", "fig"], pretrained=False)
+    with torch.no_grad():  # a detector that sees "date" everywhere: boxes to draw, deterministically
+        model.cov_head.weight.zero_()
+        model.cov_head.bias.copy_(torch.tensor([4.0, -10.0]))
+        model.bbox_head.weight.zero_()  # and a 35 px box around every grid cell (bbox_norm 35)
+        model.bbox_head.bias.copy_(torch.tensor([-0.5, -0.5, 0.5, 0.5] * 2))
     save_training_checkpoint(
         run / "checkpoints" / "last.pt",
         model,

@@ -3,6 +3,8 @@ cached overlays, live feeds, model store and try-it, actions."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -100,7 +102,8 @@ def test_grid_filters_select_exactly_the_matching_frames(client, ui_workspace):
 def test_thumbnails_are_rendered_once_and_show_the_class_colours(client, ui_workspace):
     r = client.get("/pic?p=toy&i=1&layer=overlay")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
-    cached = list((ui_workspace / ".synthloop-ui-cache" / "datasets").glob("*/thumb/overlay/1.jpg"))
+    key = hashlib.sha1(b"toy").hexdigest()[:12]  # the cache folder of dataset "toy" (any version)
+    cached = list((ui_workspace / ".synthloop-ui-cache" / "datasets").glob(f"{key}-*/thumb/overlay/1.jpg"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
     assert client.get("/pic?p=toy&i=1&layer=overlay").content == r.content
@@ -163,7 +166,15 @@ def test_model_store_describes_and_tries_a_checkpoint(client, ui_workspace):
     out = client.post("/api/try?p=runs/r1/checkpoints/last.pt&score=0", content=png)
     assert out.status_code == 200, out.text
     body = out.json()
-    assert body["image"].startswith("data:image/png;base64,") and isinstance(body["detections"], list)
+    assert body["image"].startswith("data:image/png;base64,")
+    assert body["detections"] and {d["class"] for d in body["detections"]} == {"date"}
+    drawn = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(body["image"].split(",", 1)[1]))).convert("RGB")
+    )
+    assert (
+        drawn.shape == (96, 128, 3)
+        and (drawn != np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))).any()
+    )
     assert client.post("/api/try?p=runs/r1/checkpoints/last.pt", content=b"GIF89a nope").status_code == 415
     assert client.post("/api/try?p=runs/r1/checkpoints/last.pt", content=b"").status_code == 400
     big = b"\0" * (8 << 20 + 1)

@@ -274,7 +274,7 @@ async def picture(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     ui = _ui(request)
-    path = safe_path(ui.root, request.query_params.get("p"))
+    path = safe_path(ui.root, request.query_params.get("p"), must_exist=False)  # may be starting
     spec, err = None, None
     sp = path / "spec.json"
     if sp.exists():
@@ -485,7 +485,7 @@ async def metrics_feed(request: Request) -> Response:
     """Events ``{"offset", "points": {series: [[step, value], ...]}}`` with the new points of a
     run's metrics.jsonl, polled every 0.5 s; ``offset`` continues a previous stream."""
     ui = _ui(request)
-    run = safe_path(ui.root, request.query_params.get("p"))
+    run = safe_path(ui.root, request.query_params.get("p"), must_exist=False)
     offset = _int_param(request, "offset", 0)
     until = time.monotonic() + _stream_s(request)
 

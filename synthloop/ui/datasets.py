@@ -122,7 +122,7 @@ class DatasetView:
         if full:
             atomic_save_image(out, img)
         else:
-            atomic_save_image(out, thumbnail(img), quality=85)
+            atomic_save_image(out, thumbnail(img), quality=90, subsampling=0)
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -44,18 +44,19 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def safe_path(root: Path, rel: str | None) -> Path:
+def safe_path(root: Path, rel: str | None, must_exist: bool = True) -> Path:
     """``root / rel`` resolved, or HTTPException 403 when it leaves ``root``.
 
     ``root`` must be resolved. Empty ``rel`` is ROOT itself. Absolute paths, ``..`` escapes and
-    symlinks that point outside ROOT are refused; a missing path inside ROOT is 404."""
+    symlinks that point outside ROOT are refused; a missing path inside ROOT is 404 unless
+    ``must_exist`` is False (a run folder an action is about to create)."""
     rel = rel or ""
     if "\x00" in rel or Path(rel).is_absolute() or rel.startswith(("~", "\\")):
         raise HTTPException(403, f"path {rel!r} is not relative to the workspace")
     p = (root / rel).resolve()
     if not p.is_relative_to(root):
         raise HTTPException(403, f"path {rel!r} leaves the workspace")
-    if not p.exists():
+    if must_exist and not p.exists():
         raise HTTPException(404, f"no such file or folder: {rel}")
     return p
 
