@@ -118,6 +118,7 @@ def main() -> None:
     flt = timed(client, f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.2", 20)
     combo = timed(client, f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.25&cls=2&occ_max=0.3", 20)
     hits = first.text.count('data-frame="')
+    flt_hits = client.get(f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.2").text.split('<span id="hits">')[1]
     result = {
         "frames": args.frames,
         "generate_s": round(gen_s, 1),
@@ -126,6 +127,7 @@ def main() -> None:
         "grid_first_page_ms": {"median": round(statistics.median(grid), 1), "max": round(max(grid), 1)},
         "grid_first_page_fresh_process_ms": round(fresh[0], 1),
         "param_filter": f"{pname} in [0.15, 0.2]",
+        "param_filter_hits": int(flt_hits.split("<")[0]),
         "param_filter_ms": {"median": round(statistics.median(flt), 1), "max": round(max(flt), 1)},
         "param_class_occlusion_filter_ms": {
             "median": round(statistics.median(combo), 1),

@@ -12,14 +12,19 @@ import pytest
 def ui_workspace(tmp_path_factory) -> Path:
     """A small workspace for the web UI: a toy synthloop dataset whose records carry scene
     parameters and occlusions, a COCO export, a broken dataset, a farm job with one frame done,
-    a run with metrics and a DetectNet checkpoint whose coverage head is set to find class
+    a mix experiment with its report.html, a run with metrics, an evaluation (frame 0 missed) and a DetectNet checkpoint whose coverage head is set to find class
     ``date`` (id 1) everywhere (untrained otherwise), and a training spec.
 
     Frame ``i`` of ``toy`` has ``scene_params`` {"light": 0.1 * i, "dist": 1 + i} and occlusion
     ``0.1 * i`` on each of its objects."""
+    import numpy as np
     import torch
 
+    from synthloop.dataset.folder import load_dataset
     from synthloop.deploy.checkpoints import save_training_checkpoint
+    from synthloop.evaluation.detections import FrameDetections
+    from synthloop.evaluation.overlays import write_outcome_overlays
+    from synthloop.evaluation.report import evaluate
     from synthloop.exporters.coco import write_coco
     from synthloop.farm.plan import plan_job
     from synthloop.training.build import build_model
@@ -87,4 +92,20 @@ def ui_workspace(tmp_path_factory) -> Path:
     lines.append({"kind": "validation", "step": 3, "precision": 0.5, "recall": 0.25, "f1": 1 / 3})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run / "spec.json").write_text(json.dumps(spec.model_dump(mode="json")))
+    # an evaluation of the run: ground truth with frame 0's boxes dropped (missed), so AP < 1
+    ds = load_dataset(toy)
+    dets = {
+        f.frame_id: FrameDetections(
+            f.frame_id,
+            np.array([o.bbox for o in f.objects] if i else np.zeros((0, 4)), np.float32).reshape(-1, 4),
+            np.ones(len(f.objects) if i else 0, np.float32),
+            np.array([o.category_id for o in f.objects] if i else [], np.int64),
+        )
+        for i, f in enumerate(ds.frames)
+    }
+    evaluate(ds, dets, iou_types=("bbox",)).save(run / "eval" / "report.json")
+    write_outcome_overlays(ds, dets, run / "eval" / "overlays", worst=2)
+    (root / "mix").mkdir()
+    (root / "mix" / "experiment.json").write_text(json.dumps({"schema": "synthloop.mix-experiment/1"}))
+    (root / "mix" / "report.html").write_text("<html><body><h1>Mixing report</h1></body></html>")
     return root

@@ -224,3 +224,18 @@ def test_a_running_action_can_be_cancelled(client, ui_workspace):
             break
         time.sleep(0.2)
     assert st[0]["state"] == "cancelled"
+
+
+def test_eval_reports_experiments_and_model_ap_are_shown(client):
+    run = client.get("/run?p=runs/r1", headers=HTML).text
+    assert "runs/r1/eval/report.json" in run and "COCO AP 0." in run and "eval/overlays/" in run
+    m = client.get("/model?p=runs/r1/checkpoints/last.pt", headers=HTML).text
+    assert "no evaluation found" not in m
+    mix = client.get("/experiment?p=mix", headers=HTML).text
+    assert '<iframe class="report" sandbox src="/file?p=mix/report.html">' in mix
+    rep = client.get("/file?p=mix/report.html")
+    assert "Mixing report" in rep.text and rep.headers["content-security-policy"].startswith("sandbox")
+    ev = client.get("/experiment?p=runs/r1/eval", headers=HTML).text
+    assert "Worst frames" in ev and "report.json" in ev
+    kinds = {i["kind"] for i in client.get("/api/workspace").json()}
+    assert {"mix", "eval"} <= kinds

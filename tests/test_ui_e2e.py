@@ -145,11 +145,15 @@ def test_every_page_renders_and_the_overlays_are_drawn(server, browser, ui_works
         "run": "/run?p=runs/r1",
         "model": "/model?p=runs/r1/checkpoints/last.pt",
         "actions": "/actions",
+        "experiment": "/experiment?p=mix",
+        "evaluation": "/experiment?p=runs/r1/eval",
         "models": "/section/models",
     }
     for name, url in pages.items():
         browser.get(server + url)
         assert "synthloop" in browser.title and "Traceback" not in browser.page_source, name
+        if name in ("run", "evaluation"):
+            assert len(_images_loaded(browser, ".grid img")) == 2  # the worst-frame overlays
         if name == "coco_grid":
             assert len(_images_loaded(browser, "#grid img")) == 3
         if name == "run":

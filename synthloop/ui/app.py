@@ -335,10 +335,14 @@ async def experiment_page(request: Request) -> Response:
                 summary = (name, f"cannot read: {e}")
             break
     rel = path.relative_to(ui.root).as_posix()
+    overlays = [
+        q.relative_to(ui.root).as_posix() for sub in ("overlays", "worst") for q in sorted((path / sub).glob("*.png"))[:24]
+    ]
     return ui.page(
         "experiment.html",
         request,
         rel=rel,
+        overlays=overlays,
         report=report.relative_to(ui.root).as_posix() if report.is_file() else None,
         summary=summary,
     )
