@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 
 from synthloop.atomic import atomic_write_json
 from synthloop.scenes.registry import list_bundled
+from synthloop.ui.inputs import parse_int
 from synthloop.ui.security import safe_path
 from synthloop.ui.workspace import cache_root
 
@@ -72,16 +73,7 @@ def _out_path(root: Path, rel: str) -> Path:
 
 
 def _int(form: Mapping[str, str], name: str, lo: int, hi: int, default: int) -> int:
-    raw = (form.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name}: {raw!r} is not an integer") from None
-    if not lo <= v <= hi:
-        raise HTTPException(400, f"{name}: {v} is outside [{lo}, {hi}]")
-    return v
+    return parse_int(name, form.get(name), default, lo, hi)
 
 
 def build_argv(root: Path, kind: str, form: Mapping[str, str]) -> tuple[list[str], list[str]]:

@@ -15,7 +15,7 @@ import io
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from synthloop.ui.actions import KINDS as ACTION_KINDS
 from synthloop.ui.actions import ActionRunner, describe
 from synthloop.ui.datasets import LAYERS, DatasetStore
 from synthloop.ui.index import FrameFilter, filter_frames
+from synthloop.ui.inputs import parse_float, parse_int
 from synthloop.ui.models import Detectors, describe_model
 from synthloop.ui.paint import class_colour, paint_detections
 from synthloop.ui.runs import curve_points, eval_reports, job_snapshot, read_metrics
@@ -80,29 +81,11 @@ def _ui(request: Request) -> UI:
 
 
 def _float(request: Request, name: str) -> float | None:
-    raw = (request.query_params.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        v = float(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name}: {raw!r} is not a number") from None
-    if not math.isfinite(v):
-        raise HTTPException(400, f"{name}: {raw!r} is not finite")
-    return v
+    return parse_float(name, request.query_params.get(name))
 
 
 def _int_param(request: Request, name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name}: {raw!r} is not an integer") from None
-    if not lo <= v <= hi:
-        raise HTTPException(400, f"{name}: {v} is outside [{lo}, {hi}]")
-    return v
+    return parse_int(name, request.query_params.get(name), default, lo, hi)
 
 
 def parse_filter(request: Request) -> FrameFilter:
@@ -119,19 +102,11 @@ def parse_filter(request: Request) -> FrameFilter:
     for k, name in enumerate(names):
         if not name:
             continue
-        rng = []
-        for vals, label in ((lows, "pmin"), (highs, "pmax")):
-            raw = vals[k].strip() if k < len(vals) else ""
-            v = None
-            if raw:
-                try:
-                    v = float(raw)
-                except ValueError:
-                    raise HTTPException(400, f"{label}: {raw!r} is not a number") from None
-                if not math.isfinite(v):
-                    raise HTTPException(400, f"{label}: {raw!r} is not finite")
-            rng.append(v)
-        params.append((name, rng[0], rng[1]))
+        lo, hi = (
+            parse_float(label, vals[k] if k < len(vals) else None)
+            for vals, label in ((lows, "pmin"), (highs, "pmax"))
+        )
+        params.append((name, lo, hi))
     return FrameFilter(
         classes=classes,
         side=(_float(request, "side_min"), _float(request, "side_max")),
@@ -336,7 +311,9 @@ async def experiment_page(request: Request) -> Response:
             break
     rel = path.relative_to(ui.root).as_posix()
     overlays = [
-        q.relative_to(ui.root).as_posix() for sub in ("overlays", "worst") for q in sorted((path / sub).glob("*.png"))[:24]
+        q.relative_to(ui.root).as_posix()
+        for sub in ("overlays", "worst")
+        for q in sorted((path / sub).glob("*.png"))[:24]
     ]
     return ui.page(
         "experiment.html",
@@ -481,8 +458,23 @@ def _stream_s(request: Request) -> float:
     return STREAM_S if v is None else min(max(v, 0.0), STREAM_S)
 
 
-def _sse_response(gen: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(gen, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+async def _feed(
+    request: Request, step: Callable[[], Awaitable[tuple[bytes | None, bool]]], every_s: float
+) -> Response:
+    """An event stream calling ``step() -> (event bytes or None, finished)`` every ``every_s``
+    seconds until it finishes, ``max_s`` passes or the browser goes away."""
+    until = time.monotonic() + _stream_s(request)
+
+    async def gen() -> AsyncIterator[bytes]:
+        while True:
+            event, finished = await step()
+            if event:
+                yield event
+            if finished or time.monotonic() >= until or await request.is_disconnected():
+                return
+            await asyncio.sleep(every_s)
+
+    return StreamingResponse(gen(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 async def metrics_feed(request: Request) -> Response:
@@ -490,47 +482,35 @@ async def metrics_feed(request: Request) -> Response:
     run's metrics.jsonl, polled every 0.5 s; ``offset`` continues a previous stream."""
     ui = _ui(request)
     run = safe_path(ui.root, request.query_params.get("p"), must_exist=False)
-    offset = _int_param(request, "offset", 0)
-    until = time.monotonic() + _stream_s(request)
+    state = {"offset": _int_param(request, "offset", 0), "first": True}
 
-    async def gen() -> AsyncIterator[bytes]:
-        nonlocal offset
-        first = True
-        while True:
-            recs, offset = await run_in_threadpool(read_metrics, run / "metrics.jsonl", offset)
-            if recs or first:
-                yield _sse({"offset": offset, "points": curve_points(recs)})
-                first = False
-            if time.monotonic() >= until or await request.is_disconnected():
-                return
-            await asyncio.sleep(0.5)
+    async def step() -> tuple[bytes | None, bool]:
+        recs, state["offset"] = await run_in_threadpool(read_metrics, run / "metrics.jsonl", state["offset"])
+        send = bool(recs) or state["first"]
+        state["first"] = False
+        return (_sse({"offset": state["offset"], "points": curve_points(recs)}) if send else None), False
 
-    return _sse_response(gen())
+    return await _feed(request, step, 0.5)
 
 
 async def job_feed(request: Request) -> Response:
     """Events with :func:`synthloop.ui.runs.job_snapshot` of a farm job, every second it changes."""
     ui = _ui(request)
     job = safe_path(ui.root, request.query_params.get("p"))
-    until = time.monotonic() + _stream_s(request)
+    last: dict[str, str | None] = {"key": None}
 
-    async def gen() -> AsyncIterator[bytes]:
-        last = None
-        while True:
-            try:
-                snap = await run_in_threadpool(job_snapshot, job)
-            except SynthloopError as e:
-                yield _sse({"error": str(e)})
-                return
-            key = json.dumps({k: v for k, v in snap.items() if k != "updated"}, sort_keys=True)
-            if key != last:
-                yield _sse(snap)
-                last = key
-            if time.monotonic() >= until or await request.is_disconnected():
-                return
-            await asyncio.sleep(1.0)
+    async def step() -> tuple[bytes | None, bool]:
+        try:
+            snap = await run_in_threadpool(job_snapshot, job)
+        except SynthloopError as e:
+            return _sse({"error": str(e)}), True
+        key = json.dumps({k: v for k, v in snap.items() if k != "updated"}, sort_keys=True)
+        if key == last["key"]:
+            return None, False
+        last["key"] = key
+        return _sse(snap), False
 
-    return _sse_response(gen())
+    return await _feed(request, step, 1.0)
 
 
 async def action_feed(request: Request) -> Response:
@@ -541,29 +521,21 @@ async def action_feed(request: Request) -> Response:
     log = ui.actions.log_path(aid)
     if ui.actions.get(aid) is None:
         raise HTTPException(404, "no such action")
-    offset = _int_param(request, "offset", 0)
-    until = time.monotonic() + _stream_s(request)
+    pos = {"offset": _int_param(request, "offset", 0)}
 
-    async def gen() -> AsyncIterator[bytes]:
-        nonlocal offset
-        while True:
-            a = ui.actions.get(aid)
-            with open(log, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read(1 << 20)
-            offset += len(data)
-            state = a.state if a else "unknown"
-            if data or state != "running":
-                yield _sse({"text": data.decode(errors="replace"), "offset": offset, "state": state})
-            if (
-                (state != "running" and not data)
-                or time.monotonic() >= until
-                or await request.is_disconnected()
-            ):
-                return
-            await asyncio.sleep(0.5)
+    async def step() -> tuple[bytes | None, bool]:
+        a = ui.actions.get(aid)
+        with open(log, "rb") as fh:
+            fh.seek(pos["offset"])
+            data = fh.read(1 << 20)
+        pos["offset"] += len(data)
+        state = a.state if a else "unknown"
+        if not data and state == "running":
+            return None, False
+        event = _sse({"text": data.decode(errors="replace"), "offset": pos["offset"], "state": state})
+        return event, state != "running" and not data
 
-    return _sse_response(gen())
+    return await _feed(request, step, 0.5)
 
 
 async def workspace_json(request: Request) -> Response:
