@@ -17,9 +17,11 @@ import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the ui extra (starlette) is not installed")
+from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from synthloop.errors import SynthloopError  # noqa: E402
+from synthloop.ui.actions import build_argv  # noqa: E402
 from synthloop.ui.app import create_app  # noqa: E402
 from synthloop.ui.paint import class_colour  # noqa: E402
 from synthloop.ui.security import check_bind  # noqa: E402
@@ -239,3 +241,87 @@ def test_eval_reports_experiments_and_model_ap_are_shown(client):
     assert "Worst frames" in ev and "report.json" in ev
     kinds = {i["kind"] for i in client.get("/api/workspace").json()}
     assert {"mix", "eval"} <= kinds
+
+
+def test_action_arguments_are_built_from_workspace_paths_only(ui_workspace):
+    root = ui_workspace.resolve()
+    argv, outs = build_argv(
+        root, "generate", {"recipe": "tabletop", "frames": "3", "seed": "7", "out": "d/new"}
+    )
+    assert argv == [
+        "generate",
+        "--recipe",
+        "tabletop",
+        "--frames",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        "d/new",
+        "--quiet",
+    ]
+    assert outs == ["d/new"]
+    with pytest.raises(HTTPException) as e:
+        build_argv(root, "generate", {"recipe": "/etc/passwd", "out": "d"})
+    assert e.value.status_code == 403
+    with pytest.raises(HTTPException) as e:
+        build_argv(root, "generate", {"recipe": "tabletop", "frames": "1e9", "out": "d"})
+    assert e.value.status_code == 400
+    assert build_argv(root, "farm-run", {"job": "job", "workers": "1"})[0] == [
+        "farm",
+        "run",
+        "job",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    with pytest.raises(HTTPException):
+        build_argv(root, "farm-run", {"job": "toy"})  # not a job folder
+    argv, _ = build_argv(
+        root, "evaluate", {"model": "runs/r1", "data": "real/annotations.json", "out": "evals/e"}
+    )
+    assert argv == ["evaluate", "runs/r1", "--data", "real/annotations.json", "--out", "evals/e"]
+    with pytest.raises(HTTPException) as e:
+        build_argv(root, "evaluate", {"model": "runs/r1", "data": "toy", "out": "."})  # ROOT itself
+    assert e.value.status_code == 403
+
+
+def test_compare_page_charts_each_chosen_run(client):
+    r = client.get("/compare?p=runs/r1&p=runs/r1/eval", headers=HTML)
+    assert r.status_code == 200 and 'data-runs=\'["runs/r1", "runs/r1/eval"]\'' in r.text
+    assert client.get("/compare?p=../x", headers=HTML).status_code == 403
+
+
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "coco-person"
+
+
+@pytest.mark.skipif(not (REAL / "person_keypoints.json").exists(), reason="real coco-person data not present")
+def test_keypoints_and_skeleton_are_drawn_on_real_coco_person(tmp_path):
+    src = json.loads((REAL / "person_keypoints.json").read_text())
+    img = next(
+        i
+        for i in src["images"]
+        if any(a["image_id"] == i["id"] and a.get("num_keypoints", 0) > 5 for a in src["annotations"])
+    )
+    sub = {
+        **src,
+        "images": [img],
+        "annotations": [a for a in src["annotations"] if a["image_id"] == img["id"]],
+    }
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / Path(img["file_name"]).name).write_bytes(
+        (REAL / "images" / Path(img["file_name"]).name).read_bytes()
+    )
+    sub["images"] = [{**img, "file_name": "images/" + Path(img["file_name"]).name}]
+    (tmp_path / "person.json").write_text(json.dumps(sub))
+    c = TestClient(create_app(tmp_path))
+    assert len(_frames_in_grid(c.get("/dataset?p=person.json").text)) == 1
+    drawn = np.asarray(Image.open(io.BytesIO(c.get("/pic?p=person.json&i=0&full=1").content)).convert("RGB"))
+    raw = np.asarray(
+        Image.open(io.BytesIO(c.get("/pic?p=person.json&i=0&full=1&layer=image").content)).convert("RGB")
+    )
+    scale = drawn.shape[0] // raw.shape[0]
+    raw = raw.repeat(scale, 0).repeat(scale, 1)
+    white = lambda a: int((a.min(-1) >= 250).sum())  # noqa: E731 - visible keypoints are white dots
+    assert white(drawn) > white(raw) + 50
+    assert (np.abs(drawn.astype(int) - np.array(class_colour(1))).sum(-1) < 30).sum() > 100  # box + skeleton

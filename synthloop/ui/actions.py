@@ -52,6 +52,8 @@ class Action:
     def state(self) -> str:
         if self.finished is None:
             return "running"
+        if self.returncode is None and not self.cancelled:
+            return "lost"  # its server stopped before it ended
         if self.cancelled:
             return "cancelled"
         return "done" if self.returncode == 0 else "failed"
@@ -187,9 +189,14 @@ class ActionRunner:
     def get(self, action_id: str) -> Action | None:
         p = self.log_path(action_id).parent / "action.json"
         try:
-            return Action(**json.loads(p.read_text()))
+            a = Action(**json.loads(p.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+        with self._lock:
+            ours = action_id in self._procs
+        if a.finished is None and not ours:  # started by an earlier server, which no longer watches it
+            a.finished = a.started
+        return a
 
     def list(self) -> list[Action]:
         if not self.dir.is_dir():
