@@ -325,3 +325,12 @@ def test_keypoints_and_skeleton_are_drawn_on_real_coco_person(tmp_path):
     white = lambda a: int((a.min(-1) >= 250).sum())  # noqa: E731 - visible keypoints are white dots
     assert white(drawn) > white(raw) + 50
     assert (np.abs(drawn.astype(int) - np.array(class_colour(1))).sum(-1) < 30).sum() > 100  # box + skeleton
+
+
+def test_cli_refuses_a_network_address_without_a_token(ui_workspace):
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    r = CliRunner().invoke(app, ["ui", str(ui_workspace), "--host", "0.0.0.0"])
+    assert r.exit_code == 2 and "--token" in r.output and len(r.output.strip().splitlines()) == 1

@@ -148,6 +148,7 @@ def test_every_page_renders_and_the_overlays_are_drawn(server, browser, ui_works
         "experiment": "/experiment?p=mix",
         "evaluation": "/experiment?p=runs/r1/eval",
         "models": "/section/models",
+        "compare": "/compare?p=runs/r1",
     }
     for name, url in pages.items():
         browser.get(server + url)

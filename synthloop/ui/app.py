@@ -41,14 +41,14 @@ from starlette.staticfiles import StaticFiles
 from synthloop.errors import SynthloopError
 from synthloop.ui.actions import KINDS as ACTION_KINDS
 from synthloop.ui.actions import ActionRunner, describe
-from synthloop.ui.datasets import LAYERS, DatasetStore
+from synthloop.ui.datasets import LAYERS, DatasetStore, DatasetView
 from synthloop.ui.index import FrameFilter, filter_frames
 from synthloop.ui.inputs import parse_float, parse_int
 from synthloop.ui.models import Detectors, describe_model
 from synthloop.ui.paint import class_colour, paint_detections
 from synthloop.ui.runs import curve_points, eval_reports, job_snapshot, read_metrics
 from synthloop.ui.security import TokenMiddleware, safe_path
-from synthloop.ui.workspace import discover
+from synthloop.ui.workspace import discover, find_specs
 
 PAGE_SIZE = 48
 STREAM_S = 600.0
@@ -154,6 +154,17 @@ def _model_ap(root: Path, p: Path) -> float | None:
     return reps[0]["ap"] if reps else None
 
 
+async def _open_dataset(ui: UI, path: Path) -> DatasetView:
+    """The opened dataset at ``path``; a folder that is not one, or a broken one, is a 422 whose
+    message names the file and the problem."""
+    try:
+        return await run_in_threadpool(ui.datasets.open, path)
+    except SynthloopError as e:
+        raise HTTPException(422, str(e)) from None
+    except OSError as e:
+        raise HTTPException(422, f"{e.filename or path}: cannot read ({e.strerror})") from None
+
+
 async def dataset_page(request: Request) -> Response:
     ui = _ui(request)
     path = safe_path(ui.root, request.query_params.get("p"))
@@ -163,10 +174,7 @@ async def dataset_page(request: Request) -> Response:
     if layer not in LAYERS:
         raise HTTPException(400, f"layer: one of {', '.join(LAYERS)}")
     t0 = time.perf_counter()
-    try:
-        view = await run_in_threadpool(ui.datasets.open, path)
-    except SynthloopError as e:
-        return ui.page("error.html", request, status=422, title=path.name, message=str(e))
+    view = await _open_dataset(ui, path)
     hits = filter_frames(view.index, flt)
     shown = hits[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("page",)]
@@ -189,12 +197,12 @@ async def dataset_page(request: Request) -> Response:
 async def frame_page(request: Request) -> Response:
     ui = _ui(request)
     path = safe_path(ui.root, request.query_params.get("p"))
-    view = await run_in_threadpool(ui.datasets.open, path)
+    view = await _open_dataset(ui, path)
     i = _int_param(request, "i", 0, 0, max(0, len(view.index) - 1))
     try:
         rec = await run_in_threadpool(view.record, i)
     except SynthloopError as e:
-        return ui.page("error.html", request, status=422, title=path.name, message=str(e))
+        raise HTTPException(422, str(e)) from None
     objects = rec.get("objects", [])
     for o in objects:
         if isinstance(o.get("mask"), dict):
@@ -216,11 +224,11 @@ async def frame_page(request: Request) -> Response:
 async def stats_page(request: Request) -> Response:
     ui = _ui(request)
     path = safe_path(ui.root, request.query_params.get("p"))
+    view = await _open_dataset(ui, path)
     try:
-        view = await run_in_threadpool(ui.datasets.open, path)
         stats = await run_in_threadpool(view.stats)
-    except SynthloopError as e:
-        return ui.page("error.html", request, status=422, title=path.name, message=str(e))
+    except (SynthloopError, OSError) as e:
+        raise HTTPException(422, str(e)) from None
     base = path if path.is_dir() else path.parent
     gaps = []
     for g in sorted([*base.glob("gap*.json"), *base.glob("gap*/report.json")]):
@@ -237,7 +245,7 @@ async def picture(request: Request) -> Response:
     layer = request.query_params.get("layer", "overlay")
     if layer not in LAYERS:
         raise HTTPException(400, f"layer: one of {', '.join(LAYERS)}")
-    view = await run_in_threadpool(ui.datasets.open, path)
+    view = await _open_dataset(ui, path)
     i = _int_param(request, "i", 0, 0, max(0, len(view.index) - 1))
     full = request.query_params.get("full") == "1"
     try:
@@ -328,11 +336,7 @@ async def experiment_page(request: Request) -> Response:
 async def actions_page(request: Request) -> Response:
     ui = _ui(request)
     ws = await run_in_threadpool(discover, ui.root)
-    specs = sorted(
-        p.relative_to(ui.root).as_posix()
-        for p in ui.root.rglob("*.yaml")
-        if ".synthloop-ui-cache" not in p.parts
-    )[:200]
+    specs = await run_in_threadpool(find_specs, ui.root)
     return ui.page(
         "actions.html",
         request,

@@ -221,3 +221,16 @@ def _classify_file(root: Path, p: Path, items: list[Item]) -> None:
         items.append(Item("model", rel, p.name, {"bytes": size, "format": suffix[1:]}))
     elif suffix == ".json" and _looks_like_coco(p):
         items.append(Item("coco", rel, p.name))
+
+
+def find_specs(root: Path, limit: int = 500) -> list[str]:
+    """YAML files under ``root`` (relative POSIX paths, sorted), skipping hidden folders, the UI
+    cache and the data folders of datasets; at most ``limit``, at most :data:`MAX_DEPTH` deep."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        depth = len(Path(d).relative_to(root).parts)
+        dirs[:] = [x for x in dirs if not x.startswith(".") and x not in DATA_SUBDIRS and depth < MAX_DEPTH]
+        out += [_rel(root, Path(d) / f) for f in files if f.endswith((".yaml", ".yml"))]
+        if len(out) >= limit:
+            break
+    return sorted(out)[:limit]
