@@ -11,9 +11,10 @@ import pytest
 @pytest.fixture(scope="session")
 def ui_workspace(tmp_path_factory) -> Path:
     """A small workspace for the web UI: a toy synthloop dataset whose records carry scene
-    parameters and occlusions, a COCO export, a broken dataset, a farm job with one frame done,
-    a mix experiment with its report.html, a run with metrics, an evaluation (frame 0 missed) and a DetectNet checkpoint whose coverage head is set to find class
-    ``date`` (id 1) everywhere (untrained otherwise), and a training spec.
+    parameters and occlusions, a COCO export, a broken dataset, a farm job with one frame done and
+    one failed, a mix experiment with its report.html, a run with metrics, an evaluation (frame 0
+    missed) and a DetectNet checkpoint whose coverage head is set to find class ``date`` (id 1)
+    everywhere (untrained otherwise), and a training spec.
 
     Frame ``i`` of ``toy`` has ``scene_params`` {"light": 0.1 * i, "dist": 1 + i} and occlusion
     ``0.1 * i`` on each of its objects."""
@@ -48,6 +49,8 @@ def ui_workspace(tmp_path_factory) -> Path:
     shard0 = root / "job" / "shards" / "0000" / "records"
     shard0.mkdir(parents=True)
     (shard0 / "000000.json").write_text("{}")
+    (root / "job" / "shards" / "0001" / "failures").mkdir(parents=True)
+    (root / "job" / "shards" / "0001" / "failures" / "000003.json").write_text('{"error": "render crashed"}')
     spec_d = {
         "datasets": [{"kind": "synthetic", "paths": ["../toy"]}],  # relative to the spec file
         "model": {

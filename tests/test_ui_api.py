@@ -151,10 +151,14 @@ def test_metrics_feed_sends_only_new_points(client, ui_workspace):
     assert r.status_code == 200 and "last.pt" in r.text and "live-chart" in r.text
 
 
-def test_job_feed_reports_progress_per_shard(client):
+def test_job_feed_reports_progress_per_shard(client, ui_workspace):
     ev = _events(client.get("/api/job?p=job&max_s=0").text)
-    assert ev[0]["done"] == 1 and ev[0]["frames"] == 4
-    assert [(s["index"], s["done"], s["planned"]) for s in ev[0]["shards"]] == [(0, 1, 2), (1, 0, 2)]
+    done0 = len(
+        list((ui_workspace / "job" / "shards" / "0000" / "records").glob("*.json"))
+    )  # 1 (2 after e2e)
+    assert ev[0]["done"] == done0 and ev[0]["frames"] == 4
+    assert [(s["index"], s["done"], s["planned"]) for s in ev[0]["shards"]] == [(0, done0, 2), (1, 0, 2)]
+    assert ev[0]["failed"] == [3] and ev[0]["shards"][1]["state"] == "failed"
     assert client.get("/job?p=job", headers=HTML).status_code == 200
 
 

@@ -161,8 +161,17 @@ def test_every_page_renders_and_the_overlays_are_drawn(server, browser, ui_works
             WebDriverWait(browser, 20).until(
                 lambda d: int(d.find_element(By.CSS_SELECTOR, ".npoints").text) >= 3
             )
-        if name == "job":
+        if name == "job":  # a frame finishing on disk shows up without a reload, with a rate and an ETA
             WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "job-done").text == "1")
+            assert browser.find_element(By.ID, "job-failed").text == "1"
+            browser.execute_script("window.__sameLoad = 1;")
+            time.sleep(1.5)
+            rec = ui_workspace / "job" / "shards" / "0000" / "records" / "000001.json"
+            rec.write_text("{}")
+            WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "job-done").text == "2")
+            assert browser.execute_script("return window.__sameLoad") == 1
+            assert "frames/s" in browser.find_element(By.ID, "job-rate").text
+            assert browser.find_element(By.ID, "job-eta").text != "–"
         _shot(browser, name)
 
 
