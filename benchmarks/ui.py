@@ -121,7 +121,8 @@ def main() -> None:
     flt = timed(client, f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.2", 20)
     combo = timed(client, f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.25&cls=2&occ_max=0.3", 20)
     hits = first.text.count('data-frame="')
-    flt_hits = client.get(f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.2").text.split('<span id="hits">')[1]
+    flt_page = client.get(f"/dataset?p=bench&param={pname}&pmin=0.15&pmax=0.2").text
+    flt_hits = flt_page.split('<span id="hits">')[1]
     result = {
         "frames": args.frames,
         "generate_s": round(gen_s, 1),
