@@ -12,7 +12,8 @@ import pytest
 def ui_workspace(tmp_path_factory) -> Path:
     """A small workspace for the web UI: a toy synthloop dataset whose records carry scene
     parameters and occlusions, a COCO export, a broken dataset, a farm job with one frame done and
-    one failed, a mix experiment with its report.html, a run with metrics, an evaluation (frame 0
+    one failed, a KITTI export, a mix experiment and an active loop with
+    their report.html, a run with metrics, an evaluation (frame 0
     missed) and a DetectNet checkpoint whose coverage head is set to find class ``date`` (id 1)
     everywhere (untrained otherwise), and a training spec.
 
@@ -27,6 +28,7 @@ def ui_workspace(tmp_path_factory) -> Path:
     from synthloop.evaluation.overlays import write_outcome_overlays
     from synthloop.evaluation.report import evaluate
     from synthloop.exporters.coco import write_coco
+    from synthloop.exporters.kitti import write_kitti
     from synthloop.farm.plan import plan_job
     from synthloop.training.build import build_model
     from synthloop.training.spec import parse_spec
@@ -108,6 +110,10 @@ def ui_workspace(tmp_path_factory) -> Path:
     }
     evaluate(ds, dets, iou_types=("bbox",)).save(run / "eval" / "report.json")
     write_outcome_overlays(ds, dets, run / "eval" / "overlays", worst=2)
+    write_kitti(ds, root / "kitti")
+    (root / "loop").mkdir()
+    (root / "loop" / "loop.yaml").write_text("name: toy-loop\n")
+    (root / "loop" / "report.html").write_text("<html><body><h1>Active loop report</h1></body></html>")
     (root / "mix").mkdir()
     (root / "mix" / "experiment.json").write_text(json.dumps({"schema": "synthloop.mix-experiment/1"}))
     (root / "mix" / "report.html").write_text("<html><body><h1>Mixing report</h1></body></html>")

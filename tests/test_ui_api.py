@@ -243,8 +243,20 @@ def test_eval_reports_experiments_and_model_ap_are_shown(client):
     assert "Mixing report" in rep.text and rep.headers["content-security-policy"].startswith("sandbox")
     ev = client.get("/experiment?p=runs/r1/eval", headers=HTML).text
     assert "Worst frames" in ev and "report.json" in ev
-    kinds = {i["kind"] for i in client.get("/api/workspace").json()}
-    assert {"mix", "eval"} <= kinds
+    kinds = {(i["kind"], i["path"]) for i in client.get("/api/workspace").json()}
+    assert {("mix", "mix"), ("eval", "runs/r1/eval"), ("active", "loop"), ("kitti", "kitti")} <= kinds
+    assert "Active loop report" in client.get("/file?p=loop/report.html").text
+    assert "loop/report.html" in client.get("/experiment?p=loop", headers=HTML).text
+
+
+def test_a_kitti_folder_opens_like_any_dataset(client, ui_workspace):
+    r = client.get("/dataset?p=kitti&cls=2")
+    want = sorted(
+        k for k, v in _records(ui_workspace).items() if any(o["category_id"] == 2 for o in v["objects"])
+    )
+    assert r.status_code == 200 and len(_frames_in_grid(r.text)) == len(want)
+    assert client.get("/pic?p=kitti&i=0").status_code == 200
+    assert client.get("/stats?p=kitti", headers=HTML).status_code == 200
 
 
 def test_action_arguments_are_built_from_workspace_paths_only(ui_workspace):
