@@ -204,7 +204,7 @@ def test_a_training_run_started_here_grows_its_curve_without_a_reload(server, br
     out.send_keys("runs/live")
     form.find_element(By.TAG_NAME, "button").click()
     WebDriverWait(browser, 20).until(lambda d: "/action?id=" in d.current_url)
-    _shot(browser, "action")
+    action_url = browser.current_url
     browser.find_element(By.LINK_TEXT, "watch the run").click()
     WebDriverWait(browser, 20).until(lambda d: "/run?p=runs" in d.current_url)
     browser.execute_script("window.__sameLoad = 1;")
@@ -220,6 +220,13 @@ def test_a_training_run_started_here_grows_its_curve_without_a_reload(server, br
     browser.get(server + "/section/runs")
     WebDriverWait(browser, 30).until(lambda d: "runs/live" in d.page_source)  # the run started here is listed
     _shot(browser, "runs")
+    browser.get(action_url)  # its log streamed to the page, and it ended well
+    WebDriverWait(browser, 240, poll_frequency=1).until(
+        lambda d: d.find_element(By.ID, "action-state").text == "done"
+    )
+    assert '"kind": "train"' in browser.find_element(By.ID, "log").text
+    assert not browser.find_element(By.ID, "cancel").is_enabled()
+    _shot(browser, "action")
 
 
 def test_an_uploaded_image_comes_back_with_the_model_s_boxes(server, browser, ui_workspace):
