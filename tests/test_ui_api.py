@@ -129,6 +129,9 @@ def test_frame_and_stats_pages_show_the_record(client, ui_workspace):
     s = client.get("/stats?p=toy", headers=HTML)
     n_obj = sum(len(r["objects"]) for r in _records(ui_workspace).values())
     assert s.status_code == 200 and f"{n_obj} objects" in s.text
+    assert s.text.index("[0.0, 0.1)") < s.text.index("[0.1, 0.2)") < s.text.index("unknown")  # bins in order
+    again = client.get("/stats?p=toy", headers=HTML).text  # now from the cache
+    assert again.index("[8, 16)") < again.index("[16, 32)") < again.index("[128, 256)")
     assert client.get("/dataset?p=broken", headers=HTML).status_code == 422
     coco = client.get("/dataset?p=real/annotations.json")
     assert coco.status_code == 200 and len(_frames_in_grid(coco.text)) == 3

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from synthloop.atomic import atomic_save_image, atomic_write_json
+from synthloop.atomic import atomic_save_image, atomic_write_bytes
 from synthloop.dataset.folder import (
     category_from_dict,
     frame_from_record,
@@ -135,7 +135,7 @@ class DatasetView:
             frames = [self.frame(i) for i in range(len(self.index))]
             ds = Dataset(self.categories, frames, name=self.path.name, root=self.path)
         st = dataset_stats(ds)
-        atomic_write_json(p, st)
+        atomic_write_bytes(p, json.dumps(st).encode())  # not canonical JSON: bin order matters
         return st
 
 
