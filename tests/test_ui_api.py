@@ -260,6 +260,8 @@ def test_a_kitti_folder_opens_like_any_dataset(client, ui_workspace):
     assert r.status_code == 200 and len(_frames_in_grid(r.text)) == len(want)
     assert client.get("/pic?p=kitti&i=0").status_code == 200
     assert client.get("/stats?p=kitti", headers=HTML).status_code == 200
+    f = client.get("/frame?p=kitti&i=0", headers=HTML)
+    assert f.status_code == 200 and "Objects" in f.text
 
 
 def test_action_arguments_are_built_from_workspace_paths_only(ui_workspace):

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class DatasetView:
             "height": f.height,
             "source": f.source,
             "objects": [
-                {k: v for k, v in o.__dict__.items() if k not in ("mask",) and v not in (None, {}, ())}
+                {k: v for k, v in asdict(o).items() if k != "mask" and v not in (None, {}, ())}
                 for o in f.objects
             ],
         }
