@@ -169,6 +169,7 @@ class DatasetStore:
         self.root = root
         self._open: OrderedDict[tuple[str, str], DatasetView] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
 
     def open(self, path: Path) -> DatasetView:
         """The view of the dataset at ``path`` (inside ROOT; checked by the caller)."""
@@ -179,11 +180,17 @@ class DatasetStore:
             if key in self._open:
                 self._open.move_to_end(key)
                 return self._open[key]
-        view = self._load(path, rel, sig)
-        with self._lock:
-            self._open[key] = view
-            while len(self._open) > MAX_OPEN:
-                self._open.popitem(last=False)
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # the thumbnails of a page arrive together: one of them loads, the rest wait
+            with self._lock:
+                if key in self._open:
+                    return self._open[key]
+            view = self._load(path, rel, sig)
+            with self._lock:
+                self._open[key] = view
+                self._loading.pop(key, None)
+                while len(self._open) > MAX_OPEN:
+                    self._open.popitem(last=False)
         return view
 
     def _load(self, path: Path, rel: str, sig: str) -> DatasetView:
