@@ -24,7 +24,7 @@ from synthloop.errors import SynthloopError  # noqa: E402
 from synthloop.ui.actions import build_argv  # noqa: E402
 from synthloop.ui.app import create_app  # noqa: E402
 from synthloop.ui.paint import class_colour  # noqa: E402
-from synthloop.ui.security import check_bind  # noqa: E402
+from synthloop.ui.security import LOOPBACK_HOSTS, check_bind  # noqa: E402
 
 torch.set_num_threads(1)
 HTML = {"accept": "text/html"}
@@ -355,3 +355,20 @@ def test_cli_refuses_a_network_address_without_a_token(ui_workspace):
 
     r = CliRunner().invoke(app, ["ui", str(ui_workspace), "--host", "0.0.0.0"])
     assert r.exit_code == 2 and "--token" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_cross_site_posts_and_foreign_host_names_are_refused(ui_workspace):
+    c = TestClient(create_app(ui_workspace, allowed_hosts=LOOPBACK_HOSTS), base_url="http://127.0.0.1:8765")
+    form = {"kind": "train", "spec": "specs/bad.yaml", "out": "runs/csrf"}
+    evil = c.post("/api/actions", data=form, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and not (ui_workspace / "runs" / "csrf").exists()
+    assert (
+        c.post("/api/actions/cancel?id=x", headers={"Referer": "http://evil.example/page"}).status_code == 403
+    )
+    ok = c.post("/api/actions/cancel?id=nope", headers={"Origin": "http://127.0.0.1:8765"})
+    assert ok.status_code == 404  # same origin: reaches the handler
+    assert c.get("/api/workspace").status_code == 200
+    rebound = TestClient(
+        create_app(ui_workspace, allowed_hosts=LOOPBACK_HOSTS), base_url="http://evil.example"
+    )
+    assert rebound.get("/api/workspace").status_code == 400

@@ -33,6 +33,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from synthloop.deploy.draw import colour as detection_colour  # noqa: E402
 from synthloop.ui.app import create_app  # noqa: E402
 from synthloop.ui.paint import class_colour  # noqa: E402
+from synthloop.ui.security import LOOPBACK_HOSTS  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
 FLAGS = (
@@ -58,9 +59,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(ui_workspace):
     port = _free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(create_app(ui_workspace), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(ui_workspace, allowed_hosts=LOOPBACK_HOSTS)  # as `synthloop ui` serves loopback
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
     deadline = time.monotonic() + 30

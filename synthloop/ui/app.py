@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
@@ -41,7 +42,7 @@ from synthloop.ui.pages import (
     section,
     workspace_json,
 )
-from synthloop.ui.security import TokenMiddleware
+from synthloop.ui.security import SameOriginMiddleware, TokenMiddleware
 from synthloop.ui.state import UI, ui_of
 from synthloop.ui.uploads import try_model
 
@@ -63,12 +64,18 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.ui.actions.shutdown()  # children still running end with the server
 
 
-def create_app(root: str | Path, token: str | None = None) -> Starlette:
-    """The web app over workspace ``root``; with ``token``, every request must carry it."""
+def create_app(
+    root: str | Path, token: str | None = None, allowed_hosts: list[str] | None = None
+) -> Starlette:
+    """The web app over workspace ``root``; with ``token``, every request must carry it; with
+    ``allowed_hosts``, requests naming another ``Host`` are refused (400)."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise SynthloopError("workspace is not a folder", path=str(root))
-    middleware = [Middleware(TokenMiddleware, token=token)] if token else []
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    middleware.append(Middleware(SameOriginMiddleware))
+    if token:
+        middleware.append(Middleware(TokenMiddleware, token=token))
     routes = [
         Route("/", home),
         Route("/section/{name}", section),

@@ -3,6 +3,10 @@
 * The server binds loopback by default; any other address needs a token, and then every request
   must carry it (``Authorization: Bearer T``, a ``synthloop_token`` cookie, or ``?token=T`` once,
   which sets the cookie).
+* A request that changes something (POST) from a browser must come from the app's own pages: its
+  ``Origin`` (or ``Referer``) must name the host it was sent to, or it is refused with 403 (another
+  web site cannot start actions on a loopback server); on loopback the ``Host`` must be a loopback
+  name too (:data:`LOOPBACK_HOSTS`, against DNS rebinding).
 * Every path a request names is relative to ROOT; absolute paths, ``..`` escapes and symlinks
   that resolve outside ROOT are refused with 403.
 """
@@ -13,7 +17,7 @@ import hmac
 import ipaddress
 from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +26,7 @@ from synthloop.errors import SynthloopError
 
 COOKIE = "synthloop_token"
 LOOPBACK_NAMES = ("localhost",)
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]  # Host header values a loopback server accepts
 
 
 def is_loopback(host: str) -> bool:
@@ -119,3 +124,29 @@ class TokenMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class SameOriginMiddleware:
+    """ASGI middleware: a POST whose ``Origin`` (or, without one, ``Referer``) names another host
+    than its ``Host`` header is refused with 403. Requests without either (command-line clients)
+    pass: browsers always send one with a cross-site POST."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            source = headers.get("origin") or headers.get("referer")
+            if source and urlsplit(source).netloc != headers.get("host", ""):
+                body = b"403: cross-site request refused\n"
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
