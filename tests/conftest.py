@@ -94,7 +94,9 @@ def ui_workspace(tmp_path_factory) -> Path:
         family="detectnet_v2",
     )
     lines = [{"kind": "train", "step": s, "loss": 10.0 / s, "lr": 0.001} for s in (1, 2, 3)]
-    lines.append({"kind": "validation", "step": 3, "precision": 0.5, "recall": 0.25, "f1": 1 / 3})
+    lines.append(
+        {"kind": "validation", "step": 3, "precision": 0.5, "recall": 0.25, "f1": 1 / 3, "AP": 0.125}
+    )
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run / "spec.json").write_text(json.dumps(spec.model_dump(mode="json")))
     # an evaluation of the run: ground truth with frame 0's boxes dropped (missed), so AP < 1

@@ -144,7 +144,7 @@ def _events(text: str) -> list[dict]:
 def test_metrics_feed_sends_only_new_points(client, ui_workspace):
     ev = _events(client.get("/api/metrics?p=runs/r1&max_s=0").text)
     assert len(ev) == 1 and [p[0] for p in ev[0]["points"]["loss"]] == [1, 2, 3]
-    assert ev[0]["points"]["val.recall"] == [[3, 0.25]]
+    assert ev[0]["points"]["val.recall"] == [[3, 0.25]] and ev[0]["points"]["val.AP"] == [[3, 0.125]]
     metrics = ui_workspace / "runs" / "r1" / "metrics.jsonl"
     with open(metrics, "a") as fh:
         fh.write(json.dumps({"kind": "train", "step": 4, "loss": 1.0, "lr": 0.001}) + "\n" + '{"kind": "tr')
