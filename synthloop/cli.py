@@ -29,6 +29,7 @@ from synthloop.commands import recipes as recipes_cmd
 from synthloop.commands import spec as spec_cmd
 from synthloop.commands.evaluate import evaluate_cmd
 from synthloop.commands.train import train_cmd
+from synthloop.commands.ui import ui_cmd
 
 app = typer.Typer(
     name="synthloop",
@@ -54,6 +55,7 @@ app.add_typer(geometry_cmd.app, name="geometry", help="Meshes and Blender-free s
 app.add_typer(
     active_cmd.app, name="active", help="Active learning: mine weak regions, derive recipes, run the loop."
 )
+app.command("ui")(ui_cmd)
 app.add_typer(
     farm_cmd.app, name="farm", help="Sharded, resumable render jobs (local, Ray, Slurm, Kubernetes)."
 )
