@@ -178,7 +178,9 @@ def candidate_recipe(recipe: Recipe, options: dict[str, Any]) -> Recipe:
     return recipe.model_copy(update={"render": render})
 
 
-def run_candidate(recipe: Recipe, seed: int, n: int, threads: int, workdir: Path) -> tuple[list, list]:
+def run_candidate(
+    recipe: Recipe, seed: int, n: int, threads: int, workdir: Path, device: str = "cpu"
+) -> tuple[list, list]:
     """Render frames [n] (warm-up, not counted) then 0..n-1 in one worker; (seconds, images)."""
     out = workdir / "ds"
     res = generate_frames(
@@ -186,7 +188,7 @@ def run_candidate(recipe: Recipe, seed: int, n: int, threads: int, workdir: Path
         seed,
         [n, *range(n)],
         out,
-        renderer_factory=lambda: BlenderRenderer(threads=threads, restart_every=None),
+        renderer_factory=lambda: BlenderRenderer(threads=threads, restart_every=None, device=device),
         quiet=True,
     )
     if res.failed:
@@ -261,6 +263,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--device", default="cpu", help="cpu | cuda | optix | auto (candidates; references on the CPU)"
+    )
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
@@ -319,6 +324,7 @@ def main() -> None:
         "reference_spp": args.ref_spp,
         "rounds": args.rounds,
         "threads": args.threads,
+        "device": args.device,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
