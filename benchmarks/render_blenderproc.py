@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from render_quality import quality, scene_specs  # noqa: E402
+from render_quality import add_scene_arguments, quality, scene_specs  # noqa: E402
 
 from synthloop.atomic import atomic_write_json  # noqa: E402
 from synthloop.geometry.camera import intrinsics  # noqa: E402
@@ -129,17 +129,11 @@ def _load_frames(folder: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="tabletop")
-    ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--height", type=int, default=240)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ref-spp", type=int, default=512)
+    add_scene_arguments(ap)
     ap.add_argument("--spp", type=int, default=16)
     ap.add_argument("--noise-threshold", type=float, default=0.0, help="0: adaptive sampling off")
     ap.add_argument("--denoiser", default="none", help="none | INTEL (OpenImageDenoise)")
     ap.add_argument("--max-bounces", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args()
 

@@ -253,8 +253,8 @@ def plot(rows: dict[str, dict[str, Any]], default: str | None, path: Path) -> No
     os.replace(tmp, path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_scene_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags that fix the scene set and its reference (shared with render_blenderproc.py)."""
     ap.add_argument("--recipe", default="tabletop")
     ap.add_argument("--scenes", type=int, default=4)
     ap.add_argument("--width", type=int, default=320)
@@ -262,6 +262,11 @@ def main() -> None:
     ap.add_argument("--ref-spp", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scene_arguments(ap)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | optix | auto")
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
