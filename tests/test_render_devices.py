@@ -99,3 +99,18 @@ def test_plan_device_from_recipe_or_option_and_gpu_job_files(tmp_path):
             assert resources["limits"]["nvidia.com/gpu"] == "1" == resources["requests"]["nvidia.com/gpu"]
         else:
             assert "nvidia.com/gpu" not in resources["limits"]
+
+
+def test_unknown_device_names_are_user_errors(tmp_path):
+    from synthloop.errors import SynthloopError
+    from synthloop.farm.executors import run_local
+
+    with pytest.raises(SynthloopError, match="--device: unknown device 'gpu'"):
+        plan_job("shapes", 2, 0, 1, tmp_path / "job", device="gpu")
+    plan_job("shapes", 2, 0, 1, tmp_path / "job")
+    with pytest.raises(SynthloopError, match="--device: unknown device 'gpu'"):
+        run_local(tmp_path / "job", device="gpu", quiet=True)
+    with pytest.raises(FarmError, match="--gpus needs a GPU device"):
+        run_local(tmp_path / "job", gpus=2, device="cpu", quiet=True)
+    with pytest.raises(SynthloopError, match="unknown device 'gpu'"):
+        gpu_device("cpu", "gpu")

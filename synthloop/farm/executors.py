@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthloop.farm.plan import PLAN_FILE, RECIPE_FILE, FarmError, load_plan, shard_dir
+from synthloop.generators.devices import check_device
 from synthloop.progress import JobProgress
 
 
@@ -62,7 +63,7 @@ def gpu_device(plan_device: str, device: str | None) -> str:
     """The device of ``--gpus`` workers: ``device`` if given, else the plan's, where ``cpu``
     becomes ``cuda`` (asking for GPUs means rendering on them). ``cpu`` given explicitly is an
     error."""
-    chosen = device or (plan_device if plan_device != "cpu" else "cuda")
+    chosen = check_device(device or (plan_device if plan_device != "cpu" else "cuda"))
     if chosen == "cpu":
         raise FarmError("--gpus needs a GPU device (cuda, optix or auto), not cpu", where="--device")
     return chosen
@@ -102,6 +103,8 @@ def run_local(
         raise FarmError(f"--gpus must be >= 0, got {gpus}", where="--gpus")
     if gpus:
         workers, device = gpus, gpu_device(plan.device, device)
+    elif device is not None:
+        check_device(device)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
     done_before = sum(
         len(list((shard_dir(job, s) / "records").glob("*.json")))
@@ -192,7 +195,10 @@ def run_ray(
             ignore_reinit_error=True,
         )
 
-    @ray.remote(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
+    # a GPU plan: one GPU per task (Ray sets CUDA_VISIBLE_DEVICES)
+    gpus_per_task = 0 if plan.device == "cpu" else 1
+
+    @ray.remote(num_cpus=threads, num_gpus=gpus_per_task, max_retries=max_retries, retry_exceptions=False)
     def shard_task(job_path: str, shard: int, threads: int) -> dict:
         from synthloop.farm.worker import work_shard
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synthloop import __version__
 from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import SynthloopError
+from synthloop.generators.devices import check_device
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
 from synthloop.scenes.render_config import RenderDevice
 from synthloop.validation import invalid
@@ -105,7 +106,7 @@ def plan_job(
         start=start,
         shards=split_frames(start, frames, shards),
         restart_every=restart_every,
-        device=device or rec.render.device,
+        device=check_device(device or rec.render.device),
     )
     out = Path(out)
     existing = out / PLAN_FILE

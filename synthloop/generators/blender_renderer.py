@@ -33,10 +33,9 @@ from PIL import Image
 
 from synthloop.errors import RenderError
 from synthloop.generators.blender_worker import ProtocolEOF, encode_message, read_message
-from synthloop.generators.devices import DeviceError
+from synthloop.generators.devices import DeviceError, check_device
 from synthloop.generators.exr import read_id_depth_exr
 from synthloop.generators.renderer import RenderedFrame
-from synthloop.scenes.render_config import RENDER_DEVICES
 from synthloop.scenes.spec import SceneSpec
 
 LOG_TAIL_CHARS = 4000
@@ -86,10 +85,7 @@ class BlenderRenderer:
         startup_timeout_s: float | None = 300.0,
         device: str = "cpu",
     ):
-        if device not in RENDER_DEVICES:
-            raise DeviceError(
-                f"unknown device {device!r}; expected {', '.join(RENDER_DEVICES)}", where="--device"
-            )
+        check_device(device)
         if restart_every is not None and restart_every < 1:
             raise ValueError(f"restart_every must be >= 1 or None, got {restart_every}")
         self.threads = int(threads)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from synthloop.errors import SynthloopError
+from synthloop.scenes.render_config import RENDER_DEVICES
 
 GPU_BACKENDS: dict[str, str] = {"cuda": "CUDA", "optix": "OPTIX"}
 AUTO_ORDER: tuple[str, ...] = ("optix", "cuda")
@@ -49,6 +50,13 @@ class DeviceChoice:
     enabled: tuple[str, ...]
     warning: str | None = None
     label: str = "CPU"
+
+
+def check_device(name: str, where: str = "--device") -> str:
+    """``name`` if it is a known device name, else a :class:`DeviceError` naming ``where``."""
+    if name not in RENDER_DEVICES:
+        raise DeviceError(f"unknown device {name!r}; expected {', '.join(RENDER_DEVICES)}", where=where)
+    return name
 
 
 def _gpus(devices: Sequence[CyclesDevice], backend: str) -> list[CyclesDevice]:
