@@ -197,28 +197,28 @@ class RenderOptions(_Plain):
     """
 
     engine: Literal["CYCLES", "BLENDER_WORKBENCH"] = "CYCLES"
-    samples: int = Field(16, ge=1, le=65536)
+    samples: int = Field(16, ge=1, le=65536, strict=True)
     adaptive_sampling: bool = False
     adaptive_threshold: float = Field(0.01, gt=0.0, le=1.0)
-    adaptive_min_samples: int = Field(0, ge=0, le=4096)
+    adaptive_min_samples: int = Field(0, ge=0, le=4096, strict=True)
     denoise: bool = False
     denoise_passes: Literal["rgb", "albedo", "albedo_normal"] = "albedo_normal"
     denoise_prefilter: Literal["none", "fast", "accurate"] = "accurate"
     denoise_quality: Literal["high", "balanced", "fast"] = "high"
-    max_bounces: int = Field(4, ge=0, le=1024)
-    diffuse_bounces: int | None = Field(None, ge=0, le=1024)
-    glossy_bounces: int | None = Field(None, ge=0, le=1024)
-    transmission_bounces: int | None = Field(None, ge=0, le=1024)
-    transparent_bounces: int | None = Field(None, ge=0, le=1024)
+    max_bounces: int = Field(4, ge=0, le=1024, strict=True)
+    diffuse_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    glossy_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    transmission_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    transparent_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
     clamp_direct: float = Field(0.0, ge=0.0, le=1e8, allow_inf_nan=False)
     clamp_indirect: float = Field(10.0, ge=0.0, le=1e8, allow_inf_nan=False)
     caustics: bool = False
     light_tree: bool = True
     persistent_data: bool = False
     texture_limit: int = 0
-    tile_size: int = Field(2048, ge=8, le=8192)
+    tile_size: int = Field(2048, ge=8, le=8192, strict=True)
     image_format: Literal["png", "jpg"] = "png"
-    jpeg_quality: int = Field(92, ge=1, le=100)
+    jpeg_quality: int = Field(92, ge=1, le=100, strict=True)
 
     @field_validator("texture_limit")
     @classmethod
