@@ -65,6 +65,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "spp8": {"samples": 8},
     "spp32": {"samples": 32},
     "persistent": {"persistent_data": True},
+    "persistent_no_light_tree": {"persistent_data": True, "light_tree": False},
     "bounces2": {"max_bounces": 2, "persistent_data": True},
     "adaptive32_t0.05": {"samples": 32, "adaptive_sampling": True, "adaptive_threshold": 0.05},
     "adaptive16_t0.02": {"samples": 16, "adaptive_sampling": True, "adaptive_threshold": 0.02},
@@ -80,6 +81,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         **OIDN,
         "adaptive_sampling": True,
         "adaptive_threshold": 0.1,
+        "persistent_data": True,
+    },
+    "oidn8_fast": {"samples": 8, **OIDN, "denoise_prefilter": "fast", "persistent_data": True},
+    "adaptive24_t0.05_min8": {
+        "samples": 24,
+        "adaptive_sampling": True,
+        "adaptive_threshold": 0.05,
+        "adaptive_min_samples": 8,
+        "max_bounces": 2,
         "persistent_data": True,
     },
     "preview": QUALITY_PRESETS["preview"],
@@ -228,8 +238,13 @@ def plot(rows: dict[str, dict[str, Any]], default: str | None, path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    panels = (
+        ("psnr", "PSNR (dB), whole image"),
+        ("ssim", "SSIM, whole image"),
+        ("ssim_mask", "SSIM, object masks"),
+    )
+    for ax, (key, label) in zip(axes, panels, strict=True):
         pts = sorted((r["time_ratio"], r[key], n) for n, r in rows.items())
         front, best = [], -np.inf
         for t, q, _ in pts:
@@ -243,7 +258,7 @@ def plot(rows: dict[str, dict[str, Any]], default: str | None, path: Path) -> No
             ax.annotate(n, (t, q), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(rows["legacy"][key], color="black", lw=0.8, ls=":", label="legacy (16 spp)")
         ax.set_xlabel("time per annotated frame / legacy")
-        ax.set_ylabel(f"{label} vs reference, whole image")
+        ax.set_ylabel(f"{label} vs reference")
         ax.legend(fontsize=7)
     fig.suptitle("tabletop: render speed vs quality (red: chosen default)")
     fig.tight_layout()
@@ -272,7 +287,15 @@ def main() -> None:
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument(
+        "--replot", action="store_true", help="redraw the table and plot of --out, render nothing"
+    )
     args = ap.parse_args()
+    if args.replot:
+        out = Path(args.out)
+        result = json.loads(out.read_text())
+        write_report(result, out)
+        return
     names = [n for n in args.candidates.split(",") if n]
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown or "legacy" not in names:
@@ -337,6 +360,12 @@ def main() -> None:
     }
     out = Path(args.out)
     atomic_write_json(out, result)
+    write_report(result, out)
+
+
+def write_report(result: dict[str, Any], out: Path) -> None:
+    """The Markdown table (``OUT.table.md``) and frontier plot (``OUT_frontier.png``) of a result."""
+    rows, default = result["rows"], result["cheapest_meeting_legacy"]
     md = f"`{result['command']}`\n\n{table(rows, default)}\n"
     atomic_write_bytes(out.with_suffix(".table.md"), md.encode())
     plot(rows, default, out.with_name(out.stem + "_frontier.png"))

@@ -42,7 +42,7 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
         "samples": 16,
         "adaptive_sampling": False,
         "denoise": False,
-        "max_bounces": 4,
+        "max_bounces": 2,
         "persistent_data": True,
     },
     "preview": {
