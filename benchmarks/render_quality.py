@@ -13,14 +13,17 @@ reference settings) and then every candidate setting (:data:`CANDIDATES`, option
 Each candidate renders the scenes through :func:`synthloop.generators.generate.generate_frames`
 (sample -> render in one warm Blender worker -> exact id/depth pass -> annotate -> write), after
 one warm-up frame that is not counted: ``seconds_per_frame`` is the mean ``frame_total`` of the
-measured frames. ``--rounds R`` repeats the whole candidate list R times in the same order
+measured frames; ``cpu_seconds_per_frame`` the Blender worker's user + system CPU seconds plus
+this process's over the same frames (little affected by other load on a shared machine).
+``--rounds R`` repeats the whole candidate list R times in the same order
 (A B C .. A B C ..), so load changes on a shared machine hit every candidate alike; the ratio of a
 candidate's time to ``legacy``'s is taken per round, then averaged.
 
 Quality (8-bit sRGB images, as the dataset stores them): PSNR (dB) and SSIM (scikit-image,
 Gaussian-weighted, over the three channels) against the reference, over the whole image and
 inside the object masks (instance id > 0: labeled objects and distractors). The selection rule for
-the default: the cheapest candidate whose four figures are all at least ``legacy``'s.
+the default: the cheapest candidate (CPU-time ratio to ``legacy``) whose four figures are all at
+least ``legacy``'s.
 
 Writes ``--out`` (JSON), a Markdown table next to it and a speed/quality frontier plot (PNG).
 Full setting of the issue: ``--scenes 8 --width 640 --height 480 --ref-spp 1024``.
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -57,6 +61,7 @@ from synthloop.scenes.spec import RenderSettings, SceneSpec  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = ROOT / "benchmarks" / ".cache" / "render_quality"
 DEFAULT_OUT = ROOT / "docs" / "results" / "render_quality.json"
+PSNR_IDENTICAL = 100.0  # dB
 OIDN = {"denoise": True, "denoise_passes": "albedo_normal", "denoise_prefilter": "accurate"}
 
 # name -> render options over LEGACY (the earlier default: 16 spp, no adaptive, no denoise)
@@ -92,6 +97,21 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "max_bounces": 2,
         "persistent_data": True,
     },
+    "oidn8_fast_bounces2": {
+        "samples": 8,
+        **OIDN,
+        "denoise_prefilter": "fast",
+        "max_bounces": 2,
+        "persistent_data": True,
+    },
+    "adaptive16_t0.01_min8_bounces2": {
+        "samples": 16,
+        "adaptive_sampling": True,
+        "adaptive_threshold": 0.01,
+        "adaptive_min_samples": 8,
+        "max_bounces": 2,
+        "persistent_data": True,
+    },
     "preview": QUALITY_PRESETS["preview"],
     "standard": QUALITY_PRESETS["standard"],
 }
@@ -101,12 +121,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images ``a``/``b`` (H, W, 3) over all pixels or the (H, W) ``mask``."""
+    """PSNR in dB of uint8 images ``a``/``b`` (H, W, 3) over all pixels or the (H, W) ``mask``
+    (identical pixels: :data:`PSNR_IDENTICAL`, a finite stand-in for infinity)."""
     d = a.astype(np.float64) - b.astype(np.float64)
     if mask is not None:
         d = d[mask]
     mse = float(np.mean(d**2)) if d.size else 0.0
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return PSNR_IDENTICAL if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -130,12 +151,19 @@ def quality(img: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str, flo
     }
 
 
+def cost(row: dict[str, Any]) -> float:
+    """A row's cost relative to legacy: the CPU-time ratio (robust to other load on a shared
+    machine) where measured, else the wall-time ratio."""
+    return float(row.get("cpu_ratio", row["time_ratio"]))
+
+
 def pick_default(rows: dict[str, dict[str, Any]], baseline: str = "legacy") -> str | None:
-    """The cheapest row whose PSNR and SSIM (whole image and masks) are all >= the baseline's."""
+    """The cheapest row (:func:`cost`) whose PSNR and SSIM (whole image and masks) are all >= the
+    baseline's."""
     keys = ("psnr", "ssim", "psnr_mask", "ssim_mask")
     base = rows[baseline]
     ok = [n for n, r in rows.items() if all(r[k] >= base[k] for k in keys)]
-    return min(ok, key=lambda n: rows[n]["time_ratio"]) if ok else None
+    return min(ok, key=lambda n: cost(rows[n])) if ok else None
 
 
 # ------------------------------------------------------------------ rendering
@@ -188,28 +216,46 @@ def candidate_recipe(recipe: Recipe, options: dict[str, Any]) -> Recipe:
     return recipe.model_copy(update={"render": render})
 
 
+class CpuTrackingRenderer(BlenderRenderer):
+    """A BlenderRenderer that notes, after each frame, the worker's and this process's CPU seconds
+    so far (``marks``: (worker user+system, ``time.process_time()``))."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.marks: list[tuple[float, float]] = []
+
+    def render(self, spec: SceneSpec):  # type: ignore[no-untyped-def]
+        frame = super().render(spec)
+        t = psutil.Process(self.worker_pid).cpu_times() if self.worker_pid else None
+        self.marks.append((t.user + t.system if t else float("nan"), time.process_time()))
+        return frame
+
+
 def run_candidate(
     recipe: Recipe, seed: int, n: int, threads: int, workdir: Path, device: str = "cpu"
-) -> tuple[list, list]:
-    """Render frames [n] (warm-up, not counted) then 0..n-1 in one worker; (seconds, images)."""
+) -> tuple[list, list, list]:
+    """Render frames [n] (warm-up, not counted) then 0..n-1 in one worker; (wall seconds per
+    frame, CPU seconds per frame (worker + this process, from the end of one frame's render to the
+    next), images)."""
     out = workdir / "ds"
-    res = generate_frames(
-        recipe,
-        seed,
-        [n, *range(n)],
-        out,
-        renderer_factory=lambda: BlenderRenderer(threads=threads, restart_every=None, device=device),
-        quiet=True,
-    )
-    if res.failed:
-        raise SystemExit(f"frames failed: {res.failed}")
+    renderers: list[CpuTrackingRenderer] = []
+
+    def factory() -> CpuTrackingRenderer:
+        renderers.append(CpuTrackingRenderer(threads=threads, restart_every=None, device=device))
+        return renderers[-1]
+
+    res = generate_frames(recipe, seed, [n, *range(n)], out, renderer_factory=factory, quiet=True)
+    if res.failed or len(renderers) != 1:
+        raise SystemExit(f"frames failed: {res.failed} ({len(renderers)} workers)")
     seconds = [t["frame_total"] for t in res.timings[1:]]
+    marks = renderers[0].marks
+    cpu = [(w1 - w0) + (p1 - p0) for (w0, p0), (w1, p1) in zip(marks[:-1], marks[1:], strict=True)]
     images = []
     for i in range(n):
         path = next((out / "images").glob(f"{i:06d}.*"))
         with Image.open(path) as im:
             images.append(np.asarray(im.convert("RGB")))
-    return seconds, images
+    return seconds, cpu, images
 
 
 # ------------------------------------------------------------------ report
@@ -217,17 +263,20 @@ def run_candidate(
 
 def table(rows: dict[str, dict[str, Any]], default: str | None) -> str:
     lines = [
-        "| setting | s/frame | x legacy | PSNR dB | SSIM | PSNR mask | SSIM mask | meets legacy |",
-        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        "| setting | s/frame | x legacy | CPU s/frame | CPU x legacy | PSNR dB | SSIM | PSNR mask "
+        "| SSIM mask | meets legacy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     base = rows["legacy"]
     keys = ("psnr", "ssim", "psnr_mask", "ssim_mask")
-    for name, r in sorted(rows.items(), key=lambda kv: kv[1]["time_ratio"]):
+    for name, r in sorted(rows.items(), key=lambda kv: cost(kv[1])):
         meets = all(r[k] >= base[k] for k in keys)
         mark = " **(default)**" if name == default else ""
+        cpu = f"{r['cpu_seconds_per_frame']:.2f} | {r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "- | -"
         lines.append(
-            f"| {name}{mark} | {r['seconds_per_frame']:.2f} | {r['time_ratio']:.2f} | {r['psnr']:.2f} | "
-            f"{r['ssim']:.4f} | {r['psnr_mask']:.2f} | {r['ssim_mask']:.4f} | {'yes' if meets else 'no'} |"
+            f"| {name}{mark} | {r['seconds_per_frame']:.2f} | {r['time_ratio']:.2f} | {cpu} | "
+            f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_mask']:.2f} | {r['ssim_mask']:.4f} | "
+            f"{'yes' if meets else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -245,7 +294,7 @@ def plot(rows: dict[str, dict[str, Any]], default: str | None, path: Path) -> No
         ("ssim_mask", "SSIM, object masks"),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        pts = sorted((r["time_ratio"], r[key], n) for n, r in rows.items())
+        pts = sorted((cost(r), r[key], n) for n, r in rows.items())
         front, best = [], -np.inf
         for t, q, _ in pts:
             if q > best:
@@ -257,7 +306,7 @@ def plot(rows: dict[str, dict[str, Any]], default: str | None, path: Path) -> No
             ax.scatter(t, q, color=color, zorder=2)
             ax.annotate(n, (t, q), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(rows["legacy"][key], color="black", lw=0.8, ls=":", label="legacy (16 spp)")
-        ax.set_xlabel("time per annotated frame / legacy")
+        ax.set_xlabel("CPU (else wall) time per annotated frame / legacy")
         ax.set_ylabel(f"{label} vs reference")
         ax.legend(fontsize=7)
     fig.suptitle("tabletop: render speed vs quality (red: chosen default)")
@@ -307,11 +356,12 @@ def main() -> None:
     refs = references(specs, args.ref_spp, Path(args.cache), args.threads, args.device)
 
     seconds: dict[str, list[list[float]]] = {n: [] for n in names}
+    cpu_seconds: dict[str, list[list[float]]] = {n: [] for n in names}
     scores: dict[str, list[dict[str, float]]] = {}
     for rnd in range(args.rounds):
         for name in names:
             with tempfile.TemporaryDirectory() as tmp:
-                secs, images = run_candidate(
+                secs, cpu, images = run_candidate(
                     candidate_recipe(recipe, CANDIDATES[name]),
                     args.seed,
                     args.scenes,
@@ -319,16 +369,24 @@ def main() -> None:
                     Path(tmp),
                 )
             seconds[name].append(secs)
+            cpu_seconds[name].append(cpu)
             if rnd == 0:
                 scores[name] = [
                     quality(img, rgb, ids > 0) for img, (rgb, ids) in zip(images, refs, strict=True)
                 ]
-            print(f"round {rnd} {name}: {statistics.mean(secs):.2f} s/frame", flush=True)
+            print(
+                f"round {rnd} {name}: {statistics.mean(secs):.2f} s/frame, CPU {statistics.mean(cpu):.2f} s",
+                flush=True,
+            )
 
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
         ratios = [
             statistics.mean(seconds[name][r]) / statistics.mean(seconds["legacy"][r])
+            for r in range(args.rounds)
+        ]
+        cpu_ratios = [
+            statistics.mean(cpu_seconds[name][r]) / statistics.mean(cpu_seconds["legacy"][r])
             for r in range(args.rounds)
         ]
         rows[name] = {
@@ -337,6 +395,9 @@ def main() -> None:
             "seconds_per_round": [statistics.mean(run) for run in seconds[name]],
             "time_ratio": statistics.mean(ratios),
             "time_ratio_per_round": ratios,
+            "cpu_seconds_per_frame": statistics.mean(s for run in cpu_seconds[name] for s in run),
+            "cpu_ratio": statistics.mean(cpu_ratios),
+            "cpu_ratio_per_round": cpu_ratios,
             **{k: statistics.mean(s[k] for s in scores[name]) for k in scores[name][0]},
             "per_scene": scores[name],
         }
