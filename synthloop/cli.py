@@ -88,6 +88,9 @@ def generate(
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset folder (resumable)."),
     start: int = typer.Option(0, "--start", min=0, help="First frame index."),
     threads: int = typer.Option(0, "--threads", help="Blender render threads (0 = all cores)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | optix | auto (default: the recipe's render.device)."
+    ),
     coco: bool = typer.Option(True, "--coco/--no-coco", help="Also write OUT/coco/annotations.json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
@@ -106,7 +109,7 @@ def generate(
             frames,
             out,
             start=start,
-            renderer_factory=default_renderer_factory(threads),
+            renderer_factory=default_renderer_factory(threads, device or rec.render.device),
             quiet=quiet,
         )
         if result.failed:

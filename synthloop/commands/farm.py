@@ -24,15 +24,20 @@ def plan(
     out: Path = typer.Option(..., "--out", "-o", help="Job folder."),
     start: int = typer.Option(0, "--start", min=0, help="First frame index."),
     restart_every: int = typer.Option(200, "--restart-every", min=1, help="Restart Blender every M frames."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | optix | auto (default: the recipe's render.device)."
+    ),
 ) -> None:
-    """Write a job manifest: recipe copy + hash, seed, frame ranges per shard.
+    """Write a job manifest: recipe copy + hash, seed, frame ranges per shard, render device.
 
     Example: synthloop farm plan --recipe tabletop --frames 10000 --seed 0 --shards 64 --out job/
     """
     from synthloop.farm.plan import plan_job
 
     with user_errors():
-        p = plan_job(recipe, frames, seed, shards, out, start=start, restart_every=restart_every)
+        p = plan_job(
+            recipe, frames, seed, shards, out, start=start, restart_every=restart_every, device=device
+        )
     typer.echo(f"planned {p.frames} frames in {len(p.shards)} shards -> {out}")
 
 
@@ -41,6 +46,9 @@ def work(
     job: Path = typer.Argument(..., help="Job folder."),
     shard: int = typer.Option(..., "--shard", "-i", help="Shard index (Slurm/K8s array index)."),
     threads: int = typer.Option(0, "--threads", help="Blender threads (0 = all cores)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | optix | auto (default: the plan's device)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
     """Render shard i, skipping complete frames (safe to run twice at once).
@@ -50,7 +58,7 @@ def work(
     from synthloop.farm.worker import work_shard
 
     with user_errors():
-        res = work_shard(job, shard, quiet=quiet, threads=threads)
+        res = work_shard(job, shard, quiet=quiet, threads=threads, device=device)
     if res.failed:
         fail(f"shard {shard}: {len(res.failed)} frame(s) failed twice: {sorted(res.failed)}", code=1)
 
@@ -64,6 +72,12 @@ def run(
         None, "--address", help="Ray cluster address (default: start a local one)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="Blender threads per worker."),
+    gpus: int = typer.Option(
+        0, "--gpus", min=0, help="One local worker per GPU (CUDA_VISIBLE_DEVICES each)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | optix | auto (default: the plan's; cuda with --gpus)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
     """Run all shards (local worker processes, or Ray tasks).
@@ -74,7 +88,7 @@ def run(
 
     with user_errors():
         if executor == "local":
-            s = run_local(job, workers=workers, threads=threads, quiet=quiet)
+            s = run_local(job, workers=workers, threads=threads, quiet=quiet, gpus=gpus, device=device)
         elif executor == "ray":
             s = run_ray(job, address=address, threads=threads or 1, quiet=quiet)
         else:

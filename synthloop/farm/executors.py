@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthloop.farm.plan import PLAN_FILE, RECIPE_FILE, FarmError, load_plan, shard_dir
+from synthloop.generators.devices import check_device
 from synthloop.progress import JobProgress
 
 
@@ -26,7 +27,11 @@ class RunSummary:
     frames_failed: int = 0
 
 
-def worker_command(job: Path, shard: int, threads: int, python: str = sys.executable) -> list[str]:
+def worker_command(
+    job: Path, shard: int, threads: int, python: str = sys.executable, device: str | None = None
+) -> list[str]:
+    """``python -m synthloop.cli farm work JOB --shard i --threads T --quiet [--device D]``."""
+    extra = ["--device", device] if device else []
     return [
         python,
         "-m",
@@ -39,7 +44,29 @@ def worker_command(job: Path, shard: int, threads: int, python: str = sys.execut
         "--threads",
         str(threads),
         "--quiet",
+        *extra,
     ]
+
+
+def gpu_worker_env(worker: int, gpus: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of local worker ``worker`` of a ``gpus``-GPU run: ``CUDA_VISIBLE_DEVICES`` is
+    GPU ``worker % gpus`` (or the ``worker % gpus``-th entry of an inherited
+    ``CUDA_VISIBLE_DEVICES`` list), so each worker's Cycles sees exactly one GPU."""
+    env = dict(os.environ if base is None else base)
+    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    pool = visible if len(visible) >= gpus else [str(i) for i in range(gpus)]
+    env["CUDA_VISIBLE_DEVICES"] = pool[worker % gpus]
+    return env
+
+
+def gpu_device(plan_device: str, device: str | None) -> str:
+    """The device of ``--gpus`` workers: ``device`` if given, else the plan's, where ``cpu``
+    becomes ``cuda`` (asking for GPUs means rendering on them). ``cpu`` given explicitly is an
+    error."""
+    chosen = check_device(device or (plan_device if plan_device != "cpu" else "cuda"))
+    if chosen == "cpu":
+        raise FarmError("--gpus needs a GPU device (cuda, optix or auto), not cpu", where="--device")
+    return chosen
 
 
 def _pump(proc: subprocess.Popen, shard: int, q: queue.Queue) -> None:
@@ -57,16 +84,27 @@ def run_local(
     quiet: bool = False,
     shards: list[int] | None = None,
     retries: int = 1,
+    gpus: int = 0,
+    device: str | None = None,
 ) -> RunSummary:
     """Run shards with ``workers`` concurrent worker processes (one Blender process each).
 
-    ``threads`` per worker defaults to cores // workers. A worker process that dies (killed,
+    ``gpus`` > 0: one worker per GPU (``workers`` is ignored), each seeing one GPU through
+    ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_worker_env`) and rendering on :func:`gpu_device`.
+    Otherwise workers render on ``device`` (None: the plan's). ``threads`` per worker defaults
+    to cores // workers. A worker process that dies (killed,
     out of memory) has its shard started again up to ``retries`` times; frames it completed are
     kept, so nothing is lost and nothing is rendered twice.
     """
     job = Path(job).resolve()
     plan = load_plan(job)
     todo = [s.index for s in plan.shards] if shards is None else list(shards)
+    if gpus < 0:
+        raise FarmError(f"--gpus must be >= 0, got {gpus}", where="--gpus")
+    if gpus:
+        workers, device = gpus, gpu_device(plan.device, device)
+    elif device is not None:
+        check_device(device)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
     done_before = sum(
         len(list((shard_dir(job, s) / "records").glob("*.json")))
@@ -81,19 +119,23 @@ def run_local(
     pending = list(todo)
     running: dict[int, subprocess.Popen] = {}
     stderr_tail: dict[int, list[str]] = {}
+    slots: dict[int, int] = {}  # running shard -> worker slot (its GPU with --gpus)
     q: queue.Queue = queue.Queue()
     with JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog:
         while pending or running:
             while pending and len(running) < workers:
                 s = pending.pop(0)
                 attempts[s] += 1
+                slot = min(set(range(workers)) - set(slots.values()))
+                env = gpu_worker_env(slot, gpus) if gpus else dict(os.environ)
                 proc = subprocess.Popen(
-                    worker_command(job, s, threads),
+                    worker_command(job, s, threads, device=device),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env={**env, "PYTHONUNBUFFERED": "1"},
                 )
+                slots[s] = slot
                 running[s] = proc
                 stderr_tail[s] = []
                 threading.Thread(target=_pump, args=(proc, s, q), daemon=True).start()
@@ -112,6 +154,7 @@ def run_local(
                         summary.frames_failed += 1
                 continue
             proc = running.pop(shard)
+            slots.pop(shard, None)
             rc = proc.wait()
             if rc == 0:
                 summary.shards_ok.append(shard)
@@ -152,7 +195,10 @@ def run_ray(
             ignore_reinit_error=True,
         )
 
-    @ray.remote(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
+    # a GPU plan: one GPU per task (Ray sets CUDA_VISIBLE_DEVICES)
+    gpus_per_task = 0 if plan.device == "cpu" else 1
+
+    @ray.remote(num_cpus=threads, num_gpus=gpus_per_task, max_retries=max_retries, retry_exceptions=False)
     def shard_task(job_path: str, shard: int, threads: int) -> dict:
         from synthloop.farm.worker import work_shard
 
@@ -192,7 +238,10 @@ def slurm_script(
     mem: str = "8G",
     python: str = "python",
 ) -> str:
-    """An ``sbatch --array`` script: array task i runs ``synthloop farm work JOB --shard i``."""
+    """An ``sbatch --array`` script: array task i runs ``synthloop farm work JOB --shard i``.
+
+    A plan whose ``device`` is not ``cpu`` requests one GPU per task (``--gres=gpu:1``; Slurm
+    sets ``CUDA_VISIBLE_DEVICES`` to it)."""
     job = Path(job).resolve()
     plan = load_plan(job)
     n = len(plan.shards)
@@ -206,6 +255,8 @@ def slurm_script(
         f"#SBATCH --output={job}/logs/slurm-%A_%a.out",
         "#SBATCH --requeue",
     ]
+    if plan.device != "cpu":
+        lines.append("#SBATCH --gres=gpu:1")
     if partition:
         lines.append(f"#SBATCH --partition={partition}")
     lines += [
@@ -233,7 +284,9 @@ def k8s_indexed_job(
     """A Kubernetes Indexed Job: pod with completion index i runs shard i.
 
     The job folder lives on the PersistentVolumeClaim ``pvc`` mounted at ``mount_path``;
-    ``job_subpath`` is the job folder relative to it (default: the folder's name).
+    ``job_subpath`` is the job folder relative to it (default: the folder's name). A plan whose
+    ``device`` is not ``cpu`` gives each pod one GPU (``nvidia.com/gpu: 1``; the device plugin
+    sets ``CUDA_VISIBLE_DEVICES``).
     """
     import yaml
 
@@ -241,6 +294,10 @@ def k8s_indexed_job(
     plan = load_plan(job)
     n = len(plan.shards)
     job_in_pod = f"{mount_path}/{job_subpath or job.name}"
+    requests: dict[str, str] = {"cpu": str(threads), "memory": memory}
+    limits: dict[str, str] = {"memory": memory}
+    if plan.device != "cpu":
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = "1"
     manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -262,10 +319,7 @@ def k8s_indexed_job(
                                 f'exec synthloop farm work "{job_in_pod}" --shard "$JOB_COMPLETION_INDEX" '
                                 f"--threads {threads} --quiet"
                             ],
-                            "resources": {
-                                "requests": {"cpu": str(threads), "memory": memory},
-                                "limits": {"memory": memory},
-                            },
+                            "resources": {"requests": requests, "limits": limits},
                             "volumeMounts": [{"name": "data", "mountPath": mount_path}],
                         }
                     ],

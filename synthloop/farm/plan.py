@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synthloop import __version__
 from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import SynthloopError
+from synthloop.generators.devices import check_device
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.scenes.render_config import RenderDevice
 from synthloop.validation import invalid
 
 JOB_SCHEMA = "synthloop.job/1"
@@ -54,6 +56,9 @@ class JobPlan(BaseModel):
     start: int = Field(default=0, ge=0)
     shards: list[Shard]
     restart_every: int = Field(default=200, ge=1, description="restart Blender every M frames")
+    device: RenderDevice = Field(
+        default="cpu", description="render device of the workers (cpu|cuda|optix|auto)"
+    )
     synthloop_version: str = __version__
 
     def shard(self, index: int) -> Shard:
@@ -86,9 +91,12 @@ def plan_job(
     *,
     start: int = 0,
     restart_every: int = 200,
+    device: str | None = None,
 ) -> JobPlan:
     """Write ``out/job.yaml`` + ``out/recipe.yaml``. Re-planning an existing job with the same
-    parameters is a no-op; with different ones it is refused (the shards on disk would mix)."""
+    parameters is a no-op; with different ones it is refused (the shards on disk would mix).
+    ``device`` (None: the recipe's ``render.device``) is where the workers render; a GPU device
+    makes the cluster job files request one GPU per worker."""
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     plan = JobPlan(
         recipe_name=rec.name,
@@ -98,6 +106,7 @@ def plan_job(
         start=start,
         shards=split_frames(start, frames, shards),
         restart_every=restart_every,
+        device=check_device(device or rec.render.device),
     )
     out = Path(out)
     existing = out / PLAN_FILE

@@ -19,7 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from synthloop.farm.plan import load_job_recipe, load_plan, shard_dir
-from synthloop.generators.generate import GenerateResult, RendererFactory, generate_frames
+from synthloop.generators.generate import (
+    GenerateResult,
+    RendererFactory,
+    default_renderer_factory,
+    generate_frames,
+)
 from synthloop.progress import JobProgress
 
 
@@ -51,30 +56,23 @@ class FrameClaims:
             os.close(fd)
 
 
-def default_factory(restart_every: int, threads: int) -> RendererFactory:
-    def make():
-        from synthloop.generators.blender_renderer import BlenderRenderer
-
-        return BlenderRenderer(threads=threads, restart_every=restart_every)
-
-    return make
-
-
 def work_shard(
     job: str | Path,
     shard_index: int,
     *,
     quiet: bool = False,
     threads: int = 0,
+    device: str | None = None,
     renderer_factory: RendererFactory | None = None,
     progress: JobProgress | None = None,
 ) -> GenerateResult:
-    """Render every missing frame of shard ``shard_index`` of ``job`` into its shard folder."""
+    """Render every missing frame of shard ``shard_index`` of ``job`` into its shard folder on
+    ``device`` (None: the plan's ``device``)."""
     plan = load_plan(job)
     recipe = load_job_recipe(job, plan)
     shard = plan.shard(shard_index)
     out = shard_dir(job, shard)
-    factory = renderer_factory or default_factory(plan.restart_every, threads)
+    factory = renderer_factory or default_renderer_factory(threads, device or plan.device, plan.restart_every)
     return generate_frames(
         recipe,
         plan.seed,

@@ -33,6 +33,7 @@ from PIL import Image
 
 from synthloop.errors import RenderError
 from synthloop.generators.blender_worker import ProtocolEOF, encode_message, read_message
+from synthloop.generators.devices import DeviceError, check_device
 from synthloop.generators.exr import read_id_depth_exr
 from synthloop.generators.renderer import RenderedFrame
 from synthloop.scenes.spec import SceneSpec
@@ -59,7 +60,11 @@ class _TimeoutReader:
 class BlenderRenderer:
     """Render SceneSpecs in a long-lived Blender worker process.
 
-    ``threads``: Cycles threads (0 = Blender's automatic choice). ``python``: the interpreter
+    ``threads``: Cycles threads (0 = Blender's automatic choice). ``device``: ``cpu``, ``cuda``,
+    ``optix`` or ``auto`` (see :mod:`synthloop.generators.devices`; an unavailable explicit GPU
+    raises :class:`~synthloop.generators.devices.DeviceError`, ``auto`` without a GPU prints one
+    warning line to stderr and renders on the CPU; ``device_label`` says what rendered the last
+    frame). ``python``: the interpreter
     that runs the worker (must have ``bpy``). ``env``: the worker's environment (default: ours).
     ``frame_timeout_s``: kill the worker and raise :class:`RenderError` if one frame takes longer
     (``None``: wait forever); ``startup_timeout_s`` likewise for starting Blender.
@@ -78,10 +83,15 @@ class BlenderRenderer:
         env: dict[str, str] | None = None,
         frame_timeout_s: float | None = None,
         startup_timeout_s: float | None = 300.0,
+        device: str = "cpu",
     ):
+        check_device(device)
         if restart_every is not None and restart_every < 1:
             raise ValueError(f"restart_every must be >= 1 or None, got {restart_every}")
         self.threads = int(threads)
+        self.device = device
+        self.device_label = ""
+        self._warned: set[str] = set()
         self.restart_every = restart_every
         self.max_rss_growth = float(max_rss_growth)
         self.python = python
@@ -188,7 +198,12 @@ class BlenderRenderer:
         assert self._proc is not None and self._proc.stdin is not None
         with contextlib.suppress(OSError):
             os.truncate(self._log_path, 0)  # the worker appends (O_APPEND): safe to truncate
-        request = {"spec": spec.to_json_dict(), "workdir": str(self._workdir), "threads": self.threads}
+        request = {
+            "spec": spec.to_json_dict(),
+            "workdir": str(self._workdir),
+            "threads": self.threads,
+            "device": self.device,
+        }
         what = f"on frame {spec.frame_index}"
         try:
             self._proc.stdin.write(encode_message(request))
@@ -211,6 +226,9 @@ class BlenderRenderer:
             self._start()
             startup = time.perf_counter() - t0
         reply = self._request(spec)
+        if reply.get("user_error"):
+            self._stop()
+            raise DeviceError(str(reply.get("error")))
         if not reply.get("ok") or reply.get("ready"):
             self._stop()
             raise RenderError(
@@ -222,6 +240,11 @@ class BlenderRenderer:
         if self._rss_first is None:
             self._rss_first = self.rss_bytes
         self.blender_version = str(reply.get("blender_version", ""))
+        self.device_label = str(reply.get("device", ""))
+        warning = reply.get("device_warning")
+        if warning and warning not in self._warned:
+            self._warned.add(warning)
+            sys.stderr.write(f"warning: {warning}\n")
         try:
             with Image.open(reply["rgb"]) as im:
                 rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()

@@ -44,11 +44,13 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion, Vector
 
+from synthloop.generators.devices import CyclesDevice, DeviceChoice, select_devices
 from synthloop.scenes.spec import (
     CameraSpec,
     LightSpec,
     MaterialSpec,
     ObjectSpec,
+    RenderOptions,
     RenderSettings,
     SceneSpec,
     WorldSpec,
@@ -145,7 +147,9 @@ def init_session() -> None:
     out.file_slots.new("Depth")
     tree.links.new(rlayers.outputs["IndexOB"], out.inputs["IndexOB"])
     tree.links.new(rlayers.outputs["Depth"], out.inputs["Depth"])
-    _session.update(initialized=True, camera=cam_obj, world=world, exr_node=out, override=_data_material())
+    _session.update(
+        initialized=True, camera=cam_obj, world=world, exr_node=out, override=_data_material(), device=None
+    )
 
 
 def _data_material() -> bpy.types.Material:
@@ -183,6 +187,37 @@ def clear_frame() -> None:
         if img.source in {"FILE", "GENERATED"}:
             bpy.data.images.remove(img)
     bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def cycles_devices() -> list[CyclesDevice]:
+    """Every device Cycles can use here (CPU, CUDA, OptiX, ...), freshly enumerated."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    prefs.refresh_devices()
+    return [CyclesDevice(type=str(d.type), name=str(d.name), id=str(d.id)) for d in prefs.devices]
+
+
+def configure_device(requested: str) -> DeviceChoice:
+    """Enable the devices :func:`~synthloop.generators.devices.select_devices` picks for
+    ``requested`` in Cycles' preferences and the scene (once per session and name).
+
+    Raises :class:`~synthloop.generators.devices.DeviceError` when an explicit GPU backend has
+    no GPU."""
+    cached = _session.get("device")
+    if cached is not None and cached[0] == requested:
+        return cached[1]
+    choice = select_devices(requested, cycles_devices())
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    prefs.compute_device_type = choice.compute_device_type
+    if choice.compute_device_type != "NONE":
+        prefs.refresh_devices()
+    for d in prefs.devices:
+        d.use = str(d.id) in choice.enabled and (choice.scene_device == "CPU") == (d.type == "CPU")
+    bpy.context.scene.cycles.device = choice.scene_device
+    _session["device"] = (requested, choice)
+    return choice
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -507,6 +542,9 @@ def set_render(spec: SceneSpec, threads: int) -> None:
     else:
         scene.render.threads_mode = "AUTO"
     scene.cycles.seed = cycles_seed(spec.seed, spec.frame_index)
+    scene.render.use_persistent_data = bool(r.persistent_data)
+    scene.render.use_simplify = r.texture_limit > 0
+    scene.cycles.texture_limit_render = str(r.texture_limit) if r.texture_limit > 0 else "OFF"
 
 
 def build_scene(
@@ -545,6 +583,7 @@ def _render_data_pass() -> float:
     scene.render.engine = "CYCLES"
     cyc = scene.cycles
     cyc.samples = 1
+    cyc.use_adaptive_sampling = False
     cyc.use_denoising = False
     cyc.max_bounces = 0
     cyc.diffuse_bounces = cyc.glossy_bounces = cyc.transmission_bounces = 0
@@ -562,22 +601,42 @@ def _render_data_pass() -> float:
         view_layer.material_override = None
 
 
+_DENOISE_PASSES = {"rgb": "RGB", "albedo": "RGB_ALBEDO", "albedo_normal": "RGB_ALBEDO_NORMAL"}
+
+
+def apply_cycles_options(r: RenderOptions) -> None:
+    """Set the RGB pass's Cycles options from ``r`` (samples, adaptive sampling, denoising,
+    bounces per kind, clamping, caustics, light tree, tile size); see
+    :class:`~synthloop.scenes.spec.RenderOptions` for the meaning of each field."""
+    cyc = bpy.context.scene.cycles
+    cyc.samples = int(r.samples)
+    cyc.use_adaptive_sampling = bool(r.adaptive_sampling)
+    cyc.adaptive_threshold = float(r.adaptive_threshold)
+    cyc.adaptive_min_samples = int(r.adaptive_min_samples)
+    cyc.use_denoising = bool(r.denoise)
+    cyc.denoiser = "OPENIMAGEDENOISE"
+    cyc.denoising_input_passes = _DENOISE_PASSES[r.denoise_passes]
+    cyc.denoising_prefilter = r.denoise_prefilter.upper()
+    cyc.denoising_quality = r.denoise_quality.upper()
+    for name, value in r.bounces().items():
+        setattr(cyc, name, int(value))
+    cyc.volume_bounces = 0
+    cyc.sample_clamp_direct = float(r.clamp_direct)
+    cyc.sample_clamp_indirect = float(r.clamp_indirect)
+    cyc.caustics_reflective = cyc.caustics_refractive = bool(r.caustics)
+    cyc.use_light_tree = bool(r.light_tree)
+    cyc.use_auto_tile = True
+    cyc.tile_size = int(r.tile_size)
+    cyc.filter_width = RGB_FILTER_WIDTH
+
+
 def _render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
     """The spec's engine, anti-aliased, saved as 8-bit sRGB PNG. Returns seconds in render()."""
     scene = bpy.context.scene
     r = spec.render
     scene.render.engine = r.engine
     if r.engine == "CYCLES":
-        cyc = scene.cycles
-        cyc.samples = int(r.samples)
-        cyc.use_denoising = bool(r.denoise)
-        if r.denoise:
-            cyc.denoiser = "OPENIMAGEDENOISE"
-        cyc.max_bounces = int(r.max_bounces)
-        cyc.diffuse_bounces = cyc.glossy_bounces = cyc.transmission_bounces = int(r.max_bounces)
-        cyc.transparent_max_bounces = max(int(r.max_bounces), 1)
-        cyc.volume_bounces = 0
-        cyc.filter_width = RGB_FILTER_WIDTH
+        apply_cycles_options(r)
     scene.render.use_compositing = False
     _session["exr_node"].mute = True
     scene.render.filepath = str(png_path)
@@ -593,14 +652,19 @@ def _rss_bytes() -> int:
 
 
 def render_frame(
-    spec: SceneSpec, workdir: Path, *, threads: int = 0, mesh_builder: MeshBuilder | None = None
+    spec: SceneSpec,
+    workdir: Path,
+    *,
+    threads: int = 0,
+    device: str = "cpu",
+    mesh_builder: MeshBuilder | None = None,
 ) -> dict[str, Any]:
-    """Build and render ``spec`` into ``workdir``.
+    """Build and render ``spec`` into ``workdir`` on ``device`` (see :func:`configure_device`).
 
     Writes ``rgb.png`` (H, W, 3 8-bit sRGB) and ``ids_depth.exr`` (channels ``IndexOB.V`` and
     ``Depth.V``, float32) and returns ``{"rgb", "exr", "render_seconds" (sum of the time inside
     both ``bpy.ops.render.render`` calls), "data_pass_seconds" / "rgb_pass_seconds" (the two renders),
-    "build_seconds", "rss_bytes", "blender_version"}``.
+    "build_seconds", "rss_bytes", "blender_version", "device" (a label), "device_warning"}``.
     Stale outputs are removed first, so a missing output is an error, never an old frame.
     """
     workdir = Path(workdir)
@@ -612,6 +676,7 @@ def render_frame(
         p.unlink(missing_ok=True)
     t0 = time.perf_counter()
     build_scene(spec, workdir, threads=threads, mesh_builder=mesh_builder)
+    choice = configure_device(device)
     build_seconds = time.perf_counter() - t0
     raw_exr = workdir / f"{_EXR_BASE}{bpy.context.scene.frame_current:04d}.exr"
     data_seconds = _render_data_pass()
@@ -630,4 +695,6 @@ def render_frame(
         "build_seconds": build_seconds,
         "rss_bytes": _rss_bytes(),
         "blender_version": bpy.app.version_string,
+        "device": choice.label,
+        "device_warning": choice.warning,
     }

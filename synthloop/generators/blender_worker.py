@@ -7,9 +7,12 @@ worker keeps a private duplicate of the original stdout for the protocol and poi
 stderr: Blender's chatter can never corrupt a message.
 
 At start-up (bpy imported) the worker sends ``{"ok": true, "ready": true, "pid": int,
-"blender_version": str}``. Request: ``{"spec": SceneSpec JSON, "workdir": str, "threads": int}``.
+"blender_version": str}``. Request: ``{"spec": SceneSpec JSON, "workdir": str, "threads": int,
+"device": str}``.
 Reply: ``{"ok": true, "rgb": path, "exr": path, "render_seconds": float, "build_seconds": float,
-"rss_bytes": int, "blender_version": str}`` or ``{"ok": false, "error": str, "traceback": str}``.
+"rss_bytes": int, "blender_version": str, "device": str, "device_warning": str | null}`` or
+``{"ok": false, "error": str, "traceback": str, "user_error": bool}`` (``user_error``: the request
+cannot work, e.g. an unavailable ``device``; retrying is pointless).
 
 The worker exits 0 on EOF of stdin (the parent closed the pipe or died) and on a broken reply pipe.
 The framing helpers below import no ``bpy`` (the parent uses them too).
@@ -23,6 +26,8 @@ import struct
 import sys
 import traceback
 from typing import Any, BinaryIO
+
+from synthloop.generators.devices import DeviceError
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -81,9 +86,14 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
 
         spec = SceneSpec.from_json_dict(request["spec"])
         result = blender_scene.render_frame(
-            spec, Path(request["workdir"]), threads=int(request.get("threads", 0))
+            spec,
+            Path(request["workdir"]),
+            threads=int(request.get("threads", 0)),
+            device=str(request.get("device", "cpu")),
         )
         return {"ok": True, **result}
+    except DeviceError as e:
+        return {"ok": False, "error": str(e), "traceback": "", "user_error": True}
     except Exception as e:  # the worker must survive any frame's failure
         return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 

@@ -96,11 +96,16 @@ class GenerateResult:
         return not self.failed
 
 
-def default_renderer_factory(threads: int = 0) -> RendererFactory:
+def default_renderer_factory(
+    threads: int = 0, device: str = "cpu", restart_every: int | None = 200
+) -> RendererFactory:
+    """Factory of Blender workers with ``threads`` Cycles threads on ``device`` (``cpu``,
+    ``cuda``, ``optix``, ``auto``), restarted every ``restart_every`` frames."""
+
     def make() -> Renderer:
         from synthloop.generators.blender_renderer import BlenderRenderer
 
-        return BlenderRenderer(threads=threads)
+        return BlenderRenderer(threads=threads, device=device, restart_every=restart_every)
 
     return make
 

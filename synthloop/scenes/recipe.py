@@ -23,7 +23,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import (
@@ -44,6 +44,7 @@ from synthloop.scenes.distributions import CatDist, NumDist, in_range, integral,
 from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
+from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
 from synthloop.scenes.spec import ShapeKind
 from synthloop.validation import invalid
 
@@ -88,17 +89,6 @@ def _resolve(path: str, info: ValidationInfo) -> Path:
 def list_images(folder: str | Path) -> list[Path]:
     """Image files (by suffix) directly in ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-class RenderConfig(_Model):
-    """Render settings (fixed per recipe). ``samples``: Cycles samples per pixel."""
-
-    engine: Literal["CYCLES", "BLENDER_WORKBENCH"] = "CYCLES"
-    samples: int = Field(16, ge=1)
-    denoise: bool = False
-    max_bounces: int = Field(4, ge=0)
-    image_format: Literal["png", "jpg"] = "png"
-    jpeg_quality: int = Field(92, ge=1, le=100)
 
 
 class CameraConfig(_Model):

@@ -401,14 +401,7 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
         seed=seed,
         frame_index=frame_index,
         render=RenderSettings(
-            width=recipe.resolution[0],
-            height=recipe.resolution[1],
-            engine=recipe.render.engine,
-            samples=recipe.render.samples,
-            denoise=recipe.render.denoise,
-            max_bounces=recipe.render.max_bounces,
-            image_format=recipe.render.image_format,
-            jpeg_quality=recipe.render.jpeg_quality,
+            width=recipe.resolution[0], height=recipe.resolution[1], **recipe.render.options()
         ),
         camera=camera,
         lights=lights,

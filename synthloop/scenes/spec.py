@@ -24,7 +24,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
 
@@ -166,18 +166,96 @@ class WorldSpec(_Plain):
     strength: float = 1.0
 
 
-class RenderSettings(_Plain):
-    """Resolution in pixels; ``engine`` CYCLES (annotations exact) or BLENDER_WORKBENCH (fast
-    previews: RGB from Workbench, id/depth passes from a 1-sample Cycles pass)."""
+TEXTURE_LIMITS = (0, 128, 256, 512, 1024, 2048, 4096, 8192)
 
-    width: int
-    height: int
+
+class RenderOptions(_Plain):
+    """How a frame's image is rendered (the exact id/depth pass never depends on these).
+
+    The defaults reproduce the renders of scene specs written before these fields existed
+    (Cycles 16 spp, no adaptive sampling, no denoising, 4 bounces of every kind): a stored spec
+    renders the same image. A recipe's ``render:`` block has its own, faster defaults (see
+    :mod:`synthloop.scenes.render_config`).
+
+    * ``samples``: Cycles samples per pixel (the maximum when ``adaptive_sampling``).
+    * ``adaptive_sampling``: stop sampling a pixel once its noise estimate is below
+      ``adaptive_threshold`` (Cycles' noise threshold, (0, 1]); ``adaptive_min_samples`` samples
+      are always taken (0 = Cycles' automatic choice, about 4 / sqrt(threshold)).
+    * ``denoise``: OpenImageDenoise on the final image; ``denoise_passes`` the guide passes
+      (``rgb``, ``albedo``, ``albedo_normal``), ``denoise_prefilter`` how the guides are
+      cleaned first (``none``, ``fast``, ``accurate``), ``denoise_quality`` OIDN's mode.
+    * Light paths: ``max_bounces`` caps the total; ``diffuse_bounces``, ``glossy_bounces``,
+      ``transmission_bounces`` (None = ``max_bounces``) and ``transparent_bounces`` (None =
+      ``max(max_bounces, 1)``) per kind. ``clamp_direct`` / ``clamp_indirect``: largest sample
+      value of direct / indirect light (0 = no clamping). ``caustics``: reflective and
+      refractive caustics (off: a big noise source of little use for detection data).
+    * ``light_tree``: Cycles' light tree (many-light importance sampling).
+    * ``persistent_data``: keep Cycles' scene data between renders of one Blender process.
+    * ``texture_limit``: largest image texture side in pixels at render time (simplify;
+      0 = no limit; one of :data:`TEXTURE_LIMITS`).
+    * ``tile_size``: render tile side in pixels (a frame smaller than a tile is one tile).
+    """
+
     engine: Literal["CYCLES", "BLENDER_WORKBENCH"] = "CYCLES"
-    samples: int = 16
+    samples: int = Field(16, ge=1, le=65536, strict=True)
+    adaptive_sampling: bool = False
+    adaptive_threshold: float = Field(0.01, gt=0.0, le=1.0)
+    adaptive_min_samples: int = Field(0, ge=0, le=4096, strict=True)
     denoise: bool = False
-    max_bounces: int = 4
+    denoise_passes: Literal["rgb", "albedo", "albedo_normal"] = "albedo_normal"
+    denoise_prefilter: Literal["none", "fast", "accurate"] = "accurate"
+    denoise_quality: Literal["high", "balanced", "fast"] = "high"
+    max_bounces: int = Field(4, ge=0, le=1024, strict=True)
+    diffuse_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    glossy_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    transmission_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    transparent_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
+    clamp_direct: float = Field(0.0, ge=0.0, le=1e8, allow_inf_nan=False)
+    clamp_indirect: float = Field(10.0, ge=0.0, le=1e8, allow_inf_nan=False)
+    caustics: bool = False
+    light_tree: bool = True
+    persistent_data: bool = False
+    texture_limit: int = 0
+    tile_size: int = Field(2048, ge=8, le=8192, strict=True)
     image_format: Literal["png", "jpg"] = "png"
-    jpeg_quality: int = 92
+    jpeg_quality: int = Field(92, ge=1, le=100, strict=True)
+
+    @field_validator("texture_limit")
+    @classmethod
+    def _texture_limit(cls, v: int) -> int:
+        if v not in TEXTURE_LIMITS:
+            raise ValueError(f"texture_limit must be one of {', '.join(map(str, TEXTURE_LIMITS))} (0 = off)")
+        return v
+
+    @model_validator(mode="after")
+    def _min_samples(self) -> RenderOptions:
+        if self.adaptive_sampling and self.adaptive_min_samples > self.samples:
+            raise ValueError(
+                f"adaptive_min_samples ({self.adaptive_min_samples}) exceeds samples ({self.samples})"
+            )
+        return self
+
+    def bounces(self) -> dict[str, int]:
+        """Bounces per light-path kind with the None defaults resolved (Cycles' names)."""
+        m = self.max_bounces
+        return {
+            "max_bounces": m,
+            "diffuse_bounces": m if self.diffuse_bounces is None else self.diffuse_bounces,
+            "glossy_bounces": m if self.glossy_bounces is None else self.glossy_bounces,
+            "transmission_bounces": m if self.transmission_bounces is None else self.transmission_bounces,
+            "transparent_max_bounces": (
+                max(m, 1) if self.transparent_bounces is None else self.transparent_bounces
+            ),
+        }
+
+
+class RenderSettings(RenderOptions):
+    """Resolution in pixels plus :class:`RenderOptions`. ``engine`` CYCLES (annotations exact) or
+    BLENDER_WORKBENCH (fast previews: RGB from Workbench, id/depth passes from a 1-sample Cycles
+    pass)."""
+
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
 
 
 class SceneSpec(_Plain):
