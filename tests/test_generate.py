@@ -87,7 +87,7 @@ def test_coco_export_round_trips_through_pycocotools(shapes_run, tmp_path):
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
             assert ann["area"] > 0
             decoded = mask_utils.decode(ann["segmentation"]).astype(bool)
-            inst = ann.get("instance_id")
+            inst = ann.get("synthloop", {}).get("instance_id")  # COCO layout 2: extras under one key
             assert inst is not None
             assert np.array_equal(decoded, ids == inst)
             x, y, w, h = ann["bbox"]
