@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from synthloop.atomic import atomic_save_image
+from synthloop.dataset.staging import staged_dir
 from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
 from synthloop.exporters.kitti import frame_stems
-from synthloop.exporters.staging import staged_dir
-from synthloop.importers.rle import decode_mask
+from synthloop.geometry.masks import rle_to_mask
 
 MIN_LONG_SIDE = 480
 MASK_ALPHA = 0.45
@@ -54,7 +54,7 @@ def render_overlay(frame: Frame, cats: dict[int, Category]) -> Image.Image:
     for o in frame.objects:  # translucent masks, blended in numpy at native resolution
         if o.mask is None or list(o.mask["size"]) != [base.height, base.width]:
             continue
-        m = decode_mask(o.mask)
+        m = rle_to_mask(o.mask)
         arr[m] = arr[m] * (1 - MASK_ALPHA) + np.array(category_color(o.category_id)) * MASK_ALPHA
     img = Image.fromarray(arr.round().astype(np.uint8), "RGB")
     if s > 1:

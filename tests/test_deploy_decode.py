@@ -6,7 +6,7 @@ import numpy as np
 
 from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.decode import decode_detectnet, decode_maskrcnn
-from synthloop.importers.rle import decode_mask
+from synthloop.geometry.masks import rle_to_mask
 from synthloop.training.rasterizer import RasterParams, rasterize
 
 
@@ -61,7 +61,7 @@ def test_maskrcnn_decode_scales_boxes_and_masks():
     fd = decode_maskrcnn(raw, d, (80, 60), "f", score_thr=0.5)
     assert len(fd) == 1 and fd.labels.tolist() == [9]
     np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
-    m = decode_mask(fd.masks[0])
+    m = rle_to_mask(fd.masks[0])
     assert m.shape == (60, 80)
     ys, xs = np.nonzero(m)
     assert (

@@ -65,7 +65,7 @@ def test_infer_writes_json_and_overlays_same_for_torch_and_onnx(setup, tmp_path)
 
 
 def test_maskrcnn_infer_draws_masks(setup, tmp_path):
-    from synthloop.importers.rle import decode_mask
+    from synthloop.geometry.masks import rle_to_mask
 
     root, toy, _ = setup
     make_checkpoint(tmp_path / "mr.pt", family="mask_rcnn", size=(64, 48))
@@ -74,7 +74,7 @@ def test_maskrcnn_infer_draws_masks(setup, tmp_path):
     assert rec["backend"] == "torch" and len(rec["masks"]) == len(rec["scores"]) > 0
     for m, box in zip(rec["masks"], rec["boxes"], strict=True):
         assert m["size"] == [70, 100]  # original image size, not the 64x48 network input
-        on = decode_mask(m)
+        on = rle_to_mask(m)
         if on.any():  # mask pixels lie inside (or at the border of) the box
             ys, xs = np.nonzero(on)
             assert xs.min() >= np.floor(box[0]) - 1 and xs.max() <= np.ceil(box[2]) + 1

@@ -12,7 +12,9 @@ from synthloop.geometry.masks import (
     mask_to_rle,
     polygons_to_rle,
     rle_area,
+    rle_bbox_xyxy,
     rle_to_mask,
+    segmentation_to_rle,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -59,6 +61,37 @@ def test_rle_uncompressed_list_counts():
         rle_to_mask({"size": [5, 4], "counts": [6, 2]})
     with pytest.raises(GeometryError):
         rle_to_mask({"counts": "abc"})
+
+
+def test_segmentation_to_rle_every_coco_form():
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[1:4, 2:7] = True
+    rle = mask_to_rle(mask)
+    runs = uncompressed_counts(mask)
+    for seg in (rle, {"size": [6, 8], "counts": runs}):
+        out = segmentation_to_rle(seg, 6, 8)
+        assert isinstance(out["counts"], str) and np.array_equal(rle_to_mask(out), mask)
+    assert rle_bbox_xyxy(rle) == mask_to_bbox(mask) == (2.0, 1.0, 7.0, 4.0)
+    assert segmentation_to_rle(None, 6, 8) is None and segmentation_to_rle([[1, 2, 3, 4]], 6, 8) is None
+    poly = segmentation_to_rle([[2, 1, 7, 1, 7, 4, 2, 4]], 6, 8)
+    assert rle_area(poly) > 0 and poly["size"] == [6, 8]
+
+
+@pytest.mark.parametrize(
+    "seg",
+    [
+        [[1, 2, 3]],
+        [["a", 1, 2, 3, 4, 5]],
+        {"size": [6, 9], "counts": ""},
+        {"size": [6, 8], "counts": [1, 2]},
+        {"size": [6, 8], "counts": [-1, 49]},
+        {"size": [6, 8], "counts": 3.5},
+        "polygon",
+    ],
+)
+def test_segmentation_to_rle_rejects_bad_input(seg):
+    with pytest.raises(GeometryError):
+        segmentation_to_rle(seg, 6, 8)
 
 
 def test_mask_to_bbox_hand_cases():

@@ -13,9 +13,9 @@ from PIL import Image
 from synthloop.dataset.folder import load_depth, load_instance_map
 from synthloop.errors import DatasetError
 from synthloop.exporters.coco import dataset_to_coco
+from synthloop.geometry.masks import rle_to_mask
 from synthloop.importers import detect_format, load_any
 from synthloop.importers.blenderproc import load_blenderproc_coco, load_blenderproc_hdf5
-from synthloop.importers.rle import decode_mask
 
 H, W = 24, 32
 
@@ -94,8 +94,8 @@ def test_blenderproc_coco_folder_loads(tmp_path):
     assert [(c.id, c.name) for c in ds.categories] == [(1, "bowl"), (4, "4")]
     inst = _instance_map()
     o1, o2 = ds.frames[0].objects
-    assert not o1.iscrowd and np.array_equal(decode_mask(o1.mask), inst == 3)
-    assert np.array_equal(decode_mask(o2.mask), inst == 5)
+    assert not o1.iscrowd and np.array_equal(rle_to_mask(o1.mask), inst == 3)
+    assert np.array_equal(rle_to_mask(o2.mask), inst == 5)
     assert o1.bbox == (0.0, 0.0, 8.0, 6.0) and o1.area == 48.0
     assert o1.attributes["idx"] == 3 and o1.attributes["name"] == "bowl.001"
     coco = dataset_to_coco(ds)
@@ -135,7 +135,7 @@ def test_blenderproc_hdf5_frames_load(tmp_path):
     assert np.all(np.isinf(d[inst == 0])) and np.allclose(d[inst > 0], 1.5)
     objs = f.objects
     assert [o.instance_id for o in objs] == [3, 5]  # idx 9 has category 0: not an object
-    assert np.array_equal(decode_mask(objs[1].mask), inst == 5)
+    assert np.array_equal(rle_to_mask(objs[1].mask), inst == 5)
     assert objs[1].bbox == (12.0, 10.0, 30.0, 20.0) and objs[1].area == 180.0
     assert objs[0].attributes == {"name": "bowl.001"}
 

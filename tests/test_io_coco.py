@@ -16,8 +16,8 @@ from test_io_helpers import REAL, synthetic_dataset
 from synthloop.dataset.folder import load_instance_map
 from synthloop.errors import DatasetError
 from synthloop.exporters.coco import dataset_to_coco, write_coco
+from synthloop.geometry.masks import mask_to_rle, rle_to_mask
 from synthloop.importers.coco import load_coco
-from synthloop.importers.rle import decode_mask, encode_mask
 
 COCO128 = REAL / "coco128" / "instances.json"
 FRUITS = REAL / "fruits-nuts"
@@ -75,7 +75,7 @@ def test_mask_from_instance_map_when_object_has_none(tmp_path):
             o.mask = None
     data = dataset_to_coco(ds)
     inst = load_instance_map(ds.frames[0])
-    assert np.array_equal(decode_mask(data["annotations"][1]["segmentation"]), inst == 2)
+    assert np.array_equal(rle_to_mask(data["annotations"][1]["segmentation"]), inst == 2)
     assert len(data["annotations"]) == 4  # hidden object (empty map region) still left out
 
 
@@ -132,7 +132,7 @@ def test_polygon_uncompressed_and_compressed_rle_import(tmp_path):
                 "category_id": 2,
                 "bbox": [6, 4, 10, 6],
                 "area": 60,
-                "segmentation": encode_mask(m),
+                "segmentation": mask_to_rle(m),
             },
         ],
     }
@@ -141,9 +141,9 @@ def test_polygon_uncompressed_and_compressed_rle_import(tmp_path):
     assert [c.id for c in ds.categories] == [2, 7]  # gaps and order kept as ids
     objs = ds.frames[0].objects
     ref = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(poly, 20, 30))).astype(bool)
-    assert np.array_equal(decode_mask(objs[0].mask), ref)  # same raster as pycocotools' annToMask
-    assert np.array_equal(decode_mask(objs[1].mask), m) and objs[1].iscrowd
-    assert np.array_equal(decode_mask(objs[2].mask), m) and not objs[2].iscrowd
+    assert np.array_equal(rle_to_mask(objs[0].mask), ref)  # same raster as pycocotools' annToMask
+    assert np.array_equal(rle_to_mask(objs[1].mask), m) and objs[1].iscrowd
+    assert np.array_equal(rle_to_mask(objs[2].mask), m) and not objs[2].iscrowd
     assert objs[0].bbox == (6.0, 4.0, 16.0, 10.0) and objs[0].area == 60.0
     assert ds.frames[0].frame_id == "5"
 
@@ -191,7 +191,7 @@ def test_fruits_nuts_load():
     assert [c.name for c in tr.categories] == ["date", "fig", "hazelnut"]
     f = tr.frames[0]
     assert f.image_path.is_file() and (f.width, f.height) == (800, 600)
-    assert all(o.mask is not None and decode_mask(o.mask).shape == (600, 800) for o in f.objects)
+    assert all(o.mask is not None and rle_to_mask(o.mask).shape == (600, 800) for o in f.objects)
 
 
 # ---------------------------------------------------------------- bad input

@@ -9,7 +9,7 @@ import numpy as np
 from synthloop.dataset.folder import DatasetWriter, load_dataset, object_to_record
 from synthloop.dataset.types import Box3D, Category, ObjectAnnotation
 from synthloop.exporters.kitti import kitti_corners
-from synthloop.importers.rle import encode_mask
+from synthloop.geometry.masks import mask_to_rle
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 W, H = 64, 48
@@ -36,7 +36,7 @@ def _obj(inst: np.ndarray, iid: int, cat: int, **kw) -> ObjectAnnotation:
     else:
         bbox = (0.0, 0.0, 0.0, 0.0)
     return ObjectAnnotation(
-        category_id=cat, bbox=bbox, area=float(m.sum()), mask=encode_mask(m), instance_id=iid, **kw
+        category_id=cat, bbox=bbox, area=float(m.sum()), mask=mask_to_rle(m), instance_id=iid, **kw
     )
 
 

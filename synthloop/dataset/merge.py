@@ -9,9 +9,9 @@ from typing import Any
 
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import FRAME_SCHEMA, MANIFEST, DatasetWriter, object_to_record
+from synthloop.dataset.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
 from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
-from synthloop.exporters.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
 
 _RECORD_EXTRA_KEYS = ("frame_index", "seed", "recipe_hash", "recipe_name")
 

@@ -25,7 +25,7 @@ from PIL import Image
 from synthloop.deploy import deepstream
 from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.evaluation.detections import FrameDetections
-from synthloop.importers.rle import encode_mask
+from synthloop.geometry.masks import mask_to_rle
 from synthloop.training.postprocess import ClusterParams, detectnet_postprocess
 
 STRIDE = 16
@@ -103,7 +103,7 @@ def decode_maskrcnn(
     for m in np.asarray(raw["masks"])[keep]:
         prob = Image.fromarray(np.asarray(m, np.float32).reshape(m.shape[-2:]))
         prob = np.asarray(prob.resize(orig_size, Image.BILINEAR))
-        masks.append(encode_mask(prob > desc.mask_threshold))
+        masks.append(mask_to_rle(prob > desc.mask_threshold))
     return FrameDetections(
         frame_id,
         boxes,

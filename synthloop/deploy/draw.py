@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from synthloop.evaluation.detections import FrameDetections
-from synthloop.importers.rle import decode_mask
+from synthloop.geometry.masks import rle_to_mask
 
 PALETTE = (
     (230, 25, 75),
@@ -47,7 +47,7 @@ def draw_detections(
     if dets.masks:
         out = img.astype(np.float32)
         for m, lab in zip(dets.masks, dets.labels, strict=True):
-            on = decode_mask(m)
+            on = rle_to_mask(m)
             if on.shape != img.shape[:2]:
                 continue
             out[on] = (1 - mask_alpha) * out[on] + mask_alpha * np.array(colour(int(lab)), np.float32)

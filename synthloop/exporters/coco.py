@@ -30,10 +30,10 @@ import synthloop
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import load_instance_map
 from synthloop.dataset.keypoints import category_sigmas
+from synthloop.dataset.staging import link_or_copy, require_files, staged_dir, unique_names
 from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
-from synthloop.exporters.staging import link_or_copy, require_files, staged_dir, unique_names
-from synthloop.importers.rle import encode_mask, rle_area
+from synthloop.geometry.masks import mask_to_rle, rle_area
 
 _ND = 6  # decimals kept for box coordinates (float noise of x2 - x1 never shows)
 COCO_LAYOUT = 2
@@ -87,7 +87,7 @@ def _object_mask(frame: Frame, obj: ObjectAnnotation, inst_cache: dict[str, np.n
         if frame.frame_id not in inst_cache:
             inst_cache.clear()  # keep one frame's map in memory
             inst_cache[frame.frame_id] = load_instance_map(frame)
-        return encode_mask(inst_cache[frame.frame_id] == int(obj.instance_id))
+        return mask_to_rle(inst_cache[frame.frame_id] == int(obj.instance_id))
     return None
 
 

@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from synthloop.atomic import atomic_write_bytes
+from synthloop.dataset.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError, SynthloopError
-from synthloop.exporters.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
 
 DONT_CARE_DIMS = (-1.0, -1.0, -1.0)
 DONT_CARE_LOC = (-1000.0, -1000.0, -1000.0)

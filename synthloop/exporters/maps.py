@@ -27,10 +27,10 @@ from PIL import Image
 
 from synthloop.atomic import atomic_save_image, atomic_write_bytes, atomic_write_json, atomic_write_with
 from synthloop.dataset.folder import load_depth, load_instance_map
+from synthloop.dataset.staging import staged_dir
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.exporters.kitti import frame_stems
-from synthloop.exporters.staging import staged_dir
-from synthloop.importers.rle import decode_mask
+from synthloop.geometry.masks import rle_to_mask
 
 MAX_MM = 65535
 
@@ -73,7 +73,7 @@ def semantic_map(frame: Frame) -> np.ndarray:
         return sem
     for o in frame.objects:
         if o.mask is not None:
-            sem[decode_mask(o.mask)] = int(o.category_id)
+            sem[rle_to_mask(o.mask)] = int(o.category_id)
     return sem
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import MANIFEST
-from synthloop.exporters.staging import link_or_copy
+from synthloop.dataset.staging import link_or_copy
 from synthloop.farm.plan import FarmError, JobPlan, load_plan, shard_dir
 
 

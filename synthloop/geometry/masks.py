@@ -45,6 +45,8 @@ def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
     if isinstance(counts, bytes):
         return {"size": [h, w], "counts": counts}
     if isinstance(counts, (list, tuple)):
+        if not all(isinstance(c, int) for c in counts):
+            raise GeometryError("uncompressed RLE counts must be integers", where="mask.counts")
         runs = [int(c) for c in counts]
         if any(c < 0 for c in runs) or sum(runs) != h * w:
             raise GeometryError(
@@ -77,6 +79,57 @@ def rle_area(rle: dict[str, Any]) -> int:
     return int(mask_utils.area(_to_compressed(rle)))
 
 
+def _with_str_counts(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {
+        "size": [int(s) for s in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def rle_bbox_xyxy(rle: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Tight pixel box ``(x1, y1, x2, y2)`` of an RLE (pixel i covers [i, i+1)); zeros when empty."""
+    x, y, w, h = (float(v) for v in mask_utils.toBbox(_to_compressed(rle)))
+    return (x, y, x + w, y + h)
+
+
+def segmentation_to_rle(seg: Any, height: int, width: int) -> dict[str, Any] | None:
+    """A COCO ``segmentation`` value -> compressed RLE (str counts), or None when it is empty.
+
+    Accepts polygons (a list of flat ``[x, y, ...]`` pixel lists; parts with < 3 points are
+    dropped, the rest merged), uncompressed RLE (``counts`` a list of ints, as crowd annotations
+    and BlenderProc write it) and compressed RLE (``counts`` a str). The RLE ``size`` must be
+    ``[height, width]``. Anything else raises :class:`GeometryError` naming what is wrong.
+    """
+    if seg is None or (isinstance(seg, list) and len(seg) == 0):
+        return None
+    if isinstance(seg, list):
+        for part in seg:
+            if not isinstance(part, list) or not all(isinstance(v, int | float) for v in part):
+                raise GeometryError("polygon must be a list of numbers", where="segmentation")
+            if len(part) % 2:
+                raise GeometryError(
+                    f"polygon has an odd number of coordinates ({len(part)})", where="segmentation"
+                )
+        polys = [part for part in seg if len(part) >= 6]
+        return polygons_to_rle(polys, height, width) if polys else None
+    if not isinstance(seg, dict):
+        raise GeometryError(
+            f"segmentation must be a list or a dict, not {type(seg).__name__}", where="segmentation"
+        )
+    comp = _to_compressed(seg)
+    if list(comp["size"]) != [int(height), int(width)]:
+        raise GeometryError(
+            f"RLE size {list(comp['size'])} differs from the image's [{height}, {width}]",
+            where="segmentation.size",
+        )
+    try:
+        mask_utils.area(comp)  # validates a compressed string
+    except Exception as exc:  # pycocotools raises bare errors on corrupt counts
+        raise GeometryError(f"cannot decode RLE counts: {exc}", where="segmentation.counts") from exc
+    return _with_str_counts(comp)
+
+
 def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> dict[str, Any]:
     """Union of COCO polygons (each a flat ``[x1, y1, x2, y2, ...]`` list in pixels) as one RLE.
 
@@ -86,12 +139,7 @@ def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int
     polys = [list(map(float, p)) for p in polygons if len(p) >= 6 and len(p) % 2 == 0]
     if not polys:
         return mask_to_rle(np.zeros((height, width), dtype=bool))
-    merged = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    counts = merged["counts"]
-    return {
-        "size": [int(height), int(width)],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-    }
+    return _with_str_counts(mask_utils.merge(mask_utils.frPyObjects(polys, height, width)))
 
 
 def mask_to_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from synthloop.dataset.folder import DatasetWriter, load_dataset, object_to_record
+from synthloop.dataset.staging import staged_dir
 from synthloop.dataset.types import Category, Dataset, ObjectAnnotation
 from synthloop.errors import DatasetError
-from synthloop.exporters.staging import staged_dir
+from synthloop.geometry.masks import mask_to_rle
 from synthloop.importers.coco import load_coco
-from synthloop.importers.rle import encode_mask
 
 COCO_JSON = "coco_annotations.json"
 
@@ -146,7 +146,7 @@ def objects_from_instance_map(
                 category_id=int(a["category_id"]),
                 bbox=bbox,
                 area=float(area),
-                mask=encode_mask(m),
+                mask=mask_to_rle(m),
                 instance_id=int(a["idx"]),
                 attributes=extra,
             )

@@ -29,7 +29,8 @@ from PIL import Image
 from synthloop.dataset.keypoints import check_sigmas
 from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
-from synthloop.importers.rle import rle_area, rle_bbox_xyxy, segmentation_to_rle
+from synthloop.geometry.errors import GeometryError
+from synthloop.geometry.masks import rle_area, rle_bbox_xyxy, segmentation_to_rle
 
 _KNOWN_ANN_KEYS = {
     "id",
@@ -211,8 +212,8 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
         raise _Invalid("iscrowd", f"must be 0 or 1, got {iscrowd!r}")
     try:
         rle = segmentation_to_rle(a.get("segmentation"), height, width)
-    except (ValueError, TypeError, KeyError) as e:
-        raise _Invalid("segmentation", f"invalid ({e})") from None
+    except GeometryError as e:
+        raise _Invalid("segmentation", f"invalid ({e.message})") from None
     if "bbox" in a:
         bb = a["bbox"]
         if not isinstance(bb, list) or len(bb) != 4:
