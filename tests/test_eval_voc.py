@@ -9,8 +9,8 @@ import pytest
 
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.detections import Detections, EvaluationError, FrameDetections
-from synthloop.evaluation.matching import box_iou
 from synthloop.evaluation.voc import confusion_matrix, voc_ap, voc_evaluate
+from synthloop.geometry.masks import box_iou
 
 CATS = [Category(1, "A"), Category(2, "B")]
 

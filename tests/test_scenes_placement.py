@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from synthloop.geometry.transforms import quat_to_matrix
 from synthloop.scenes.placement import (
     footprint_radius,
     place_circles,
-    quat_to_matrix,
     rest_height,
     resting_quat,
     rotated_extent,

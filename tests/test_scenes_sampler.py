@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from synthloop.errors import SynthloopError
+from synthloop.geometry.transforms import quat_to_matrix
 from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb, srgb_to_linear
-from synthloop.scenes.placement import footprint_radius, quat_to_matrix
+from synthloop.scenes.placement import footprint_radius
 from synthloop.scenes.recipe import load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
 from synthloop.scenes.sampler import orbit_rotation, sample_scene
 from synthloop.scenes.spec import SceneSpec

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from synthloop.dataset.folder import load_dataset
 from synthloop.exporters.coco import write_coco
+from synthloop.geometry.masks import box_iou
 from synthloop.training.data import load_rgb
 from synthloop.training.errors import SpecError, TrainingError
 from synthloop.training.loop import load_checkpoint, train
-from synthloop.training.postprocess import pairwise_iou
 from synthloop.training.predictor import Predictor
 from synthloop.training.spec import parse_spec
 from synthloop.training.toydata import make_toy_dataset, write_toy_folder
@@ -78,7 +78,7 @@ def _assert_overfit(run: Path, data, check_masks: bool) -> None:
         keep = r["scores"] >= 0.5
         boxes, labels = r["boxes"][keep], r["labels"][keep]
         gt = np.array([o.bbox for o in f.objects])
-        iou = pairwise_iou(gt, boxes.astype(np.float64)) if len(boxes) else np.zeros((len(gt), 0))
+        iou = box_iou(gt, boxes.astype(np.float64)) if len(boxes) else np.zeros((len(gt), 0))
         for k, o in enumerate(f.objects):
             ok = [j for j in range(len(boxes)) if labels[j] == o.category_id and iou[k, j] >= 0.5]
             assert ok, (f.frame_id, o.bbox, boxes.tolist(), labels.tolist())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthloop.training.postprocess import ClusterParams, cluster_class, detectnet_postprocess, pairwise_iou
+from synthloop.geometry.masks import box_iou
+from synthloop.training.postprocess import ClusterParams, cluster_class, detectnet_postprocess
 from synthloop.training.rasterizer import RasterParams, decode_boxes, rasterize
 
 STRIDE = 16
@@ -110,7 +111,7 @@ def test_threshold_drops_low_coverage_cells():
     assert len(got["boxes"]) == 0
 
 
-def test_pairwise_iou():
+def test_box_iou():
     a = np.array([[0.0, 0.0, 10.0, 10.0]])
     b = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
-    assert np.allclose(pairwise_iou(a, b), [[1.0, 50 / 150, 0.0]])
+    assert np.allclose(box_iou(a, b), [[1.0, 50 / 150, 0.0]])

@@ -38,6 +38,7 @@ import numpy as np
 
 from synthloop.active.errors import ActiveError
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.geometry.masks import box_iou
 
 SELECTION_SCHEMA = "synthloop.selection/1"
 DEFAULT_WEIGHTS = {"entropy": 1.0, "margin": 1.0, "tta": 1.0}
@@ -95,22 +96,6 @@ def flip_boxes_horizontal(boxes: np.ndarray, width: float) -> np.ndarray:
     x2 = width - b[:, 0]
     b[:, 0], b[:, 2] = x1, x2
     return b
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of xyxy boxes (continuous coordinates, area = w * h)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
 
 
 def tta_disagreement(

@@ -28,12 +28,12 @@ from synthloop.evaluation.detections import EvaluationError, FrameDetections, ch
 from synthloop.evaluation.matching import (
     IGNORED,
     TP,
-    box_iou,
     is_ignored,
     match_dataset,
     match_frame,
     resolve_min_iou,
 )
+from synthloop.geometry.masks import box_iou
 
 VocMode = Literal["sample", "integrate"]
 

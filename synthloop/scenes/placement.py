@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from synthloop.geometry.transforms import quat_to_matrix
+
 ORIENTATIONS = ("upright", "lying", "upside_down")
 Quat = tuple[float, float, float, float]
 
@@ -48,18 +50,6 @@ def quat_mul(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
             w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
             w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
             w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ]
-    )
-
-
-def quat_to_matrix(q: Sequence[float]) -> np.ndarray:
-    """Rotation matrix (3, 3) mapping local to world for the quaternion ``(w, x, y, z)``."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
         ]
     )
 

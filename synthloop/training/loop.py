@@ -253,7 +253,7 @@ def validation_metrics(
     model, data: PreparedData, spec: ExperimentSpec, device: torch.device
 ) -> dict[str, float]:
     """Precision / recall / F1 at IoU 0.5 (score >= 0.5) on the validation split."""
-    from synthloop.training.postprocess import pairwise_iou
+    from synthloop.geometry.masks import box_iou as pairwise_iou
 
     aug = AugmentConfig(
         enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.cluster import DBSCAN
 
+from synthloop.geometry.masks import box_iou
 from synthloop.training.rasterizer import decode_boxes
 
 
@@ -32,25 +33,12 @@ class ClusterParams(BaseModel):
     min_confidence: float = Field(0.0, ge=0)
 
 
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (N, M) of pixel boxes a (N, 4) and b (M, 4), x1, y1, x2, y2."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def cluster_class(boxes: np.ndarray, cov: np.ndarray, p: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
     """Cluster candidate boxes (N, 4) with coverage (N,) -> (M, 4) boxes and (M,) confidences."""
     if len(boxes) == 0:
         return np.zeros((0, 4)), np.zeros(0)
     if p.distance == "iou":
-        dist = 1.0 - pairwise_iou(boxes, boxes)
+        dist = 1.0 - box_iou(boxes, boxes)
         labels = DBSCAN(eps=p.eps, min_samples=p.min_samples, metric="precomputed").fit_predict(dist)
     else:
         labels = DBSCAN(eps=p.eps, min_samples=p.min_samples).fit_predict(boxes)

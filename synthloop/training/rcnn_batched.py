@@ -59,19 +59,9 @@ def pad_stack(tensors: list[Tensor], min_len: int = 1, fill: float = 0.0) -> tup
 
 
 def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of ``(B, G, 4)`` against ``(B, N, 4)`` x1y1x2y2 boxes → ``(B, G, N)``; the formula of
-    ``torchvision.ops.box_iou`` (so values are identical), one batch at a time."""
-    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])
-    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])
-    lt = torch.max(boxes1[:, :, None, :2], boxes2[:, None, :, :2])
-    rb = torch.min(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
-    wh = rb - lt
-    if not wh.is_floating_point():
-        wh = wh.float()
-    wh = wh.clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, :, None] + area2[:, None, :] - inter
-    return inter / union
+    """IoU of ``(B, G, 4)`` against ``(B, N, 4)`` x1y1x2y2 boxes → ``(B, G, N)``:
+    ``torchvision.ops.box_iou`` mapped over the batch (``torch.vmap``), so values are identical."""
+    return torch.vmap(box_ops.box_iou)(boxes1, boxes2)
 
 
 def batched_match(
