@@ -205,3 +205,4 @@ def test_roc_auc_matches_pairwise_definition():
     pairwise = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
     assert roc_auc(y, p) == pytest.approx(pairwise)
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert roc_auc(np.array([1, 1, 1]), np.array([0.9, 0.2, 0.6])) == pytest.approx(2 / 3)  # one class

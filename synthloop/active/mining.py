@@ -343,21 +343,15 @@ def _merge(cands: Sequence[_Cand]) -> _Cand:
 
 # ----------------------------------------------------------------------------- model
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC of scores ``p`` for binary labels ``y`` (Mann-Whitney U with average ranks for ties);
-    accuracy at 0.5 when ``y`` has a single class."""
+    """ROC AUC of scores ``p`` (N,) for binary labels ``y`` (N,) (``sklearn.metrics.roc_auc_score``);
+    accuracy at 0.5 when ``y`` has a single class, where AUC is undefined."""
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y).astype(bool)
     p = np.asarray(p, dtype=np.float64)
-    npos = int(y.sum())
-    nneg = len(y) - npos
-    if npos == 0 or nneg == 0:
+    if y.all() or not y.any():
         return float(np.mean((p >= 0.5) == y))
-    _, inv, counts = np.unique(p, return_inverse=True, return_counts=True)
-    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
-    ranks = avg_rank[inv]
-    return float((ranks[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
-
-
-_auc = roc_auc
+    return float(roc_auc_score(y, p))
 
 
 def _fit_models(
@@ -387,7 +381,7 @@ def _fit_models(
     else:
         model = tree
     Xt, yt = table.X[test], y[test]
-    base = _auc(yt, model.predict_proba(Xt)[:, 1])
+    base = roc_auc(yt, model.predict_proba(Xt)[:, 1])
     importance: dict[str, float] = {}
     for param in table.params:
         cols = [j for j, p in enumerate(table.column_param) if p == param]
@@ -395,7 +389,7 @@ def _fit_models(
         for _ in range(opts.permutation_repeats):
             Xp = Xt.copy()
             Xp[:, cols] = Xt[rng.permutation(len(Xt))][:, cols]
-            drops.append(base - _auc(yt, model.predict_proba(Xp)[:, 1]))
+            drops.append(base - roc_auc(yt, model.predict_proba(Xp)[:, 1]))
         importance[param] = float(np.mean(drops))
     rules = export_text(tree, feature_names=list(table.columns), show_weights=True)
     return tree, importance, base, rules
