@@ -13,17 +13,15 @@ from typer.testing import CliRunner
 
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections, FrameDetections
-from synthloop.evaluation.matching import resolve_min_iou
-from synthloop.evaluation.overlays import (
-    GREEN,
-    ORANGE,
-    RED,
+from synthloop.evaluation.frame_outcomes import (
     frame_outcome,
     frame_outcomes,
     rank_worst,
     render_outcome_overlay,
     write_outcome_overlays,
 )
+from synthloop.evaluation.matching import resolve_min_iou
+from synthloop.overlays import GREEN, ORANGE, RED
 from synthloop.training.toydata import make_toy_dataset
 
 

@@ -22,7 +22,7 @@ from synthloop.errors import SynthloopError
 from synthloop.exporters.coco import dataset_to_coco
 from synthloop.exporters.maps import depth_to_mm, palette, write_depth_pngs, write_semantic_pngs
 from synthloop.importers.coco import load_coco
-from synthloop.visualize import category_color, draw_overlays
+from synthloop.overlays import category_color, write_annotation_overlays
 
 
 def test_depth_pngs(tmp_path):
@@ -140,7 +140,7 @@ def test_merge_rejects_conflicting_keypoints(tmp_path):
 
 def test_overlays_written_and_drawn(tmp_path):
     ds = synthetic_dataset(tmp_path)
-    paths = draw_overlays(ds, tmp_path / "ov")
+    paths = write_annotation_overlays(ds, tmp_path / "ov")
     assert [p.name for p in paths] == ["000000.png", "000001.png"]
     im = np.asarray(Image.open(paths[0]).convert("RGB"))
     assert im.shape == (384, 512, 3)  # 64x48 enlarged x8 (long side >= 480)
@@ -151,16 +151,16 @@ def test_overlays_written_and_drawn(tmp_path):
     assert not changed[300:, :30].any()  # background away from every object is untouched
     assert np.all(im[120:200, 40] == category_color(1))  # left edge of the fig's box (x1 = 5 px * 8)
     assert not changed[:8, :8].any()  # the fully hidden object (area 0) is not drawn
-    assert len(draw_overlays(ds, tmp_path / "ov2", frames=["000001"])) == 1
-    assert len(draw_overlays(ds, tmp_path / "ov3", limit=1)) == 1
+    assert len(write_annotation_overlays(ds, tmp_path / "ov2", frames=["000001"])) == 1
+    assert len(write_annotation_overlays(ds, tmp_path / "ov3", limit=1)) == 1
     with pytest.raises(SynthloopError, match="nope"):
-        draw_overlays(ds, tmp_path / "ov4", frames=["nope"])
+        write_annotation_overlays(ds, tmp_path / "ov4", frames=["nope"])
 
 
 @pytest.mark.skipif(not (REAL / "fruits-nuts").exists(), reason="fruits-nuts not present")
 def test_overlay_real_image(tmp_path):
     ds = load_coco(REAL / "fruits-nuts" / "val.json")
-    (p,) = draw_overlays(ds, tmp_path / "ov", limit=1)
+    (p,) = write_annotation_overlays(ds, tmp_path / "ov", limit=1)
     assert Image.open(p).size == (800, 600)
 
 

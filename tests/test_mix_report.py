@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections, FrameDetections
-from synthloop.evaluation.overlays import write_outcome_overlays
+from synthloop.evaluation.frame_outcomes import write_outcome_overlays
 from synthloop.evaluation.report import evaluate
 from synthloop.experiments.report import collect_results, summary_markdown, write_report
 from synthloop.experiments.runner import EXPERIMENT_FILE, EXPERIMENT_SCHEMA

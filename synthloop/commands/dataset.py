@@ -54,9 +54,9 @@ def show_cmd(
 
     Example: synthloop dataset show out/tabletop --out overlays/
     """
-    from synthloop.visualize import draw_overlays
+    from synthloop.overlays import write_annotation_overlays
 
-    paths = draw_overlays(load_source(src, skip_invalid), out, frames=frame or None, limit=limit)
+    paths = write_annotation_overlays(load_source(src, skip_invalid), out, frames=frame or None, limit=limit)
     print(f"wrote {len(paths)} overlays to {out}")
 
 

@@ -136,7 +136,7 @@ def evaluate_cmd(
     Example: synthloop evaluate runs/fruits --data data/fruits-nuts/val.json --out eval/fruits
     """
     from synthloop.evaluation.detections import load_detections
-    from synthloop.evaluation.overlays import write_outcome_overlays
+    from synthloop.evaluation.frame_outcomes import write_outcome_overlays
     from synthloop.evaluation.report import evaluate, print_report
 
     if voc_mode not in ("integrate", "sample"):

@@ -9,7 +9,14 @@ from typing import Any
 
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import FRAME_SCHEMA, MANIFEST, DatasetWriter, object_to_record
-from synthloop.dataset.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
+from synthloop.dataset.staging import (
+    frame_stems,
+    link_or_copy,
+    require_files,
+    safe_stem,
+    staged_dir,
+    unique_names,
+)
 from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
 
@@ -118,7 +125,7 @@ def write_dataset_folder(ds: Dataset, out: str | Path) -> Path:
     stem, as :class:`DatasetWriter` writes it.
     """
     out = Path(out).absolute()
-    stems = unique_names([safe_stem(f.frame_id) for f in ds.frames])
+    stems = frame_stems(ds)
     for attr in ("image_path", "instance_map_path", "depth_path"):
         require_files(ds.frames, attr)
     with staged_dir(out, markers=[MANIFEST]) as tmp:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from synthloop.atomic import TMP_PREFIX
+from synthloop.dataset.types import Dataset
 
 
 @contextmanager
@@ -85,6 +86,11 @@ def unique_names(names: Iterable[str]) -> list[str]:
         seen.add(cand.lower())
         out.append(cand)
     return out
+
+
+def frame_stems(ds: Dataset) -> list[str]:
+    """Unique, file-safe stems for the frames of ``ds`` (from the frame ids), in frame order."""
+    return unique_names([safe_stem(f.frame_id) for f in ds.frames])
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -26,11 +26,11 @@ from synthloop.atomic import atomic_save_image, atomic_write_json
 from synthloop.dataset.types import Dataset
 from synthloop.deploy.checkpoints import LoadedModel, ModelDesc, load_model
 from synthloop.deploy.decode import decode
-from synthloop.deploy.draw import draw_detections
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw
 from synthloop.deploy.preprocess import load_input, read_rgb, to_input
 from synthloop.evaluation.detections import Detections, FrameDetections
+from synthloop.overlays import draw_detections
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

@@ -35,7 +35,7 @@ from typing import Any
 from synthloop.atomic import atomic_write_json, canonical_json
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
-from synthloop.evaluation.overlays import write_outcome_overlays
+from synthloop.evaluation.frame_outcomes import write_outcome_overlays
 from synthloop.evaluation.report import evaluate
 from synthloop.experiments import training_api
 from synthloop.experiments.matrix import LoadedExperiment, RunSpec, expand, load_experiment

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from synthloop.atomic import atomic_write_bytes
-from synthloop.dataset.staging import link_or_copy, require_files, safe_stem, staged_dir, unique_names
+from synthloop.dataset.staging import frame_stems, link_or_copy, require_files, staged_dir
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError, SynthloopError
 
@@ -167,11 +167,6 @@ def calib_text(K: Sequence[Sequence[float]]) -> str:
 
 
 # ---------------------------------------------------------------- writer
-def frame_stems(ds: Dataset) -> list[str]:
-    """Unique, file-safe stems for the frames (from the frame ids)."""
-    return unique_names([safe_stem(f.frame_id) for f in ds.frames])
-
-
 def frame_label_text(frame: Frame, cats: dict[int, Category], lowercase: bool = True) -> str:
     """All label lines of one frame (zero-area objects left out)."""
     lines = []

@@ -27,9 +27,8 @@ from PIL import Image
 
 from synthloop.atomic import atomic_save_image, atomic_write_bytes, atomic_write_json, atomic_write_with
 from synthloop.dataset.folder import load_depth, load_instance_map
-from synthloop.dataset.staging import staged_dir
+from synthloop.dataset.staging import frame_stems, staged_dir
 from synthloop.dataset.types import Dataset, Frame
-from synthloop.exporters.kitti import frame_stems
 from synthloop.geometry.masks import rle_to_mask
 
 MAX_MM = 65535

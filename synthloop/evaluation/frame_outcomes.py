@@ -5,34 +5,28 @@ the VOC rules of :mod:`synthloop.evaluation.matching` (per-class minimum IoU, cr
 ignored): TP (matched), FP (unmatched detection), missed (non-ignored GT without a match).
 Per-frame F1 is ``2 TP / (2 TP + FP + missed)``; a frame with no GT and no detection has F1 1.
 
-Overlay colours: matched detections green, missed GT red with a dashed outline, false positives
-orange; detections are labelled ``class score``, missed GT ``class (missed)``. Boxes are pixel
-``(x1, y1, x2, y2)`` floats (pixel i covers [i, i+1)); small images are enlarged by an integer
-factor as in :mod:`synthloop.visualize`, annotations scaled with them.
+Overlays (drawn by :mod:`synthloop.overlays`): matched detections green, missed GT red with a
+dashed outline, false positives orange; detections are labelled ``class score``, missed GT
+``class (missed)``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from synthloop.atomic import atomic_save_image
+from synthloop.dataset.staging import safe_stem
 from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
 from synthloop.evaluation.matching import TP, frame_gt_arrays, match_frame, resolve_min_iou
-from synthloop.visualize import MIN_LONG_SIDE, _font
-
-GREEN = (40, 200, 70)
-RED = (235, 40, 40)
-ORANGE = (255, 150, 20)
+from synthloop.overlays import GREEN, ORANGE, RED, Mark, load_rgb, paint
 
 WorstBy = Literal["f1", "missed"]
 
@@ -132,102 +126,37 @@ def rank_worst(outcomes: Sequence[FrameOutcome], by: WorstBy = "f1") -> list[Fra
     return sorted(outcomes, key=key)
 
 
-def _dashed_rect(
-    draw: ImageDraw.ImageDraw, box: Sequence[float], color: tuple[int, int, int], width: int, dash: int
-) -> None:
-    x1, y1, x2, y2 = box
-    for (ax, ay), (bx, by) in (
-        ((x1, y1), (x2, y1)),
-        ((x2, y1), (x2, y2)),
-        ((x2, y2), (x1, y2)),
-        ((x1, y2), (x1, y1)),
-    ):
-        length = math.hypot(bx - ax, by - ay)
-        n = max(1, int(length // (2 * dash)))
-        for k in range(n + 1):
-            t0 = min(1.0, (2 * k * dash) / max(length, 1e-9))
-            t1 = min(1.0, ((2 * k + 1) * dash) / max(length, 1e-9))
-            if t1 <= t0:
-                continue
-            draw.line(
-                [(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                fill=color,
-                width=width,
-            )
-
-
-def _label(
-    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, color: tuple[int, int, int], font, lw: int
-) -> None:
-    x1, y1 = xy
-    tb = draw.textbbox((x1, y1), text, font=font)
-    th, tw = tb[3] - tb[1], tb[2] - tb[0]
-    ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
-    draw.rectangle([x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw], fill=color)
-    draw.text((x1 + lw, ty + lw - (tb[1] - y1)), text, fill=(0, 0, 0), font=font)
-
-
-def render_outcome_overlay(
+def outcome_marks(
     frame: Frame, fd: FrameDetections, outcome: FrameOutcome, cats: Mapping[int, Category]
-) -> Image.Image:
-    """The frame's image (RGB) with matched detections (green), missed GT (red, dashed) and false
-    positives (orange) drawn, labelled with class names and scores, under a black bar with the
-    frame's counts. The image part is the frame enlarged by an integer factor ``s`` (see module
-    docstring) and starts ``bar = height - frame.height * s`` rows down."""
-    try:
-        with Image.open(frame.image_path) as im:
-            base = im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise DatasetError(
-            f"cannot read image ({e})", path=str(frame.image_path), where=frame.frame_id
-        ) from None
-    s = max(1, math.ceil(MIN_LONG_SIDE / max(base.width, base.height)))
-    img = base.resize((base.width * s, base.height * s), Image.Resampling.NEAREST) if s > 1 else base
-    draw = ImageDraw.Draw(img)
-    lw = max(2, round(max(img.width, img.height) / 400))
-    font = _font(max(10, round(max(img.width, img.height) / 60)))
+) -> list[Mark]:
+    """Marks of a frame's outcome: missed GT (red, dashed), then false positives (orange), then
+    matched detections (green) on top, so matches stay visible where they overlap."""
 
     def name(cid: int) -> str:
         c = cats.get(cid)
         return c.name if c else f"id {cid}"
 
-    def scaled(b: Sequence[float]) -> list[float]:
-        x1, y1, x2, y2 = (float(v) * s for v in b)
-        return [x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)]
-
-    for j in outcome.missed_gt:
-        o = frame.objects[j]
-        box = scaled(o.bbox)
-        _dashed_rect(draw, box, RED, lw, dash=3 * lw)
-        _label(draw, (box[0], box[1]), f"{name(o.category_id)} (missed)", RED, font, lw)
-    # FPs under TPs, so matches stay visible where they overlap
+    marks = [
+        Mark(frame.objects[j].bbox, f"{name(frame.objects[j].category_id)} (missed)", RED, dashed=True)
+        for j in outcome.missed_gt
+    ]
     for status_wanted, color in ((0, ORANGE), (TP, GREEN)):
         for i, st in zip(outcome.det_index, outcome.det_status, strict=True):
-            if st != status_wanted:
-                continue
-            box = scaled(fd.boxes[i])
-            draw.rectangle(box, outline=color, width=lw)
-            _label(
-                draw,
-                (box[0], box[1]),
-                f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}",
-                color,
-                font,
-                lw,
-            )
+            if st == status_wanted:
+                label = f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}"
+                marks.append(Mark(tuple(float(v) for v in fd.boxes[i]), label, color))
+    return marks
+
+
+def render_outcome_overlay(
+    frame: Frame, fd: FrameDetections, outcome: FrameOutcome, cats: Mapping[int, Category]
+) -> Image.Image:
+    """The frame's image (RGB) with :func:`outcome_marks` drawn, under a black bar with the frame's
+    counts; see :func:`synthloop.overlays.paint` for the enlargement and the bar."""
     header = (
         f"{frame.frame_id}  TP {outcome.tp}  FP {outcome.fp}  missed {outcome.missed}  F1 {outcome.f1:.2f}"
     )
-    tb = draw.textbbox((0, 0), header, font=font)
-    bar = tb[3] - tb[1] + 4 * lw
-    canvas = Image.new("RGB", (img.width, img.height + bar), (0, 0, 0))
-    canvas.paste(img, (0, bar))
-    ImageDraw.Draw(canvas).text((2 * lw, 2 * lw - tb[1]), header, fill=(255, 255, 255), font=font)
-    return canvas
-
-
-def _safe_stem(frame_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", frame_id).strip("._") or "frame"
+    return paint(load_rgb(frame), outcome_marks(frame, fd, outcome, cats), header=header)
 
 
 def write_outcome_overlays(
@@ -264,7 +193,7 @@ def write_outcome_overlays(
     for rank, oc in enumerate(chosen):
         fd = dets.get(oc.frame_id) or FrameDetections.empty(oc.frame_id)
         img = render_outcome_overlay(frame_by_id[oc.frame_id], fd, oc, cats)
-        path = out / f"{rank:02d}_{_safe_stem(oc.frame_id)}.png"
+        path = out / f"{rank:02d}_{safe_stem(oc.frame_id)}.png"
         atomic_save_image(path, img)
         written.append((path, oc))
     return written
