@@ -3,12 +3,16 @@ recipes shift the rendered params towards the weak region, and the report is bui
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from synthloop.active.errors import ActiveError
 from synthloop.active.loop import EvalResult, LoopHooks, load_loop_spec, reset_round, run_loop
@@ -216,7 +220,11 @@ def test_report_shows_rounds_histograms_and_weak_slices(finished):
     assert ws and ws[0]["recall_by_round"]["0"]["recall"] == 0.0  # the fake never detects small spheres
     assert set(ws[0]["recall_by_round"]) == {"0", "1"}
     page = paths["html"].read_text()
-    assert "<svg" in page and "attr.scale" in page
+    assert "attr.scale" in page and "<svg" not in page
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) == len(rep["histograms"])  # one matplotlib figure per parameter
+    with Image.open(io.BytesIO(base64.b64decode(pngs[0]))) as im:
+        assert im.width > 100 and len(np.unique(np.asarray(im.convert("L")))) > 5  # not blank
     from rich.console import Console
 
     console = Console(record=True, width=200)

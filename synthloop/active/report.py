@@ -9,8 +9,9 @@
 * ``weak_slices``: each round's weak regions with their recall on the val set in that round and
   in every later round (``recall_by_round``), so a fixed weakness shows up as a rising recall.
 
-:func:`write_report` saves ``report.json`` and a self-contained ``report.html`` (tables and inline
-SVG bar charts); :func:`print_loop_report` prints a rich table per round.
+:func:`write_report` saves ``report.json`` and a self-contained ``report.html`` (tables and the
+matplotlib bar charts of :mod:`synthloop.figures`, embedded as PNG data URIs);
+:func:`print_loop_report` prints a rich table per round.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from synthloop.active.loop import DONE
 from synthloop.active.mining import MiningResult
 from synthloop.active.outcomes import outcome_table
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.figures import img_tag, round_histogram_png
 
 REPORT_SCHEMA = "synthloop.loop_report/1"
-COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7")
 
 
 def finished_rounds(out_dir: str | Path) -> list[Path]:
@@ -192,37 +193,6 @@ def print_loop_report(report: dict[str, Any], console: Any = None) -> None:
         console.print(w)
 
 
-def _svg(hist: dict[str, Any], width: int = 520, height: int = 140) -> str:
-    rounds = list(hist["rounds"])
-    nb = len(hist.get("edges", [])) - 1 if hist["kind"] == "numeric" else len(hist.get("categories", []))
-    if not rounds or nb <= 0:
-        return "<p>(no data)</p>"
-    top = max((f for r in rounds for f in hist["rounds"][r]["fraction"]), default=0.0) or 1.0
-    gw = (width - 20) / nb
-    bw = gw / (len(rounds) + 1)
-    parts = [f'<svg width="{width}" height="{height + 30}" xmlns="http://www.w3.org/2000/svg">']
-    for i in range(nb):
-        for j, r in enumerate(rounds):
-            f = hist["rounds"][r]["fraction"][i]
-            h = (height - 10) * f / top
-            x = 10 + i * gw + j * bw
-            parts.append(
-                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-                f'fill="{COLORS[j % len(COLORS)]}"><title>round {r}: {f:.3f}</title></rect>'
-            )
-        if hist["kind"] == "numeric":
-            label = f"{hist['edges'][i]:.3g}"
-        else:
-            label = html.escape(hist["categories"][i][:10])
-        parts.append(f'<text x="{10 + i * gw:.1f}" y="{height + 14}" font-size="10">{label}</text>')
-    parts.append("</svg>")
-    legend = " ".join(
-        f'<span style="color:{COLORS[j % len(COLORS)]}">&#9632; round {r}</span>'
-        for j, r in enumerate(rounds)
-    )
-    return "".join(parts) + f"<div>{legend}</div>"
-
-
 def report_html(report: dict[str, Any]) -> str:
     """A self-contained HTML page of the report."""
     e = html.escape
@@ -236,7 +206,9 @@ def report_html(report: dict[str, Any]) -> str:
         for ws in report["weak_slices"]
     )
     ws_head = "<th>found in</th><th>region</th>" + "".join(f"<th>r{k}</th>" for k in rounds)
-    hists = "".join(f"<h3>{e(p)}</h3>{_svg(h)}" for p, h in report["histograms"].items())
+    hists = "".join(
+        f"<h3>{e(p)}</h3>{img_tag(round_histogram_png(h, p), p)}" for p, h in report["histograms"].items()
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>synthloop active loop</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>

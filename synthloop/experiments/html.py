@@ -7,13 +7,12 @@ experiment's output folder (to read the runs' sample overlays).
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
 
-from synthloop.experiments.figures import metric_vs_fraction_png, per_class_png
 from synthloop.experiments.matrix import SYNTHETIC_ONLY, fraction_label
+from synthloop.figures import img_tag, metric_vs_fraction_png, per_class_png
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;
@@ -27,15 +26,6 @@ tr.best td{background:#e8f6e8}
 .ov{display:flex;flex-wrap:wrap;gap:10px} .ov figure{margin:0} .ov img{width:600px;border:1px solid #ccc}
 figcaption{font-size:12px;color:#555} .muted{color:#777;font-size:13px} code{font-size:12px}
 """
-
-
-def data_uri(png: bytes) -> str:
-    """``data:image/png;base64,...`` of PNG bytes."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def img_tag(png: bytes, alt: str) -> str:
-    return f'<img src="{data_uri(png)}" alt="{html.escape(alt)}">'
 
 
 def _f(x: float | None, nd: int = 3) -> str:

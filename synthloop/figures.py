@@ -1,18 +1,24 @@
-"""Matplotlib figures of a mixing experiment's results, as PNG bytes (Agg canvas, no pyplot state).
+"""The reports' matplotlib figures, as PNG bytes (Agg canvas, no pyplot state), and their HTML tags.
 
-Input is the results dict of :func:`synthloop.experiments.report.collect_results`.
+* Mixing experiment (``mix report``): :func:`metric_vs_fraction_png`, :func:`per_class_png`; input
+  is the results dict of :func:`synthloop.experiments.report.collect_results`.
+* Active loop (``active report``): :func:`round_histogram_png`; input is one histogram of
+  :func:`synthloop.active.report.histogram`.
+
+Reports embed them with :func:`img_tag` as ``data:image/png;base64`` URIs (self-contained pages).
+Real fractions print as ``%g`` (``0.25``, ``1``), as the experiment's run names write them.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from synthloop.experiments.matrix import fraction_label
 
 SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 BASELINE_STYLE = {"synthetic_only": ("#ff7f0e", "--"), "real_only": ("#7f7f7f", ":")}
@@ -23,6 +29,16 @@ def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` of PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def img_tag(png: bytes, alt: str) -> str:
+    """An ``<img>`` tag that carries the PNG itself (no external file)."""
+    return f'<img src="{data_uri(png)}" alt="{html.escape(alt)}">'
 
 
 def metric_vs_fraction_png(results: dict[str, Any], metric: str) -> bytes:
@@ -68,7 +84,7 @@ def metric_vs_fraction_png(results: dict[str, Any], metric: str) -> bytes:
     ax.set_title(f"{metric} vs real fraction")
     if fracs_all:
         ax.set_xticks(sorted(fracs_all))
-        ax.set_xticklabels([fraction_label(f) for f in sorted(fracs_all)])
+        ax.set_xticklabels([f"{f:g}" for f in sorted(fracs_all)])
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # below the axes, so it never hides a band
@@ -83,7 +99,7 @@ def per_class_png(results: dict[str, Any], metric: str = "AP50") -> bytes:
     the baselines), bar = mean over seeds, error bar = min..max."""
     configs: list[tuple[str, dict[str, Any]]] = []
     for name, aggs in results["series"].items():
-        configs += [(f"{name} r={fraction_label(a['real_fraction'])}", a) for a in aggs]
+        configs += [(f"{name} r={a['real_fraction']:g}", a) for a in aggs]
     configs += [(f"{name}", a) for name, a in results["baselines"].items()]
     configs = [(lab, a) for lab, a in configs if any(s["n"] for s in a[f"per_class_{metric}"].values())]
     classes = list(results["classes"])
@@ -110,4 +126,39 @@ def per_class_png(results: dict[str, Any], metric: str = "AP50") -> bytes:
     ax.grid(True, axis="y", alpha=0.3)
     if configs:
         ax.legend(fontsize=7, ncol=2, loc="best")
+    return _png(fig)
+
+
+def round_histogram_png(hist: dict[str, Any], title: str = "") -> bytes:
+    """Grouped bars of one parameter's sampled values: one group per bin (numeric: labelled by its
+    left edge; categorical: by the category), one bar per round, bar = fraction of that round's
+    values in the bin (each round with data sums to 1)."""
+    rounds = list(hist["rounds"])
+    numeric = hist["kind"] == "numeric"
+    labels = [f"{e:.3g}" for e in hist.get("edges", [])[:-1]] if numeric else list(hist.get("categories", []))
+    fig = Figure(figsize=(max(6.4, 0.5 * len(labels) * max(1, len(rounds)) / 2), 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    if not rounds or not labels:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return _png(fig)
+    width = 0.8 / len(rounds)
+    colors = matplotlib.colormaps["tab10"]
+    for j, r in enumerate(rounds):
+        xs = [k - 0.4 + width * (j + 0.5) for k in range(len(labels))]
+        n = hist["rounds"][r]["n"]
+        ax.bar(
+            xs,
+            hist["rounds"][r]["fraction"],
+            width=width * 0.95,
+            color=colors(j % 10),
+            label=f"round {r} (n={n})",
+        )
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([lab[:12] for lab in labels], rotation=45 if len(labels) > 6 else 0, fontsize=8)
+    ax.set_xlabel("bin (left edge)" if numeric else "value")
+    ax.set_ylabel("fraction of the round's frames")
+    ax.set_title(title)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(4, len(rounds)), loc="best")
     return _png(fig)
