@@ -32,7 +32,6 @@ region to the distribution's bound on that side). Categorical regions list their
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ import numpy as np
 from synthloop.active.errors import ActiveError
 from synthloop.active.outcomes import OutcomeTable
 from synthloop.atomic import atomic_write_json
+from synthloop.jsonio import read_json
 
 WEAK_SCHEMA = "synthloop.weak_regions/1"
 
@@ -240,11 +240,7 @@ class MiningResult:
 
     @classmethod
     def load(cls, path: str | Path) -> MiningResult:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ActiveError(f"cannot read weak regions ({e})", path=str(path)) from e
-        return cls.from_dict(d, path=str(path))
+        return cls.from_dict(read_json(path, ActiveError, "weak regions file"), path=str(path))
 
 
 def _finite(v: Any) -> Any:
@@ -259,10 +255,7 @@ def _finite(v: Any) -> Any:
 
 def load_weak_regions(path: str | Path) -> list[WeakRegion]:
     """The ranked regions of a saved :class:`MiningResult` (or of a plain JSON list of regions)."""
-    try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ActiveError(f"cannot read weak regions ({e})", path=str(path)) from e
+    d = read_json(path, ActiveError, "weak regions file")
     if isinstance(d, list):
         try:
             return [WeakRegion.from_dict(r) for r in d]

@@ -15,7 +15,6 @@ written atomically.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.types import Dataset
 from synthloop.errors import SynthloopError
+from synthloop.jsonio import read_json
 
 DETECTIONS_SCHEMA = "synthloop.detections/1"
 
@@ -191,13 +191,7 @@ class Detections(dict[str, FrameDetections]):
 
     @classmethod
     def load(cls, path: str | Path) -> Detections:
-        try:
-            d = json.loads(Path(path).read_text())
-        except FileNotFoundError as e:
-            raise DetectionsError("file not found", path=str(path)) from e
-        except json.JSONDecodeError as e:
-            raise DetectionsError(f"invalid JSON ({e})", path=str(path)) from e
-        return cls.from_dict(d, path=str(path))
+        return cls.from_dict(read_json(path, DetectionsError, "detections file"), path=str(path))
 
 
 def save_detections(dets: Detections, path: str | Path) -> Path:

@@ -19,6 +19,7 @@ from synthloop.evaluation.detections import EvaluationError, FrameDetections, ch
 from synthloop.evaluation.matching import is_ignored
 from synthloop.evaluation.slices import SliceTable, compute_slices
 from synthloop.evaluation.voc import ConfusionMatrix, VocMode, confusion_matrix, voc_evaluate
+from synthloop.jsonio import read_json
 
 REPORT_SCHEMA = "synthloop.evaluation/1"
 
@@ -82,11 +83,7 @@ class EvaluationReport:
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationReport:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (FileNotFoundError, json.JSONDecodeError) as e:
-            raise EvaluationError(f"cannot read evaluation report ({e})", path=str(path)) from e
-        return cls.from_dict(d, path=str(path))
+        return cls.from_dict(read_json(path, EvaluationError, "evaluation report"), path=str(path))
 
 
 def evaluate(

@@ -43,6 +43,7 @@ from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
 from synthloop.evaluation.matching import IGNORED, TP, is_ignored, match_dataset, resolve_min_iou
 from synthloop.evaluation.voc import VocMode, class_ap
+from synthloop.jsonio import read_json
 
 SLICES_SCHEMA = "synthloop.slices/1"
 UNKNOWN = "unknown"
@@ -262,11 +263,7 @@ class SliceTable:
 
     @classmethod
     def load(cls, path: str | Path) -> SliceTable:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (FileNotFoundError, json.JSONDecodeError) as e:
-            raise EvaluationError(f"cannot read slice table ({e})", path=str(path)) from e
-        return cls.from_dict(d, path=str(path))
+        return cls.from_dict(read_json(path, EvaluationError, "slice table"), path=str(path))
 
 
 def _object_value(binning: Binning, frame: Frame, obj: ObjectAnnotation) -> Any:

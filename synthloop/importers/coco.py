@@ -19,7 +19,6 @@ instead (an image's annotations go with it) and listed in ``ds.info["skipped"]``
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnot
 from synthloop.errors import DatasetError
 from synthloop.geometry.errors import GeometryError
 from synthloop.geometry.masks import rle_area, rle_bbox_xyxy, segmentation_to_rle
+from synthloop.jsonio import read_json
 
 _KNOWN_ANN_KEYS = {
     "id",
@@ -88,22 +88,6 @@ def _label(kind: str, i: int, rec: Any) -> str:
     if isinstance(rec, dict) and "id" in rec:
         return f"{kind}[{i}] (id {rec['id']})"
     return f"{kind}[{i}]"
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; missing file or bad JSON -> DatasetError naming the file (and line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError("file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"cannot read file ({e})", path=str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DatasetError(
-            f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", path=str(path)
-        ) from None
 
 
 def image_size(path: Path, *, full: bool = False) -> tuple[int, int]:
@@ -419,5 +403,9 @@ def load_coco(
     """
     path = Path(json_path).absolute()
     return coco_to_dataset(
-        read_json(path), path, images_dir, skip_invalid=skip_invalid, verify_images=verify_images
+        read_json(path, DatasetError),
+        path,
+        images_dir,
+        skip_invalid=skip_invalid,
+        verify_images=verify_images,
     )
