@@ -28,16 +28,20 @@ figcaption{font-size:12px;color:#555} .muted{color:#777;font-size:13px} code{fon
 """
 
 
-def _f(x: float | None, nd: int = 3) -> str:
+def fmt_value(x: float | None, nd: int = 3) -> str:
+    """``x`` with ``nd`` decimals; ``-`` for a missing value."""
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def _spread(s: dict[str, Any]) -> str:
+def fmt_spread(s: dict[str, Any], markup: bool = True) -> str:
+    """An aggregate ``{n, mean, min, max}`` over seeds as ``mean [min, max]`` (``-`` when n = 0,
+    the mean alone when n = 1); with ``markup`` the range is a muted HTML span."""
     if not s["n"]:
         return "-"
     if s["n"] == 1:
-        return _f(s["mean"])
-    return f"{_f(s['mean'])} <span class=muted>[{_f(s['min'])}, {_f(s['max'])}]</span>"
+        return fmt_value(s["mean"])
+    rng = f"[{fmt_value(s['min'])}, {fmt_value(s['max'])}]"
+    return f"{fmt_value(s['mean'])} " + (f"<span class=muted>{rng}</span>" if markup else rng)
 
 
 def _series_table(results: dict[str, Any], metric: str) -> str:
@@ -47,12 +51,12 @@ def _series_table(results: dict[str, Any], metric: str) -> str:
     ]
     for name, aggs in results["series"].items():
         by_f = {a["real_fraction"]: a for a in aggs}
-        cells = "".join(f"<td>{_spread(by_f[f][metric]) if f in by_f else ''}</td>" for f in fracs)
+        cells = "".join(f"<td>{fmt_spread(by_f[f][metric]) if f in by_f else ''}</td>" for f in fracs)
         rows.append(f"<tr><td class=l>{html.escape(name)}</td>{cells}</tr>")
     for name, a in results["baselines"].items():
         rows.append(
             f"<tr><td class=l>{html.escape(name)} (baseline)</td>"
-            f"<td colspan={max(1, len(fracs))} style='text-align:center'>{_spread(a[metric])}</td></tr>"
+            f"<td colspan={max(1, len(fracs))} style='text-align:center'>{fmt_spread(a[metric])}</td></tr>"
         )
     return f"<table><caption>{metric}: mean [min, max] over seeds</caption>{''.join(rows)}</table>"
 
@@ -79,11 +83,11 @@ def _runs_table(results: dict[str, Any]) -> str:
             f"<td class=l>{r['seed']}</td>",
             f"<td class=l><code title='{r['spec_hash']}'>{r['spec_hash'][:12]}</code></td>",
             f"<td class=l>{html.escape(status)}</td>",
-            f"<td>{_f(r['AP'])}</td>",
-            f"<td>{_f(r['AP50'])}</td>",
+            f"<td>{fmt_value(r['AP'])}</td>",
+            f"<td>{fmt_value(r['AP50'])}</td>",
         ]
-        cells += [f"<td>{_f(r['per_class_AP50'].get(c))}</td>" for c in classes]
-        cells.append(f"<td>{_f(r['images_per_s'], 1)}</td>")
+        cells += [f"<td>{fmt_value(r['per_class_AP50'].get(c))}</td>" for c in classes]
+        cells.append(f"<td>{fmt_value(r['images_per_s'], 1)}</td>")
         rows.append(f"<tr class={cls}>{''.join(cells)}</tr>")
     return f"<table>{''.join(rows)}</table>"
 

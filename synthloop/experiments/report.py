@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.experiments.html import fmt_spread, fmt_value, render_report_html
 from synthloop.experiments.matrix import BASELINES, MixExperimentError, fraction_label
 from synthloop.experiments.runner import EXPERIMENT_FILE, EXPERIMENT_SCHEMA, read_json, run_dir
 
@@ -145,18 +146,6 @@ def collect_results(out_dir: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- Markdown
-def _fmt(x: float | None, nd: int = 3) -> str:
-    return "-" if x is None else f"{x:.{nd}f}"
-
-
-def _fmt_spread(s: dict[str, Any]) -> str:
-    if not s["n"]:
-        return "-"
-    if s["n"] == 1:
-        return _fmt(s["mean"])
-    return f"{_fmt(s['mean'])} [{_fmt(s['min'])}, {_fmt(s['max'])}]"
-
-
 def summary_markdown(results: dict[str, Any]) -> str:
     """Markdown: per-series table (mean [min, max] over seeds) and a table of every run."""
     lines = [f"# Mixing experiment: {results['name']}", ""]
@@ -173,10 +162,14 @@ def summary_markdown(results: dict[str, Any]) -> str:
         lines.append("|---|" + "---:|" * len(fracs))
         for name, aggs in results["series"].items():
             by_f = {a["real_fraction"]: a for a in aggs}
-            cells = [_fmt_spread(by_f[f][metric]) if f in by_f else "" for f in fracs]
+            cells = [fmt_spread(by_f[f][metric], markup=False) if f in by_f else "" for f in fracs]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         for name, a in results["baselines"].items():
-            lines.append(f"| {name} (baseline) | " + " | ".join([_fmt_spread(a[metric])] * len(fracs)) + " |")
+            lines.append(
+                f"| {name} (baseline) | "
+                + " | ".join([fmt_spread(a[metric], markup=False)] * len(fracs))
+                + " |"
+            )
         lines.append("")
     classes = results["classes"]
     lines += ["## Runs", ""]
@@ -192,11 +185,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
             str(r["seed"]),
             r["spec_hash"][:12],
             r["status"] if not r["error"] else f"{r['status']}: {r['error']}".replace("|", "/"),
-            _fmt(r["AP"]),
-            _fmt(r["AP50"]),
+            fmt_value(r["AP"]),
+            fmt_value(r["AP50"]),
         ]
-        cells += [_fmt(r["per_class_AP50"].get(c)) for c in classes]
-        cells.append(_fmt(r["images_per_s"], 1))
+        cells += [fmt_value(r["per_class_AP50"].get(c)) for c in classes]
+        cells.append(fmt_value(r["images_per_s"], 1))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -211,8 +204,6 @@ class ReportPaths:
 
 def write_report(out_dir: str | Path) -> ReportPaths:
     """Write ``results.json``, ``summary.md`` and a self-contained ``report.html`` into ``out_dir``."""
-    from synthloop.experiments.html import render_report_html
-
     out = Path(out_dir)
     results = collect_results(out)
     rj = atomic_write_json(out / "results.json", results)
