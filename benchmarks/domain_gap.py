@@ -50,13 +50,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.dataset.folder import load_dataset  # noqa: E402
-from synthloop.dataset.types import Dataset, Frame  # noqa: E402
-from synthloop.errors import SynthloopError  # noqa: E402
-from synthloop.geometry.masks import rle_to_mask  # noqa: E402
-from synthloop.importers.coco import load_coco  # noqa: E402
-from synthloop.scenes.recipe import Recipe, load_recipe  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.dataset.folder import load_dataset
+from synthloop.dataset.types import Dataset, Frame
+from synthloop.errors import SynthloopError
+from synthloop.geometry.masks import rle_to_mask
+from synthloop.importers.coco import load_coco
+from synthloop.scenes.recipe import Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "train.json"

@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.farm.executors import run_local  # noqa: E402
-from synthloop.farm.plan import plan_job  # noqa: E402
-from synthloop.generators.blender_renderer import BlenderRenderer  # noqa: E402
-from synthloop.geometry.annotate import annotate_frame  # noqa: E402
-from synthloop.scenes.recipe import load_recipe  # noqa: E402
-from synthloop.scenes.sampler import sample_scene  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.farm.executors import run_local
+from synthloop.farm.plan import plan_job
+from synthloop.generators.blender_renderer import BlenderRenderer
+from synthloop.geometry.annotate import annotate_frame
+from synthloop.scenes.recipe import load_recipe
+from synthloop.scenes.sampler import sample_scene
 
 
 def throughput(recipe: str, frames: int, workers: int, threads: int, shards: int) -> float:

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
+from synthloop.atomic import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 FRUITS = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "images"

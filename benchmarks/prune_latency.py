@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from infer import calibration_inputs, median_ms  # noqa: E402
+from infer import calibration_inputs, median_ms
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
+from synthloop.atomic import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.training.backbones import build_backbone  # noqa: E402
-from synthloop.training.maskrcnn import build_maskrcnn  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.training.backbones import build_backbone
+from synthloop.training.maskrcnn import build_maskrcnn
 
 PARTS = (  # (attribute path, method, region name)
     ("transform", "forward", "transform"),

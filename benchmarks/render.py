@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.generators.blender_renderer import BlenderRenderer  # noqa: E402
-from synthloop.generators.generate import generate_frames  # noqa: E402
-from synthloop.scenes.recipe import load_recipe  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.generators.blender_renderer import BlenderRenderer
+from synthloop.generators.generate import generate_frames
+from synthloop.scenes.recipe import load_recipe
 
 
 class _TrackingRenderer(BlenderRenderer):

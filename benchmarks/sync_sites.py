@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.training.spec import load_spec  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.training.spec import load_spec
 
 ROOTS = ("synthloop", "torchvision")
 

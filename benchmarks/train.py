@@ -37,13 +37,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.training.build import build_model, data_anchor_sizes, prepare_data  # noqa: E402
-from synthloop.training.data import AugmentConfig, DetectionDataset, collate  # noqa: E402
-from synthloop.training.loop import LRFactor, make_optimizer  # noqa: E402
-from synthloop.training.spec import load_spec  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.training.build import build_model, data_anchor_sizes, prepare_data
+from synthloop.training.data import AugmentConfig, DetectionDataset, collate
+from synthloop.training.loop import LRFactor, make_optimizer
+from synthloop.training.spec import load_spec
 
 
 def with_batched_heads(spec, on: bool, matrix_nms: bool | None = None):

@@ -121,7 +121,7 @@ def test_ray_executor_matches_local(tmp_path, reference):
     plan_job("shapes", FRAMES, 7, SHARDS, job)
     try:
         summary = run_ray(job, threads=1, quiet=True, num_cpus=2)
-    except Exception as e:  # pragma: no cover - only when Ray cannot start here
+    except Exception as e:  # noqa: BLE001 # pragma: no cover - only when Ray cannot start here
         if ray.is_initialized():
             ray.shutdown()
         pytest.skip(f"Ray could not start a local cluster on this machine: {type(e).__name__}: {e}")

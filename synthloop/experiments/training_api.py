@@ -165,6 +165,6 @@ def _is_deploy_model(path: Path) -> bool:
 
         try:
             ck = read_checkpoint(path)
-        except Exception:  # unreadable: let the training predictor report it
+        except Exception:  # noqa: BLE001 - unreadable: let the training predictor report it
             return False
         return "format" in ck  # deploy checkpoints carry a "format" tag; training ones a "schema"

@@ -94,7 +94,7 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, **result}
     except DeviceError as e:
         return {"ok": False, "error": str(e), "traceback": "", "user_error": True}
-    except Exception as e:  # the worker must survive any frame's failure
+    except Exception as e:  # noqa: BLE001 - the worker must survive any frame's failure
         return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
