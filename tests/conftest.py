@@ -1,4 +1,4 @@
-"""Shared fixtures."""
+"""Fixtures shared by several test modules (plain builders and constants: helpers.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def ui_workspace(tmp_path_factory) -> Path:
     from synthloop.dataset.folder import load_dataset
     from synthloop.deploy.checkpoints import save_training_checkpoint
     from synthloop.evaluation.detections import FrameDetections
-    from synthloop.evaluation.overlays import write_outcome_overlays
+    from synthloop.evaluation.frame_outcomes import write_outcome_overlays
     from synthloop.evaluation.report import evaluate
     from synthloop.exporters.coco import write_coco
     from synthloop.exporters.kitti import write_kitti
@@ -120,3 +120,16 @@ def ui_workspace(tmp_path_factory) -> Path:
     (root / "mix" / "experiment.json").write_text(json.dumps({"schema": "synthloop.mix-experiment/1"}))
     (root / "mix" / "report.html").write_text("<html><body><h1>Mixing report</h1></body></html>")
     return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A synthloop folder of 4 toy frames (``synth``) and a COCO file of 4 other toy frames
+    (``real``), for the training tests' blend specs. A module may override it with its own."""
+    from synthloop.exporters.coco import write_coco
+    from synthloop.training.toydata import make_toy_dataset, write_toy_folder
+
+    root = tmp_path_factory.mktemp("toydata")
+    synth = write_toy_folder(root / "synth", num_frames=4, seed=0)
+    real = write_coco(make_toy_dataset(root / "realimg", 4, seed=7, source="real"), root / "real")
+    return {"synth": synth, "real": real}

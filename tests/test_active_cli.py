@@ -6,7 +6,7 @@ import json
 
 import typer
 import yaml
-from test_active_mining import controlled_rows
+from helpers import controlled_rows
 from typer.testing import CliRunner
 
 from synthloop.commands.active import app as active_app

@@ -6,46 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from helpers import controlled_rows
 
 from synthloop.active.derive import derive
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import MiningResult, WeakRegion, mine, wilson_interval
 from synthloop.active.outcomes import classify_outcome, outcome_table
 from synthloop.scenes.recipe import recipe_from_dict
-
-FAIL_BELOW = 0.9  # objects with scale < 0.9 (of uniform [0.8, 1.2]) are mostly missed
-
-
-def controlled_rows(n: int = 2000, seed: int = 0) -> list[dict]:
-    """Per-object rows where failure depends only on the object's scale; light strength, hue,
-    camera azimuth and pattern are noise."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        scale = float(rng.uniform(0.8, 1.2))
-        fail = bool(rng.random() < (0.85 if scale < FAIL_BELOW else 0.1))
-        rows.append(
-            {
-                "frame_id": f"{i // 3:06d}",
-                "matched": not fail,
-                "best_iou": 0.0 if fail else 0.8,
-                "ignored": False,
-                "category": "sphere",
-                "area": 900.0,
-                "occlusion": 0.0,
-                "truncation": 0.0,
-                "scene_params": {
-                    "key_light_strength": float(rng.uniform(2, 4)),
-                    "camera_azimuth_deg": float(rng.uniform(0, 360)),
-                },
-                "attributes": {
-                    "scale": scale,
-                    "hue": float(rng.uniform(0, 0.1)),
-                    "pattern": str(rng.choice(["none", "wood", "marble"])),
-                },
-            }
-        )
-    return rows
 
 
 @pytest.fixture(scope="module")

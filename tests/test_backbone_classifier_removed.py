@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_ddp import _spec_dict
+from helpers import ddp_spec_dict
 
 from synthloop.deploy.checkpoints import load_model
-from synthloop.exporters.coco import write_coco
 from synthloop.training import build as build_module
 from synthloop.training.backbones import EfficientNetLite0, build_backbone
 from synthloop.training.build import build_model
@@ -19,15 +18,15 @@ from synthloop.training.legacy import attach_legacy_classifier, has_legacy_class
 from synthloop.training.loop import load_checkpoint, train
 from synthloop.training.predictor import Predictor
 from synthloop.training.spec import parse_spec
-from synthloop.training.toydata import make_toy_dataset, write_toy_folder
 
 torch.set_num_threads(1)
 
 
 def _spec(data: dict[str, Path], family: str = "detectnet_v2", **over):
-    """test_train_ddp's blend spec on the default Lite0 backbone (pretrained, batch norms training),
-    AdamW with weight decay, so the removed parameters had optimizer state in the old layout."""
-    d = _spec_dict(
+    """The DDP tests' blend spec (helpers.ddp_spec_dict) on the default Lite0 backbone (pretrained,
+    batch norms training), AdamW with weight decay, so the removed parameters had optimizer state in
+    the old layout."""
+    d = ddp_spec_dict(
         data,
         model={"family": family, "input_width": 96, "input_height": 64},
         backbone={"name": "efficientnet_lite0", "weights": "package", "freeze_bn": False},
@@ -36,14 +35,6 @@ def _spec(data: dict[str, Path], family: str = "detectnet_v2", **over):
     )
     d.update(over)
     return parse_spec(d)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("legacydata")
-    synth = write_toy_folder(root / "synth", num_frames=4, seed=0)
-    real = write_coco(make_toy_dataset(root / "realimg", 4, seed=7, source="real"), root / "real")
-    return {"synth": synth, "real": real}
 
 
 def _targets(family: str) -> list[dict[str, torch.Tensor]]:

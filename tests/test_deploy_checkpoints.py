@@ -2,67 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from helpers import make_checkpoint
 
 torch = pytest.importorskip("torch")
 
-from synthloop.deploy.checkpoints import load_model, save_training_checkpoint  # noqa: E402
+from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def make_checkpoint(
-    path: Path,
-    family: str = "detectnet_v2",
-    backbone: str = "resnet18",
-    size=(64, 64),
-    seed=0,
-    spread=False,
-    coverage_threshold: float = 0.3,
-    category_ids=(3, 7),
-):
-    """A checkpoint in synthloop.training.loop's layout, from the training package's own builder.
-
-    ``spread``: scale each conv filter by a seeded random factor so L1 norms differ (like trained nets)."""
-    from synthloop.training.build import build_model
-    from synthloop.training.spec import ExperimentSpec
-
-    spec = ExperimentSpec.model_validate(
-        {
-            "datasets": [{"kind": "real", "coco_json": "unused.json"}],
-            "model": {
-                "family": family,
-                "input_width": size[0],
-                "input_height": size[1],
-                "detectnet": {"cluster": {"*": {"coverage_threshold": coverage_threshold}}},
-            },
-            "backbone": {"name": backbone, "weights": None},
-        }
-    )
-    torch.manual_seed(seed)
-    anchors = [16, 32, 64, 128] if family == "mask_rcnn" else None
-    model = build_model(spec, ["date", "fig"], tuple(anchors) if anchors else None, pretrained=False).eval()
-    if spread:
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, torch.nn.Conv2d):
-                    m.weight.mul_(torch.rand(m.out_channels, 1, 1, 1, generator=g) ** 2)
-    save_training_checkpoint(
-        path,
-        model,
-        spec.model_dump(mode="json"),
-        schema="synthloop.checkpoint/1",
-        classes=["date", "fig"],
-        category_ids=list(category_ids),
-        family=family,
-        anchor_sizes=anchors,
-    )
-    return model
 
 
 def test_training_checkpoint_rebuilds_the_same_detectnet(tmp_path):

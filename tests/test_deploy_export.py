@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from test_deploy_checkpoints import make_checkpoint  # noqa: E402
+from helpers import REAL, make_checkpoint  # noqa: E402
 
 from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.export_onnx import export_model, export_qat_onnx, op_counts, sidecar_path  # noqa: E402
@@ -22,7 +20,6 @@ from synthloop.deploy.preprocess import load_input  # noqa: E402
 from synthloop.training.toydata import make_toy_dataset  # noqa: E402
 
 torch.set_num_threads(1)
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from test_deploy_checkpoints import make_checkpoint  # noqa: E402
+from helpers import make_checkpoint  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from synthloop.commands.deploy import app  # noqa: E402

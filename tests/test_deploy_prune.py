@@ -85,7 +85,7 @@ def test_prune_detectnet(backbone, tmp_path):
 
 
 def test_pruned_checkpoint_roundtrip(tmp_path):
-    from test_deploy_checkpoints import make_checkpoint
+    from helpers import make_checkpoint
 
     model = make_checkpoint(tmp_path / "dn.pt", backbone="resnet18", spread=True)
     loaded, report = prune_checkpoint(

@@ -118,7 +118,7 @@ def test_uniform_allocation_prunes_every_group_alike():
 
 
 def test_cli_prune_with_target_ratio_and_calibration(tmp_path):
-    from test_deploy_checkpoints import make_checkpoint
+    from helpers import make_checkpoint
     from typer.testing import CliRunner
 
     from synthloop.commands.deploy import app
@@ -147,7 +147,7 @@ def test_cli_prune_with_target_ratio_and_calibration(tmp_path):
 def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
     """Mask R-CNN: calibration runs the backbone + FPN on normalized images (the model's own
     image_mean / image_std); the pruned model still predicts."""
-    from test_deploy_checkpoints import make_checkpoint
+    from helpers import make_checkpoint
 
     from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.prune import prune_checkpoint

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from test_deploy_checkpoints import make_checkpoint  # noqa: E402
+from helpers import make_checkpoint  # noqa: E402
 
 from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.export_onnx import export_model  # noqa: E402

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -19,7 +20,6 @@ from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.coco_metrics import BOX_STAT_NAMES, KP_STAT_NAMES, coco_evaluate
 from synthloop.evaluation.detections import Detections, EvaluationError, FrameDetections, to_coco_results
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 COCO128 = REAL / "coco128" / "instances.json"
 
 needs_coco128 = pytest.mark.skipif(not COCO128.exists(), reason=f"real data not found at {COCO128}")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL
 from pycocotools import mask as mask_utils
 
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections, FrameDetections
 from synthloop.evaluation.report import EvaluationReport, evaluate, print_report
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 FRUITS_VAL = REAL / "fruits-nuts" / "val.json"
 needs_fruits = pytest.mark.skipif(not FRUITS_VAL.exists(), reason=f"real data not found at {FRUITS_VAL}")
 

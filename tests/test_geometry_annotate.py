@@ -7,76 +7,20 @@ import math
 
 import numpy as np
 import pytest
+from helpers import SCENE_H as H
+from helpers import SCENE_W as W
+from helpers import camera, obj, scene, sphere_nut, tile
 
 from synthloop.dataset.folder import object_to_record
 from synthloop.geometry.annotate import annotate_frame, box3d_of, zbuffer_scene
-from synthloop.geometry.camera import intrinsics, look_at_rotation, project, world_to_cam_cv
+from synthloop.geometry.camera import intrinsics, project, world_to_cam_cv
 from synthloop.geometry.errors import GeometryError
 from synthloop.geometry.masks import rle_to_mask
 from synthloop.geometry.meshes import build_mesh
 from synthloop.geometry.transforms import object_to_world, transform_points
 from synthloop.scenes.spec import (
-    CameraSpec,
-    CategorySpec,
-    MaterialSpec,
-    ObjectSpec,
-    RenderSettings,
-    SceneSpec,
     ShapeSpec,
-    SupportSpec,
-    WorldSpec,
 )
-
-W, H = 160, 120
-MAT = MaterialSpec(base_color_hsv=(0.1, 0.5, 0.5), base_color_rgb=(0.5, 0.4, 0.3))
-CATS = (
-    CategorySpec(id=1, name="nut", keypoints=("top", "bottom", "side", "far", "absent")),
-    CategorySpec(id=2, name="tile"),
-)
-
-
-def camera(location=(0.0, 0.0, 1.0), target=(0.0, 0.0, 0.0), focal=36.0) -> CameraSpec:
-    rot = look_at_rotation(location, target)
-    return CameraSpec(
-        location=location,
-        rotation_world_from_cam=tuple(tuple(float(v) for v in r) for r in rot),
-        look_at=target,
-        focal_length_mm=focal,
-    )
-
-
-def obj(iid, shape, location, cat=2, quat=(1.0, 0.0, 0.0, 0.0), keypoints=None, params=None) -> ObjectSpec:
-    return ObjectSpec(
-        instance_id=iid,
-        name=f"o{iid}",
-        category_id=cat,
-        shape=shape,
-        material=MAT,
-        location=location,
-        rotation_quat_wxyz=quat,
-        keypoints_local=keypoints or {},
-        params=params or {},
-    )
-
-
-def scene(objects, cam=None) -> SceneSpec:
-    return SceneSpec(
-        recipe_name="test",
-        recipe_hash="0" * 8,
-        seed=0,
-        frame_index=0,
-        render=RenderSettings(width=W, height=H),
-        camera=cam or camera(),
-        lights=(),
-        support=SupportSpec(size=(2.0, 2.0), material=MAT),
-        world=WorldSpec(),
-        categories=CATS,
-        objects=tuple(objects),
-    )
-
-
-def tile(size=0.2, thick=0.01):
-    return ShapeSpec(kind="box", dimensions=(size, size, thick))
 
 
 def annotate(spec):
@@ -157,17 +101,6 @@ def test_object_through_near_plane_is_annotated():
     (o,) = ann.objects
     assert o.area == W * H and o.occlusion == pytest.approx(0.0, abs=1e-9)
     assert 0.0 < o.truncation < 1.0
-
-
-def sphere_nut(iid, location, r=0.04, side=1.0):
-    kps = {
-        "top": (0.0, 0.0, r),  # faces the camera
-        "bottom": (0.0, 0.0, -r),  # behind the nut itself
-        "side": (side * r, 0.0, 0.0),  # on the equator: silhouette, grazing or hidden
-        "far": (0.0, 0.0, 50.0),  # behind the camera (camera at z = 1)
-    }
-    shape = ShapeSpec(kind="sphere", dimensions=(2 * r, 2 * r, 2 * r), segments=64)
-    return obj(iid, shape, location, cat=1, keypoints=kps)
 
 
 def test_keypoint_visibility_cases():

@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import trimesh
+from helpers import SCENE_H as H
+from helpers import SCENE_W as W
+from helpers import obj, scene, sphere_nut, tile
 from PIL import Image
-from test_geometry_annotate import H, W, obj, scene, sphere_nut, tile
 from typer.testing import CliRunner
 
 from synthloop.commands.geometry import app

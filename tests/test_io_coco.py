@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL, synthetic_dataset
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from test_io_helpers import REAL, synthetic_dataset
 
 from synthloop.dataset.folder import load_instance_map
 from synthloop.errors import DatasetError

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from helpers import K, synthetic_dataset
 from PIL import Image
-from test_io_helpers import K, synthetic_dataset
 
 from synthloop.dataset.types import Box3D
 from synthloop.errors import DatasetError

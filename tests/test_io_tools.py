@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import typer
+from helpers import REAL, synthetic_dataset, write_synthetic_folder
 from PIL import Image
-from test_io_helpers import REAL, synthetic_dataset, write_synthetic_folder
 from typer.testing import CliRunner
 
 from synthloop.commands import dataset as dataset_cmd

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REAL as REAL_DATA
 from typer.testing import CliRunner
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "fruits-nuts"
+REAL = REAL_DATA / "fruits-nuts"
 CLASSES = ("date", "fig", "hazelnut")
 
 # about 25 s on 2 shared CPU cores: under the ~60 s bar for @pytest.mark.slow

@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from helpers import BASE, PLAIN
 
 from synthloop.experiments.matrix import MixExperimentError, expand, load_experiment, spec_hash
-
-
-def _plain_load(base: str | dict, base_dir: Path, source: str = "") -> dict[str, Any]:
-    if isinstance(base, str):
-        return yaml.safe_load((base_dir / base).read_text())
-    return copy.deepcopy(base)
-
-
-def _plain_with_mix(spec: dict, *, schedule: str, real_fraction: float, seed: int) -> dict:
-    out = copy.deepcopy(spec)
-    out.setdefault("mix", {}).update(schedule=schedule, real_fraction=real_fraction)
-    out["seed"] = seed
-    return out
-
-
-def _plain_real_only(spec: dict, *, seed: int) -> dict:
-    out = _plain_with_mix(spec, schedule="blend", real_fraction=1.0, seed=seed)
-    out["datasets"] = [d for d in out["datasets"] if d["kind"] != "synthetic"]
-    return out
-
-
-# spec operations on plain dicts (no ExperimentSpec validation): the matrix logic under test is the
-# same whatever the training package's spec model looks like
-PLAIN = SimpleNamespace(
-    load_spec_data=_plain_load,
-    normalize_spec=lambda d, source="", where=None: copy.deepcopy(d),
-    with_mix=_plain_with_mix,
-    real_only=_plain_real_only,
-)
-
-BASE = {
-    "model": "detectnet_v2",
-    "epochs": 3,
-    "datasets": [{"kind": "synthetic", "path": "syn"}, {"kind": "real", "path": "real.json"}],
-    "mix": {"schedule": "blend", "real_fraction": 0.5},
-}
 
 
 def _write(tmp_path: Path, **exp: Any) -> Path:

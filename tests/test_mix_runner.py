@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from test_mix_matrix import BASE, PLAIN
+from helpers import BASE, PLAIN
 
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections, FrameDetections

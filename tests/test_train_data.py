@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import REAL
 
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.toydata import make_toy_dataset, write_toy_folder
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 NO_AUG = AugmentConfig(enabled=False)
 
 

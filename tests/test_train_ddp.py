@@ -17,13 +17,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from helpers import ddp_spec_dict as _spec_dict
 from typer.testing import CliRunner
 
 from synthloop.training import distributed as du
 from synthloop.training.loop import load_checkpoint, train
 from synthloop.training.mixing import REAL, SYNTHETIC, build_phases
 from synthloop.training.spec import parse_spec
-from synthloop.training.toydata import make_toy_dataset, write_toy_folder
 
 torch.set_num_threads(1)
 
@@ -110,43 +110,6 @@ def test_gpus_option_builds_the_torchrun_command(tmp_path):
 
 
 # ---------------------------------------------------------------- processes
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    from synthloop.exporters.coco import write_coco
-
-    root = tmp_path_factory.mktemp("ddpdata")
-    synth = write_toy_folder(root / "synth", num_frames=4, seed=0)
-    real = write_coco(make_toy_dataset(root / "realimg", 4, seed=7, source="real"), root / "real")
-    return {"synth": synth, "real": real}
-
-
-def _spec_dict(data, **over) -> dict:
-    d = {
-        "datasets": [
-            {"kind": "synthetic", "paths": [str(data["synth"])]},
-            {"kind": "real", "coco_json": str(data["real"])},
-        ],
-        "model": {"family": "detectnet_v2", "input_width": 96, "input_height": 64},
-        # frozen BatchNorm: per-image computation, so 2 x 2 images equal 1 x 4 images
-        "backbone": {"name": "resnet18", "weights": None, "freeze_bn": True},
-        "augment": {"enabled": True, "hflip_prob": 0.5, "noise_prob": 0.5},
-        "mix": {"schedule": "blend", "ratio": [1, 1], "real_fraction": 1.0},
-        "optimizer": {"name": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 0.0},
-        "lr_schedule": {"name": "soft_start_annealing"},
-        "distributed": {"lr_scaling": "none"},
-        "iterations": 4,
-        "checkpoint_interval": 2,
-        "batch_size": 2,
-        "device": "cpu",
-        "amp": False,
-        "deterministic": True,
-        "log_interval": 1,
-        "seed": 11,
-    }
-    d.update(over)
-    return d
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
