@@ -21,7 +21,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

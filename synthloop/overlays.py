@@ -170,7 +170,7 @@ def paint(
     if header is None:
         return img
     tb = draw.textbbox((0, 0), header, font=font)
-    bar = tb[3] - tb[1] + 4 * lw
+    bar = int(tb[3] - tb[1]) + 4 * lw
     canvas = Image.new("RGB", (img.width, img.height + bar), (0, 0, 0))
     canvas.paste(img, (0, bar))
     ImageDraw.Draw(canvas).text((2 * lw, 2 * lw - tb[1]), header, fill=(255, 255, 255), font=font)
@@ -197,7 +197,7 @@ def annotation_marks(frame: Frame, cats: Mapping[int, Category]) -> list[Mark]:
 
 def detection_marks(dets: DetectionArrays, names: Mapping[int, str] | None = None) -> list[Mark]:
     """Marks of detections in category colours, labelled ``name score``."""
-    masks = dets.masks or [None] * len(dets.scores)
+    masks: list[dict | None] = list(dets.masks) if dets.masks else [None] * len(dets.scores)
     return [
         Mark(
             box,

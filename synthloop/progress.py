@@ -31,7 +31,7 @@ class RateColumn(TextColumn):
         super().__init__("")
         self.unit = unit
 
-    def render(self, task: Any):  # type: ignore[override]
+    def render(self, task: Any):
         from rich.text import Text
 
         speed = task.finished_speed or task.speed

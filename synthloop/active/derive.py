@@ -205,6 +205,16 @@ def _mid(d: Any) -> float:
     return 0.5 * (lo + hi)
 
 
+def _divided_by(base: float) -> Callable[[float, float], tuple[float, float]]:
+    """A target's (low, high) in units of ``base``."""
+    return lambda a, b: (a / base, b / base)
+
+
+def _count_share(share: float) -> Callable[[float, float], tuple[float, float]]:
+    """A total count range's share, widened to whole counts."""
+    return lambda a, b: (_floor(a * share), _ceil(b * share))
+
+
 def _focal_fov(sensor: float) -> Callable[[float, float], tuple[float, float]]:
     """Interval in focal length (mm) <-> horizontal FOV (deg): decreasing, so the ends swap."""
 
@@ -245,7 +255,7 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
                 out.append(
                     _Target(
                         (*g, "shape", "scale"),
-                        convert=lambda a, b, base=base: (a / base, b / base),
+                        convert=_divided_by(base),
                         note=f"size / largest base dimension ({base:.4g} m)",
                     )
                 )
@@ -313,7 +323,7 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
             _Target(
                 (gname, i, "count"),
                 integer=True,
-                convert=lambda a, b, share=m / total: (_floor(a * share), _ceil(b * share)),
+                convert=_count_share(m / total),
                 note=f"total split by mean counts (share {m / total:.3g})",
             )
             for i, m in enumerate(mids)

@@ -135,6 +135,7 @@ class WeakRegion:
         if self.kind == "categorical":
             cats = set(self.categories or [])
             return np.array([v is not None and str(v) in cats for v in values], dtype=bool)
+        assert self.low is not None and self.high is not None  # a numeric region has both ends
         x = np.asarray(values, dtype=np.float64)
         with np.errstate(invalid="ignore"):
             upper = x <= self.high if self.high_inclusive else x < self.high
@@ -282,7 +283,9 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _interval_cands(param: str, x: np.ndarray, edges: Sequence[float], source: str) -> list[_Cand]:
+def _interval_cands(
+    param: str, x: np.ndarray, edges: Sequence[float] | np.ndarray, source: str
+) -> list[_Cand]:
     """Bins ``[e_i, e_{i+1})`` (last closed) over the non-NaN values of ``x``."""
     out = []
     n = len(edges) - 1

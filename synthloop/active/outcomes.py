@@ -181,7 +181,7 @@ def outcome_table(
         if not present:
             continue
         if all(_is_number(v) for v in present):
-            x = np.array([math.nan if _missing(v) else float(v) for v in col], dtype=np.float64)
+            x = np.array([math.nan if v is None or _missing(v) else float(v) for v in col], dtype=np.float64)
             if np.nanmin(x) == np.nanmax(x):
                 continue
             values[name], kinds[name] = x, "numeric"

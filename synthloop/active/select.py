@@ -173,7 +173,7 @@ def combine_uncertainty(
             f"no uncertainty score to combine (have {sorted(scores)}, weights {w})", where="weights"
         )
     total = sum(v for _, v in used)
-    return sum(v * np.asarray(scores[k], dtype=np.float64) for k, v in used) / total
+    return np.asarray(sum(v * np.asarray(scores[k], dtype=np.float64) for k, v in used) / total)
 
 
 def rank_pool(
@@ -192,8 +192,8 @@ def rank_pool(
     if not 0.0 <= weight <= 1.0:
         raise ActiveError(f"weight must be in [0, 1], got {weight}", where="weight")
     if embeddings is None or weight >= 1.0:
-        order = [int(i) for i in np.argsort(-u, kind="stable")[:budget]]
-        return order, [float(u[i]) for i in order]
+        top = [int(i) for i in np.argsort(-u, kind="stable")[:budget]]
+        return top, [float(u[i]) for i in top]
     x = np.asarray(embeddings, dtype=np.float64)
     if len(x) != len(u):
         raise ActiveError(f"{len(x)} embeddings for {len(u)} images", where="embeddings")
@@ -326,7 +326,7 @@ def score_pool(
         if embed is not None:
             embs.append(np.asarray(embed(images), dtype=np.float64).reshape(len(images), -1))
     return PoolScores(
-        paths=paths,
+        paths=[Path(p) for p in paths],
         entropy=np.asarray(ent),
         margin=np.asarray(mar),
         tta=np.asarray(dis),

@@ -107,7 +107,7 @@ def prune_cmd(
         normalizer,
         target_ratio,
         allocation,
-        images,  # type: ignore[arg-type]
+        images,
         exclude,
     )
     print(f"pruned {len(r.layers)} layer groups at -pth {r.threshold:.4f}")
@@ -242,7 +242,7 @@ def export_model_cmd(
             calib,
             int8_flavor,
             calib_method,
-            opset,  # type: ignore[arg-type]
+            opset,
             source=str(model),
             layout=layout,  # type: ignore[arg-type]
         )
@@ -265,7 +265,7 @@ def export_model_cmd(
         from synthloop.deploy.tensorrt_build import build_engine
 
         trt_precision = "int8" if precision == "int8" or loaded is None else "fp16"
-        built = build_engine(out, engine, trt_precision, calibration=calib)  # type: ignore[arg-type]
+        built = build_engine(out, engine, trt_precision, calibration=calib)
         if built is not None:
             print(f"wrote {built}")
 

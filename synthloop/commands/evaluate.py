@@ -168,7 +168,7 @@ def evaluate_cmd(
         ds = load_source(data, skip_invalid)
         dets = _predict(ckpt, ds, batch_size)
     iou = _parse_min_iou(min_iou)
-    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)  # type: ignore[arg-type]
+    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)
     if not quiet:
         print_report(report, max_slices_per_group=max_bins)
     if bootstrap:
@@ -200,7 +200,7 @@ def evaluate_cmd(
             worst=worst,
             by=worst_by,
             score_thr=score_thr,
-            min_iou=iou,  # type: ignore[arg-type]
+            min_iou=iou,
         )
     print(
         f"wrote {out}/report.json" + (", detections.json" if predicted else "") + f", {len(written)} overlays"

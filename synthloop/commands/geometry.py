@@ -48,7 +48,7 @@ def mesh_cmd(
 
     with user_errors():
         try:
-            shape = ShapeSpec(kind=kind, dimensions=dims, **_parse_params(set_))  # type: ignore[arg-type]
+            shape = ShapeSpec(kind=kind, dimensions=dims, **_parse_params(set_))
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
@@ -107,7 +107,7 @@ def preview_cmd(
 
             spec = sample_scene(load_recipe(recipe), seed, frame)
         else:
-            spec = _load_spec(scene)  # type: ignore[arg-type]
+            spec = _load_spec(scene)
         img, ann = preview_frame(spec)
         atomic_save_image(out, Image.fromarray(img))
         for o in ann.objects:

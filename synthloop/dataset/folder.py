@@ -121,7 +121,7 @@ def object_from_record(rec: dict[str, Any]) -> ObjectAnnotation:
             if "keypoints" in rec
             else None
         ),
-        bbox_amodal=tuple(rec["bbox_amodal"]) if "bbox_amodal" in rec else None,  # type: ignore[arg-type]
+        bbox_amodal=tuple(rec["bbox_amodal"]) if "bbox_amodal" in rec else None,
         occlusion=rec.get("occlusion"),
         truncation=rec.get("truncation"),
         box3d=(

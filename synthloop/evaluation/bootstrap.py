@@ -65,7 +65,8 @@ def _resample(
 ) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
     """GT dict and per-model results for the images ``picks`` (indices into ``gt_dict['images']``);
     ``gt_by_image``/``by_image``: ground truth / each model's results grouped by image id."""
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     results: list[list[dict[str, Any]]] = [[] for _ in by_image]
     for new_id, i in enumerate(picks.tolist(), start=1):
         img = gt_dict["images"][i]

@@ -35,7 +35,8 @@ def gt_coco_dict(ds: Dataset) -> dict[str, Any]:
     Boxes become ``[x1, y1, x2 - x1, y2 - y1]``; ``area`` is the annotation's own; masks are passed
     as their RLE; keypoints flattened with ``num_keypoints`` = count of visibility > 0.
     """
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, frame in enumerate(ds.frames):
         img_id = i + 1
         images.append(
@@ -73,7 +74,7 @@ def gt_coco_dict(ds: Dataset) -> dict[str, Any]:
 def dataset_gt(ds: Dataset) -> tuple[dict[str, Any], dict[str, int]]:
     """(COCO GT dict, frame_id -> image id). Uses the COCO exporter when it is installed."""
     try:
-        from synthloop.exporters.coco import dataset_to_coco  # type: ignore[import-not-found]
+        from synthloop.exporters.coco import dataset_to_coco
     except ImportError:
         gt = gt_coco_dict(ds)
     else:

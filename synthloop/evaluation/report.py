@@ -141,7 +141,7 @@ def report_tables(report: EvaluationReport, max_slices_per_group: int | None = N
     """The rich Tables of :func:`print_report` (COCO, VOC per class, confusion, slices)."""
     from rich.table import Table
 
-    tables = []
+    tables: list[Any] = []
     types = [t for t in IOU_TYPES if t in report.coco]
     if types:
         t = Table(title="COCO (pycocotools)")

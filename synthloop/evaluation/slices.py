@@ -403,7 +403,7 @@ def compute_slices(
             duplicate = not is_tp and j >= 0 and m.det_iou[d] >= thr[cid] and not is_ignored(frame.objects[j])
             for g, b in bins.items():
                 if is_tp or duplicate:
-                    label: Any = obj_labels[j][g]
+                    label = obj_labels[j][g]
                 elif b.kind == "size":
                     x1, y1, x2, y2 = (float(v) for v in fd.boxes[d])
                     label = b.assign((x2 - x1) * (y2 - y1))

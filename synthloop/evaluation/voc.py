@@ -248,7 +248,7 @@ def confusion_matrix(
                     continue
             det_done[d] = True
             mat[bg, index[int(sub.labels[d])]] += 1
-        for j in np.nonzero((~gt_taken) & (~ignored))[0]:
-            mat[index[int(labels[j])], bg] += 1
+        for g in np.nonzero((~gt_taken) & (~ignored))[0]:
+            mat[index[int(labels[g])], bg] += 1
     names = [c.name for c in ds.categories] + ["background"]
     return ConfusionMatrix(names, cats, mat, float(iou), float(score_thr))

@@ -67,12 +67,10 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str
-    iou_types: list[Literal["bbox", "segm", "keypoints"]] = Field(
-        default_factory=lambda: ["bbox"], min_length=1
-    )
+    iou_types: list[Literal["bbox", "segm", "keypoints"]] = Field(default=["bbox"], min_length=1)
     voc_mode: Literal["integrate", "sample"] = "integrate"
     score_thr: float = Field(0.5, ge=0, le=1)
-    min_iou: float | dict[str, float] | None = None
+    min_iou: float | dict[int | str, float] | None = None
     batch_size: int = Field(4, ge=1)
     sample_frames: int = Field(3, ge=0)
     worst_frames: int = Field(4, ge=0)
@@ -87,7 +85,7 @@ class MixExperiment(BaseModel):
     base: str | dict[str, Any]
     overrides: dict[str, Any] = Field(default_factory=dict)
     real_fractions: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0], min_length=1)
-    schedules: list[Schedule] = Field(default_factory=lambda: ["blend", "pretrain_finetune"], min_length=1)
+    schedules: list[Schedule] = Field(default=["blend", "pretrain_finetune"], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     baselines: Baselines = Field(default_factory=Baselines)
     eval: EvalConfig
@@ -217,7 +215,7 @@ def _candidates(
 ) -> list[tuple[str, str, str, float, int, dict]]:
     """(name, series, effective schedule, fraction, seed, spec) for every point, in matrix order."""
     exp = loaded.experiment
-    out = []
+    out: list[tuple[str, str, str, float, int, dict]] = []
     for schedule in exp.schedules:
         for r in exp.real_fractions:
             # without real data there is nothing to fine-tune on: every schedule is the blend

@@ -159,7 +159,8 @@ def dataset_to_coco(ds: Dataset, file_names: list[str] | None = None) -> dict[st
     ``file_names``: each frame's ``file_name`` (default: :func:`image_file_names`).
     """
     names = file_names if file_names is not None else image_file_names(ds)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     inst_cache: dict[str, np.ndarray] = {}
     cat_ids = {c.id for c in ds.categories}
     for image_id, (frame, fname) in enumerate(zip(ds.frames, names, strict=True), start=1):

@@ -90,7 +90,9 @@ def kitti_box_from_corners(
     return (float(height), float(width), float(length)), r @ bottom_local
 
 
-def kitti_corners(dims_hwl: Sequence[float], location: Sequence[float], rotation_y: float) -> np.ndarray:
+def kitti_corners(
+    dims_hwl: Sequence[float], location: Sequence[float] | np.ndarray, rotation_y: float
+) -> np.ndarray:
     """(8, 3) corners of a KITTI box (``location`` = bottom centre) in the camera frame."""
     h, w, length = (float(v) for v in dims_hwl)
     x = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * (length / 2)

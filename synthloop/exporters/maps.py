@@ -20,6 +20,7 @@ RLE masks in order (later objects on top). Crowd regions get their class too.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def write_depth_pngs(ds: Dataset, out_dir: str | Path) -> list[Path]:
                 continue
             depth = load_depth(frame).astype(np.float32)
             atomic_save_image(tmp / f"{stem}.png", Image.fromarray(depth_to_mm(depth)), compress_level=1)
-            atomic_write_with(tmp / f"{stem}.npy", lambda fh, d=depth: np.save(fh, d))
+            atomic_write_with(tmp / f"{stem}.npy", partial(np.save, arr=depth))
             written.append(out_dir / f"{stem}.png")
     return written
 

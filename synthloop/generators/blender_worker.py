@@ -25,7 +25,7 @@ import os
 import struct
 import sys
 import traceback
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from synthloop.generators.devices import DeviceError
 
@@ -43,12 +43,18 @@ def encode_message(obj: Any) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
+class ByteReader(Protocol):
+    """What the protocol reads from: a pipe, or a reader with a deadline."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 def send_message(stream: BinaryIO, obj: Any) -> None:
     stream.write(encode_message(obj))
     stream.flush()
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
+def _read_exact(stream: ByteReader, n: int) -> bytes:
     chunks = []
     while n > 0:
         chunk = stream.read(n)
@@ -59,7 +65,7 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_message(stream: BinaryIO) -> Any:
+def read_message(stream: ByteReader) -> Any:
     """Read one message; raises :class:`ProtocolEOF` when the stream ends."""
     (n,) = _HEADER.unpack(_read_exact(stream, _HEADER.size))
     if n > MAX_MESSAGE_BYTES:

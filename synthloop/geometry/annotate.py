@@ -154,10 +154,10 @@ def box3d_of(obj: ObjectSpec, world_to_cam: np.ndarray) -> Box3D:
     x_dir = R[:, 0]
     ry = math.atan2(-x_dir[2], x_dir[0]) + 0.0  # + 0.0 turns -0.0 into 0.0
     return Box3D(
-        center=tuple(float(v) for v in centre),  # type: ignore[arg-type]
+        center=(float(centre[0]), float(centre[1]), float(centre[2])),
         dimensions=(dz, dy, dx),
         rotation_y=float(ry),
-        corners=tuple(tuple(float(v) for v in c) for c in corners),
+        corners=tuple((float(c[0]), float(c[1]), float(c[2])) for c in corners),
     )
 
 

@@ -125,7 +125,7 @@ def look_at_rotation(
         raise GeometryError("camera location equals its look-at target", where="camera.look_at")
     fwd /= n
     upv = np.asarray(up, dtype=np.float64)
-    if np.linalg.norm(np.cross(fwd, upv)) < 1e-9 * max(np.linalg.norm(upv), 1e-12):
+    if np.linalg.norm(np.cross(fwd, upv)) < 1e-9 * max(float(np.linalg.norm(upv)), 1e-12):
         upv = np.array([0.0, 1.0, 0.0])
     right = np.cross(fwd, upv)
     right /= np.linalg.norm(right)

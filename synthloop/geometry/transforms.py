@@ -61,7 +61,7 @@ def matrix_to_quat(rot: np.ndarray) -> np.ndarray:
     return -out if out[0] < 0 else out
 
 
-def rigid_matrix(rot: np.ndarray, translation: Sequence[float]) -> np.ndarray:
+def rigid_matrix(rot: np.ndarray, translation: Sequence[float] | np.ndarray) -> np.ndarray:
     """4x4 homogeneous matrix ``[[R, t], [0, 1]]`` from a (3, 3) rotation and a (3,) translation."""
     out = np.eye(4)
     out[:3, :3] = np.asarray(rot, dtype=np.float64)

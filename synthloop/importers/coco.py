@@ -237,7 +237,7 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
             attributes[k] = v
     return ObjectAnnotation(
         category_id=cat.id,
-        bbox=bbox,  # type: ignore[arg-type]
+        bbox=bbox,
         area=area,
         mask=rle,
         iscrowd=bool(iscrowd),
@@ -353,8 +353,8 @@ def coco_to_dataset(
         if "image_id" not in a:
             issues.report(label, "image_id", "missing")
             continue
-        frame = by_image.get(a["image_id"]) if isinstance(a["image_id"], int | str) else None
-        if frame is None:
+        owner = by_image.get(a["image_id"]) if isinstance(a["image_id"], int | str) else None
+        if owner is None:
             if a["image_id"] in skipped_images and skip_invalid:
                 issues.report(label, "image_id", f"its image {a['image_id']!r} was skipped")
             else:
@@ -363,16 +363,16 @@ def coco_to_dataset(
         if "category_id" not in a:
             issues.report(label, "category_id", "missing")
             continue
-        cat = cats.get(a["category_id"]) if isinstance(a["category_id"], int) else None
-        if cat is None:
+        ann_cat = cats.get(a["category_id"]) if isinstance(a["category_id"], int) else None
+        if ann_cat is None:
             issues.report(label, "category_id", f"category id {a['category_id']!r} is not in categories")
             continue
         try:
-            obj = _parse_annotation(a, frame.width, frame.height, cat)
+            obj = _parse_annotation(a, owner.width, owner.height, ann_cat)
         except _Invalid as e:
             issues.report(label, e.field, e.reason)
             continue
-        frame.objects.append(obj)
+        owner.objects.append(obj)
 
     info: dict[str, Any] = {"source_format": source, "source_path": str(path), "skipped": issues.skipped}
     if isinstance(data.get("info"), dict):

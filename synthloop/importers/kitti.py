@@ -134,7 +134,7 @@ def _object(f: dict[str, Any], category_id: int) -> ObjectAnnotation:
         attributes["kitti_alpha"] = f["alpha"]
     return ObjectAnnotation(
         category_id=category_id,
-        bbox=bbox,  # type: ignore[arg-type]
+        bbox=bbox,
         area=(bbox[2] - bbox[0]) * (bbox[3] - bbox[1]),
         truncation=f["truncated"],
         box3d=box3d,

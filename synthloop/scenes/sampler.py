@@ -163,7 +163,7 @@ def sample_lights(
         direction = direction_from_angles(elevation, azimuth)
         lights.append(
             LightSpec(
-                type=kind,  # type: ignore[arg-type]
+                type=kind,
                 location=_vec3(distance * direction),
                 direction=_vec3(-direction),
                 strength=float(power),
@@ -217,7 +217,7 @@ def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[Mate
         roughness=roughness,
         metallic=metallic,
         specular=specular,
-        pattern=pattern,  # type: ignore[arg-type]
+        pattern=pattern,
         pattern_scale=pattern_scale,
         pattern_strength=pattern_strength,
         bump_strength=bump_strength,
@@ -375,7 +375,11 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
         if pos is None:
             continue
         realized[draft.group.name] += 1
-        keypoints = _keypoints_local(draft.group, draft.shape.dimensions) if draft.category_id else {}
+        keypoints = (
+            _keypoints_local(draft.group, draft.shape.dimensions)
+            if draft.category_id and isinstance(draft.group, ClassConfig)
+            else {}
+        )
         objects.append(
             ObjectSpec(
                 instance_id=len(objects) + 1,
