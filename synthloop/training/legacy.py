@@ -1,6 +1,6 @@
 """Loading checkpoints written while detectors still carried EfficientNet-Lite0's ImageNet classifier.
 
-Until session 6 the Lite0 detection backbone kept its 1280-channel conv head and ``classifier``
+Earlier versions of the Lite0 detection backbone kept its 1280-channel conv head and ``classifier``
 (``...body.head.*``, ``...body.classifier.*``), which the detection forward never used. They are
 removed now (:func:`synthloop.training.backbones.build_backbone`). Checkpoints from before still
 load: :func:`drop_legacy_classifier` filters their model state, and :func:`upgrade_optimizer_state`
