@@ -1,6 +1,7 @@
 """Summarize the targeted-vs-random generation experiment from its evaluation reports.
 
-    python docs/results/specs/active_experiment_summary.py EVALS --weak WEAK.json --out docs/results/active_experiment
+    python docs/results/specs/active_experiment_summary.py EVALS --weak WEAK.json \
+        --out docs/results/active_experiment
 
 EVALS_DIR holds, per model, ``<model>_real_val.json`` (``synthloop evaluate`` on fruits-nuts val)
 and ``<model>_test40.json`` (on 40 held-out frames of the original recipe, ``--min-iou 0.75``).
