@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +30,20 @@ def read_json(
         raise error(
             f"invalid JSON in {what} ({e.msg} at line {e.lineno} column {e.colno})", path=str(p)
         ) from None
+
+
+def require_schema(d: Any, schema: str, what: str, error: type[SynthloopError], path: str | None) -> None:
+    """Raise ``error`` ("not a WHAT") unless ``d`` is a mapping whose ``"schema"`` is ``schema``."""
+    if not isinstance(d, Mapping) or d.get("schema") != schema:
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise error(f"not {article} {what} (schema must be {schema!r})", path=path)
+
+
+@contextmanager
+def reading(what: str, error: type[SynthloopError], path: str | None) -> Iterator[None]:
+    """Turn a KeyError, TypeError or ValueError raised while building a WHAT from its dict into
+    ``error`` ("malformed WHAT (...)") naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as e:
+        raise error(f"malformed {what} ({type(e).__name__}: {e})", path=path) from e

@@ -43,7 +43,7 @@ import numpy as np
 from synthloop.active.errors import ActiveError
 from synthloop.active.outcomes import OutcomeTable
 from synthloop.atomic import atomic_write_json
-from synthloop.jsonio import read_json
+from synthloop.jsonio import read_json, reading, require_schema
 
 WEAK_SCHEMA = "synthloop.weak_regions/1"
 
@@ -218,9 +218,8 @@ class MiningResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: str | None = None) -> MiningResult:
-        if not isinstance(d, dict) or d.get("schema") != WEAK_SCHEMA:
-            raise ActiveError(f"not a weak-regions file (schema must be {WEAK_SCHEMA!r})", path=path)
-        try:
+        require_schema(d, WEAK_SCHEMA, "weak-regions file", ActiveError, path)
+        with reading("weak-regions file", ActiveError, path):
             return cls(
                 overall_recall=float(d["overall_recall"]) if d["overall_recall"] is not None else math.nan,
                 num_objects=int(d["num_objects"]),
@@ -233,8 +232,6 @@ class MiningResult:
                 model_score=d.get("model_score"),
                 candidates_tested=int(d.get("candidates_tested", 0)),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ActiveError(f"malformed weak-regions file ({type(e).__name__}: {e})", path=path) from e
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_json(path, _finite(self.to_dict()))

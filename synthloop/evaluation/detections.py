@@ -25,7 +25,7 @@ import numpy as np
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.types import Dataset
 from synthloop.errors import SynthloopError
-from synthloop.jsonio import read_json
+from synthloop.jsonio import read_json, require_schema
 
 DETECTIONS_SCHEMA = "synthloop.detections/1"
 
@@ -168,8 +168,7 @@ class Detections(dict[str, FrameDetections]):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str | None = None) -> Detections:
-        if not isinstance(d, Mapping) or d.get("schema") != DETECTIONS_SCHEMA:
-            raise DetectionsError(f"not a detections file (schema must be {DETECTIONS_SCHEMA!r})", path=path)
+        require_schema(d, DETECTIONS_SCHEMA, "detections file", DetectionsError, path)
         frames = d.get("frames")
         if not isinstance(frames, list):
             raise DetectionsError("'frames' must be a list", path=path, where="frames")

@@ -19,7 +19,7 @@ from synthloop.evaluation.detections import EvaluationError, FrameDetections, ch
 from synthloop.evaluation.matching import is_ignored
 from synthloop.evaluation.slices import SliceTable, compute_slices
 from synthloop.evaluation.voc import ConfusionMatrix, VocMode, confusion_matrix, voc_evaluate
-from synthloop.jsonio import read_json
+from synthloop.jsonio import read_json, reading, require_schema
 
 REPORT_SCHEMA = "synthloop.evaluation/1"
 
@@ -55,9 +55,8 @@ class EvaluationReport:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str | None = None) -> EvaluationReport:
-        if not isinstance(d, Mapping) or d.get("schema") != REPORT_SCHEMA:
-            raise EvaluationError(f"not an evaluation report (schema must be {REPORT_SCHEMA!r})", path=path)
-        try:
+        require_schema(d, REPORT_SCHEMA, "evaluation report", EvaluationError, path)
+        with reading("evaluation report", EvaluationError, path):
             return cls(
                 summary=dict(d["summary"]),
                 coco=dict(d["coco"]),
@@ -67,15 +66,9 @@ class EvaluationReport:
                 params=dict(d.get("params", {})),
                 bootstrap=dict(d["bootstrap"]) if d.get("bootstrap") is not None else None,
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise EvaluationError(f"malformed evaluation report ({type(e).__name__}: {e})", path=path) from e
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> EvaluationReport:
-        return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> Path:
         """Write canonical JSON atomically."""

@@ -43,7 +43,7 @@ from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
 from synthloop.evaluation.matching import IGNORED, TP, is_ignored, match_dataset, resolve_min_iou
 from synthloop.evaluation.voc import VocMode, class_ap
-from synthloop.jsonio import read_json
+from synthloop.jsonio import read_json, reading, require_schema
 
 SLICES_SCHEMA = "synthloop.slices/1"
 UNKNOWN = "unknown"
@@ -236,9 +236,8 @@ class SliceTable:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str | None = None) -> SliceTable:
-        if not isinstance(d, Mapping) or d.get("schema") != SLICES_SCHEMA:
-            raise EvaluationError(f"not a slice table (schema must be {SLICES_SCHEMA!r})", path=path)
-        try:
+        require_schema(d, SLICES_SCHEMA, "slice table", EvaluationError, path)
+        with reading("slice table", EvaluationError, path):
             return cls(
                 objects=list(d["objects"]),
                 slices=[SliceMetrics(**s) for s in d["slices"]],
@@ -248,8 +247,6 @@ class SliceTable:
                 voc_mode=str(d["voc_mode"]),
                 rules=str(d.get("rules", "")),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise EvaluationError(f"malformed slice table ({type(e).__name__}: {e})", path=path) from e
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
