@@ -380,7 +380,7 @@ def mine_real_errors(
         if res is not None
         for r in res.regions
     ]
-    rows = {"real_gt": gt_rows, "real_det": det_rows, "pool": pool_rows, "renders": list(rrows)}
+    rows = {"real_gt": gt_rows, "real_det": det_rows, "pool": pool_rows, "renders": [dict(r) for r in rrows]}
     return RealMining(results, mappings, pool_images, opts), rows
 
 

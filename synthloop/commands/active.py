@@ -265,7 +265,7 @@ def mine_real_cmd(
         rec = load_recipe(recipe) if recipe else None
         opts = RealMiningOptions(
             score_thr=score_thr,
-            mining=MiningOptions(min_support=min_support, max_regions=5, adjust=adjust),  # type: ignore[arg-type]
+            mining=MiningOptions(min_support=min_support, max_regions=5, adjust=adjust),
             pool_top=pool_top,
         )
         paths = mine_real(

@@ -1,4 +1,4 @@
-"""Compact synthloop dataset folders for the GPU carry: JPEG q93 images, no depth, same records.
+"""Compact synthloop dataset folders to move them to a GPU machine: JPEG q93 images, no depth, same records.
 
 usage: compact.py OUT SRC [SRC...] [--first N] [--skip K] [--name NAME] [--no-instances]
 

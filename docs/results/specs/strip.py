@@ -1,4 +1,4 @@
-"""strip.py IN OUT: a training checkpoint without optimizer/scaler/scheduler state (for carrying back)."""
+"""strip.py IN OUT: a training checkpoint without optimizer, scaler or scheduler state, weights in fp16."""
 
 import sys
 
