@@ -8,7 +8,7 @@ Output per item, torchvision detection format:
   ``masks`` (N, H, W) uint8 0/1; ``keypoints`` (N, K, 3) float32 ``u, v, vis`` (vis 0/1/2,
   0 means u = v = 0) when the frames carry keypoints; ``index`` () int64 frame index.
 
-Masks come from each object's COCO RLE (pycocotools), else from the frame's instance map
+Masks come from each object's COCO RLE (synthloop.geometry.masks), else from the frame's instance map
 (``instance_id``), else the filled box. Crowd objects are left out.
 
 Augmentation (albumentations, seeded per item): resize to the model input, horizontal/vertical
@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
+from synthloop.geometry.masks import polygons_to_rle, rle_to_mask
 
 
 class AugmentConfig(BaseModel):
@@ -152,19 +152,8 @@ def object_mask(obj: ObjectAnnotation, frame: Frame, instance_map: np.ndarray | 
     """(H, W) uint8 0/1 mask: RLE (or polygons) -> instance map -> filled box, first that exists."""
     h, w = frame.height, frame.width
     if obj.mask is not None:
-        m = obj.mask
-        if isinstance(m, dict):
-            counts = m["counts"]
-            if isinstance(counts, list):  # uncompressed RLE
-                rle = mask_utils.frPyObjects(m, h, w)
-            else:
-                rle = {
-                    "size": list(m["size"]),
-                    "counts": counts.encode() if isinstance(counts, str) else counts,
-                }
-        else:  # polygons
-            rle = mask_utils.merge(mask_utils.frPyObjects(m, h, w))
-        return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+        rle = obj.mask if isinstance(obj.mask, dict) else polygons_to_rle(obj.mask, h, w)
+        return rle_to_mask(rle).astype(np.uint8)
     if instance_map is not None and obj.instance_id is not None:
         return (instance_map == obj.instance_id).astype(np.uint8)
     out = np.zeros((h, w), np.uint8)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pycocotools import mask as mask_utils
 
 from synthloop.atomic import atomic_save_image
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
+from synthloop.geometry.masks import mask_to_rle
 
 CLASS_COLOURS = ((220, 40, 40), (40, 200, 60), (50, 80, 230), (230, 200, 40))
 
@@ -54,8 +54,7 @@ def toy_frames(
             inst[m] = len(objs) + 1
             draw.ellipse((x0, y0, x0 + ew - 1, y0 + eh - 1), fill=CLASS_COLOURS[cls % len(CLASS_COLOURS)])
             ys, xs = np.nonzero(m)
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode()
+            rle = mask_to_rle(m)
             objs.append(
                 ObjectAnnotation(
                     category_id=cls + 1,
