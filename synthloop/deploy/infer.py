@@ -14,7 +14,7 @@ that ``synthloop evaluate`` reads.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from synthloop.atomic import atomic_save_image, atomic_write_json
+from synthloop.dataset.staging import unique_names
 from synthloop.dataset.types import Dataset
 from synthloop.deploy.checkpoints import LoadedModel, ModelDesc, load_model
 from synthloop.deploy.decode import decode
@@ -151,15 +152,6 @@ class InferResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _unique_stems(images: list[Path]) -> Iterator[tuple[Path, str]]:
-    seen: dict[str, int] = {}
-    for p in images:
-        stem = p.stem
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        yield p, stem if n == 0 else f"{stem}_{n}"
-
-
 def run_inference(
     model_path: str | os.PathLike,
     images: Sequence[str | os.PathLike],
@@ -178,7 +170,8 @@ def run_inference(
     out.mkdir(parents=True, exist_ok=True)
     result = InferResult()
     frames = []
-    for path, stem in _unique_stems(list_images(images)):
+    paths = list_images(images)
+    for path, stem in zip(paths, unique_names([p.stem for p in paths]), strict=True):
         rgb = read_rgb(path)
         fd = predict_rgb(be, rgb, stem, score_thr)
         frames.append(fd)
