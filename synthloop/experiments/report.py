@@ -17,7 +17,7 @@ from typing import Any
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.experiments.html import fmt_spread, fmt_value, render_report_html
 from synthloop.experiments.matrix import BASELINES, MixExperimentError, fraction_label
-from synthloop.experiments.runner import EXPERIMENT_FILE, EXPERIMENT_SCHEMA, read_json, run_dir
+from synthloop.experiments.runner import EXPERIMENT_FILE, EXPERIMENT_SCHEMA, read_json_or_none, run_dir
 
 RESULTS_SCHEMA = "synthloop.mix-results/1"
 METRICS = ("AP", "AP50")
@@ -62,7 +62,7 @@ def _images_per_s(train: dict[str, Any]) -> float | None:
 def collect_results(out_dir: str | Path) -> dict[str, Any]:
     """The results dict of ``out_dir`` (schema ``synthloop.mix-results/1``; see :func:`write_report`)."""
     out = Path(out_dir)
-    plan = read_json(out / EXPERIMENT_FILE)
+    plan = read_json_or_none(out / EXPERIMENT_FILE)
     if plan is None or plan.get("schema") != EXPERIMENT_SCHEMA:
         raise MixExperimentError(
             f"not a mixing-experiment folder (no readable {EXPERIMENT_FILE})", path=str(out / EXPERIMENT_FILE)
@@ -72,8 +72,8 @@ def collect_results(out_dir: str | Path) -> dict[str, Any]:
     classes: list[str] = []
     for r in plan["runs"]:
         rd = run_dir(out, r["name"])
-        done = read_json(rd / "DONE")
-        err = read_json(rd / "error.json")
+        done = read_json_or_none(rd / "DONE")
+        err = read_json_or_none(rd / "error.json")
         row: dict[str, Any] = {
             k: r[k] for k in ("name", "series", "schedule", "real_fraction", "seed", "spec_hash")
         }
@@ -93,7 +93,7 @@ def collect_results(out_dir: str | Path) -> dict[str, Any]:
             }
         )
         if done is not None and done.get("spec_hash") == r["spec_hash"]:
-            ev = read_json(rd / "eval.json")
+            ev = read_json_or_none(rd / "eval.json")
             if ev is None:
                 row["status"] = "failed"
                 row["error"] = "DONE without a readable eval.json"

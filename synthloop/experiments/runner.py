@@ -77,7 +77,7 @@ def run_dir(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / "runs" / name
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``; None when missing or unreadable (a torn or foreign file)."""
     try:
         d = json.loads(path.read_text())
@@ -95,7 +95,7 @@ def eval_hash(loaded: LoadedExperiment) -> str:
 
 def is_done(out_dir: str | Path, run: RunSpec, eval_h: str | None = None) -> bool:
     """True when ``runs/<name>/DONE`` exists and names ``run.spec_hash`` (and ``eval_h``, if given)."""
-    d = read_json(run_dir(out_dir, run.name) / "DONE")
+    d = read_json_or_none(run_dir(out_dir, run.name) / "DONE")
     if d is None or d.get("spec_hash") != run.spec_hash:
         return False
     return eval_h is None or d.get("eval_hash") == eval_h
@@ -106,7 +106,7 @@ def _move_stale(out_dir: Path, run: RunSpec) -> None:
     rd = run_dir(out_dir, run.name)
     if not rd.exists():
         return
-    old = read_json(rd / "spec.json")
+    old = read_json_or_none(rd / "spec.json")
     if old is not None and old.get("spec_hash") == run.spec_hash:
         return
     tag = (old or {}).get("spec_hash", "unknown")[:8]
@@ -169,7 +169,7 @@ def run_one(
     _move_stale(out_dir, run)
     rd = run_dir(out_dir, run.name)
     eval_h = eval_hash(loaded)
-    prev = read_json(rd / "DONE")
+    prev = read_json_or_none(rd / "DONE")
     if (
         prev is not None
         and prev.get("spec_hash") == run.spec_hash
