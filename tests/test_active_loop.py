@@ -230,6 +230,13 @@ def test_report_shows_rounds_histograms_and_weak_slices(finished):
     console = Console(record=True, width=200)
     print_loop_report(build_report(out), console)
     assert "top weak region" in console.export_text()
+    from typer.testing import CliRunner
+
+    from synthloop.commands.active import app
+
+    r = CliRunner().invoke(app, ["report", str(out), "--bins", "5"])
+    assert r.exit_code == 0 and f"wrote {out / 'report.json'}" in r.output, r.output
+    assert len(json.loads((out / "report.json").read_text())["histograms"]["attr.scale"]["edges"]) == 6
 
 
 def test_training_spec_swaps_in_the_loop_datasets(tmp_path):

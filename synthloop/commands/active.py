@@ -31,15 +31,10 @@ def run(
     Example: synthloop active run loop.yaml --out active/
     """
     from synthloop.active.loop import run_loop
-    from synthloop.active.report import print_loop_report, write_report
 
     with user_errors():
         run_loop(spec, out, log=None if quiet else typer.echo)
-        paths = write_report(out)
-    if not quiet:
-        import json
-
-        print_loop_report(json.loads(paths["json"].read_text()))
+    paths = _write_report(out, 10, quiet)
     typer.echo(f"wrote {paths['html']}")
 
 
@@ -53,6 +48,12 @@ def report(
 
     Example: synthloop active report active/
     """
+    paths = _write_report(loop_dir, bins, quiet)
+    typer.echo(f"wrote {paths['json']} and {paths['html']}")
+
+
+def _write_report(loop_dir: Path, bins: int, quiet: bool) -> dict[str, Path]:
+    """Write the loop's report.json/report.html; print its per-round tables unless ``quiet``."""
     import json
 
     from synthloop.active.report import print_loop_report, write_report
@@ -61,7 +62,7 @@ def report(
         paths = write_report(loop_dir, bins)
     if not quiet:
         print_loop_report(json.loads(paths["json"].read_text()))
-    typer.echo(f"wrote {paths['json']} and {paths['html']}")
+    return paths
 
 
 @app.command()
