@@ -18,7 +18,7 @@ from synthloop.dataset.folder import DatasetWriter, load_dataset, object_to_reco
 from synthloop.dataset.types import Box3D, Category, ObjectAnnotation
 from synthloop.exporters.kitti import kitti_corners
 from synthloop.geometry.camera import look_at_rotation
-from synthloop.geometry.masks import mask_to_rle
+from synthloop.geometry.masks import mask_to_bbox, mask_to_rle
 from synthloop.scenes.spec import (
     CameraSpec,
     CategorySpec,
@@ -53,11 +53,7 @@ def box3d(center, dims, ry) -> Box3D:
 
 def _io_obj(inst: np.ndarray, iid: int, cat: int, **kw) -> ObjectAnnotation:
     m = inst == iid
-    if m.any():
-        rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-        bbox = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-    else:
-        bbox = (0.0, 0.0, 0.0, 0.0)
+    bbox = mask_to_bbox(m) or (0.0, 0.0, 0.0, 0.0)
     return ObjectAnnotation(
         category_id=cat, bbox=bbox, area=float(m.sum()), mask=mask_to_rle(m), instance_id=iid, **kw
     )
