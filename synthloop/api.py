@@ -37,7 +37,7 @@ def load_dataset(path: PathLike, *, skip_invalid: bool = False) -> Dataset:
     BlenderProc output (format detected)."""
     from synthloop.importers import load_any
 
-    return load_any(path, skip_invalid=skip_invalid)
+    return load_any(Path(path), skip_invalid=skip_invalid)
 
 
 def generate(
@@ -52,17 +52,17 @@ def generate(
     from synthloop.scenes.recipe import load_recipe
 
     result = generate_dataset(
-        load_recipe(recipe),
+        load_recipe(Path(recipe)),
         seed,
         frames,
-        out,
+        Path(out),
         start=start,
         renderer_factory=default_renderer_factory(0),
         quiet=quiet,
     )
     if result.failed:
         raise RenderError(f"{out}: frames {sorted(result.failed)} failed after retry (see {out}/failures/)")
-    return load_folder(out)
+    return load_folder(Path(out))
 
 
 def load_spec(spec: PathLike | Mapping[str, Any] | ExperimentSpec) -> ExperimentSpec:
@@ -75,7 +75,7 @@ def load_spec(spec: PathLike | Mapping[str, Any] | ExperimentSpec) -> Experiment
         return spec
     if isinstance(spec, Mapping):
         return parse_spec(dict(spec))
-    return load_yaml(spec)
+    return load_yaml(Path(spec))
 
 
 def train(
@@ -90,7 +90,7 @@ def train(
 
     exp = load_spec(spec)
     source = str(spec) if isinstance(spec, str | os.PathLike) else "<spec>"
-    return train_loop(exp, out, resume=resume, quiet=quiet, source=source)
+    return train_loop(exp, Path(out), resume=resume, quiet=quiet, source=source)
 
 
 def predict(
@@ -101,7 +101,7 @@ def predict(
     from synthloop.training.predictor import Predictor
 
     ds = data if not isinstance(data, str | os.PathLike) else load_dataset(data)
-    predictor = Predictor.from_checkpoint(model, device=device, score_threshold=score_threshold)
+    predictor = Predictor.from_checkpoint(Path(model), device=device, score_threshold=score_threshold)
     return predictor.predict_dataset(ds)
 
 
@@ -118,7 +118,7 @@ def evaluate(
 
     ds = data if not isinstance(data, str | os.PathLike) else load_dataset(data)
     if isinstance(detections, str | os.PathLike):
-        dets: Mapping[str, FrameDetections] = Detections.load(detections)
+        dets: Mapping[str, FrameDetections] = Detections.load(Path(detections))
     elif isinstance(detections, Mapping):
         dets = detections
     else:

@@ -42,7 +42,7 @@ def loc_to_path(loc: tuple[Any, ...], brackets: bool = False) -> str:
     return out
 
 
-def _problem(e: dict[str, Any], brackets: bool) -> tuple[str | None, str]:
+def _problem(e: Any, brackets: bool) -> tuple[str | None, str]:
     loc, kind, msg = tuple(e["loc"]), e["type"], str(e["msg"])
     if not brackets:  # specs: pydantic's own message on the dotted path
         return (loc_to_path(loc) or None), msg

@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from helpers import make_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
-from test_deploy_checkpoints import make_checkpoint  # noqa: E402
 from torch import nn  # noqa: E402
 
 from synthloop.deploy import deepstream  # noqa: E402

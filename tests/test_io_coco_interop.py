@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_io_helpers import synthetic_dataset
+from helpers import synthetic_dataset
 
 from synthloop.exporters.coco import COCO_LAYOUT, FIFTYONE_RESERVED, NAMESPACE, dataset_to_coco, write_coco
 from synthloop.importers.coco import coco_to_dataset, load_coco

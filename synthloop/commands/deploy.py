@@ -244,7 +244,7 @@ def export_model_cmd(
             calib_method,
             opset,
             source=str(model),
-            layout=layout,  # type: ignore[arg-type]
+            layout=layout,
         )
     print(f"wrote {out} (+ {out.with_suffix('.json').name})")
     if layout == "tao":

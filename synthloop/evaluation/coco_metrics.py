@@ -207,7 +207,7 @@ class _PerCategoryOks(COCOeval):
         new.sigmas_by_cat = sigmas_by_cat
         return new
 
-    def computeOks(self, imgId: int, catId: int):  # noqa: N802 - pycocotools' name
+    def computeOks(self, imgId: int, catId: int):
         if catId in self.sigmas_by_cat:
             self.params.kpt_oks_sigmas = np.asarray(self.sigmas_by_cat[catId], dtype=float)
         return super().computeOks(imgId, catId)

@@ -20,10 +20,10 @@ from pathlib import Path
 from PIL import Image
 
 from synthloop.atomic import atomic_save_image, atomic_write_bytes
+from synthloop.dataset.staging import require_files, staged_dir
 from synthloop.dataset.types import CameraModel, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError, SynthloopError
 from synthloop.exporters.kitti import frame_label_text, frame_stems
-from synthloop.exporters.staging import require_files, staged_dir
 from synthloop.prototext import dumps
 
 STRIDE = 16
@@ -99,7 +99,7 @@ def write_tao_dataset(
         for frame, stem in zip(ds.frames, frame_stems(ds), strict=True):
             try:
                 with Image.open(frame.image_path) as im:
-                    small = im.convert("RGB").resize((width, height), Image.BILINEAR)
+                    small = im.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
             except OSError as e:
                 raise DatasetError(f"cannot read image ({e})", path=str(frame.image_path)) from None
             out = tmp / KITTI_DIR / IMAGES / f"{stem}.png"

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from synthloop.dataset.types import Dataset
 from synthloop.evaluation.coco_metrics import coco_evaluate
 from synthloop.evaluation.detections import FrameDetections
-from synthloop.evaluation.overlays import frame_outcome, render_outcome_overlay, resolve_min_iou
+from synthloop.evaluation.frame_outcomes import frame_outcome, render_outcome_overlay
+from synthloop.evaluation.matching import resolve_min_iou
 from synthloop.training.data import load_rgb
 from synthloop.training.spec import ExperimentSpec
 
