@@ -23,10 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.evaluation.bootstrap import bootstrap_arms  # noqa: E402
-from synthloop.evaluation.detections import load_detections  # noqa: E402
-from synthloop.importers.coco import load_coco  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.evaluation.bootstrap import bootstrap_arms
+from synthloop.evaluation.detections import load_detections
+from synthloop.importers.coco import load_coco
 
 
 def _arms(specs: list[str]) -> dict[str, dict[str, Any]]:
