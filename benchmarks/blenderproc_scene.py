@@ -1,4 +1,4 @@
-import blenderproc as bproc  # noqa: I001  (BlenderProc requires this to be the first import)
+import blenderproc as bproc
 
 """Inside ``blenderproc run``: render exported scenes with BlenderProc, timing each annotated frame.
 

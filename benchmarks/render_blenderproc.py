@@ -37,13 +37,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from render_quality import add_scene_arguments, quality, scene_specs  # noqa: E402
+from render_quality import add_scene_arguments, quality, scene_specs
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.geometry.camera import intrinsics  # noqa: E402
-from synthloop.geometry.meshes import build_mesh  # noqa: E402
-from synthloop.scenes.recipe import load_recipe  # noqa: E402
-from synthloop.scenes.spec import MaterialSpec, SceneSpec  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.geometry.camera import intrinsics
+from synthloop.geometry.meshes import build_mesh
+from synthloop.scenes.recipe import load_recipe
+from synthloop.scenes.spec import MaterialSpec, SceneSpec
 
 HERE = Path(__file__).resolve().parent
 INNER = HERE / "blenderproc_scene.py"

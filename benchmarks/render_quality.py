@@ -48,15 +48,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from synthloop.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from synthloop.generators.blender_renderer import BlenderRenderer  # noqa: E402
-from synthloop.generators.generate import generate_frames  # noqa: E402
-from synthloop.scenes.recipe import Recipe, load_recipe  # noqa: E402
-from synthloop.scenes.render_config import LEGACY, QUALITY_PRESETS, RenderConfig  # noqa: E402
-from synthloop.scenes.sampler import sample_scene  # noqa: E402
-from synthloop.scenes.spec import RenderSettings, SceneSpec  # noqa: E402
+from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.generators.blender_renderer import BlenderRenderer
+from synthloop.generators.generate import generate_frames
+from synthloop.scenes.recipe import Recipe, load_recipe
+from synthloop.scenes.render_config import LEGACY, QUALITY_PRESETS, RenderConfig
+from synthloop.scenes.sampler import sample_scene
+from synthloop.scenes.spec import RenderSettings, SceneSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = ROOT / "benchmarks" / ".cache" / "render_quality"

@@ -32,14 +32,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.dataset.folder import DatasetWriter, frame_stem  # noqa: E402
-from synthloop.dataset.types import Category  # noqa: E402
-from synthloop.scenes.recipe import load_recipe  # noqa: E402
-from synthloop.scenes.sampler import sample_scene  # noqa: E402
-from synthloop.ui.app import create_app  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.dataset.folder import DatasetWriter, frame_stem
+from synthloop.dataset.types import Category
+from synthloop.scenes.recipe import load_recipe
+from synthloop.scenes.sampler import sample_scene
+from synthloop.ui.app import create_app
 
 W, H = 32, 24
 

@@ -357,3 +357,29 @@ BASE = {
     "datasets": [{"kind": "synthetic", "path": "syn"}, {"kind": "real", "path": "real.json"}],
     "mix": {"schedule": "blend", "real_fraction": 0.5},
 }
+
+
+# ---------------------------------------------------------------- render settings
+# every option of a recipe's render: block set away from its default (the names are the fields)
+NON_DEFAULT = {
+    "samples": 24,
+    "adaptive_sampling": True,
+    "adaptive_threshold": 0.2,
+    "adaptive_min_samples": 3,
+    "denoise": True,
+    "denoise_passes": "albedo",
+    "denoise_prefilter": "none",
+    "denoise_quality": "balanced",
+    "max_bounces": 5,
+    "diffuse_bounces": 1,
+    "glossy_bounces": 2,
+    "transmission_bounces": 3,
+    "transparent_bounces": 6,
+    "clamp_direct": 4.0,
+    "clamp_indirect": 2.5,
+    "caustics": True,
+    "light_tree": False,
+    "persistent_data": True,
+    "texture_limit": 256,
+    "tile_size": 64,
+}

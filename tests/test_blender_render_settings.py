@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_render_settings import NON_DEFAULT
+from helpers import NON_DEFAULT
 
 from synthloop.generators.generate import default_renderer_factory, generate_frames
 from synthloop.scenes.recipe import recipe_from_dict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import NON_DEFAULT
 
 from synthloop.errors import RecipeError
 from synthloop.scenes.recipe import load_recipe, recipe_from_dict, recipe_hash, recipe_to_yaml
@@ -17,28 +18,6 @@ from synthloop.scenes.sampler import sample_scene
 from synthloop.scenes.spec import RenderOptions, RenderSettings
 
 # a value for every render option that differs from both the spec defaults and every preset
-NON_DEFAULT = {
-    "samples": 24,
-    "adaptive_sampling": True,
-    "adaptive_threshold": 0.2,
-    "adaptive_min_samples": 3,
-    "denoise": True,
-    "denoise_passes": "albedo",
-    "denoise_prefilter": "none",
-    "denoise_quality": "balanced",
-    "max_bounces": 5,
-    "diffuse_bounces": 1,
-    "glossy_bounces": 2,
-    "transmission_bounces": 3,
-    "transparent_bounces": 6,
-    "clamp_direct": 4.0,
-    "clamp_indirect": 2.5,
-    "caustics": True,
-    "light_tree": False,
-    "persistent_data": True,
-    "texture_limit": 256,
-    "tile_size": 64,
-}
 
 
 def _recipe(render: dict | None = None):

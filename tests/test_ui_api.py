@@ -17,14 +17,14 @@ import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the ui extra (starlette) is not installed")
-from starlette.exceptions import HTTPException  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.exceptions import HTTPException
+from starlette.testclient import TestClient
 
-from synthloop.errors import SynthloopError  # noqa: E402
-from synthloop.ui.actions import build_argv  # noqa: E402
-from synthloop.ui.app import create_app  # noqa: E402
-from synthloop.ui.paint import class_colour  # noqa: E402
-from synthloop.ui.security import LOOPBACK_HOSTS, check_bind  # noqa: E402
+from synthloop.errors import SynthloopError
+from synthloop.ui.actions import build_argv
+from synthloop.ui.app import create_app
+from synthloop.ui.paint import class_colour
+from synthloop.ui.security import LOOPBACK_HOSTS, check_bind
 
 torch.set_num_threads(1)
 HTML = {"accept": "text/html"}

@@ -30,7 +30,6 @@ uvicorn = pytest.importorskip("uvicorn", reason="the ui extra (uvicorn) is not i
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from synthloop.deploy.draw import colour as detection_colour  # noqa: E402
 from synthloop.ui.app import create_app  # noqa: E402
 from synthloop.ui.paint import class_colour  # noqa: E402
 from synthloop.ui.security import LOOPBACK_HOSTS  # noqa: E402
@@ -244,5 +243,5 @@ def test_an_uploaded_image_comes_back_with_the_model_s_boxes(server, browser, ui
     result = _images_loaded(browser, "#try-result")[0]
     labels = {ln.split()[0] for ln in browser.find_element(By.ID, "try-dets").text.splitlines()}
     assert labels == {"date"}  # the fixture's detector sees class 1 everywhere
-    assert _has_colour(result.screenshot_as_png, detection_colour(1), 30, 10)
+    assert _has_colour(result.screenshot_as_png, class_colour(1), 30, 10)
     _shot(browser, "model_try")

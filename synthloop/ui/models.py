@@ -41,7 +41,8 @@ def _count_and_dtype(sd: dict[str, Any]) -> tuple[int, str | None]:
 
 def _describe_checkpoint(p: Path) -> dict[str, Any]:
     ck = read_checkpoint(p)
-    sd = ck.get("model") if isinstance(ck.get("model"), dict) else {}
+    model = ck.get("model")
+    sd: dict[str, Any] = model if isinstance(model, dict) else {}
     n, dtype = _count_and_dtype(sd)
     if ck.get("format") == PRUNED_FORMAT:
         desc = ck.get("desc") or {}

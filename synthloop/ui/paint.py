@@ -14,9 +14,8 @@ import numpy as np
 from PIL import Image
 
 from synthloop.dataset.types import Category, Frame
-from synthloop.deploy.draw import draw_detections
 from synthloop.evaluation.detections import FrameDetections
-from synthloop.visualize import category_color, render_overlay
+from synthloop.overlays import annotation_marks, category_color, draw_detections, load_rgb, paint
 
 THUMB_SIDE = 256
 NO_HIT = (24, 24, 24)
@@ -24,17 +23,17 @@ NO_HIT = (24, 24, 24)
 
 def paint_frame(frame: Frame, cats: Mapping[int, Category]) -> Image.Image:
     """``frame``'s image with its ground truth drawn (RGB; small images are enlarged)."""
-    return render_overlay(frame, dict(cats))
+    return paint(load_rgb(frame), annotation_marks(frame, cats))
 
 
 def class_colour(category_id: int) -> tuple[int, int, int]:
-    """The RGB colour :func:`paint_frame` gives ``category_id`` (for legends and tests)."""
+    """The RGB colour :func:`paint_frame` and :func:`paint_detections` give ``category_id``."""
     return category_color(category_id)
 
 
 def paint_detections(rgb: np.ndarray, dets: FrameDetections, names: Mapping[int, str]) -> Image.Image:
     """(H, W, 3) uint8 image with ``dets`` (pixel x1, y1, x2, y2 boxes) drawn, labelled ``name score``."""
-    return draw_detections(rgb, dets, names, line_width=max(2, round(max(rgb.shape[:2]) / 300)))
+    return draw_detections(rgb, dets, names)
 
 
 def turbo(x: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ def curve_points(records: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
             continue
         for k, name in keys:
             v = r.get(k)
-            if _num(v):
+            if v is not None and _num(v):
                 out.setdefault(name, []).append([float(step), float(v)])
     return out
 
@@ -76,7 +76,7 @@ def job_snapshot(job: Path, now: float | None = None) -> dict[str, Any]:
     plan, shards = job_status(job)
     done = sum(s.done for s in shards)
     failed = sorted(f for s in shards for f in s.failed)
-    mtimes = []
+    mtimes: list[float] = []
     for s in shards:
         rec = job / "shards" / f"{s.index:04d}" / "records"
         if rec.is_dir():
@@ -113,7 +113,7 @@ def job_snapshot(job: Path, now: float | None = None) -> dict[str, Any]:
 def eval_reports(run: Path, root: Path) -> list[dict[str, Any]]:
     """Evaluation reports of a run: ``report.json`` folders inside it and a mix run's ``eval.json``
     beside it, each with its summary, COCO AP and worst-frame overlay files (relative to ROOT)."""
-    found = []
+    found: list[dict[str, Any]] = []
     cands = [p for p in run.rglob("report.json") if "checkpoints" not in p.parts]
     if (run.parent / "eval.json").exists():
         cands.append(run.parent / "eval.json")
@@ -145,4 +145,4 @@ def coco_ap(report: dict[str, Any]) -> float | None:
     """COCO box AP@[.5:.95] of an evaluation report (None when absent)."""
     bbox = (report.get("coco") or {}).get("bbox") or {}
     ap = (bbox.get("stats") or {}).get("AP") if isinstance(bbox, dict) else None
-    return float(ap) if _num(ap) else None
+    return float(ap) if ap is not None and _num(ap) else None

@@ -182,8 +182,8 @@ def discover(root: Path) -> Workspace:
         seen += 1
         try:
             entries = list(os.scandir(d))
-        except OSError as e:
-            items.append(Item("dataset", _rel(root, d), d.name, error=f"cannot list folder ({e.strerror})"))
+        except OSError as err:
+            items.append(Item("dataset", _rel(root, d), d.name, error=f"cannot list folder ({err.strerror})"))
             continue
         names = {e.name for e in entries}
         rel = _rel(root, d)
