@@ -28,6 +28,7 @@ from synthloop.commands import mix as mix_cmd
 from synthloop.commands import recipes as recipes_cmd
 from synthloop.commands import spec as spec_cmd
 from synthloop.commands.evaluate import evaluate_cmd
+from synthloop.commands.gap import gap_cmd
 from synthloop.commands.train import train_cmd
 from synthloop.commands.ui import ui_cmd
 
@@ -46,6 +47,7 @@ app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, show, merge and sp
 app.add_typer(spec_cmd.app, name="spec", help="Convert experiment specs from other tools (TAO).")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("gap")(gap_cmd)
 app.add_typer(mix_cmd.app, name="mix", help="Mixing-ratio experiments: run the matrix, write the report.")
 app.command("prune")(deploy_cmd.prune_cmd)
 app.command("qat")(deploy_cmd.qat_cmd)

@@ -136,12 +136,16 @@ class EfficientNetLite0(nn.Module):
                 out[str(self.feature_blocks.index(i))] = x
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) ImageNet-normalized RGB -> (B, 1280) global-average-pooled head features
+        (the classifier's input; needs the head, i.e. a model whose head was not removed)."""
         x = self.stem(x)
         for block in self.blocks:
             x = block(x)
-        x = self.head(x).mean(dim=(2, 3))
-        return self.classifier(self.dropout(x))
+        return self.head(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(x)))
 
 
 def map_lite0_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
