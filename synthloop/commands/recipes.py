@@ -6,11 +6,18 @@ Mount with ``app.add_typer(recipes.app, name="recipes")``.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 
 import typer
 
 from synthloop.errors import SynthloopError
+from synthloop.fitting.fit import FitSettings, fit_recipe, fitted_header, write_fitted
+from synthloop.fitting.space import DEFAULT_KNOBS
+from synthloop.gap.features import LiteFeatures
+from synthloop.importers.images import load_labeled_or_folder
+from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import load_recipe, recipe_hash, recipe_to_yaml
 from synthloop.scenes.registry import DEFAULT_RECIPE, list_bundled
 from synthloop.scenes.sampler import sample_scene
@@ -84,3 +91,90 @@ def validate_cmd(paths: list[str] = typer.Argument(..., help="recipe YAML paths 
     sys.stdout.flush()
     if bad:
         raise typer.Exit(code=2)
+
+
+_HELD_OUT = re.compile(r"(^|[^a-z])(val|valid|validation|test|eval)([^a-z]|$)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"160x120"`` -> (160, 120); SynthloopError otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 16 for p in parts):
+        raise SynthloopError(f"expected WIDTHxHEIGHT (each >= 16), got '{text}'", where="--proxy-size")
+    return int(parts[0]), int(parts[1])
+
+
+def refuse_held_out(path: Path) -> None:
+    """SynthloopError if ``path`` looks like an evaluation split (val/test): it must not steer a fit."""
+    if _HELD_OUT.search(path.stem.lower()) or _HELD_OUT.search(path.parent.name.lower()):
+        raise SynthloopError(
+            "looks like an evaluation split (val/test): only the training split or unlabeled photos may "
+            "steer a fit",
+            path=str(path),
+        )
+
+
+@app.command("fit")
+def fit_cmd(
+    recipe: str = typer.Argument(..., help="bundled recipe name or YAML path"),
+    real: Path = typer.Option(
+        ...,
+        "--real",
+        help="Real photos that steer the fit: the TRAINING split's COCO json, or a folder of unlabeled "
+        "photos. Never the validation/test split (names with val/test are refused).",
+    ),
+    budget: int = typer.Option(..., "--budget", min=1, help="Trials in total (trial 0 = the original)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Fitted recipe YAML (written atomically at the end)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the proxy renders."),
+    journal: Path | None = typer.Option(
+        None, "--journal", help="Journal folder (default: OUT.journal); re-run to resume a killed fit."
+    ),
+    frames: int = typer.Option(12, "--frames", min=2, help="Proxy frames per trial."),
+    proxy_size: str = typer.Option("160x120", "--proxy-size", help="Proxy render size WIDTHxHEIGHT."),
+    samples: int = typer.Option(4, "--samples", min=1, help="Cycles samples of the proxy renders."),
+    threads: int = typer.Option(1, "--threads", min=0, help="Blender render threads (0 = all cores)."),
+    knobs: list[str] = typer.Option(
+        list(DEFAULT_KNOBS), "--knob", help="Parameter pattern to fit, e.g. classes[*].count (repeatable)."
+    ),
+    widths: bool = typer.Option(False, "--widths", help="Also fit the widths of uniform ranges."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
+) -> None:
+    """Fit a recipe's distributions (camera, lights, materials, counts, distractors) so that cheap
+    proxy renders come closer to real photos: whole-image and per-class crop KID in Lite0 features
+    and the object statistics of `synthloop gap`. Seeded Optuna TPE; resumable from its journal.
+    Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split."""
+    try:
+        rec = load_recipe(recipe)
+        refuse_held_out(real)
+        real_ds, labeled = load_labeled_or_folder(real)
+        settings = FitSettings(
+            budget=budget, seed=seed, frames=frames, size=parse_size(proxy_size), samples=samples,
+            threads=threads, knobs=tuple(knobs), widths=widths,
+        )  # fmt: skip
+        jdir = journal or Path(str(out) + ".journal")
+        with JobProgress(budget, "fit", quiet=quiet, unit="trial") as prog:
+
+            def report(trial, replayed: bool) -> None:
+                prog.advance(trial=trial.number, objective=round(trial.objective, 4), replayed=replayed)
+
+            outcome = fit_recipe(
+                rec, real_ds, labeled=labeled, settings=settings, journal_dir=jdir,
+                embed=LiteFeatures().embed, real_name=str(real), on_trial=report,
+            )  # fmt: skip
+        write_fitted(outcome, out, fitted_header(outcome, recipe, str(real), settings))
+    except SynthloopError as err:
+        raise _fail(err) from None
+    for note in outcome.notes:
+        typer.echo(f"note: {note}", err=True)
+    best = outcome.search.best
+    summary = {
+        "out": str(out),
+        "trials": len(outcome.search.trials),
+        "evaluated_now": len(outcome.search.evaluated),
+        "best_trial": best.number,
+        "search_objective": best.objective,
+        "confirmed_objective": outcome.objective_after,
+        "before": outcome.before,
+        "after": outcome.after,
+    }
+    typer.echo(json.dumps(summary, default=str) if quiet else json.dumps(summary, indent=1, default=str))

@@ -267,6 +267,30 @@ def compute_gap(
         rng=rng,
         on_frame=on_frame,
     )
+    return gap_of_sides(
+        s_side,
+        r_side,
+        classes,
+        labeled=labeled,
+        options=options,
+        rng=rng,
+        notes=notes + [f"working width {width} px"],
+    )
+
+
+def gap_of_sides(
+    s_side: SideData,
+    r_side: SideData,
+    classes: list[str],
+    *,
+    labeled: bool,
+    options: GapOptions,
+    rng: np.random.Generator,
+    notes: list[str],
+) -> GapReport:
+    """The gap of two collected sides (:func:`collect_side`; e.g. a real side collected once and
+    reused for many synthetic sides, as a recipe fit does)."""
+    notes = list(notes)
     kid_image = kid(s_side.image_features, r_side.image_features, rng, n_boot=options.n_boot)
     if kid_image is None:
         notes.append("whole-image KID needs at least 2 images per side")
@@ -298,7 +322,7 @@ def compute_gap(
         holes=holes,
         neighbours=neighbours,
         options=options,
-        notes=notes + [f"working width {width} px"],
+        notes=notes,
     )
 
 

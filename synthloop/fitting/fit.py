@@ -1,0 +1,262 @@
+"""``fit_recipe``: tune a recipe's distributions so that its renders come closer to real photos.
+
+Steps: find the knobs (:mod:`synthloop.fitting.space`); collect the real side once (features,
+statistics; :func:`synthloop.gap.compute.collect_side`); run the seeded, journaled search
+(:mod:`synthloop.fitting.search`) in which each trial renders ``frames`` proxy frames
+(:mod:`synthloop.fitting.proxy`, render seed ``seed``, the same frames for every trial: common
+random numbers) and scores the gap (:mod:`synthloop.fitting.objective`); then *confirm*: the
+original and the best recipe are rendered again with another seed (``seed + 1``) and their gap is
+reported as before/after (the search's own best score is optimistic: it was selected on noise).
+
+Only the data passed as ``real`` steers the fit: give the training split (or unlabeled photos),
+never the split a model is evaluated on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.dataset.types import Dataset
+from synthloop.errors import SynthloopError
+from synthloop.fitting.objective import Components, ObjectiveWeights, components_of, objective
+from synthloop.fitting.proxy import PROXY_SAMPLES, PROXY_SIZE, ProxyRenderer, proxy_recipe
+from synthloop.fitting.search import Journal, SearchResult, Trial, run_search
+from synthloop.fitting.space import DEFAULT_KNOBS, Knob, build_recipe, find_knobs, start_params
+from synthloop.gap.compute import GapOptions, SideData, collect_side, gap_of_sides, json_safe
+from synthloop.generators.generate import RendererFactory, categories_of
+from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_dict, recipe_to_yaml
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """``budget`` trials (trial 0 = the original), ``seed`` (sampler and proxy renders),
+    ``frames`` per trial, proxy ``size``/``samples``, Cycles ``threads``, ``knobs`` patterns,
+    ``widths`` (also fit uniform widths), objective ``weights``, ``max_crops`` per class."""
+
+    budget: int
+    seed: int = 0
+    frames: int = 12
+    size: tuple[int, int] = PROXY_SIZE
+    samples: int = PROXY_SAMPLES
+    threads: int = 1
+    knobs: tuple[str, ...] = DEFAULT_KNOBS
+    widths: bool = False
+    weights: ObjectiveWeights = ObjectiveWeights()
+    max_crops: int = 200
+    confirm: bool = True
+
+
+@dataclass
+class FitOutcome:
+    """The fitted recipe (full resolution), the search, the knobs and notes, and the confirmed
+    before/after components and objectives (None without confirmation)."""
+
+    fitted: Recipe
+    search: SearchResult
+    knobs: list[Knob]
+    notes: list[str]
+    before: Components | None = None
+    after: Components | None = None
+    objective_after: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_classes(recipe: Recipe, real: Dataset, real_name: str) -> None:
+    """SynthloopError unless the real categories are the recipe's classes (by name, any order)."""
+    want = {c.name for c in categories_of(recipe)}
+    have = {c.name for c in real.categories}
+    if want != have:
+        missing = ", ".join(sorted(want - have)) or "-"
+        extra = ", ".join(sorted(have - want)) or "-"
+        raise SynthloopError(
+            f"real classes do not match recipe '{recipe.name}': not in the real data: {missing}; "
+            f"not in the recipe: {extra}",
+            path=real_name,
+        )
+
+
+def _meta(
+    recipe: Recipe, real_name: str, n_real: int, labeled: bool, s: FitSettings, knobs: list[Knob]
+) -> dict:
+    return {
+        "recipe_hash": recipe_hash(recipe),
+        "real": real_name,
+        "real_images": n_real,
+        "labeled": labeled,
+        "seed": s.seed,
+        "frames": s.frames,
+        "size": list(s.size),
+        "samples": s.samples,
+        "knobs": [d.name for k in knobs for d in k.dims],
+        "weights": [s.weights.image, s.weights.crops, s.weights.stats],
+        "max_crops": s.max_crops,
+    }
+
+
+class _TrialScorer:
+    """Renders a parameter set's proxy frames and scores their gap to the (fixed) real side."""
+
+    def __init__(
+        self,
+        base: dict[str, Any],
+        knobs: list[Knob],
+        real: SideData,
+        classes: list[str],
+        labeled: bool,
+        embed: Embedder,
+        renderer: ProxyRenderer,
+        settings: FitSettings,
+    ):
+        self.base, self.knobs, self.real, self.classes = base, knobs, real, classes
+        self.labeled, self.embed, self.renderer, self.s = labeled, embed, renderer, settings
+        self.options = GapOptions(working_width=settings.size[0], max_crops=settings.max_crops, n_boot=0)
+
+    def score(self, params: dict[str, float], seed: int, out: Path) -> Components:
+        recipe = build_recipe(self.base, self.knobs, params, source="fit trial")
+        ds = self.renderer.render(recipe, seed, self.s.frames, out)
+        rng = np.random.default_rng(self.s.seed)
+        side = collect_side(
+            ds, str(out), self.classes, labeled=True, embed=self.embed, options=self.options,
+            width=self.s.size[0], rng=rng,
+        )  # fmt: skip
+        report = gap_of_sides(
+            side, self.real, self.classes, labeled=self.labeled, options=self.options, rng=rng, notes=[]
+        )
+        return components_of(report)
+
+
+def fit_recipe(
+    recipe: Recipe,
+    real: Dataset,
+    *,
+    labeled: bool,
+    settings: FitSettings,
+    journal_dir: str | Path,
+    embed: Embedder,
+    real_name: str = "real",
+    renderer_factory: RendererFactory | None = None,
+    on_trial: Callable[[Trial, bool], None] | None = None,
+) -> FitOutcome:
+    """Fit ``recipe`` to ``real`` (see the module docstring); resumable from ``journal_dir``."""
+    if not real.frames:
+        raise SynthloopError("the real image set has no images", path=real_name)
+    if labeled:
+        check_classes(recipe, real, real_name)
+    knobs, notes = find_knobs(recipe, settings.knobs, widths=settings.widths)
+    if not knobs:
+        raise SynthloopError(f"nothing to fit in recipe '{recipe.name}': " + "; ".join(notes))
+    journal = Journal(journal_dir)
+    journal.check_meta(_meta(recipe, real_name, len(real.frames), labeled, settings, knobs))
+    classes = [c.name for c in categories_of(recipe)]
+    options = GapOptions(working_width=settings.size[0], max_crops=settings.max_crops, n_boot=0)
+    real_side = collect_side(
+        real, real_name, classes, labeled=labeled, embed=embed, options=options, width=settings.size[0],
+        rng=np.random.default_rng(settings.seed),
+    )  # fmt: skip
+    base = recipe_to_dict(proxy_recipe(recipe, settings.size, settings.samples))
+    renderer = ProxyRenderer(renderer_factory, threads=settings.threads)
+    scorer = _TrialScorer(base, knobs, real_side, classes, labeled, embed, renderer, settings)
+    root = Path(journal_dir)
+    try:
+        search = run_search(
+            knobs,
+            lambda n, p: scorer.score(p, settings.seed, root / "trials" / f"{n:04d}"),
+            budget=settings.budget,
+            seed=settings.seed,
+            journal=journal,
+            weights=settings.weights,
+            on_trial=on_trial,
+        )
+        best = search.best
+        full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
+        fitted = build_recipe(full, knobs, best.params, source=f"{recipe.name} (fitted)")
+        outcome = FitOutcome(fitted=fitted, search=search, knobs=knobs, notes=notes)
+        if settings.confirm:
+            _confirm(outcome, scorer, root, settings)
+    finally:
+        renderer.close()
+    return outcome
+
+
+def _confirm(outcome: FitOutcome, scorer: _TrialScorer, root: Path, settings: FitSettings) -> None:
+    """Score the original and the best parameters on fresh renders (seed + 1); cached in
+    ``confirm.json`` keyed by the best trial's number."""
+    best = outcome.search.best
+    path = root / "confirm.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("best_number") == best.number:
+            outcome.before, outcome.after = cached["before"], cached["after"]
+            outcome.objective_after = cached["objective_after"]
+            return
+    seed = settings.seed + 1
+    before = scorer.score(start_params(outcome.knobs), seed, root / "confirm" / "original")
+    after = (
+        before
+        if best.number == 0
+        else scorer.score(best.params, seed, root / "confirm" / f"best_{best.number:04d}")
+    )
+    outcome.before, outcome.after = before, after
+    outcome.objective_after = objective(after, before, settings.weights)
+    atomic_write_json(
+        path,
+        json_safe(
+            {
+                "best_number": best.number,
+                "before": before,
+                "after": after,
+                "objective_after": outcome.objective_after,
+            }
+        ),
+    )
+
+
+def _fmt_components(c: Components | None) -> str:
+    if not c:
+        return "-"
+    img, stats = c.get("kid_image"), c.get("stats")
+    crops = ", ".join(f"{k} {v:.3f}" for k, v in (c.get("kid_crops") or {}).items() if v is not None)
+    parts = [f"image KID {img:.4f}" if img is not None else "image KID -", f"crop KID {crops or '-'}"]
+    if stats is not None:
+        parts.append(f"mean statistic difference {stats:.3f}")
+    return "; ".join(parts)
+
+
+def fitted_header(outcome: FitOutcome, recipe_source: str, real_name: str, settings: FitSettings) -> str:
+    """The comment block written above a fitted recipe (how it was fitted, before/after)."""
+    s, search = settings, outcome.search
+    lines = [
+        f"Fitted by `synthloop recipes fit {recipe_source} --real {real_name} --budget {s.budget} "
+        f"--seed {s.seed}` (frames {s.frames}, proxy {s.size[0]}x{s.size[1]}, {s.samples} samples).",
+        f"Steered only by {real_name} (the training split / unlabeled photos; never the evaluation split).",
+        f"Trials: {len(search.trials)}; best: trial {search.best.number} of the search "
+        f"(search objective {search.best.objective:.3f}; 1.0 = the original recipe).",
+        "Objective: mean of whole-image KID / original's, per-class crop KID / original's (mean over "
+        "classes), mean normalised statistic difference / original's (Lite0 features; see "
+        "synthloop/fitting/objective.py).",
+    ]
+    if outcome.before is not None:
+        lines += [
+            f"Confirmed on fresh proxy renders (seed {s.seed + 1}): objective before 1.000, after "
+            f"{outcome.objective_after:.3f}",
+            f"  before: {_fmt_components(outcome.before)}",
+            f"  after:  {_fmt_components(outcome.after)}",
+        ]
+    lines.append("Fitted parameters: " + ", ".join(k.label for k in outcome.knobs))
+    lines += [f"Note: {n}" for n in outcome.notes]
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def write_fitted(outcome: FitOutcome, out: str | Path, header: str) -> Path:
+    """Write the fitted recipe (header + YAML) atomically; nothing is written on error."""
+    text = header + recipe_to_yaml(outcome.fitted)
+    return atomic_write_bytes(out, text.encode("utf-8"))

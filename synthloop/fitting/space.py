@@ -1,0 +1,274 @@
+"""The search space of a recipe fit: which distributions may move, and how.
+
+A *knob* is one distribution of the recipe, addressed by a path pattern over the recipe's dict form
+(:func:`~synthloop.scenes.recipe.recipe_to_dict`): dotted keys, ``[*]`` for every item of a list
+(``classes[*].count``) or ``[N]`` for one. Each knob contributes a few real-valued *dimensions*:
+
+* ``uniform [a, b]``: ``centre`` in ``[m - span, m + span]`` (m = (a + b) / 2, span = max(2 h,
+  0.25 |m|) with h = (b - a) / 2), and with ``widths`` also ``log_width`` in [ln 0.25, ln 2]
+  (the half-width's factor). The new interval is clipped to the field's valid range; integer knobs
+  (counts) keep at least one integer.
+* ``normal``: ``mean`` in [mean - span, mean + span] (span = max(2 std, 0.25 |mean|)) inside its
+  low/high bounds; std and bounds stay.
+* ``choice`` (two or more values) and ``mixture``: one ``logw:<value or component>`` in
+  [-1.5, 1.5] per option: each weight is multiplied by e^z (then scaled back to the original sum).
+* constants and one-value choices cannot be fitted (reported, and skipped).
+
+A knob whose extreme settings do not validate as a recipe is reported as not fittable and skipped.
+Pure functions of plain dicts; no I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from synthloop.errors import SynthloopError
+from synthloop.scenes.recipe import Recipe, recipe_from_dict, recipe_to_dict
+
+DEFAULT_KNOBS: tuple[str, ...] = (
+    "camera.distance",
+    "camera.elevation_deg",
+    "camera.fov_deg",
+    "lights.count",
+    "lights.type",
+    "lights.strength",
+    "lights.sun_strength",
+    "lights.fill_ratio",
+    "world.strength",
+    "support.material.value",
+    "support.material.saturation",
+    "classes[*].count",
+    "classes[*].shape.scale",
+    "classes[*].material.value",
+    "classes[*].material.saturation",
+    "distractors[*].count",
+)
+
+# Valid ranges by field name (the recipe's validators; checked again when a recipe is built).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(
+        ("saturation", "value", "roughness", "metallic", "specular", "pattern_strength"), (0.0, 1.0)
+    ),
+    "elevation_deg": (0.0, 90.0),
+    "fov_deg": (1.0, 170.0),
+    "spot_angle_deg": (1.0, 180.0),
+    "color_temperature_k": (1000.0, 40000.0),
+    "taper": (0.0, 2.0),
+    "wrinkle_amplitude": (0.0, 0.99),
+    "dent_depth": (0.0, 0.99),
+    **dict.fromkeys(
+        ("count", "dent_count", "strength", "sun_strength", "fill_ratio", "bump_strength", "look_at_jitter"),
+        (0.0, math.inf),
+    ),
+    **dict.fromkeys(
+        ("distance", "size", "scale", "pattern_scale", "bump_scale", "image_scale", "sun_angle_deg"),
+        (1e-6, math.inf),
+    ),
+}
+_INTEGER = ("count", "dent_count")
+LOGW = 1.5
+_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+)\]")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One search dimension: ``name`` (``<knob label>:<part>``) in [``low``, ``high``]; ``start`` is
+    the original recipe's value (the fit's first trial)."""
+
+    name: str
+    low: float
+    high: float
+    start: float
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A fittable distribution: ``path`` into the recipe dict, ``label`` (class names instead of
+    indices), ``form`` (uniform | normal | choice | mixture), ``original`` (its dict form) and dims."""
+
+    path: tuple[str | int, ...]
+    label: str
+    form: str
+    original: Any
+    dims: tuple[Dim, ...]
+    field_name: str
+
+
+def _parse_pattern(pattern: str) -> list[str | int | None]:
+    """``classes[*].material.value`` -> ["classes", None, "material", "value"] (None = every item)."""
+    out: list[str | int | None] = []
+    for part in pattern.split("."):
+        for m in _TOKEN.finditer(part):
+            key, idx = m.groups()
+            out.append(key if key else (None if idx == "*" else int(idx)))
+        if not part or "".join(m.group(0) for m in _TOKEN.finditer(part)) != part:
+            raise SynthloopError(f"bad knob pattern '{pattern}' (use e.g. classes[*].material.value)")
+    return out
+
+
+def _expand(data: Any, tokens: list[str | int | None], path: tuple[str | int, ...] = ()):
+    if not tokens:
+        yield path, data
+        return
+    head, rest = tokens[0], tokens[1:]
+    if head is None:
+        if isinstance(data, list):
+            for i, item in enumerate(data):
+                yield from _expand(item, rest, (*path, i))
+    elif isinstance(head, int):
+        if isinstance(data, list) and 0 <= head < len(data):
+            yield from _expand(data[head], rest, (*path, head))
+    elif isinstance(data, dict) and head in data:
+        yield from _expand(data[head], rest, (*path, head))
+
+
+def _label(data: dict[str, Any], path: tuple[str | int, ...]) -> str:
+    out, node = "", data
+    for p in path:
+        if isinstance(p, int):
+            name = node[p].get("name") if isinstance(node[p], dict) else None
+            out += f"[{name if name else p}]"
+        else:
+            out += ("." if out else "") + p
+        node = node[p]
+    return out
+
+
+def _field_name(path: tuple[str | int, ...]) -> str:
+    return next(str(p) for p in reversed(path) if isinstance(p, str))
+
+
+def _dims_of(label: str, dist: Any, field: str, widths: bool) -> tuple[str, tuple[Dim, ...]] | str:
+    """(form, dims) of a distribution, or the reason it cannot be fitted."""
+    lo_b, hi_b = _BOUNDS.get(field, (-math.inf, math.inf))
+    if not isinstance(dist, dict):
+        return "a constant"
+    if "uniform" in dist:
+        a, b = (float(v) for v in dist["uniform"])
+        m, h = (a + b) / 2.0, (b - a) / 2.0
+        span = max(2.0 * h, 0.25 * abs(m), 1e-6)
+        dims = [Dim(f"{label}:centre", max(m - span, lo_b), min(m + span, hi_b), m)]
+        if widths and h > 0:
+            dims.append(Dim(f"{label}:log_width", math.log(0.25), math.log(2.0), 0.0))
+        return "uniform", tuple(dims)
+    if "normal" in dist:
+        nd = dist["normal"]
+        mean, std = float(nd["mean"]), float(nd["std"])
+        span = max(2.0 * std, 0.25 * abs(mean), 1e-6)
+        lo = max(mean - span, nd.get("low") if nd.get("low") is not None else -math.inf, lo_b)
+        hi = min(mean + span, nd.get("high") if nd.get("high") is not None else math.inf, hi_b)
+        return "normal", (Dim(f"{label}:mean", lo, hi, mean),)
+    if "choice" in dist:
+        values = dist["choice"]
+        if len(values) < 2:
+            return "a choice of one value"
+        return "choice", tuple(Dim(f"{label}:logw:{v}", -LOGW, LOGW, 0.0) for v in values)
+    if "mixture" in dist:
+        comps = dist["mixture"]
+        if len(comps) < 2:
+            return "a mixture of one component"
+        return "mixture", tuple(Dim(f"{label}:logw:{i}", -LOGW, LOGW, 0.0) for i in range(len(comps)))
+    return "a constant"
+
+
+def _set(data: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
+    node: Any = data
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+
+
+def _reweight(weights: list[float], z: list[float]) -> list[float]:
+    total = sum(weights)
+    new = [w * math.exp(v) for w, v in zip(weights, z, strict=True)]
+    s = sum(new)
+    return [round(w * total / s, 6) for w in new]
+
+
+def knob_value(knob: Knob, params: dict[str, float]) -> Any:
+    """The knob's distribution (dict form) at ``params`` (missing dims: their start)."""
+    vals = [float(params.get(d.name, d.start)) for d in knob.dims]
+    dist = copy.deepcopy(knob.original)
+    lo_b, hi_b = _BOUNDS.get(knob.field_name, (-math.inf, math.inf))
+    if knob.form == "uniform":
+        a, b = (float(v) for v in dist["uniform"])
+        h = (b - a) / 2.0 * (math.exp(vals[1]) if len(vals) > 1 else 1.0)
+        lo, hi = max(vals[0] - h, lo_b), min(vals[0] + h, hi_b)
+        if knob.field_name in _INTEGER and math.ceil(lo - 1e-9) > math.floor(hi + 1e-9):
+            lo = hi = float(min(max(round(vals[0]), lo_b), hi_b))
+        return {"uniform": [round(lo, 6), round(max(lo, hi), 6)]}
+    if knob.form == "normal":
+        dist["normal"]["mean"] = round(vals[0], 6)
+        return dist
+    if knob.form == "choice":
+        weights = dist.get("weights") or [1.0] * len(dist["choice"])
+        dist["weights"] = _reweight([float(w) for w in weights], vals)
+        return dist
+    comps = dist["mixture"]
+    for c, w in zip(comps, _reweight([float(c["weight"]) for c in comps], vals), strict=True):
+        c["weight"] = w
+    return dist
+
+
+def apply_params(base: dict[str, Any], knobs: list[Knob], params: dict[str, float]) -> dict[str, Any]:
+    """A deep copy of the recipe dict ``base`` with every knob set from ``params``."""
+    out = copy.deepcopy(base)
+    for k in knobs:
+        _set(out, k.path, knob_value(k, params))
+    return out
+
+
+def build_recipe(base: dict[str, Any], knobs: list[Knob], params: dict[str, float], source: str) -> Recipe:
+    """:func:`apply_params` validated into a Recipe (RecipeError naming ``source`` if invalid)."""
+    return recipe_from_dict(apply_params(base, knobs, params), source=source)
+
+
+def find_knobs(
+    recipe: Recipe, patterns: tuple[str, ...] | list[str] = DEFAULT_KNOBS, *, widths: bool = False
+) -> tuple[list[Knob], list[str]]:
+    """The fittable knobs matching ``patterns``, and one note per pattern or knob left out (no
+    match, a constant, or a setting that does not validate)."""
+    base = recipe_to_dict(recipe)
+    knobs: list[Knob] = []
+    notes: list[str] = []
+    seen: set[tuple[str | int, ...]] = set()
+    for pattern in patterns:
+        matches = list(_expand(base, _parse_pattern(pattern)))
+        if not matches:
+            notes.append(f"{pattern}: no such parameter in recipe '{recipe.name}'; not fitted")
+        for path, dist in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            label, field = _label(base, path), _field_name(path)
+            got = _dims_of(label, dist, field, widths)
+            if isinstance(got, str):
+                notes.append(f"{label}: cannot be fitted ({got}); kept as is")
+                continue
+            knob = Knob(path, label, got[0], copy.deepcopy(dist), got[1], field)
+            problem = _check_extremes(base, knob, recipe.name)
+            if problem:
+                notes.append(f"{label}: cannot be fitted ({problem}); kept as is")
+                continue
+            knobs.append(knob)
+    return knobs, notes
+
+
+def _check_extremes(base: dict[str, Any], knob: Knob, name: str) -> str | None:
+    """None if the knob's settings at each dimension's ends validate, else the first error."""
+    for d in knob.dims:
+        for v in (d.low, d.high):
+            try:
+                build_recipe(base, [knob], {d.name: v}, source=name)
+            except SynthloopError as err:
+                return err.message
+    return None
+
+
+def start_params(knobs: list[Knob]) -> dict[str, float]:
+    """The parameters that reproduce the original recipe."""
+    return {d.name: d.start for k in knobs for d in k.dims}
