@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from synthloop.generators.renderer import RenderedFrame
+from synthloop.geometry.annotate import zbuffer_scene
+from synthloop.geometry.preview import preview_frame
+from synthloop.scenes.spec import SceneSpec
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +139,25 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     synth = write_toy_folder(root / "synth", num_frames=4, seed=0)
     real = write_coco(make_toy_dataset(root / "realimg", 4, seed=7, source="real"), root / "real")
     return {"synth": synth, "real": real}
+
+
+class ZBufferRenderer:
+    """``Renderer`` stand-in: the z-buffer preview as rgb, exact ids and depth. Counts its renders."""
+
+    renders = 0
+
+    def render(self, spec: SceneSpec) -> RenderedFrame:
+        ZBufferRenderer.renders += 1
+        rgb, _ = preview_frame(spec)
+        ids, depth = zbuffer_scene(spec)
+        return RenderedFrame(rgb=rgb, instance_ids=ids.astype(np.int32), depth=depth.astype(np.float32))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def zbuffer_renderer():
+    """A factory of :class:`ZBufferRenderer` (``ZBufferRenderer.renders`` reset to 0)."""
+    ZBufferRenderer.renders = 0
+    return ZBufferRenderer

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from synthloop.cli_common import cli_errors
-from synthloop.gap.compute import GapOptions, GapReport
-from synthloop.gap.run import gap_to_folder
 from synthloop.importers.images import load_labeled_or_folder
+
+if TYPE_CHECKING:
+    from synthloop.gap.compute import GapReport
 
 
 def summary_lines(report: GapReport) -> list[str]:
@@ -43,6 +45,10 @@ def gap_cmd(
 ) -> None:
     """Measure the sim-to-real gap: object statistics, KID (Lite0 features) on whole images and
     per-class crops with bootstrap intervals, coverage holes; writes an HTML report and JSON."""
+    # torch and matplotlib load only for this command
+    from synthloop.gap.compute import GapOptions
+    from synthloop.gap.run import gap_to_folder
+
     synth_ds, synth_labeled = load_labeled_or_folder(synth)
     if not synth_labeled:
         raise typer.BadParameter("SYNTH must be a labeled dataset (synthloop folder or COCO json)")

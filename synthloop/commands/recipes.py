@@ -13,9 +13,6 @@ from pathlib import Path
 import typer
 
 from synthloop.errors import SynthloopError
-from synthloop.fitting.fit import FitSettings, fit_recipe, fitted_header, write_fitted
-from synthloop.fitting.space import DEFAULT_KNOBS
-from synthloop.gap.features import LiteFeatures
 from synthloop.importers.images import load_labeled_or_folder
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import load_recipe, recipe_hash, recipe_to_yaml
@@ -134,7 +131,10 @@ def fit_cmd(
     samples: int = typer.Option(4, "--samples", min=1, help="Cycles samples of the proxy renders."),
     threads: int = typer.Option(1, "--threads", min=0, help="Blender render threads (0 = all cores)."),
     knobs: list[str] = typer.Option(
-        list(DEFAULT_KNOBS), "--knob", help="Parameter pattern to fit, e.g. classes[*].count (repeatable)."
+        None,
+        "--knob",
+        help="Parameter pattern to fit, e.g. classes[*].count (repeatable; default: camera, lights, "
+        "world, table and class materials, counts, scales, distractor counts).",
     ),
     widths: bool = typer.Option(False, "--widths", help="Also fit the widths of uniform ranges."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
@@ -143,13 +143,18 @@ def fit_cmd(
     proxy renders come closer to real photos: whole-image and per-class crop KID in Lite0 features
     and the object statistics of `synthloop gap`. Seeded Optuna TPE; resumable from its journal.
     Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split."""
+    # torch (features) and optuna load only for this command
+    from synthloop.fitting.fit import FitSettings, fit_recipe, fitted_header, write_fitted
+    from synthloop.fitting.space import DEFAULT_KNOBS
+    from synthloop.gap.features import LiteFeatures
+
     try:
         rec = load_recipe(recipe)
         refuse_held_out(real)
         real_ds, labeled = load_labeled_or_folder(real)
         settings = FitSettings(
             budget=budget, seed=seed, frames=frames, size=parse_size(proxy_size), samples=samples,
-            threads=threads, knobs=tuple(knobs), widths=widths,
+            threads=threads, knobs=tuple(knobs or DEFAULT_KNOBS), widths=widths,
         )  # fmt: skip
         jdir = journal or Path(str(out) + ".journal")
         with JobProgress(budget, "fit", quiet=quiet, unit="trial") as prog:

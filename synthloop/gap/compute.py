@@ -196,7 +196,7 @@ def collect_side(
         measurements=meas,
         image_stats=image_stats,
         image_features=embed(np.stack(whole)) if whole else np.zeros((0, 1)),
-        crop_features={c: embed(a) for c, a in crop_arr.items()},
+        crop_features={c: (embed(a) if len(a) else np.zeros((0, 0))) for c, a in crop_arr.items()},
         crops=crop_arr,
         crop_sources=sources,
     )

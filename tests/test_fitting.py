@@ -1,0 +1,142 @@
+"""Recipe fitting: the search space, the seeded search moving toward a planted target, journal resume
+(nothing evaluated or rendered twice), and a Blender-free end-to-end fit on z-buffer renders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthloop.commands.recipes import refuse_held_out
+from synthloop.dataset.folder import load_dataset
+from synthloop.dataset.types import Category, Dataset
+from synthloop.errors import SynthloopError
+from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
+from synthloop.fitting.objective import objective
+from synthloop.fitting.search import Journal, run_search
+from synthloop.fitting.space import build_recipe, find_knobs, knob_value, start_params
+from synthloop.generators.generate import generate_frames
+from synthloop.scenes.recipe import load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
+
+TARGET = 0.64  # planted camera distance centre (the shapes recipe has 0.525)
+KEY = "camera.distance:centre"
+
+
+def test_space_reports_what_cannot_be_fitted_and_starts_at_the_original():
+    rec = load_recipe("tabletop")
+    knobs, notes = find_knobs(rec, ["camera.distance", "classes[*].count", "world.value", "nope.x"])
+    assert [k.label for k in knobs] == [
+        "camera.distance", "classes[date].count", "classes[fig].count", "classes[hazelnut].count"
+    ]  # fmt: skip
+    assert any("world.value: cannot be fitted (a constant)" in n for n in notes)
+    assert any(n.startswith("nope.x: no such parameter") for n in notes)
+    same = build_recipe(recipe_to_dict(rec), knobs, start_params(knobs), source="t")
+    assert recipe_hash(same) == recipe_hash(rec)
+    hazel = knobs[3]  # count uniform [0, 5]: a narrow setting near 0 still holds an integer
+    d = knob_value(hazel, {hazel.dims[0].name: 0.2})
+    assert d["uniform"][0] <= 0 <= d["uniform"][1] or d["uniform"][0] == d["uniform"][1] == 0.0
+
+
+def _toy_evaluate(calls: list[int]):
+    def evaluate(n: int, params: dict[str, float]) -> dict:
+        calls.append(n)
+        return {"kid_image": (params[KEY] - TARGET) ** 2 + 1e-4}
+
+    return evaluate
+
+
+def test_search_moves_a_parameter_toward_a_planted_target(tmp_path):
+    knobs, _ = find_knobs(load_recipe("shapes"), ["camera.distance"])
+    start = knobs[0].dims[0].start
+    calls: list[int] = []
+    res = run_search(knobs, _toy_evaluate(calls), budget=25, seed=0, journal=Journal(tmp_path / "j"))
+    assert calls == list(range(25)) and res.baseline.objective == pytest.approx(1.0)
+    best = res.best.params[KEY]
+    assert abs(best - TARGET) < abs(start - TARGET) / 4
+    assert res.best.objective < 0.1
+    again = run_search(knobs, _toy_evaluate([]), budget=25, seed=0, journal=Journal(tmp_path / "k"))
+    assert [t.params for t in again.trials] == [t.params for t in res.trials]  # seeded
+
+
+def test_a_killed_search_resumes_without_evaluating_done_trials(tmp_path):
+    knobs, _ = find_knobs(load_recipe("shapes"), ["camera.distance", "classes[*].count"])
+    journal = Journal(tmp_path / "j")
+    calls: list[int] = []
+
+    def dies_at_7(n, params):
+        if n == 7:
+            raise KeyboardInterrupt
+        return _toy_evaluate(calls)(n, params)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(knobs, dies_at_7, budget=12, seed=3, journal=journal)
+    asked_7 = [r for r in journal.records() if r["number"] == 7][0]["params"]
+    with open(journal.path, "a") as fh:
+        fh.write('{"event": "tell", "numb')  # a line torn by the kill
+    resumed: list[int] = []
+    seen: dict[int, dict] = {}
+
+    def record(n, params):
+        seen[n] = params
+        return _toy_evaluate(resumed)(n, params)
+
+    res = run_search(knobs, record, budget=12, seed=3, journal=journal)
+    assert resumed == [7, 8, 9, 10, 11] and res.evaluated == resumed
+    assert seen[7] == asked_7  # the interrupted trial is re-asked with its own parameters
+    assert [t.number for t in res.trials] == list(range(12))
+
+
+def test_objective_is_relative_to_the_original():
+    base = {"kid_image": 0.2, "kid_crops": {"a": 10.0, "b": 4.0}, "stats": 0.5}
+    assert objective(base, base) == pytest.approx(1.0)
+    half = {"kid_image": 0.1, "kid_crops": {"a": 5.0, "b": 2.0}, "stats": 0.25}
+    assert objective(half, base) == pytest.approx(0.5)
+    missing = {"kid_image": 0.1, "kid_crops": {"a": 5.0, "b": None}, "stats": 0.25}
+    assert objective(missing, base) > objective(half, base)
+
+
+def _colour_features(images: np.ndarray) -> np.ndarray:
+    x = images.reshape(len(images), -1, 3).astype(np.float64) / 255.0
+    return np.concatenate([x.mean(1), x.std(1)], axis=1) * 10
+
+
+def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(tmp_path, zbuffer_renderer):
+    shapes = load_recipe("shapes")
+    data = recipe_to_dict(shapes)
+    data["camera"]["distance"] = {"uniform": [0.35, 0.4]}  # the "real" photos are closer
+    real_dir = tmp_path / "real"
+    generate_frames(
+        recipe_from_dict(data), 9, range(4), real_dir, renderer_factory=zbuffer_renderer, quiet=True
+    )
+    real = load_dataset(real_dir)
+    settings = FitSettings(budget=4, frames=3, size=(64, 48), knobs=("camera.distance", "lights.nope"))
+    kwargs = dict(labeled=True, settings=settings, journal_dir=tmp_path / "journal", embed=_colour_features)
+    zbuffer_renderer.renders = 0
+    outcome = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)
+    rendered = zbuffer_renderer.renders
+    assert rendered == 4 * 3 + 3 * (2 if outcome.search.best.number else 1)  # trials + confirmation
+    assert any("lights.nope" in n for n in outcome.notes)
+    out = write_fitted(outcome, tmp_path / "fitted.yaml", fitted_header(outcome, "shapes", "real", settings))
+    text = out.read_text()
+    assert text.startswith("# Fitted by `synthloop recipes fit shapes") and "objective before 1.000" in text
+    fitted = load_recipe(out)
+    assert fitted.name == "shapes_fitted" and fitted.resolution == shapes.resolution
+    again = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)
+    assert zbuffer_renderer.renders == rendered and again.search.evaluated == []
+    assert json.loads((tmp_path / "journal" / "meta.json").read_text())["frames"] == 3
+    with pytest.raises(SynthloopError, match="another fit"):
+        other = FitSettings(budget=4, frames=5, size=(64, 48))
+        fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **{**kwargs, "settings": other})
+
+
+def test_bad_real_inputs():
+    shapes = load_recipe("shapes")
+    wrong = Dataset(categories=[Category(1, "sphere"), Category(2, "cone")], frames=[])
+    with pytest.raises(SynthloopError, match=r"not in the real data: box, cylinder; not in the recipe: cone"):
+        check_classes(shapes, wrong, "train.json")
+    for held_out in ("val.json", "fruits-nuts/test.json", "instances_val2017.json"):
+        with pytest.raises(SynthloopError, match="evaluation split"):
+            refuse_held_out(Path(held_out))
+    refuse_held_out(Path("fruits-nuts/train.json"))
