@@ -13,7 +13,8 @@ Synthetic side, one of:
 * ``--zbuffer``: no Blender at all: the numpy z-buffer of each SceneSpec gives masks and boxes
   (geometry statistics only; colour and background rows are left empty).
 
-Statistics (per class unless noted), identical definitions on both sides:
+Statistics (per class unless noted), identical definitions on both sides (computed by
+:mod:`synthloop.gap.stats`; ``synthloop gap`` adds KID in learned features and an HTML report):
 
 * ``rel_size``: the visible box's long side / image width (so resolution does not matter);
   median and quartiles over objects.
@@ -38,15 +39,10 @@ evaluation split must not steer a recipe). Prints a side-by-side table and write
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -54,179 +50,13 @@ from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.errors import SynthloopError
-from synthloop.geometry.masks import rle_to_mask
+from synthloop.gap.stats import domain_stats, gap_checks
 from synthloop.importers.coco import load_coco
 from synthloop.scenes.recipe import Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "train.json"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "domain_gap.json"
-BORDER_MARGIN = 0.005  # a box within this fraction of the image width of an edge touches the border
-
-
-# ------------------------------------------------------------------------------ pure statistics
-def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """HSV (N, 3) float64 of sRGB pixels (N, 3) uint8: h in turns [0, 1), s and v in [0, 1]."""
-    c = np.asarray(rgb, dtype=np.float64).reshape(-1, 3) / 255.0
-    mx, mn = c.max(axis=1), c.min(axis=1)
-    delta = mx - mn
-    s = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0)
-    safe = np.where(delta > 0, delta, 1.0)
-    r, g, b = c[:, 0], c[:, 1], c[:, 2]
-    h = np.where(
-        mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    h = np.where(delta > 0, h / 6.0, 0.0) % 1.0
-    return np.stack([h, s, mx], axis=1)
-
-
-def circular_mean_std(turns: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
-    """Weighted circular mean in [0, 1) and circular std (turns) of angles given in turns."""
-    a = 2.0 * math.pi * np.asarray(turns, dtype=np.float64)
-    w = np.ones_like(a) if weights is None else np.asarray(weights, dtype=np.float64)
-    if a.size == 0 or w.sum() <= 0:
-        return float("nan"), float("nan")
-    cx, sy = float((w * np.cos(a)).sum() / w.sum()), float((w * np.sin(a)).sum() / w.sum())
-    r = min(1.0, math.hypot(cx, sy))
-    mean = (math.atan2(sy, cx) / (2.0 * math.pi)) % 1.0
-    std = math.sqrt(-2.0 * math.log(r)) / (2.0 * math.pi) if r > 0 else float("inf")
-    return mean, std
-
-
-def summarize(values: Iterable[float]) -> dict[str, float | int]:
-    """{n, mean, std, min, q1, median, q3, max} of a sample (NaNs for an empty one)."""
-    v = np.asarray(list(values), dtype=np.float64)
-    if v.size == 0:
-        nan = float("nan")
-        return {"n": 0, "mean": nan, "std": nan, "min": nan, "q1": nan, "median": nan, "q3": nan, "max": nan}
-    q1, med, q3 = np.percentile(v, [25, 50, 75])
-    return {
-        "n": int(v.size),
-        "mean": float(v.mean()),
-        "std": float(v.std()),
-        "min": float(v.min()),
-        "q1": float(q1),
-        "median": float(med),
-        "q3": float(q3),
-        "max": float(v.max()),
-    }
-
-
-def _load_rgb(frame: Frame) -> np.ndarray:
-    try:
-        with Image.open(frame.image_path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except OSError as err:
-        raise SynthloopError(f"cannot read image: {err}", path=str(frame.image_path)) from None
-    if rgb.shape[:2] != (frame.height, frame.width):
-        raise SynthloopError(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]}, record says {frame.width}x{frame.height}",
-            path=str(frame.image_path),
-        )
-    return rgb
-
-
-def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
-    """Statistics of a dataset (see the module docstring); ``colour`` reads the images.
-
-    Objects with zero area, crowd objects and objects without a mask (colour only) are skipped.
-    Returns ``{"images", "classes": {name: {rel_size, aspect, count, hsv}}, "total", "coverage",
-    "background"}`` with :func:`summarize` dicts (``hsv``/``background`` None without colour).
-    """
-    names = {c.id: c.name for c in ds.categories}
-    rel: dict[str, list[float]] = {n: [] for n in names.values()}
-    aspect: dict[str, list[float]] = {n: [] for n in names.values()}
-    counts: dict[str, list[int]] = {n: [] for n in names.values()}
-    pixels: dict[str, list[np.ndarray]] = {n: [] for n in names.values()}
-    totals: list[int] = []
-    coverage: list[float] = []
-    touching = 0
-    bg_v: list[float] = []
-    bg_s: list[float] = []
-    for frame in ds.frames:
-        w, h = frame.width, frame.height
-        rgb = _load_rgb(frame) if colour else None
-        union = np.zeros((h, w), dtype=bool)
-        per_image = dict.fromkeys(names.values(), 0)
-        for obj in frame.objects:
-            if obj.iscrowd or obj.area <= 0 or obj.category_id not in names:
-                continue
-            name = names[obj.category_id]
-            x1, y1, x2, y2 = obj.bbox
-            bw, bh = x2 - x1, y2 - y1
-            if bw <= 0 or bh <= 0:
-                continue
-            per_image[name] += 1
-            m_px = BORDER_MARGIN * w
-            touching += int(x1 <= m_px or y1 <= m_px or x2 >= w - m_px or y2 >= h - m_px)
-            rel[name].append(max(bw, bh) / w)
-            aspect[name].append(max(bw, bh) / min(bw, bh))
-            if obj.mask is not None:
-                m = rle_to_mask(obj.mask)
-                union |= m
-                if rgb is not None:
-                    pixels[name].append(rgb[m])
-        for name, n in per_image.items():
-            counts[name].append(n)
-        totals.append(sum(per_image.values()))
-        coverage.append(float(union.mean()))
-        if rgb is not None:
-            bg = rgb_to_hsv(rgb[~union])
-            bg_v.append(float(bg[:, 2].mean()))
-            bg_s.append(float(bg[:, 1].mean()))
-    classes: dict[str, Any] = {}
-    for name in names.values():
-        hsv_stats = None
-        if colour and pixels[name]:
-            hsv = rgb_to_hsv(np.concatenate(pixels[name]))
-            hm, hs = circular_mean_std(hsv[:, 0], hsv[:, 1])
-            hsv_stats = {
-                "h_mean": hm,
-                "h_std": hs,
-                "s_mean": float(hsv[:, 1].mean()),
-                "s_std": float(hsv[:, 1].std()),
-                "v_mean": float(hsv[:, 2].mean()),
-                "v_std": float(hsv[:, 2].std()),
-            }
-        classes[name] = {
-            "rel_size": summarize(rel[name]),
-            "aspect": summarize(aspect[name]),
-            "count": summarize(counts[name]),
-            "hsv": hsv_stats,
-        }
-    return {
-        "images": len(ds.frames),
-        "classes": classes,
-        "total": summarize(totals),
-        "coverage": summarize(coverage),
-        "touching_border": touching / max(1, sum(totals)),
-        "background": {"value": summarize(bg_v), "saturation": summarize(bg_s)} if colour else None,
-    }
-
-
-def gap_checks(real: dict[str, Any], synth: dict[str, Any], size_tol: float = 0.2, count_tol: float = 0.25):
-    """Pass/fail per class: |synth/real - 1| of the median rel_size (<= ``size_tol``) and of the
-    mean count (<= ``count_tol``); also the mean total objects per image (``count_tol``)."""
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b and math.isfinite(a) and math.isfinite(b) else float("nan")
-
-    out: dict[str, Any] = {}
-    for name, rc in real["classes"].items():
-        sc = synth["classes"].get(name)
-        if sc is None:
-            continue
-        size_ratio = ratio(sc["rel_size"]["median"], rc["rel_size"]["median"])
-        count_ratio = ratio(sc["count"]["mean"], rc["count"]["mean"])
-        out[name] = {
-            "rel_size_median_ratio": size_ratio,
-            "rel_size_ok": bool(abs(size_ratio - 1) <= size_tol),
-            "count_mean_ratio": count_ratio,
-            "count_ok": bool(abs(count_ratio - 1) <= count_tol),
-        }
-    t = ratio(synth["total"]["mean"], real["total"]["mean"])
-    out["total"] = {"count_mean_ratio": t, "count_ok": bool(abs(t - 1) <= count_tol)}
-    return out
 
 
 # ------------------------------------------------------------------------------ data sources

@@ -14,7 +14,6 @@ them when the data is present, so the constants below cannot drift from their so
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
+from synthloop.gap import stats as gap_stats
 from synthloop.geometry.camera import intrinsics, project, world_to_cam_cv
 from synthloop.geometry.masks import mask_to_rle
 from synthloop.geometry.meshes import mesh_cache
@@ -210,17 +210,10 @@ def test_reference_numbers_match_the_real_training_split():
 
 
 # -------------------------------------------------------------------------- benchmark helpers
-def _domain_gap_module():
-    spec = importlib.util.spec_from_file_location("domain_gap", REPO / "benchmarks" / "domain_gap.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_hsv_and_circular_statistics():
     import colorsys
 
-    dg = _domain_gap_module()
+    dg = gap_stats
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(200, 3), dtype=np.uint8)
     ours = dg.rgb_to_hsv(rgb)
@@ -236,7 +229,7 @@ def test_hsv_and_circular_statistics():
 def test_domain_stats_on_a_known_image(tmp_path):
     from PIL import Image
 
-    dg = _domain_gap_module()
+    dg = gap_stats
     w, h = 40, 20
     rgb = np.full((h, w, 3), 200, dtype=np.uint8)  # grey background, value 200/255
     rgb[2:6, 4:12] = (255, 0, 0)  # red object 8x4 px
