@@ -161,3 +161,14 @@ def zbuffer_renderer():
     """A factory of :class:`ZBufferRenderer` (``ZBufferRenderer.renders`` reset to 0)."""
     ZBufferRenderer.renders = 0
     return ZBufferRenderer
+
+
+def _colour_features(images: np.ndarray) -> np.ndarray:
+    x = images.reshape(len(images), -1, 3).astype(np.float64) / 255.0
+    return np.concatenate([x.mean(1), x.std(1)], axis=1) * 10
+
+
+@pytest.fixture
+def colour_features():
+    """A cheap stand-in for the Lite0 embedder: (N, H, W, 3) uint8 -> (N, 6) mean and std of RGB."""
+    return _colour_features

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from synthloop.commands.recipes import refuse_held_out
@@ -97,12 +96,9 @@ def test_objective_is_relative_to_the_original():
     assert objective(missing, base) > objective(half, base)
 
 
-def _colour_features(images: np.ndarray) -> np.ndarray:
-    x = images.reshape(len(images), -1, 3).astype(np.float64) / 255.0
-    return np.concatenate([x.mean(1), x.std(1)], axis=1) * 10
-
-
-def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(tmp_path, zbuffer_renderer):
+def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(
+    tmp_path, zbuffer_renderer, colour_features
+):
     shapes = load_recipe("shapes")
     data = recipe_to_dict(shapes)
     data["camera"]["distance"] = {"uniform": [0.35, 0.4]}  # the "real" photos are closer
@@ -112,7 +108,7 @@ def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(tmp_path, z
     )
     real = load_dataset(real_dir)
     settings = FitSettings(budget=4, frames=3, size=(64, 48), knobs=("camera.distance", "lights.nope"))
-    kwargs = dict(labeled=True, settings=settings, journal_dir=tmp_path / "journal", embed=_colour_features)
+    kwargs = dict(labeled=True, settings=settings, journal_dir=tmp_path / "journal", embed=colour_features)
     zbuffer_renderer.renders = 0
     outcome = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)
     rendered = zbuffer_renderer.renders

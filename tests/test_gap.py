@@ -75,19 +75,16 @@ def _render(tmp: Path, name: str, recipe, frames: int, factory) -> Path:
     return out
 
 
-def _mean_colour_features(images: np.ndarray) -> np.ndarray:
-    x = images.reshape(len(images), -1, 3).astype(np.float64) / 255.0
-    return np.concatenate([x.mean(1), x.std(1)], axis=1) * 10
-
-
-def test_compute_gap_finds_a_planted_colour_hole_and_writes_the_report(tmp_path, zbuffer_renderer):
+def test_compute_gap_finds_a_planted_colour_hole_and_writes_the_report(
+    tmp_path, zbuffer_renderer, colour_features
+):
     base = load_recipe("shapes")
     data = recipe_to_dict(base)
     data["classes"][0]["material"]["hue"] = {"uniform": [0.6, 0.65]}  # real spheres are blue
     blue = recipe_from_dict(data)
     synth = load_dataset(_render(tmp_path, "synth", base, 6, zbuffer_renderer))
     real = load_dataset(_render(tmp_path, "real", blue, 4, zbuffer_renderer))
-    rep = compute_gap(synth, real, _mean_colour_features, labeled=True, options=GapOptions(n_boot=20))
+    rep = compute_gap(synth, real, colour_features, labeled=True, options=GapOptions(n_boot=20))
     assert rep.holes["sphere"]["fraction"] > 0.5  # no blue sphere among the synthetic crops
     assert rep.holes["box"]["fraction"] < rep.holes["sphere"]["fraction"]
     assert rep.kid_crops["sphere"].value > rep.kid_crops["box"].value
@@ -104,7 +101,7 @@ def test_compute_gap_finds_a_planted_colour_hole_and_writes_the_report(tmp_path,
         shutil.copy(f.image_path, folder / f.image_path.name)
     photos, labeled = load_labeled_or_folder(folder)
     assert not labeled and len(photos.frames) == 4
-    rep2 = compute_gap(synth, photos, _mean_colour_features, labeled=False, options=GapOptions(n_boot=10))
+    rep2 = compute_gap(synth, photos, colour_features, labeled=False, options=GapOptions(n_boot=10))
     assert rep2.kid_image is not None and rep2.kid_crops == {} and "image_value" in rep2.differences
 
 
