@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from synthloop.commands.recipes import refuse_held_out
 from synthloop.dataset.folder import load_dataset
@@ -136,3 +138,35 @@ def test_bad_real_inputs():
         with pytest.raises(SynthloopError, match="evaluation split"):
             refuse_held_out(Path(held_out))
     refuse_held_out(Path("fruits-nuts/train.json"))
+
+
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, zbuffer_renderer):
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((12, 16, 3), dtype=np.uint8)).save(photo)
+    coco = {
+        "images": [{"id": 1, "file_name": "p.png", "width": 16, "height": 12}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "sphere"}, {"id": 2, "name": "cone"}],
+    }
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    out = tmp_path / "fitted.yaml"
+    (tmp_path / "empty").mkdir()
+    synth = str(tmp_path / "synth")
+    generate_frames(load_recipe("shapes"), 0, range(1), synth, renderer_factory=zbuffer_renderer, quiet=True)
+    fit = ["recipes", "fit", "shapes", "--budget", "2", "--out", str(out), "--real"]
+    cases = [
+        ([*fit, str(tmp_path / "train.json")], "not in the recipe: cone"),
+        ([*fit, str(tmp_path / "val.json")], "evaluation split"),
+        (["gap", synth, str(tmp_path / "missing")], "no such file or folder"),
+        (["gap", synth, str(tmp_path / "empty")], "no images"),
+        (["gap", str(tmp_path / "empty"), synth], "no images"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2, res.output
+        assert message in res.output and len(res.output.strip().splitlines()) == 1
+    assert not out.exists()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from synthloop.cli_common import cli_errors
+from synthloop.errors import SynthloopError
 from synthloop.importers.images import load_labeled_or_folder
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ def gap_cmd(
 
     synth_ds, synth_labeled = load_labeled_or_folder(synth)
     if not synth_labeled:
-        raise typer.BadParameter("SYNTH must be a labeled dataset (synthloop folder or COCO json)")
+        raise SynthloopError(
+            "SYNTH must be a labeled dataset (a synthloop folder or a COCO json)", path=str(synth)
+        )
     real_ds, labeled = load_labeled_or_folder(real)
     options = GapOptions(working_width=width, max_crops=max_crops, n_boot=n_boot, seed=seed)
     report = gap_to_folder(

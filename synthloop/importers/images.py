@@ -44,6 +44,8 @@ def load_labeled_or_folder(path: str | Path) -> tuple[Dataset, bool]:
     """(dataset, labeled): a COCO json (labeled), a synthloop dataset folder (labeled) or a folder
     of images (unlabeled). One-line DatasetError for anything else."""
     p = Path(path)
+    if not p.exists():
+        raise DatasetError("no such file or folder", path=str(p))
     if p.is_file() and p.suffix.lower() == ".json":
         return load_coco(p), True
     if p.is_dir() and is_synthloop_dataset(p):
