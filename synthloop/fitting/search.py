@@ -11,8 +11,9 @@ objective after (``tell``). A resumed search replays every told trial into the s
 evaluating it again, and re-asks an asked-but-untold trial with the same parameters (so a render
 folder keyed by the trial number continues where it stopped). ``meta.json`` holds what the journal
 belongs to (recipe hash, real data, seed, knobs, proxy settings); resuming with other settings is
-refused. Determinism: the same seed and evaluations give the same trials, whether or not the
-search was interrupted, up to the sampler's replay of told trials.
+refused. Determinism: an uninterrupted search is reproducible from its seed (given the same
+evaluations); a resumed one continues from a fresh sampler state fed with the told trials, so its
+later trials may differ from an uninterrupted run's. The journal records what was actually run.
 """
 
 from __future__ import annotations
