@@ -40,7 +40,7 @@ def gap_cmd(
     width: int | None = typer.Option(
         None, "--working-width", min=16, help="Both sides are resized to this width (default: the smaller)."
     ),
-    max_crops: int = typer.Option(400, "--max-crops", min=2, help="Crops embedded per class and side."),
+    max_crops: int = typer.Option(200, "--max-crops", min=2, help="Crops embedded per class and side."),
     n_boot: int = typer.Option(100, "--bootstrap", min=10, help="Bootstrap resamples of each KID."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:

@@ -53,7 +53,7 @@ class GapOptions:
     working_width: int | None = None
     image_size: tuple[int, int] = (224, 168)
     crop_size: int = 64
-    max_crops: int = 400
+    max_crops: int = 200
     n_boot: int = 100
     seed: int = 0
     gallery: int = 12
@@ -245,11 +245,11 @@ def compute_gap(
         )
     width = options.working_width or working_width(synth, real)
     rng = np.random.default_rng(options.seed)
-    s_side = collect_side(
+    s_side = collect_side(  # crops and object statistics only when the real side has them
         synth,
         synth_name,
         classes,
-        labeled=True,
+        labeled=labeled,
         embed=embed,
         options=options,
         width=width,
