@@ -21,16 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.fitting.proxy import ProxyRenderer, proxy_recipe  # noqa: E402
-from synthloop.gap.compute import GapOptions, json_safe  # noqa: E402
-from synthloop.gap.features import LiteFeatures  # noqa: E402
-from synthloop.gap.run import gap_to_folder  # noqa: E402
-from synthloop.importers.images import load_labeled_or_folder  # noqa: E402
-from synthloop.scenes.recipe import load_recipe  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.fitting.proxy import ProxyRenderer, proxy_recipe
+from synthloop.gap.compute import GapOptions, json_safe
+from synthloop.gap.features import LiteFeatures
+from synthloop.gap.run import gap_to_folder
+from synthloop.importers.images import load_labeled_or_folder
+from synthloop.scenes.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "real" / "fruits-nuts" / "train.json"

@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from synthloop.atomic import atomic_write_json  # noqa: E402
-from synthloop.dataset.folder import load_dataset  # noqa: E402
-from synthloop.gap.run import gap_to_folder  # noqa: E402
-from synthloop.importers.images import load_labeled_or_folder  # noqa: E402
+from synthloop.atomic import atomic_write_json
+from synthloop.dataset.folder import load_dataset
+from synthloop.gap.run import gap_to_folder
+from synthloop.importers.images import load_labeled_or_folder
 
 REPO = Path(__file__).resolve().parents[1]
 FRUITS = REPO.parent / "shared" / "data" / "real" / "fruits-nuts"

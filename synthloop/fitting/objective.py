@@ -57,8 +57,8 @@ def objective(comps: Components, baseline: Components, w: ObjectiveWeights = Obj
     if r is not None:
         terms.append((w.image, r))
     crops = baseline.get("kid_crops") or {}
-    ratios = [_ratio((comps.get("kid_crops") or {}).get(c), b) for c, b in crops.items()]
-    ratios = [x for x in ratios if x is not None]
+    raw = [_ratio((comps.get("kid_crops") or {}).get(c), b) for c, b in crops.items()]
+    ratios: list[float] = [x for x in raw if x is not None]
     if ratios:
         terms.append((w.crops, float(np.mean(ratios))))
     r = _ratio(comps.get("stats"), baseline.get("stats"))

@@ -127,7 +127,8 @@ def _expand(data: Any, tokens: list[str | int | None], path: tuple[str | int, ..
 
 
 def _label(data: dict[str, Any], path: tuple[str | int, ...]) -> str:
-    out, node = "", data
+    out = ""
+    node: Any = data
     for p in path:
         if isinstance(p, int):
             name = node[p].get("name") if isinstance(node[p], dict) else None

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthloop.training.backbones import IMAGENET_MEAN, IMAGENET_STD, load_efficientnet_lite0
+from synthloop.training.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EfficientNetLite0,
+    load_efficientnet_lite0,
+)
 
 FEATURE_DIM = 1280
 
@@ -21,8 +26,9 @@ class LiteFeatures:
     """``embed(images) -> (N, 1280)``; ``weights``: ``"package"`` or a state_dict file."""
 
     def __init__(self, weights: str = "package", *, batch_size: int = 32, device: str = "cpu"):
-        self.model = fold_batchnorm(load_efficientnet_lite0(weights).eval()).to(device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        model = load_efficientnet_lite0(weights).eval()
+        fold_batchnorm(model)
+        self.model: EfficientNetLite0 = model.to(device).to(memory_format=torch.channels_last)
         self.batch_size = int(batch_size)
         self.device = device
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -52,10 +58,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             conv, bn = seq[i], seq[i + 1]
             if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
                 continue
+            mean, var = bn.running_mean, bn.running_var
+            if mean is None or var is None:  # no running statistics: nothing to fold
+                continue
             with torch.no_grad():
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                gamma = bn.weight if bn.weight is not None else torch.ones_like(mean)
+                beta = bn.bias if bn.bias is not None else torch.zeros_like(mean)
+                scale = gamma / torch.sqrt(var + bn.eps)
                 conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+                conv.bias = nn.Parameter((bias - mean) * scale + beta)
             seq[i + 1] = nn.Identity()
     return model

@@ -12,19 +12,21 @@ import base64
 import html
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from synthloop.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from synthloop.gap.compute import GapReport  # noqa: E402
-from synthloop.gap.stats import statistic_samples  # noqa: E402
+from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.gap.compute import GapReport
+from synthloop.gap.kid import KidResult
+from synthloop.gap.stats import statistic_samples
 
 REAL_COLOUR, SYNTH_COLOUR = "#d62728", "#1f77b4"
 
@@ -48,8 +50,8 @@ def _array_png(arr: np.ndarray) -> str:
 
 def kid_figure(report: GapReport) -> str | None:
     """Bar chart of the KIDs (whole image, then per class) with bootstrap intervals; base64 PNG."""
-    items = [("image", report.kid_image)] + [(f"crops: {c}", k) for c, k in report.kid_crops.items()]
-    items = [(n, k) for n, k in items if k is not None]
+    raw = [("image", report.kid_image)] + [(f"crops: {c}", k) for c, k in report.kid_crops.items()]
+    items: list[tuple[str, KidResult]] = [(n, k) for n, k in raw if k is not None]
     if not items:
         return None
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(items), 3))
@@ -106,7 +108,7 @@ def _neighbour_rows(report: GapReport, cls: str, real_idx: list[int]) -> list[li
     return [[rc[i]] + [sc[j] for j in idx[i]] for i in real_idx]
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

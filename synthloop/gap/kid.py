@@ -43,7 +43,7 @@ def _mmd2_from_kernels(
         keep = idx[:, None] != idx[None, :]
         return float(sub[keep].mean()) if keep.any() else float("nan")
 
-    cross = kxy if ix is None else kxy[np.ix_(ix, iy)]
+    cross = kxy if ix is None or iy is None else kxy[np.ix_(ix, iy)]
     return within(kxx, ix) + within(kyy, iy) - 2.0 * float(cross.mean())
 
 

@@ -26,7 +26,7 @@ sample (for histograms and distances); :func:`summarize_measurements` gives the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,7 +303,9 @@ def normalised_differences(real: Measurements, synth: Measurements) -> dict[str,
     return out
 
 
-def normalised_w1(real: np.ndarray, synth: np.ndarray, *, circular: bool = False) -> float:
+def normalised_w1(
+    real: np.ndarray | Sequence[float], synth: np.ndarray | Sequence[float], *, circular: bool = False
+) -> float:
     """1-Wasserstein distance of two non-empty 1-D samples / the real sample's spread (std, floored
     at 5 % of its mean absolute value and at 1e-3)."""
     r, s = np.asarray(real, dtype=np.float64), np.asarray(synth, dtype=np.float64)
