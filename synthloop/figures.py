@@ -4,6 +4,8 @@
   is the results dict of :func:`synthloop.experiments.report.collect_results`.
 * Active loop (``active report``): :func:`round_histogram_png`; input is one histogram of
   :func:`synthloop.active.report.histogram`.
+* Domain gap (``synthloop gap``): :func:`interval_bars_png` (KIDs with intervals),
+  :func:`histogram_row_png` (real vs synthetic samples of several statistics).
 
 Reports embed them with :func:`img_tag` as ``data:image/png;base64`` URIs (self-contained pages).
 Real fractions print as ``%g`` (``0.25``, ``1``), as the experiment's run names write them.
@@ -14,9 +16,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -161,4 +165,45 @@ def round_histogram_png(hist: dict[str, Any], title: str = "") -> bytes:
     ax.set_ylim(bottom=0)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(4, len(rounds)), loc="best")
+    return _png(fig)
+
+
+REAL_COLOUR, SYNTH_COLOUR = "#d62728", "#1f77b4"
+
+
+def interval_bars_png(items: Sequence[tuple[str, float, float, float]], ylabel: str) -> bytes:
+    """Bars of (label, value, low, high): the value with its interval as an error bar."""
+    fig = Figure(figsize=(1.6 + 1.2 * len(items), 3.0))
+    ax = fig.add_subplot(1, 1, 1)
+    vals = [v for _, v, _, _ in items]
+    err = np.array([[v - lo for _, v, lo, _ in items], [hi - v for _, v, _, hi in items]])
+    ax.bar(range(len(items)), vals, yerr=np.maximum(np.nan_to_num(err), 0), color=SYNTH_COLOUR, capsize=4)
+    ax.set_xticks(range(len(items)), [n for n, _, _, _ in items], rotation=20)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel(ylabel)
+    return _png(fig)
+
+
+def histogram_row_png(title: str, samples: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> bytes:
+    """One row of density histograms, one panel per (statistic, real values, synthetic values),
+    drawn as step lines (real red, synthetic blue; one artist per side keeps the figure cheap).
+    Statistics named ``*hue`` (turns) are shown in [-0.5, 0.5) so reds do not split at 0/1."""
+    fig = Figure(figsize=(2.4 * len(samples), 2.1))
+    axes = fig.subplots(1, len(samples), squeeze=False)[0]
+    for ax, (name, r, s) in zip(axes, samples, strict=True):
+        if name.endswith("hue"):
+            r, s = (r + 0.5) % 1.0 - 0.5, (s + 0.5) % 1.0 - 0.5
+        both = np.concatenate([r, s])
+        both = both[np.isfinite(both)]
+        if both.size:
+            lo, hi = float(both.min()), float(both.max())
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 16)
+            for v, c in ((s, SYNTH_COLOUR), (r, REAL_COLOUR)):
+                v = v[np.isfinite(v)]
+                if v.size:
+                    ax.stairs(np.histogram(v, bins=bins, density=True)[0], bins, color=c, fill=False, lw=1.5)
+        ax.set_title(f"{name} (real {r.size}, synth {s.size})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{title} (red: real, blue: synthetic)", fontsize=9)
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.15, top=0.78, wspace=0.3)
     return _png(fig)

@@ -8,84 +8,32 @@ space); and the real crops with no close synthetic neighbour (coverage holes).
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
+from synthloop.figures import histogram_row_png, img_tag, interval_bars_png
 from synthloop.gap.compute import GapReport
-from synthloop.gap.kid import KidResult
 from synthloop.gap.stats import statistic_samples
 
-REAL_COLOUR, SYNTH_COLOUR = "#d62728", "#1f77b4"
 
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _img_tag(b64: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-
-
-def _array_png(arr: np.ndarray) -> str:
+def _array_png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
 
 
-def kid_figure(report: GapReport) -> str | None:
-    """Bar chart of the KIDs (whole image, then per class) with bootstrap intervals; base64 PNG."""
+def kid_figure(report: GapReport) -> bytes | None:
+    """Bars of the KIDs (whole image, then per class) with bootstrap intervals; PNG bytes."""
     raw = [("image", report.kid_image)] + [(f"crops: {c}", k) for c, k in report.kid_crops.items()]
-    items: list[tuple[str, KidResult]] = [(n, k) for n, k in raw if k is not None]
-    if not items:
-        return None
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(items), 3))
-    vals = [k.value for _, k in items]
-    err = np.array([[k.value - k.low for _, k in items], [k.high - k.value for _, k in items]])
-    ax.bar(range(len(items)), vals, yerr=np.maximum(err, 0), color=SYNTH_COLOUR, capsize=4)
-    ax.set_xticks(range(len(items)), [n for n, _ in items], rotation=20)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel("KID (unbiased MMD²)")
-    fig.subplots_adjust(left=0.2, bottom=0.3)
-    return _png(fig)
-
-
-def histogram_figure(title: str, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
-    """One row of density histograms: (statistic, real values, synthetic values) each; base64 PNG.
-    Drawn as step lines (one artist per side) to keep figures cheap."""
-    fig, axes = plt.subplots(1, len(samples), figsize=(2.4 * len(samples), 2.1), squeeze=False)
-    for ax, (name, r, s) in zip(axes[0], samples, strict=True):
-        if name.endswith("hue"):  # turns, shown in [-0.5, 0.5) so reds do not split at 0/1
-            r, s = (r + 0.5) % 1.0 - 0.5, (s + 0.5) % 1.0 - 0.5
-        both = np.concatenate([r, s])
-        both = both[np.isfinite(both)]
-        if both.size:
-            lo, hi = float(both.min()), float(both.max())
-            bins = np.linspace(lo, hi if hi > lo else lo + 1, 16)
-            for v, c in ((s, SYNTH_COLOUR), (r, REAL_COLOUR)):
-                v = v[np.isfinite(v)]
-                if v.size:
-                    ax.stairs(np.histogram(v, bins=bins, density=True)[0], bins, color=c, fill=False, lw=1.5)
-        ax.set_title(f"{name} (real {r.size}, synth {s.size})", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.suptitle(f"{title} (red: real, blue: synthetic)", fontsize=9)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.15, top=0.78, wspace=0.3)
-    return _png(fig)
+    items = [(n, k.value, k.low, k.high) for n, k in raw if k is not None]
+    return interval_bars_png(items, "KID (unbiased MMD²)") if items else None
 
 
 def mosaic(rows: list[list[np.ndarray]], pad: int = 4) -> np.ndarray:
@@ -137,7 +85,7 @@ def render_html(report: GapReport) -> str:
     parts.append(_table(kid_rows, ("features", "KID", "interval", "synthetic n", "real n")))
     fig = kid_figure(report)
     if fig:
-        parts.append(_img_tag(fig, "KID"))
+        parts.append(img_tag(fig, "KID"))
     parts.append("<h2>Statistics: normalised differences (W1 / real std)</h2>")
     parts.append(
         _table([(k, f"{v:.3f}") for k, v in report.differences.items()], ("statistic", "difference"))
@@ -152,20 +100,20 @@ def render_html(report: GapReport) -> str:
         ss = statistic_samples(report.synthetic.measurements)
         image_keys = [k for k in rs if "/" not in k]
         rows = [(k, rs[k], ss[k]) for k in image_keys] + rows
-        parts.append(_img_tag(histogram_figure("per image", rows), "per-image histograms"))
+        parts.append(img_tag(histogram_row_png("per image", rows), "per-image histograms"))
         for cls in report.classes:
             keys = [k for k in rs if k.startswith(f"{cls}/")]
             row = [(k.split("/", 1)[1], rs[k], ss[k]) for k in keys]
-            parts.append(_img_tag(histogram_figure(cls, row), f"{cls} histograms"))
+            parts.append(img_tag(histogram_row_png(cls, row), f"{cls} histograms"))
     else:
-        parts.append(_img_tag(histogram_figure("per image", rows), "per-image histograms"))
+        parts.append(img_tag(histogram_row_png("per image", rows), "per-image histograms"))
     for cls in report.classes:
         if cls not in report.neighbours:
             continue
         n = len(report.real.crops[cls])
         shown = list(range(min(n, report.options.gallery)))
         parts.append(f"<h2>{html.escape(cls)}: real crops (left) and their 3 nearest synthetic crops</h2>")
-        parts.append(_img_tag(_array_png(mosaic(_neighbour_rows(report, cls, shown))), f"{cls} gallery"))
+        parts.append(img_tag(_array_png(mosaic(_neighbour_rows(report, cls, shown))), f"{cls} gallery"))
         h = report.holes[cls]
         parts.append(
             f"<h3>{html.escape(cls)}: coverage holes — {h['n_holes']} of {h['n_real']} real crops have no "
@@ -174,7 +122,7 @@ def render_html(report: GapReport) -> str:
         )
         holes = h["indices"][: report.options.gallery]
         if holes:
-            parts.append(_img_tag(_array_png(mosaic(_neighbour_rows(report, cls, holes))), f"{cls} holes"))
+            parts.append(img_tag(_array_png(mosaic(_neighbour_rows(report, cls, holes))), f"{cls} holes"))
     parts.append("</body></html>")
     return "\n".join(parts)
 
