@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for real_path in args.real:
         real, labeled = load_labeled_or_folder(real_path)
         with tempfile.TemporaryDirectory() as tmp:
+            load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
             report = gap_to_folder(synth, real, Path(tmp), labeled=labeled, quiet=True)
             wall = time.perf_counter() - t0
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "goal_s": GOAL_S,
             "met": wall < GOAL_S,
             "kid_image": report.kid_image.value if report.kid_image else None,
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
         runs.append(run)
         kind = "labeled" if labeled else "unlabeled"
