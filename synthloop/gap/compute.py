@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -245,28 +246,12 @@ def compute_gap(
         )
     width = options.working_width or working_width(synth, real)
     rng = np.random.default_rng(options.seed)
-    s_side = collect_side(  # crops and object statistics only when the real side has them
-        synth,
-        synth_name,
-        classes,
-        labeled=labeled,
-        embed=embed,
-        options=options,
-        width=width,
-        rng=rng,
-        on_frame=on_frame,
+    # crops and object statistics on both sides only when the real side has them
+    side = partial(
+        collect_side, labeled=labeled, embed=embed, options=options, width=width, rng=rng, on_frame=on_frame
     )
-    r_side = collect_side(
-        real,
-        real_name,
-        classes,
-        labeled=labeled,
-        embed=embed,
-        options=options,
-        width=width,
-        rng=rng,
-        on_frame=on_frame,
-    )
+    s_side = side(synth, synth_name, classes)
+    r_side = side(real, real_name, classes)
     return gap_of_sides(
         s_side,
         r_side,
