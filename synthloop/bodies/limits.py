@@ -60,10 +60,13 @@ def check_rotation_range(joint: str, lo: tuple[float, ...], hi: tuple[float, ...
     """ValueError unless ``joint`` is limited and ``[lo, hi]`` (degrees, per axis) lies in its limits."""
     if joint not in JOINT_LIMITS_DEG:
         raise ValueError(f"unknown joint '{joint}'; posable joints: {', '.join(JOINT_LIMITS_DEG)}")
-    for axis, (a, b), (llo, lhi) in zip("xyz", zip(lo, hi, strict=True), JOINT_LIMITS_DEG[joint], strict=True):
+    for axis, (a, b), (llo, lhi) in zip(
+        "xyz", zip(lo, hi, strict=True), JOINT_LIMITS_DEG[joint], strict=True
+    ):
         if not (math.isfinite(a) and math.isfinite(b)):
             raise ValueError(f"{joint} r{axis}: rotation must be finite, got [{a}, {b}]")
         if a < llo or b > lhi:
             raise ValueError(
-                f"{joint} r{axis}: range [{a:g}, {b:g}] deg is outside the anatomical limits [{llo:g}, {lhi:g}]"
+                f"{joint} r{axis}: range [{a:g}, {b:g}] deg is outside the anatomical limits "
+                f"[{llo:g}, {lhi:g}]"
             )

@@ -43,7 +43,9 @@ def _anny() -> tuple[object, object, np.ndarray]:
         import anny
         import torch
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise BodyModelUnavailable(f"the body model needs the 'people' extra (pip install anny): {err}") from None
+        raise BodyModelUnavailable(
+            f"the body model needs the 'people' extra (pip install anny): {err}"
+        ) from None
     model = anny.Anny(skinning_method="lbs").to(torch.float64)
     regressor = anny.KeypointsRegressor.coco(model, labels=list(COCO17_KEYPOINTS))
     faces = model.get_triangular_faces().cpu().numpy().astype(np.int64)

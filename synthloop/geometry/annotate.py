@@ -33,6 +33,10 @@ For every object of the spec (labeled objects and distractors alike):
   between a keypoint placed on the undisplaced shape and the displaced (wrinkled) surface; a
   keypoint hidden behind the object's own front surface is still reported occluded whenever the
   object is thicker than the tolerance (a 2 cm nut at 0.5 m: tol = 5 mm).
+  Persons (shape kind ``body``) use the instance map instead: their COCO joints lie inside the
+  body, so a depth test would call every joint self-occluded; a joint is 2 when the pixel
+  containing it shows the person itself, else 1 (hidden by another instance, distractor or
+  support), and 0 outside the image as above.
 * ``box3d``: oriented box in the OpenCV camera frame; centre = object origin (the mesh's
   bounding-box centre), dimensions (h, w, l) = (dims_z, dims_y, dims_x); with
   ``R = R_cam_from_world @ R_world_from_object`` the corners are ``centre + R @ (sx*l/2, sy*w/2,
@@ -203,6 +207,9 @@ def project_keypoints(
             out.append((0.0, 0.0, 0))
             continue
         col, row = int(math.floor(u)), int(math.floor(v))
+        if obj.shape.kind == "body":  # joints lie inside the body: visible = own pixel (module doc)
+            out.append((u, v, 2 if int(instance_ids[row, col]) == obj.instance_id else 1))
+            continue
         d = float(depth[row, col])
         tol = keypoint_tolerance(depth, instance_ids, row, col, z)
         out.append((u, v, 1 if d < z - tol else 2))

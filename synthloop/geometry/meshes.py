@@ -34,6 +34,8 @@ Kinds (fields not listed for a kind are ignored by it):
 * ``mesh``: ``mesh_path`` (.obj/.ply/.glb/...) loaded with trimesh, all geometry merged into one
   mesh (scene transforms applied), degenerate faces dropped, winding flipped if the (watertight)
   mesh has negative volume. Loaded meshes are not decimated and are watertight only if the file is.
+* ``body``: a posed, skinned person from :func:`synthloop.bodies.model.pose_body` (``shape.body``);
+  ``dimensions`` should be its posed extents (the sampler sets them), so the fit is a no-op.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthloop.bodies.model import BodyModelUnavailable, pose_body
 from synthloop.geometry.errors import GeometryError
 from synthloop.scenes.spec import ShapeSpec
 
@@ -131,7 +134,19 @@ def _validate(shape: ShapeSpec) -> np.ndarray:
         raise _err(f"must be >= 0, got {shape.bevel}", "bevel", shape)
     if shape.kind == "mesh" and not shape.mesh_path:
         raise _err("is required for kind 'mesh'", "mesh_path", shape)
+    if shape.kind == "body" and shape.body is None:
+        raise _err("is required for kind 'body'", "body", shape)
     return dims
+
+
+def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray]:
+    body = shape.body
+    assert body is not None  # _validate
+    try:
+        posed = pose_body(dict(body.phenotype), dict(body.rotations_deg))
+    except (ValueError, BodyModelUnavailable) as err:
+        raise _err(str(err), "body", shape) from None
+    return posed.vertices.copy(), posed.faces
 
 
 def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray:
@@ -364,6 +379,8 @@ def build_mesh(shape: ShapeSpec) -> Mesh:
         verts, faces = _cylinder(shape)
     elif shape.kind == "mesh":
         verts, faces = _load_mesh_file(shape)
+    elif shape.kind == "body":
+        verts, faces = _body(shape)
     else:  # pragma: no cover - ShapeSpec validates kind
         raise _err(f"unknown kind {shape.kind!r}", "kind", shape)
     verts = _fit(verts, dims, shape)

@@ -41,6 +41,7 @@ from pydantic import (
 from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import RecipeError
 from synthloop.scenes.distributions import CatDist, NumDist, in_range, integral, one_of
+from synthloop.scenes.people import BodyConfig
 from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
@@ -192,10 +193,13 @@ class ShapeConfig(_Model):
     the radius, ``wrinkle_frequency`` about bumps per radian, ``taper`` 0 = ellipsoid .. 1 = conical
     tip at +Z, ``bevel`` metres for boxes). ``mesh_file`` (or ``mesh_files``): a path or a list
     of paths (.obj/.ply/.glb, one chosen per object) for ``kind: mesh``. ``orientation``: resting
-    pose, one of ``upright`` (yaw only), ``lying`` (local +Z horizontal), ``upside_down``."""
+    pose, one of ``upright`` (yaw only), ``lying`` (local +Z horizontal), ``upside_down``.
+    ``kind: body`` (a person) takes ``body`` (:class:`~synthloop.scenes.people.BodyConfig`) instead
+    of ``dimensions``: its extents come from the posed body model."""
 
     kind: ShapeKind
-    dimensions: tuple[Positive, Positive, Positive]
+    dimensions: tuple[Positive, Positive, Positive] | None = None
+    body: BodyConfig | None = None
     scale: Positive = 1.0
     segments: int = Field(32, ge=3)
     wrinkle_amplitude: Fraction = 0.0
@@ -242,6 +246,12 @@ class ShapeConfig(_Model):
             raise ValueError("kind 'mesh' needs mesh_file")
         if self.kind != "mesh" and self.mesh_file is not None:
             raise ValueError(f"mesh_file given but kind is '{self.kind}' (use kind: mesh)")
+        if self.kind == "body" and self.body is None:
+            raise ValueError("kind 'body' needs body")
+        if self.kind != "body" and self.body is not None:
+            raise ValueError(f"body given but kind is '{self.kind}' (use kind: body)")
+        if self.kind != "body" and self.dimensions is None:
+            raise ValueError(f"kind '{self.kind}' needs dimensions")
         return self
 
 
@@ -277,6 +287,8 @@ class ClassConfig(DistractorConfig):
                 if kp not in self.keypoints:
                     known = ", ".join(self.keypoints) or "(none)"
                     raise ValueError(f"skeleton[{i}] names keypoint '{kp}', not one of: {known}")
+        if self.shape.kind == "body" and (self.keypoints or self.skeleton):
+            raise ValueError("a body class takes its COCO-17 keypoints and skeleton from the body model")
         return self
 
 

@@ -25,8 +25,10 @@ import math
 
 import numpy as np
 
+from synthloop.bodies.coco import COCO17_KEYPOINTS, COCO17_SKELETON
 from synthloop.errors import SynthloopError
 from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb
+from synthloop.scenes.people import sample_body
 from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat
 from synthloop.scenes.recipe import (
     DEFAULT_FOCAL_LENGTH_MM,
@@ -240,6 +242,7 @@ def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[Mate
 
 def sample_shape(cfg: ShapeConfig, rng: np.random.Generator) -> tuple[ShapeSpec, str, Params]:
     """Shape with final dimensions (``dimensions * scale``, metres), its orientation name, params."""
+    assert cfg.dimensions is not None  # ShapeConfig requires them for every kind but body
     base = [d.sample_float(rng) for d in cfg.dimensions]
     scale = cfg.scale.sample_float(rng)
     dims = _vec3(np.asarray(base) * scale)
@@ -285,6 +288,8 @@ def category_specs(recipe: Recipe) -> tuple[CategorySpec, ...]:
     for i, cls in enumerate(recipe.classes):
         names = list(cls.keypoints)
         skeleton = tuple((names.index(a) + 1, names.index(b) + 1) for a, b in cls.skeleton)
+        if cls.shape.kind == "body":
+            names, skeleton = list(COCO17_KEYPOINTS), COCO17_SKELETON
         out.append(
             CategorySpec(
                 id=i + 1,
@@ -310,7 +315,12 @@ class _Draft:
         self.group = group
         self.category_id = category_id
         self.index = index
-        self.shape, orientation, shape_params = sample_shape(group.shape, rng)
+        self.body_keypoints: dict[str, tuple[float, float, float]] = {}
+        if group.shape.body is not None:
+            self.shape, self.body_keypoints, shape_params = sample_body(group.shape.body, rng)
+            orientation = "upright"
+        else:
+            self.shape, orientation, shape_params = sample_shape(group.shape, rng)
         self.material, mat_params = sample_material(group.material, rng)
         yaw = float(rng.uniform(0.0, 360.0))
         self.quat = resting_quat(orientation, math.radians(yaw))
@@ -380,6 +390,8 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
             if draft.category_id and isinstance(draft.group, ClassConfig)
             else {}
         )
+        if draft.category_id and draft.body_keypoints:
+            keypoints = draft.body_keypoints
         objects.append(
             ObjectSpec(
                 instance_id=len(objects) + 1,

@@ -37,6 +37,7 @@ ShapeKind = Literal[
     "box",
     "cylinder",
     "mesh",
+    "body",
 ]
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
@@ -44,6 +45,17 @@ Quat = tuple[float, float, float, float]
 
 class _Plain(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BodySpec(_Plain):
+    """One person's sampled body (kind ``body``, see :mod:`synthloop.bodies`): ``phenotype`` pairs
+    (name, value in [0, 1]), ``rotations_deg`` pairs (joint, [rx, ry, rz] degrees in the
+    convention of :mod:`synthloop.bodies.limits`), ``pose`` the canonical pose they came from.
+    Pairs (not dicts) keep the spec hashable for the mesh cache."""
+
+    phenotype: tuple[tuple[str, float], ...] = ()
+    rotations_deg: tuple[tuple[str, Vec3], ...] = ()
+    pose: str = ""
 
 
 class ShapeSpec(_Plain):
@@ -54,7 +66,8 @@ class ShapeSpec(_Plain):
     seeded value noise (``noise_seed``); ``dent_*`` push ``dent_count`` smooth dents inward;
     ``taper`` shapes a teardrop (0 = ellipsoid, 1 = sharp tip at +Z). ``segments`` is the mesh
     resolution (longitude segments; rings = segments // 2). ``mesh_path`` is an absolute path to
-    an .obj/.ply/.glb file for ``kind == "mesh"`` (rescaled to ``dimensions``).
+    an .obj/.ply/.glb file for ``kind == "mesh"`` (rescaled to ``dimensions``). ``body`` is
+    required for ``kind == "body"`` (a posed person; ``dimensions`` are its posed extents).
     """
 
     kind: ShapeKind
@@ -68,6 +81,7 @@ class ShapeSpec(_Plain):
     bevel: float = 0.0
     noise_seed: int = 0
     mesh_path: str | None = None
+    body: BodySpec | None = None
 
 
 class MaterialSpec(_Plain):

@@ -1,0 +1,122 @@
+"""Person objects in a recipe: the body config (phenotype distributions + pose prior as data) and
+its sampler (-> a ``body`` ShapeSpec with posed extents, and COCO-17 keypoints in the object frame).
+
+A class with ``shape: {kind: body, body: {...}}`` is a person. ``body`` fields:
+
+* ``keypoint_set``: only ``coco17`` (the body model's regressor gives COCO-17).
+* ``phenotype``: name -> distribution of a value in [0, 1] (names: ``gender``, ``age``,
+  ``muscle``, ``weight``, ``height``, ``proportions``; missing = 0.5).
+* ``poses``: canonical pose name -> ``{weight, joints: {joint: [rx, ry, rz]}}`` (degrees, the
+  convention of :mod:`synthloop.bodies.limits`); one pose is drawn per person by weight.
+* ``noise_deg``: joint -> [hx, hy, hz]: uniform noise half-widths (degrees) added to every pose's
+  rotation of that joint (a joint a pose does not list is at 0).
+
+Validation: every pose's ``value +- noise`` range must lie inside the joint's anatomical limits,
+joints and phenotype names must be known; each problem is one RecipeError line naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
+from synthloop.bodies.limits import JOINT_LIMITS_DEG, PHENOTYPES, check_rotation_range
+from synthloop.bodies.model import pose_body
+from synthloop.scenes.distributions import NumDist, in_range
+from synthloop.scenes.spec import BodySpec, ShapeSpec
+
+Unit = Annotated[NumDist, in_range(0, 1)]
+Deg3 = tuple[float, float, float]
+NonNeg3 = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class PoseConfig(_Model):
+    """A canonical pose: ``joints`` joint -> [rx, ry, rz] degrees; ``weight`` its draw weight."""
+
+    weight: float = Field(1.0, gt=0)
+    joints: dict[str, Deg3] = Field(default_factory=dict)
+
+
+class BodyConfig(_Model):
+    """Phenotype distributions and the pose prior of a person class (module doc)."""
+
+    keypoint_set: str = "coco17"
+    phenotype: dict[str, Unit] = Field(default_factory=dict)
+    poses: dict[str, PoseConfig] = Field(min_length=1)
+    noise_deg: dict[str, NonNeg3] = Field(default_factory=dict)
+
+    @field_validator("keypoint_set")
+    @classmethod
+    def _kp_set(cls, v: str) -> str:
+        if v not in KEYPOINT_SETS:
+            raise ValueError(f"keypoint set '{v}' is not available from the body model; it gives: coco17")
+        return v
+
+    @field_validator("phenotype")
+    @classmethod
+    def _pheno(cls, v: dict[str, NumDist]) -> dict[str, NumDist]:
+        for name in v:
+            if name not in PHENOTYPES:
+                raise ValueError(
+                    f"unknown phenotype parameter '{name}'; expected one of {', '.join(PHENOTYPES)}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> BodyConfig:
+        for joint in self.noise_deg:
+            if joint not in JOINT_LIMITS_DEG:
+                raise ValueError(
+                    f"noise_deg: unknown joint '{joint}'; posable: {', '.join(JOINT_LIMITS_DEG)}"
+                )
+        for name, pose in self.poses.items():
+            for joint in {**pose.joints, **self.noise_deg}:
+                val = np.asarray(pose.joints.get(joint, (0.0, 0.0, 0.0)))
+                half = np.asarray(self.noise_deg.get(joint, (0.0, 0.0, 0.0)))
+                try:
+                    check_rotation_range(joint, tuple(val - half), tuple(val + half))
+                except ValueError as err:
+                    raise ValueError(f"poses.{name}.joints: {err} (pose value +- noise_deg)") from None
+        return self
+
+
+def sample_body(
+    cfg: BodyConfig, rng: np.random.Generator
+) -> tuple[ShapeSpec, dict[str, tuple[float, float, float]], dict[str, float | int | str]]:
+    """One person: its ``body`` ShapeSpec (dimensions = posed extents, metres), its COCO-17
+    keypoints in the object frame (bounding-box centred, metres) and its params for mining
+    (phenotype values ``body_<name>``, ``pose``)."""
+    pheno = {name: float(d.sample_float(rng)) for name, d in cfg.phenotype.items()}
+    names = list(cfg.poses)
+    w = np.asarray([cfg.poses[n].weight for n in names], dtype=np.float64)
+    pose_name = names[int(rng.choice(len(names), p=w / w.sum()))]
+    pose = cfg.poses[pose_name]
+    rotations: dict[str, Deg3] = {}
+    for joint in sorted({*pose.joints, *cfg.noise_deg}):
+        val = np.asarray(pose.joints.get(joint, (0.0, 0.0, 0.0)))
+        half = np.asarray(cfg.noise_deg.get(joint, (0.0, 0.0, 0.0)))
+        r = val + rng.uniform(-1.0, 1.0, 3) * half
+        rotations[joint] = (float(r[0]), float(r[1]), float(r[2]))
+    posed = pose_body(pheno, rotations, cfg.keypoint_set)
+    ext = posed.vertices.max(axis=0) - posed.vertices.min(axis=0)
+    spec = ShapeSpec(
+        kind="body",
+        dimensions=(float(ext[0]), float(ext[1]), float(ext[2])),
+        body=BodySpec(
+            phenotype=tuple(sorted(pheno.items())), rotations_deg=tuple(rotations.items()), pose=pose_name
+        ),
+    )
+    kps = {
+        n: (float(p[0]), float(p[1]), float(p[2]))
+        for n, p in zip(COCO17_KEYPOINTS, posed.keypoints, strict=True)
+    }
+    params: dict[str, float | int | str] = {f"body_{k}": v for k, v in pheno.items()}
+    params.update(pose=pose_name, size=float(ext.max()))
+    return spec, kps, params

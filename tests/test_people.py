@@ -1,0 +1,210 @@
+"""People: the body model behind synthloop.bodies, the pose prior's validation, person keypoints
+(visibility from the instance map), the left/right flip map, and OKS AP = 1.0 on own ground truth.
+
+The body model needs the ``people`` extra (anny); tests that pose bodies skip without it. The one
+Blender test renders a single 128x96 frame at 4 samples.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from synthloop.bodies.coco import COCO17_KEYPOINTS, flip_index
+from synthloop.errors import RecipeError
+from synthloop.scenes.recipe import recipe_from_dict
+from synthloop.scenes.registry import bundled_path
+
+needs_anny = pytest.mark.skipif(
+    importlib.util.find_spec("anny") is None, reason="the body model needs the 'people' extra (anny)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _people_dict() -> dict:
+    return yaml.safe_load(bundled_path("people").read_text())
+
+
+def _body(d: dict) -> dict:
+    return d["classes"][0]["shape"]["body"]
+
+
+def _tiny_occluding(d: dict, w: int = 128, h: int = 96) -> dict:
+    """Three people close together, seen from low and far enough that they overlap."""
+    d["resolution"] = [w, h]
+    d["render"]["samples"] = 4
+    d["classes"][0]["count"] = 3
+    d["distractors"] = []
+    d["placement"]["area"] = [2.4, 1.6]
+    d["camera"].update(distance=8.0, elevation_deg=12, fov_deg=40, look_at_jitter=0)
+    return d
+
+
+# ------------------------------------------------------------------ bad input: one line, file + field
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (
+            lambda b: b["poses"]["sitting"]["joints"].update({"lowerleg01.L": [160, 0, 0]}),
+            "body",
+            "anatomical",
+        ),
+        (lambda b: b["noise_deg"].update({"upperleg01.L": [60, 0, 0]}), "body", "[-60, 60] deg is outside"),
+        (lambda b: b["phenotype"].update({"tail_length": 0.5}), "phenotype", "unknown phenotype"),
+        (lambda b: b.update(keypoint_set="halpe26"), "keypoint_set", "coco17"),
+        (lambda b: b["poses"]["standing"]["joints"].update({"tail": [0, 0, 0]}), "body", "unknown joint"),
+    ],
+)
+def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words):
+    d = _people_dict()
+    edit(_body(d))
+    with pytest.raises(RecipeError) as e:
+        recipe_from_dict(d, source="people.yaml")
+    msg = str(e.value)
+    assert msg.startswith("people.yaml: classes[0].shape.body")
+    assert field in msg.splitlines()[0] and words in msg
+    assert len(msg.splitlines()) == 1
+
+
+def test_body_limits_accept_the_bundled_recipe():
+    recipe = recipe_from_dict(_people_dict(), source="people.yaml")
+    assert recipe.classes[0].shape.kind == "body"
+
+
+# ------------------------------------------------------------------ flip map
+def test_left_right_flip_swaps_keypoint_labels():
+    idx = flip_index(COCO17_KEYPOINTS)
+    assert idx[0] == 0  # nose stays
+    for i, name in enumerate(COCO17_KEYPOINTS):
+        j = idx[i]
+        assert idx[j] == i  # an involution
+        if name.startswith("left_"):
+            assert COCO17_KEYPOINTS[j] == "right_" + name[5:]
+    # an image flip maps u -> W - u and swaps the labels: the flipped left wrist sits where the
+    # mirrored right wrist was
+    w = 100.0
+    kps = np.array([[10.0 + i, 20.0, 2] for i in range(17)])
+    flipped = kps[idx].copy()
+    flipped[:, 0] = w - flipped[:, 0]
+    lw, rw = COCO17_KEYPOINTS.index("left_wrist"), COCO17_KEYPOINTS.index("right_wrist")
+    assert flipped[lw, 0] == w - kps[rw, 0]
+
+
+# ------------------------------------------------------------------ body model
+@needs_anny
+def test_body_model_poses_and_keeps_keypoints_in_the_mesh_frame():
+    from synthloop.bodies.model import pose_body
+
+    rest = pose_body({}, {})
+    assert rest.keypoints.shape == (17, 3) and rest.faces.shape[1] == 3
+    lo, hi = rest.vertices.min(0), rest.vertices.max(0)
+    assert np.allclose(lo + hi, 0.0) and 1.4 < hi[2] - lo[2] < 2.1  # bbox-centred, human height
+    assert np.all((rest.keypoints > lo) & (rest.keypoints < hi))
+    k = {n: rest.keypoints[i] for i, n in enumerate(COCO17_KEYPOINTS)}
+    assert k["left_shoulder"][0] > 0 > k["right_shoulder"][0]  # +X is the person's left
+    assert k["nose"][1] < k["left_hip"][1]  # facing -Y
+    sit = pose_body({}, {"upperleg01.L": (-85, 0, 0), "lowerleg01.L": (85, 0, 0)})
+    s = {n: sit.keypoints[i] for i, n in enumerate(COCO17_KEYPOINTS)}
+    thigh = s["left_knee"] - s["left_hip"]
+    assert abs(thigh[2]) < 0.3 * np.linalg.norm(thigh) and thigh[1] < 0  # thigh horizontal, forward
+    with pytest.raises(ValueError, match="coco17"):
+        pose_body({}, {}, keypoint_set="halpe26")
+
+
+@needs_anny
+def test_sampled_people_are_deterministic_and_labeled_coco17():
+    from synthloop.scenes.sampler import sample_scene
+
+    recipe = recipe_from_dict(_people_dict(), source="people.yaml")
+    a, b = sample_scene(recipe, 3, 1), sample_scene(recipe, 3, 1)
+    assert a.content_hash() == b.content_hash()
+    assert a.categories[0].keypoints == COCO17_KEYPOINTS and len(a.categories[0].skeleton) == 19
+    persons = [o for o in a.objects if o.category_id == 1]
+    assert len(persons) >= 1
+    for p in persons:
+        assert p.shape.kind == "body" and set(p.keypoints_local) == set(COCO17_KEYPOINTS)
+        assert p.params["pose"] in _body(_people_dict())["poses"]
+
+
+def _dataset_of(spec, ann):
+    from synthloop.dataset.types import Category, Dataset, Frame
+
+    cats = [Category(c.id, c.name, keypoints=c.keypoints, skeleton=c.skeleton) for c in spec.categories]
+    frame = Frame(
+        "000000", Path("/nonexistent.png"), spec.render.width, spec.render.height, list(ann.objects)
+    )
+    return Dataset(categories=cats, frames=[frame])
+
+
+@needs_anny
+def test_oks_ap_is_one_against_own_ground_truth():
+    from synthloop.evaluation.coco_metrics import coco_evaluate
+    from synthloop.evaluation.detections import FrameDetections
+    from synthloop.geometry.annotate import annotate_frame, zbuffer_scene
+    from synthloop.scenes.sampler import sample_scene
+
+    recipe = recipe_from_dict(_tiny_occluding(_people_dict(), 160, 120), source="people.yaml")
+    spec = sample_scene(recipe, 0, 0)
+    ids, depth = zbuffer_scene(spec, include_support=True)
+    ds = _dataset_of(spec, annotate_frame(spec, ids, depth))
+    objs = [o for o in ds.frames[0].objects if o.num_keypoints > 0]
+    assert objs
+    dets = {
+        "000000": FrameDetections(
+            "000000",
+            [o.bbox for o in objs],
+            np.linspace(0.9, 0.5, len(objs)),
+            [1] * len(objs),
+            keypoints=np.array([o.keypoints for o in objs], dtype=np.float32),
+        )
+    }
+    out = coco_evaluate(ds, dets, iou_types=("keypoints",))
+    assert out["keypoints"]["stats"]["AP"] == pytest.approx(1.0)
+    # and it can fail: shifting every keypoint by 15 px drops AP
+    shifted = dets["000000"].keypoints.copy()
+    shifted[:, :, 0] += 15
+    dets["000000"] = FrameDetections(
+        "000000", dets["000000"].boxes, dets["000000"].scores, [1] * len(objs), keypoints=shifted
+    )
+    assert coco_evaluate(ds, dets, iou_types=("keypoints",))["keypoints"]["stats"]["AP"] < 0.9
+
+
+# ------------------------------------------------------------------ one tiny Blender frame
+@needs_anny
+@pytest.mark.blender
+def test_rendered_person_keypoints_inside_mask_when_visible_and_hidden_when_occluded():
+    from synthloop.generators.blender_renderer import BlenderRenderer
+    from synthloop.geometry.annotate import annotate_frame
+    from synthloop.scenes.sampler import sample_scene
+
+    recipe = recipe_from_dict(_tiny_occluding(_people_dict()), source="people.yaml")
+    spec = sample_scene(recipe, 0, 0)
+    with BlenderRenderer(threads=1, restart_every=None, frame_timeout_s=300) as r:
+        frame = r.render(spec)
+    ann = annotate_frame(spec, frame.instance_ids, frame.depth)
+    ids = frame.instance_ids
+    counts = {0: 0, 1: 0, 2: 0}
+    by_other = 0
+    for obj in ann.objects:
+        for u, v, vis in obj.keypoints:
+            counts[vis] += 1
+            if vis == 0:
+                continue
+            pix = int(ids[int(v), int(u)])
+            if vis == 2:
+                assert pix == obj.instance_id  # inside its own mask
+            else:
+                assert pix != obj.instance_id
+                by_other += pix > 0
+    assert counts[2] > 0 and counts[1] > 0, counts
+    assert by_other > 0  # occluded joints are hidden by another person in this scene
