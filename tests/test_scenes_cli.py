@@ -61,7 +61,7 @@ def test_validate_reports_each_file_and_exits_2_on_any_error(tmp_path):
     assert res.exit_code == 2
     assert res.stdout.strip() == f"{good}: ok ({recipe_hash(load_recipe(good))[:12]})"
     assert res.stderr.strip() == f"{bad}: classes[0].shape.kind: unknown shape 'cube'; expected one of " + (
-        "ellipsoid, wrinkled_ellipsoid, dented_ellipsoid, teardrop, sphere, box, cylinder, mesh"
+        "ellipsoid, wrinkled_ellipsoid, dented_ellipsoid, teardrop, sphere, box, cylinder, mesh, body"
     )
     ok = runner.invoke(app, ["validate", str(good), "tabletop"])
     assert ok.exit_code == 0 and len(ok.stdout.splitlines()) == 2

@@ -251,7 +251,7 @@ class ShapeConfig(_Model):
         if self.kind != "body" and self.body is not None:
             raise ValueError(f"body given but kind is '{self.kind}' (use kind: body)")
         if self.kind != "body" and self.dimensions is None:
-            raise ValueError(f"kind '{self.kind}' needs dimensions")
+            raise ValueError("missing required field 'dimensions'")
         return self
 
 
