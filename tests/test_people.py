@@ -208,3 +208,30 @@ def test_rendered_person_keypoints_inside_mask_when_visible_and_hidden_when_occl
                 by_other += pix > 0
     assert counts[2] > 0 and counts[1] > 0, counts
     assert by_other > 0  # occluded joints are hidden by another person in this scene
+
+
+@pytest.mark.parametrize("flips", [("hflip_prob",), ("vflip_prob",), ("hflip_prob", "vflip_prob")])
+def test_training_flip_of_an_image_swaps_left_and_right_keypoint_labels(tmp_path, flips):
+    from PIL import Image
+
+    from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
+    from synthloop.training.data import AugmentConfig, DetectionDataset
+
+    w, h = 40, 30
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "a.png")
+    kps = tuple((5.5 + i, 4.5 + i, 2) for i in range(17))
+    obj = ObjectAnnotation(1, (2.0, 2.0, 30.0, 28.0), 100.0, keypoints=kps)
+    ds = Dataset(
+        [Category(1, "person", keypoints=COCO17_KEYPOINTS)], [Frame("a", tmp_path / "a.png", w, h, [obj])]
+    )
+    aug = AugmentConfig(enabled=True, **{"hflip_prob": 0.0, **{f: 1.0 for f in flips}})
+    _, target = DetectionDataset(ds, aug, with_masks=False)[0]
+    got = target["keypoints"][0].numpy()
+    lw, rw = COCO17_KEYPOINTS.index("left_wrist"), COCO17_KEYPOINTS.index("right_wrist")
+    hflip, vflip = "hflip_prob" in flips, "vflip_prob" in flips
+    mirrored = hflip != vflip
+    src = rw if mirrored else lw  # the joint now labeled left_wrist
+    exp_u = w - kps[src][0] if hflip else kps[src][0]
+    exp_v = h - kps[src][1] if vflip else kps[src][1]
+    assert got[lw, 0] == pytest.approx(exp_u) and got[lw, 1] == pytest.approx(exp_v)
+    assert got[0, 0] == pytest.approx(w - kps[0][0] if hflip else kps[0][0])  # the nose keeps its label

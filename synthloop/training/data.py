@@ -14,7 +14,10 @@ Masks come from each object's COCO RLE (synthloop.geometry.masks), else from the
 Augmentation (albumentations, seeded per item): resize to the model input, horizontal/vertical
 flip, scale/translate (TLT ``zoom_min/max``, ``translate_max_x/y`` in pixels), rotate-90, colour
 jitter (hue/saturation/brightness/contrast), and for the sim-to-real gap optional Gaussian blur,
-Gaussian noise and JPEG compression. Boxes, masks and keypoints move with the image.
+Gaussian noise and JPEG compression. Boxes, masks and keypoints move with the image. A mirror
+(an odd number of horizontal/vertical flips) also swaps left/right keypoint labels
+(``left_*`` <-> ``right_*`` of the category's keypoint names, :func:`synthloop.bodies.coco.flip_index`):
+a mirrored person's left wrist is labeled as the right one.
 An item is addressed by ``index`` or ``(index, aug_seed)``: the same pair always gives the same
 sample, which is what makes resumed runs exact (the sampler owns the seeds).
 """
@@ -31,6 +34,7 @@ import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthloop.bodies.coco import flip_index
 from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.geometry.masks import polygons_to_rle, rle_to_mask
@@ -127,7 +131,16 @@ def _compose(t: list[Any]) -> A.Compose:
         ),
         keypoint_params=A.KeypointParams(format="xy", label_fields=["kp_index"], remove_invisible=False),
         seed=0,
+        save_applied_params=True,
     )
+
+
+MIRRORS = ("HorizontalFlip", "VerticalFlip")
+
+
+def is_mirrored(out: dict[str, Any]) -> bool:
+    """Whether the albumentations output ``out`` went through an odd number of flips (a mirror)."""
+    return sum(name in MIRRORS for name, _ in out.get("applied_transforms") or ()) % 2 == 1
 
 
 def load_rgb(frame: Frame) -> np.ndarray:
@@ -182,6 +195,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.with_masks = with_masks
         self.transform = build_augmentation(augment, train=train)
         self.num_keypoints = max((len(c.keypoints) for c in dataset.categories), default=0)
+        self.flip_maps = {c.id: flip_index(c.keypoints) for c in dataset.categories if c.keypoints}
 
     def __len__(self) -> int:
         return len(self.dataset.frames)
@@ -215,7 +229,8 @@ class DetectionDataset(torch.utils.data.Dataset):
             keypoints=np.array(kps, np.float32).reshape(-1, 2),
             kp_index=kp_index,
         )
-        return _finish(out, objs, kp_meta, self.label_map, self.num_keypoints, self.with_masks, index)
+        flips = self.flip_maps if is_mirrored(out) else None
+        return _finish(out, objs, kp_meta, self.label_map, self.num_keypoints, self.with_masks, index, flips)
 
 
 def index_seed(index: int) -> int:
@@ -235,6 +250,7 @@ def _finish(
     num_kp: int,
     with_masks: bool,
     index: int,
+    flip_maps: dict[int, list[int]] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     img = out["image"]
     h, w = img.shape[:2]
@@ -256,6 +272,10 @@ def _finish(
             u, v = float(u) + 0.5, float(v) + 0.5
             if 0 <= u < w and 0 <= v < h:
                 kp[i, j] = (u, v, vis)
+        for i, o in enumerate(objs if flip_maps else ()):
+            fmap = flip_maps.get(o.category_id) if flip_maps else None
+            if fmap:  # mirrored image: the keypoint at slot j now shows the other side's joint
+                kp[i, : len(fmap)] = kp[i, fmap]
         target["keypoints"] = torch.from_numpy(kp[kept] if kept else np.zeros((0, num_kp, 3), np.float32))
     image = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)
     return image, target
