@@ -20,8 +20,12 @@ from synthloop.errors import SynthloopError
 from synthloop.training.backbones import build_backbone
 from synthloop.training.detectnet import DetectNetV2
 from synthloop.training.errors import SpecError
+from synthloop.training.keypointrcnn import build_keypointrcnn
 from synthloop.training.maskrcnn import anchor_sizes_from_boxes, build_maskrcnn
 from synthloop.training.spec import ExperimentSpec, RealData, expand_synthetic_paths
+
+# families built on torchvision's GeneralizedRCNN (transform, RPN, RoI heads, data anchor sizes)
+RCNN_FAMILIES: tuple[str, ...] = ("mask_rcnn", "keypoint_rcnn")
 
 
 @dataclass
@@ -75,7 +79,13 @@ def _relabel(ds: Dataset, id_to_name: dict[int, str], classes: list[str], name: 
         )
         for f in ds.frames
     ]
-    cats = [Category(id=i + 1, name=n) for i, n in enumerate(classes)]
+    # a class keeps its keypoint names, skeleton and OKS sigmas (Keypoint R-CNN targets, evaluation)
+    src = {c.name: c for c in ds.categories}
+    src.update({n: ds.category_by_id()[cid] for cid, n in id_to_name.items() if cid in ds.category_by_id()})
+    cats = [
+        dataclasses.replace(src[n], id=i + 1, name=n) if n in src else Category(id=i + 1, name=n)
+        for i, n in enumerate(classes)
+    ]
     return Dataset(categories=cats, frames=frames, name=name, root=ds.root, info=ds.info)
 
 
@@ -213,6 +223,27 @@ def build_model(
             cov_normalize=d.cov_normalize,
         )
     r = m.mask_rcnn
+    if m.family == "keypoint_rcnn":
+        return build_keypointrcnn(
+            backbone,
+            len(classes) + 1,
+            num_keypoints=m.keypoint_rcnn.num_keypoints,
+            anchor_sizes=tuple(anchor_sizes or r.anchor_sizes or (32, 64, 128, 256)),
+            aspect_ratios=tuple(r.aspect_ratios),
+            min_size=min(m.input_width, m.input_height),
+            max_size=max(m.input_width, m.input_height),
+            box_detections_per_img=r.detections_per_img,
+            box_score_thresh=r.box_score_thresh,
+            rpn_batch_size_per_image=r.rpn_batch_size_per_image,
+            rpn_pre_nms_top_n_train=r.rpn_pre_nms_top_n_train,
+            rpn_post_nms_top_n_train=r.rpn_post_nms_top_n_train,
+            rpn_pre_nms_top_n_test=r.rpn_pre_nms_top_n_test,
+            rpn_post_nms_top_n_test=r.rpn_post_nms_top_n_test,
+            box_batch_size_per_image=r.box_batch_size_per_image,
+            fpn_channels=r.fpn_channels,
+            box_head_dim=r.box_head_dim,
+            keypoint_head_dim=m.keypoint_rcnn.head_dim,
+        )
     return build_maskrcnn(
         backbone,
         len(classes) + 1,

@@ -41,7 +41,13 @@ import torch
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
 from synthloop.training import distributed as dist_utils
-from synthloop.training.build import PreparedData, build_model, data_anchor_sizes, prepare_data
+from synthloop.training.build import (
+    RCNN_FAMILIES,
+    PreparedData,
+    build_model,
+    data_anchor_sizes,
+    prepare_data,
+)
 from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
@@ -162,7 +168,7 @@ def _backbone_example(
     applied to blank images. ``(B, 3, H, W)`` float32."""
     blank = [torch.zeros(3, spec.model.input_height, spec.model.input_width, device=device)] * batch_size
     with torch.no_grad():
-        if family == "mask_rcnn":
+        if family in RCNN_FAMILIES:
             return model.transform(blank)[0].tensors
         x = model._batch(blank)
         return (x - model.mean) / model.std
@@ -379,7 +385,7 @@ def _train(
 
     data = prepare_data(spec, source)
     family = spec.model.family
-    anchors = data_anchor_sizes(spec, data) if family == "mask_rcnn" else None
+    anchors = data_anchor_sizes(spec, data) if family in RCNN_FAMILIES else None
     try:
         phases = build_phases(
             len(data.synthetic.frames) if data.synthetic else 0,

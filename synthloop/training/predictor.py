@@ -117,6 +117,11 @@ class Predictor:
                 if len(m):
                     m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
                 res["masks"] = (m[:, 0] >= 0.5).cpu().numpy() if len(m) else np.zeros((0, h, w), bool)
+            if "keypoints" in o:  # Keypoint R-CNN: (N, K, 3) u, v, 1 in original-image pixels
+                kp = o["keypoints"][keep].float().cpu().numpy().astype(np.float32)
+                kp[..., 0] *= sx
+                kp[..., 1] *= sy
+                res["keypoints"] = kp
             results.append(res)
         return results
 
@@ -144,5 +149,9 @@ class Predictor:
                             {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
                         )
                 labels = np.array([remap.get(int(v), int(v)) for v in r["labels"]], np.int64)
-                out.append(FrameDetections(f.frame_id, r["boxes"], r["scores"], labels, masks=masks))
+                out.append(
+                    FrameDetections(
+                        f.frame_id, r["boxes"], r["scores"], labels, masks=masks, keypoints=r.get("keypoints")
+                    )
+                )
         return out

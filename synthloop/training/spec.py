@@ -125,17 +125,27 @@ class MaskRCNNParams(_Strict):
         return v
 
 
+class KeypointRCNNParams(_Strict):
+    """Keypoint R-CNN settings beyond the shared R-CNN ones (``model.mask_rcnn``: anchors, RPN,
+    box head). ``num_keypoints``: keypoints per instance (17 = COCO persons); ``head_dim``: width
+    of the 8 keypoint-head convolutions (torchvision: 512)."""
+
+    num_keypoints: int = Field(17, gt=0)
+    head_dim: int = Field(512, gt=0)
+
+
 class ModelSpec(_Strict):
     """``load_graph`` (TLT's name): a pruned checkpoint (``synthloop prune``) whose whole graph —
     pruned layer widths and weights — is the starting model, to retrain after pruning. The family and
     classes must agree with the spec's; the backbone weights setting is then ignored."""
 
-    family: Literal["detectnet_v2", "mask_rcnn"] = "detectnet_v2"
+    family: Literal["detectnet_v2", "mask_rcnn", "keypoint_rcnn"] = "detectnet_v2"
     input_width: int = Field(640, gt=0)
     input_height: int = Field(480, gt=0)
     load_graph: str | None = None
     detectnet: DetectNetParams = Field(default_factory=DetectNetParams)
     mask_rcnn: MaskRCNNParams = Field(default_factory=MaskRCNNParams)
+    keypoint_rcnn: KeypointRCNNParams = Field(default_factory=KeypointRCNNParams)
 
 
 class BackboneSpec(_Strict):
