@@ -148,6 +148,7 @@ def _dataset_of(spec, ann):
 
 @needs_anny
 def test_oks_ap_is_one_against_own_ground_truth():
+    from synthloop.evaluation.bootstrap import bootstrap_coco
     from synthloop.evaluation.coco_metrics import coco_evaluate
     from synthloop.evaluation.detections import FrameDetections
     from synthloop.geometry.annotate import annotate_frame, zbuffer_scene
@@ -170,6 +171,8 @@ def test_oks_ap_is_one_against_own_ground_truth():
     }
     out = coco_evaluate(ds, dets, iou_types=("keypoints",))
     assert out["keypoints"]["stats"]["AP"] == pytest.approx(1.0)
+    boot = bootstrap_coco(ds, {"gt": dets}, resamples=10, iou_type="keypoints")
+    assert boot["runs"]["gt"]["AP"]["value"] == pytest.approx(1.0)
     # and it can fail: shifting every keypoint by 15 px drops AP
     shifted = dets["000000"].keypoints.copy()
     shifted[:, :, 0] += 15

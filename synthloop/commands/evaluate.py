@@ -126,7 +126,9 @@ def evaluate_cmd(
         help="with --bootstrap: another model (run, checkpoint) or detections JSON on the same data; "
         "paired intervals of the differences (repeat)",
     ),
-    bootstrap_iou: str = typer.Option("bbox", "--bootstrap-iou", help="bootstrap the 'bbox' or 'segm' AP"),
+    bootstrap_iou: str = typer.Option(
+        "bbox", "--bootstrap-iou", help="bootstrap the 'bbox', 'segm' or 'keypoints' (OKS, COCO-17) AP"
+    ),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the tables"),
     skip_invalid: bool = SKIP,
@@ -143,8 +145,8 @@ def evaluate_cmd(
         raise SynthloopError(f"--voc-mode must be 'integrate' or 'sample', got {voc_mode!r}")
     if worst_by not in ("f1", "missed"):
         raise SynthloopError(f"--worst-by must be 'f1' or 'missed', got {worst_by!r}")
-    if bootstrap_iou not in ("bbox", "segm"):
-        raise SynthloopError(f"--bootstrap-iou must be 'bbox' or 'segm', got {bootstrap_iou!r}")
+    if bootstrap_iou not in ("bbox", "segm", "keypoints"):
+        raise SynthloopError(f"--bootstrap-iou must be 'bbox', 'segm' or 'keypoints', got {bootstrap_iou!r}")
     if compare and not bootstrap:
         raise SynthloopError("--compare needs --bootstrap N (the paired intervals are what it reports)")
     if detections is not None and detections_arg is not None:

@@ -35,6 +35,8 @@ from synthloop.evaluation.coco_metrics import (
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
 
 STATS = ("AP", "AP50", "AP75")
+# keypoints: OKS AP with pycocotools' default sigmas (COCO's 17 person keypoints)
+BOOTSTRAP_IOU_TYPES = ("bbox", "segm", "keypoints")
 
 
 def _stats(gt_dict: dict[str, Any], results: list[dict[str, Any]], iou_type: str) -> np.ndarray:
@@ -85,8 +87,10 @@ def _check(runs: Mapping[str, Any], resamples: int, confidence: float, iou_type:
         raise EvaluationError(f"bootstrap needs at least 10 resamples, got {resamples}", where="resamples")
     if not 0.5 <= confidence < 1:
         raise EvaluationError(f"confidence must be in [0.5, 1), got {confidence}", where="confidence")
-    if iou_type not in ("bbox", "segm"):
-        raise EvaluationError(f"bootstrap supports bbox and segm, not {iou_type!r}", where="iou_type")
+    if iou_type not in BOOTSTRAP_IOU_TYPES:
+        raise EvaluationError(
+            f"bootstrap supports {', '.join(BOOTSTRAP_IOU_TYPES)}, not {iou_type!r}", where="iou_type"
+        )
 
 
 def _sample_stats(
