@@ -46,7 +46,7 @@ def _tiny_occluding(d: dict, w: int = 128, h: int = 96) -> dict:
     d["classes"][0]["count"] = 3
     d["distractors"] = []
     d["placement"]["area"] = [2.4, 1.6]
-    d["camera"].update(distance=8.0, elevation_deg=12, fov_deg=40, look_at_jitter=0)
+    d["camera"].update(distance=7.0, elevation_deg=10, fov_deg=40, look_at_jitter=0, look_at_height=0.9)
     return d
 
 

@@ -35,6 +35,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -79,6 +80,16 @@ def _check_name(v: str) -> str:
 Name = Annotated[str, AfterValidator(_check_name)]
 
 
+def _drop_defaults(dumped: Any, **defaults: Any) -> Any:
+    """Leave fields added later out of a dump while they hold their default, so the recipe hash of
+    a recipe that does not use them stays what it was before they existed."""
+    if isinstance(dumped, dict):
+        for k, v in defaults.items():
+            if k in dumped and dumped[k] == v:
+                del dumped[k]
+    return dumped
+
+
 def _resolve(path: str, info: ValidationInfo) -> Path:
     p = Path(path).expanduser()
     if not p.is_absolute():
@@ -97,18 +108,24 @@ class CameraConfig(_Model):
     ``look_at_jitter`` metres in a uniformly random direction) at ``distance`` metres,
     ``elevation_deg`` above the table plane (90 = straight down), ``azimuth_deg`` from +X;
     ``roll_deg`` turns the image about the view axis. Give ``focal_length_mm`` or ``fov_deg``
-    (horizontal, converted with ``sensor_width_mm``); neither means 50 mm."""
+    (horizontal, converted with ``sensor_width_mm``); neither means 50 mm. ``look_at_height``: the
+    look-at point's height above the table plane in metres (e.g. chest height for people)."""
 
     distance: Positive = 0.6
     elevation_deg: Elevation = 90.0
     azimuth_deg: NumDist = {"uniform": [0.0, 360.0]}
     roll_deg: NumDist = 0.0
     look_at_jitter: NonNegative = 0.0
+    look_at_height: NonNegative = 0.0
     focal_length_mm: Positive | None = None
     fov_deg: Annotated[NumDist, in_range(1, 170)] | None = None
     sensor_width_mm: float = Field(36.0, gt=0)
     clip_start: float = Field(0.01, gt=0)
     clip_end: float = Field(100.0, gt=0)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _drop_defaults(handler(self), look_at_height=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> CameraConfig:
@@ -210,6 +227,10 @@ class ShapeConfig(_Model):
     bevel: NonNegative = 0.0
     mesh_file: tuple[str, ...] | None = Field(None, validation_alias=AliasChoices("mesh_file", "mesh_files"))
     orientation: Annotated[CatDist, one_of(ORIENTATIONS, "orientation")] = "upright"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _drop_defaults(handler(self), body=None)
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -117,7 +117,8 @@ def sample_camera(cfg: CameraConfig, rng: np.random.Generator) -> tuple[CameraSp
             else DEFAULT_FOCAL_LENGTH_MM
         )
         fov = math.degrees(2.0 * math.atan(cfg.sensor_width_mm / (2.0 * focal)))
-    look_at = np.array([jitter * math.cos(jitter_angle), jitter * math.sin(jitter_angle), 0.0])
+    height = cfg.look_at_height.sample_float(rng)  # drawn after the others: their streams unchanged
+    look_at = np.array([jitter * math.cos(jitter_angle), jitter * math.sin(jitter_angle), height])
     location = look_at + distance * direction_from_angles(elevation, azimuth)
     rot = orbit_rotation(elevation, azimuth, roll)
     spec = CameraSpec(

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
 
@@ -82,6 +82,14 @@ class ShapeSpec(_Plain):
     noise_seed: int = 0
     mesh_path: str | None = None
     body: BodySpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # a shape without a body dumps (and hashes) as it did before bodies existed
+        d = handler(self)
+        if isinstance(d, dict) and d.get("body", 0) is None:
+            del d["body"]
+        return d
 
 
 class MaterialSpec(_Plain):
