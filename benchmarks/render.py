@@ -10,6 +10,14 @@ plain Blender render of the same scene costs). Their ratio is the annotation ove
 (target <= 1.15). Peak RSS is the maximum of the
 Blender worker's RSS and this process's. The first frame (Blender start, kernel load) is reported
 separately and excluded from the steady-state figures.
+
+Per-stage figures outside the renderer: ``sample_seconds`` (sample_scene per frame, which poses and
+skins every person of a ``people`` frame), ``body_mesh_seconds`` (rebuilding the posed person meshes
+of a frame, as the Blender worker does) and ``first_sample_seconds`` (includes loading the body
+model). Compare recipes at the same samples, e.g. the people target (<= 1.5x tabletop):
+
+    python benchmarks/render.py --recipe people --out benchmarks/results/render_people.json
+    python benchmarks/render.py --recipe tabletop
 """
 
 from __future__ import annotations
@@ -29,7 +37,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthloop.atomic import atomic_write_json
 from synthloop.generators.blender_renderer import BlenderRenderer
 from synthloop.generators.generate import generate_frames
+from synthloop.geometry.meshes import build_mesh
 from synthloop.scenes.recipe import load_recipe
+from synthloop.scenes.sampler import sample_scene
+
+
+def stage_timings(recipe, seed: int, frames: int) -> dict[str, float]:
+    """Seconds per frame of sampling (incl. posing bodies) and of rebuilding body meshes."""
+    t0 = time.perf_counter()
+    specs = [sample_scene(recipe, seed, 0)]
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    specs += [sample_scene(recipe, seed, i) for i in range(1, frames + 1)]
+    sample = (time.perf_counter() - t0) / max(frames, 1)
+    t0 = time.perf_counter()
+    bodies = [build_mesh(o.shape) for sp in specs[1:] for o in sp.objects if o.shape.kind == "body"]
+    body = (time.perf_counter() - t0) / max(frames, 1)
+    return {
+        "first_sample_seconds": round(first, 3),
+        "sample_seconds": round(sample, 4),
+        "body_mesh_seconds": round(body, 4),
+        "persons_per_frame": round(len(bodies) / max(frames, 1), 2),
+    }
 
 
 class _TrackingRenderer(BlenderRenderer):
@@ -51,6 +80,7 @@ def main() -> None:
     args = ap.parse_args()
 
     recipe = load_recipe(args.recipe)
+    stages = stage_timings(recipe, args.seed, args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = generate_frames(
@@ -83,6 +113,7 @@ def main() -> None:
         "target_ratio": 1.15,
         "id_depth_pass_seconds": round(statistics.mean(data_pass), 3),
         "annotate_seconds": round(statistics.mean(t.get("annotate", 0.0) for t in steady), 4),
+        **stages,
         "peak_rss_mb": round(peak_rss / 2**20, 1),
         "peak_worker_rss_mb": round(_TrackingRenderer.peak_worker_rss / 2**20, 1),
         "wall_seconds": round(wall, 2),
