@@ -223,30 +223,7 @@ def build_model(
             cov_normalize=d.cov_normalize,
         )
     r = m.mask_rcnn
-    if m.family == "keypoint_rcnn":
-        return build_keypointrcnn(
-            backbone,
-            len(classes) + 1,
-            num_keypoints=m.keypoint_rcnn.num_keypoints,
-            anchor_sizes=tuple(anchor_sizes or r.anchor_sizes or (32, 64, 128, 256)),
-            aspect_ratios=tuple(r.aspect_ratios),
-            min_size=min(m.input_width, m.input_height),
-            max_size=max(m.input_width, m.input_height),
-            box_detections_per_img=r.detections_per_img,
-            box_score_thresh=r.box_score_thresh,
-            rpn_batch_size_per_image=r.rpn_batch_size_per_image,
-            rpn_pre_nms_top_n_train=r.rpn_pre_nms_top_n_train,
-            rpn_post_nms_top_n_train=r.rpn_post_nms_top_n_train,
-            rpn_pre_nms_top_n_test=r.rpn_pre_nms_top_n_test,
-            rpn_post_nms_top_n_test=r.rpn_post_nms_top_n_test,
-            box_batch_size_per_image=r.box_batch_size_per_image,
-            fpn_channels=r.fpn_channels,
-            box_head_dim=r.box_head_dim,
-            keypoint_head_dim=m.keypoint_rcnn.head_dim,
-        )
-    return build_maskrcnn(
-        backbone,
-        len(classes) + 1,
+    shared = dict(  # the R-CNN settings both torchvision families take
         anchor_sizes=tuple(anchor_sizes or r.anchor_sizes or (32, 64, 128, 256)),
         aspect_ratios=tuple(r.aspect_ratios),
         min_size=min(m.input_width, m.input_height),
@@ -261,9 +238,19 @@ def build_model(
         box_batch_size_per_image=r.box_batch_size_per_image,
         fpn_channels=r.fpn_channels,
         box_head_dim=r.box_head_dim,
+    )
+    if m.family == "keypoint_rcnn":
+        k = m.keypoint_rcnn
+        return build_keypointrcnn(
+            backbone, len(classes) + 1, num_keypoints=k.num_keypoints, keypoint_head_dim=k.head_dim, **shared
+        )
+    return build_maskrcnn(
+        backbone,
+        len(classes) + 1,
         mask_head_dim=r.mask_head_dim,
         batched_heads=r.batched_heads,
         matrix_nms=r.use_matrix_nms,
+        **shared,
     )
 
 
