@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class PosedBody:
 
 
 @functools.lru_cache(maxsize=1)
-def _anny() -> tuple[object, object, np.ndarray]:
+def _anny() -> tuple[Any, Any, np.ndarray]:
     try:
         import anny
         import torch
