@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from synthloop.atomic import atomic_save_image
+from synthloop.bodies.coco import COCO17_KEYPOINTS, COCO17_SKELETON
 from synthloop.dataset.staging import frame_stems, staged_dir
 from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
@@ -195,17 +196,35 @@ def annotation_marks(frame: Frame, cats: Mapping[int, Category]) -> list[Mark]:
     return marks
 
 
+def detection_keypoints(
+    dets: DetectionArrays, i: int, skeleton: Sequence[tuple[int, int]] | None = None
+) -> tuple[tuple[tuple[float, float, int], ...], tuple[tuple[int, int], ...]]:
+    """Detection ``i``'s predicted keypoints as ``(u, v, 2)`` marks (none when the detections carry
+    no ``keypoints`` (N, K, 3) array) and the skeleton to draw them with: ``skeleton`` if given, else
+    COCO's person skeleton for 17 keypoints, else none."""
+    kp = getattr(dets, "keypoints", None)
+    if kp is None or i >= len(kp):
+        return (), ()
+    pts = tuple((float(u), float(v), 2) for u, v, *_ in np.asarray(kp[i], np.float64))
+    if skeleton is None:
+        skeleton = COCO17_SKELETON if len(pts) == len(COCO17_KEYPOINTS) else ()
+    return pts, tuple(skeleton)
+
+
 def detection_marks(dets: DetectionArrays, names: Mapping[int, str] | None = None) -> list[Mark]:
-    """Marks of detections in category colours, labelled ``name score``."""
+    """Marks of detections in category colours, labelled ``name score``; predicted keypoints with
+    their skeleton (:func:`detection_keypoints`) when the detections carry them."""
     masks: list[dict | None] = list(dets.masks) if dets.masks else [None] * len(dets.scores)
     return [
         Mark(
             box,
             f"{(names or {}).get(int(lab), str(int(lab)))} {float(sc):.2f}",
             category_color(int(lab)),
-            mask=m,
+            False,
+            m,
+            *detection_keypoints(dets, i),
         )
-        for box, sc, lab, m in zip(dets.boxes, dets.scores, dets.labels, masks, strict=True)
+        for i, (box, sc, lab, m) in enumerate(zip(dets.boxes, dets.scores, dets.labels, masks, strict=True))
     ]
 
 

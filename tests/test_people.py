@@ -134,6 +134,12 @@ def test_sampled_people_are_deterministic_and_labeled_coco17():
     for p in persons:
         assert p.shape.kind == "body" and set(p.keypoints_local) == set(COCO17_KEYPOINTS)
         assert p.params["pose"] in _body(_people_dict())["poses"]
+        (skin,) = p.extra_materials  # skin on head, neck and hands; the class material elsewhere
+        assert 0.02 <= skin.base_color_hsv[0] <= 0.09
+    from synthloop.geometry.meshes import build_mesh
+
+    groups = build_mesh(persons[0].shape).face_groups
+    assert groups is not None and set(np.unique(groups)) == {0, 1}
 
 
 def _dataset_of(spec, ann):
@@ -183,15 +189,29 @@ def test_oks_ap_is_one_against_own_ground_truth():
 
 
 # ------------------------------------------------------------------ one tiny Blender frame
+def _frame_with_mutual_occlusion(recipe):
+    """The first frame (seed 0) whose z-buffer shows a person's joint covered by another person."""
+    from synthloop.geometry.annotate import annotate_frame, zbuffer_scene
+    from synthloop.scenes.sampler import sample_scene
+
+    for k in range(30):
+        spec = sample_scene(recipe, 0, k)
+        ids, depth = zbuffer_scene(spec, include_support=True)
+        for obj in annotate_frame(spec, ids, depth).objects:
+            for u, v, vis in obj.keypoints:
+                if vis == 1 and int(ids[int(v), int(u)]) not in (0, obj.instance_id):
+                    return spec
+    raise AssertionError("no frame with mutual occlusion in 30 frames")
+
+
 @needs_anny
 @pytest.mark.blender
 def test_rendered_person_keypoints_inside_mask_when_visible_and_hidden_when_occluded():
     from synthloop.generators.blender_renderer import BlenderRenderer
     from synthloop.geometry.annotate import annotate_frame
-    from synthloop.scenes.sampler import sample_scene
 
     recipe = recipe_from_dict(_tiny_occluding(_people_dict()), source="people.yaml")
-    spec = sample_scene(recipe, 0, 0)
+    spec = _frame_with_mutual_occlusion(recipe)
     with BlenderRenderer(threads=1, restart_every=None, frame_timeout_s=300) as r:
         frame = r.render(spec)
     ann = annotate_frame(spec, frame.instance_ids, frame.depth)
@@ -238,3 +258,21 @@ def test_training_flip_of_an_image_swaps_left_and_right_keypoint_labels(tmp_path
     exp_v = h - kps[src][1] if vflip else kps[src][1]
     assert got[lw, 0] == pytest.approx(exp_u) and got[lw, 1] == pytest.approx(exp_v)
     assert got[0, 0] == pytest.approx(w - kps[0][0] if hflip else kps[0][0])  # the nose keeps its label
+
+
+def test_predicted_skeletons_are_drawn():
+    from synthloop.evaluation.detections import FrameDetections
+    from synthloop.overlays import detection_keypoints, draw_detections
+
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, :, 0] = np.linspace(40, 120, 17)
+    kps[0, :, 1] = np.linspace(30, 90, 17)
+    with_kp = FrameDetections("a", [[20.0, 20.0, 140.0, 100.0]], [0.9], [1], keypoints=kps)
+    without = FrameDetections("a", [[20.0, 20.0, 140.0, 100.0]], [0.9], [1])
+    pts, skel = detection_keypoints(with_kp, 0)
+    assert len(pts) == 17 and len(skel) == 19  # COCO's skeleton for 17 keypoints
+    black = np.zeros((120, 160, 3), np.uint8)
+    a = np.asarray(draw_detections(black, with_kp)).astype(int)
+    b = np.asarray(draw_detections(black, without)).astype(int)
+    u, v = int(kps[0, 8, 0]), int(kps[0, 8, 1])
+    assert np.abs(a[v - 1 : v + 2, u - 1 : u + 2] - b[v - 1 : v + 2, u - 1 : u + 2]).sum() > 0

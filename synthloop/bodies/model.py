@@ -28,18 +28,26 @@ class BodyModelUnavailable(RuntimeError):
     """The body model package (``anny``) is not installed or cannot load."""
 
 
+# bones whose skin shows (face group SKIN): head, neck, eyes, hands
+_SKIN_BONE_PREFIXES = ("neck", "head", "eye", "wrist", "finger", "metacarpal")
+CLOTHING, SKIN = 0, 1
+
+
 @dataclass(frozen=True, eq=False)
 class PosedBody:
     """``vertices`` (V, 3) float64 metres, ``faces`` (F, 3) int64 triangles, ``keypoints`` (17, 3)
-    float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above."""
+    float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above.
+    ``face_groups`` (F,) int64: :data:`SKIN` where a face's first vertex is driven mostly by a head,
+    neck or hand bone, else :data:`CLOTHING`."""
 
     vertices: np.ndarray
     faces: np.ndarray
     keypoints: np.ndarray
+    face_groups: np.ndarray
 
 
 @functools.lru_cache(maxsize=1)
-def _anny() -> tuple[Any, Any, np.ndarray]:
+def _anny() -> tuple[Any, Any, np.ndarray, np.ndarray]:
     try:
         import anny
         import torch
@@ -50,7 +58,11 @@ def _anny() -> tuple[Any, Any, np.ndarray]:
     model = anny.Anny(skinning_method="lbs").to(torch.float64)
     regressor = anny.KeypointsRegressor.coco(model, labels=list(COCO17_KEYPOINTS))
     faces = model.get_triangular_faces().cpu().numpy().astype(np.int64)
-    return model, regressor, faces
+    weights = model.vertex_bone_weights.cpu().numpy()
+    dominant = model.vertex_bone_indices.cpu().numpy()[np.arange(len(weights)), weights.argmax(axis=1)]
+    skin_bone = np.array([str(b).startswith(_SKIN_BONE_PREFIXES) for b in model.bone_labels])
+    groups = np.where(skin_bone[dominant[faces[:, 0]]], SKIN, CLOTHING).astype(np.int64)
+    return model, regressor, faces, groups
 
 
 def euler_xyz_matrix(deg: Vec3) -> np.ndarray:
@@ -81,7 +93,7 @@ def pose_body(
             raise ValueError(f"unknown joint '{joint}'; posable joints: {', '.join(JOINT_LIMITS_DEG)}")
     import torch
 
-    model, regressor, faces = _anny()
+    model, regressor, faces, groups = _anny()
     pose = {}
     for joint, deg in rotations_deg.items():
         m = torch.eye(4, dtype=torch.float64)
@@ -93,4 +105,4 @@ def pose_body(
         kps = regressor(out)[0].cpu().numpy().astype(np.float64)
     verts = out["vertices"][0].cpu().numpy().astype(np.float64)
     centre = (verts.min(axis=0) + verts.max(axis=0)) / 2.0
-    return PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre)
+    return PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre, face_groups=groups)

@@ -26,7 +26,7 @@ from synthloop.dataset.types import Category, Dataset, Frame
 from synthloop.errors import DatasetError
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
 from synthloop.evaluation.matching import TP, frame_gt_arrays, match_frame, resolve_min_iou
-from synthloop.overlays import GREEN, ORANGE, RED, Mark, load_rgb, paint
+from synthloop.overlays import GREEN, ORANGE, RED, Mark, detection_keypoints, load_rgb, paint
 
 WorstBy = Literal["f1", "missed"]
 
@@ -144,7 +144,9 @@ def outcome_marks(
         for i, st in zip(outcome.det_index, outcome.det_status, strict=True):
             if st == status_wanted:
                 label = f"{name(int(fd.labels[i]))} {float(fd.scores[i]):.2f}"
-                marks.append(Mark(tuple(float(v) for v in fd.boxes[i]), label, color))
+                cat = cats.get(int(fd.labels[i]))
+                kps, skel = detection_keypoints(fd, i, cat.skeleton if cat and cat.skeleton else None)
+                marks.append(Mark(tuple(float(v) for v in fd.boxes[i]), label, color, False, None, kps, skel))
     return marks
 
 

@@ -431,6 +431,14 @@ def add_object(obj: ObjectSpec, mesh_builder: MeshBuilder) -> bpy.types.Object:
     # smooth shading, but keep flat faces flat (box sides, cylinder caps): sharp above 40 deg
     _mark_sharp_edges(me, mesh.vertices, mesh.faces, math.radians(SHARP_ANGLE_DEG))
     me.materials.append(build_material(f"mat_{obj.instance_id}", obj.material, where + ".material"))
+    groups = getattr(mesh, "face_groups", None)
+    if groups is not None and obj.extra_materials:
+        for k, extra in enumerate(obj.extra_materials):
+            me.materials.append(
+                build_material(f"mat_{obj.instance_id}_{k + 1}", extra, f"{where}.extra_materials[{k}]")
+            )
+        slots = np.clip(np.asarray(groups, dtype=np.int32), 0, len(obj.extra_materials))
+        me.polygons.foreach_set("material_index", np.ascontiguousarray(slots))
     ob = bpy.data.objects.new(f"obj_{obj.instance_id}", me)
     ob.location = obj.location
     ob.rotation_mode = "QUATERNION"

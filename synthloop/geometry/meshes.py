@@ -68,6 +68,7 @@ class Mesh:
     vertices: np.ndarray
     faces: np.ndarray
     closed: bool = False
+    face_groups: np.ndarray | None = None  # (M,) material group per face (bodies: 0 clothing, 1 skin)
 
     @property
     def extents(self) -> np.ndarray:
@@ -139,14 +140,14 @@ def _validate(shape: ShapeSpec) -> np.ndarray:
     return dims
 
 
-def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray]:
+def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     body = shape.body
     assert body is not None  # _validate
     try:
         posed = pose_body(dict(body.phenotype), dict(body.rotations_deg))
     except (ValueError, BodyModelUnavailable) as err:
         raise _err(str(err), "body", shape) from None
-    return posed.vertices.copy(), posed.faces
+    return posed.vertices.copy(), posed.faces, posed.face_groups
 
 
 def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray:
@@ -371,6 +372,7 @@ def build_mesh(shape: ShapeSpec) -> Mesh:
     unreadable ``mesh_path``.
     """
     dims = _validate(shape)
+    groups = None
     if shape.kind in _SPHERE_KINDS:
         verts, faces = _sphere_family(shape)
     elif shape.kind == "box":
@@ -380,14 +382,17 @@ def build_mesh(shape: ShapeSpec) -> Mesh:
     elif shape.kind == "mesh":
         verts, faces = _load_mesh_file(shape)
     elif shape.kind == "body":
-        verts, faces = _body(shape)
+        verts, faces, groups = _body(shape)
     else:  # pragma: no cover - ShapeSpec validates kind
         raise _err(f"unknown kind {shape.kind!r}", "kind", shape)
     verts = _fit(verts, dims, shape)
     verts.setflags(write=False)
     faces = np.ascontiguousarray(faces, dtype=np.int64)
     faces.setflags(write=False)
-    return Mesh(vertices=verts, faces=faces, closed=is_watertight(faces))
+    if groups is not None:
+        groups = np.ascontiguousarray(groups, dtype=np.int64)
+        groups.setflags(write=False)
+    return Mesh(vertices=verts, faces=faces, closed=is_watertight(faces), face_groups=groups)
 
 
 def _file_key(shape: ShapeSpec) -> tuple[int, int] | None:

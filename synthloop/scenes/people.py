@@ -10,6 +10,8 @@ A class with ``shape: {kind: body, body: {...}}`` is a person. ``body`` fields:
   convention of :mod:`synthloop.bodies.limits`); one pose is drawn per person by weight.
 * ``noise_deg``: joint -> [hx, hy, hz]: uniform noise half-widths (degrees) added to every pose's
   rotation of that joint (a joint a pose does not list is at 0).
+* ``skin``: skin tone as display HSV distributions (``hue`` turns, ``saturation``, ``value``) and
+  ``roughness``; it paints the head, neck and hands, the class's ``material`` the rest (clothing).
 
 Validation: every pose's ``value +- noise`` range must lie inside the joint's anatomical limits,
 joints and phenotype names must be known; each problem is one RecipeError line naming the field.
@@ -25,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
 from synthloop.bodies.limits import JOINT_LIMITS_DEG, PHENOTYPES, check_rotation_range
 from synthloop.bodies.model import pose_body
+from synthloop.scenes.color import hsv_to_linear_rgb
 from synthloop.scenes.distributions import NumDist, in_range
-from synthloop.scenes.spec import BodySpec, ShapeSpec
+from synthloop.scenes.spec import BodySpec, MaterialSpec, ShapeSpec
 
 Unit = Annotated[NumDist, in_range(0, 1)]
 Deg3 = tuple[float, float, float]
@@ -44,10 +47,20 @@ class PoseConfig(_Model):
     joints: dict[str, Deg3] = Field(default_factory=dict)
 
 
+class SkinConfig(_Model):
+    """Skin tone (display HSV, hue in turns) and roughness distributions."""
+
+    hue: NumDist = {"uniform": [0.02, 0.09]}  # type: ignore[assignment]
+    saturation: Unit = {"uniform": [0.2, 0.6]}  # type: ignore[assignment]
+    value: Unit = {"uniform": [0.2, 0.95]}  # type: ignore[assignment]
+    roughness: Unit = {"uniform": [0.4, 0.7]}  # type: ignore[assignment]
+
+
 class BodyConfig(_Model):
     """Phenotype distributions and the pose prior of a person class (module doc)."""
 
     keypoint_set: str = "coco17"
+    skin: SkinConfig = Field(default_factory=SkinConfig)
     phenotype: dict[str, Unit] = Field(default_factory=dict)
     poses: dict[str, PoseConfig] = Field(min_length=1)
     noise_deg: dict[str, NonNeg3] = Field(default_factory=dict)
@@ -87,12 +100,23 @@ class BodyConfig(_Model):
         return self
 
 
+def sample_skin(cfg: SkinConfig, rng: np.random.Generator) -> MaterialSpec:
+    """A skin material (flat colour, mild noise bump) from the tone distributions."""
+    h, s, v = (float(d.sample_float(rng)) for d in (cfg.hue, cfg.saturation, cfg.value))
+    return MaterialSpec(
+        base_color_hsv=(h % 1.0, s, v),
+        base_color_rgb=hsv_to_linear_rgb(h, s, v),
+        roughness=float(cfg.roughness.sample_float(rng)),
+        specular=0.4,
+    )
+
+
 def sample_body(
     cfg: BodyConfig, rng: np.random.Generator
-) -> tuple[ShapeSpec, dict[str, tuple[float, float, float]], dict[str, float | int | str]]:
+) -> tuple[ShapeSpec, dict[str, tuple[float, float, float]], dict[str, float | int | str], MaterialSpec]:
     """One person: its ``body`` ShapeSpec (dimensions = posed extents, metres), its COCO-17
-    keypoints in the object frame (bounding-box centred, metres) and its params for mining
-    (phenotype values ``body_<name>``, ``pose``)."""
+    keypoints in the object frame (bounding-box centred, metres), its params for mining
+    (phenotype values ``body_<name>``, ``pose``, ``skin_value``) and its skin material."""
     pheno = {name: float(d.sample_float(rng)) for name, d in cfg.phenotype.items()}
     names = list(cfg.poses)
     w = np.asarray([cfg.poses[n].weight for n in names], dtype=np.float64)
@@ -118,5 +142,6 @@ def sample_body(
         for n, p in zip(COCO17_KEYPOINTS, posed.keypoints, strict=True)
     }
     params: dict[str, float | int | str] = {f"body_{k}": v for k, v in pheno.items()}
-    params.update(pose=pose_name, size=float(ext.max()))
-    return spec, kps, params
+    skin = sample_skin(cfg.skin, rng)
+    params.update(pose=pose_name, size=float(ext.max()), skin_value=skin.base_color_hsv[2])
+    return spec, kps, params, skin

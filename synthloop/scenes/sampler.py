@@ -317,8 +317,10 @@ class _Draft:
         self.category_id = category_id
         self.index = index
         self.body_keypoints: dict[str, tuple[float, float, float]] = {}
+        self.extra_materials: tuple[MaterialSpec, ...] = ()
         if group.shape.body is not None:
-            self.shape, self.body_keypoints, shape_params = sample_body(group.shape.body, rng)
+            self.shape, self.body_keypoints, shape_params, skin = sample_body(group.shape.body, rng)
+            self.extra_materials = (skin,)
             orientation = "upright"
         else:
             self.shape, orientation, shape_params = sample_shape(group.shape, rng)
@@ -404,6 +406,7 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
                 rotation_quat_wxyz=draft.quat,
                 keypoints_local=keypoints,
                 params=draft.params,
+                extra_materials=draft.extra_materials,
             )
         )
     for name, n in realized.items():

@@ -131,7 +131,8 @@ class ObjectSpec(_Plain):
 
     ``keypoints_local`` maps keypoint name -> point in the object's local frame (metres), in the
     category's keypoint order. ``params`` holds this object's sampled scalars for mining
-    (e.g. ``scale``, ``hue``, ``roughness``).
+    (e.g. ``scale``, ``hue``, ``roughness``). ``extra_materials[k]`` paints the mesh's faces of
+    group ``k + 1`` (bodies: ``extra_materials[0]`` is the skin; ``material`` the clothing).
     """
 
     instance_id: int
@@ -143,6 +144,15 @@ class ObjectSpec(_Plain):
     rotation_quat_wxyz: Quat
     keypoints_local: dict[str, Vec3] = Field(default_factory=dict)
     params: dict[str, float | int | str] = Field(default_factory=dict)
+    extra_materials: tuple[MaterialSpec, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # an object with one material dumps (and hashes) as it did before extra materials existed
+        d = handler(self)
+        if isinstance(d, dict) and d.get("extra_materials", 0) in ((), []):
+            del d["extra_materials"]
+        return d
 
 
 class LightSpec(_Plain):
