@@ -150,19 +150,7 @@ def merge(
     from synthloop.farm.merge import merge_job
 
     with user_errors():
-        merged = merge_job(job, out, allow_partial=allow_partial)
-        if coco or kitti:
-            from synthloop.dataset.folder import load_dataset
-
-            ds = load_dataset(merged)
-            if coco:
-                from synthloop.exporters.coco import write_coco
-
-                write_coco(ds, merged / "coco", copy_images=False)
-            if kitti:
-                from synthloop.exporters.kitti import write_kitti
-
-                write_kitti(ds, merged / "kitti")
+        merge_job(job, out, allow_partial=allow_partial, coco=coco, kitti=kitti)
     typer.echo(f"merged -> {out}")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -245,29 +247,39 @@ def slurm_script(
     job = Path(job).resolve()
     plan = load_plan(job)
     n = len(plan.shards)
-    lines = [
-        "#!/usr/bin/env bash",
-        f"#SBATCH --job-name=synthloop-{job.name}",
-        f"#SBATCH --array=0-{n - 1}",
-        f"#SBATCH --cpus-per-task={threads}",
-        f"#SBATCH --mem={mem}",
-        f"#SBATCH --time={time_limit}",
-        f"#SBATCH --output={job}/logs/slurm-%A_%a.out",
-        "#SBATCH --requeue",
-    ]
+    directives = {
+        "job-name": f"synthloop-{job.name}",
+        "array": f"0-{n - 1}",
+        "cpus-per-task": str(int(threads)),
+        "mem": mem,
+        "time": time_limit,
+        "output": f"{job}/logs/slurm-%A_%a.out",
+    }
     if plan.device != "cpu":
-        lines.append("#SBATCH --gres=gpu:1")
+        directives["gres"] = "gpu:1"
     if partition:
-        lines.append(f"#SBATCH --partition={partition}")
+        directives["partition"] = partition
+    lines = ["#!/usr/bin/env bash"]
+    lines += [f"#SBATCH --{k}={_directive_value(k, v)}" for k, v in directives.items()]
+    lines.append("#SBATCH --requeue")
+    q = shlex.quote
     lines += [
         "set -euo pipefail",
-        f'mkdir -p "{job}/logs"',
+        f"mkdir -p {q(str(job / 'logs'))}",
         "# Re-running a task (requeue, preemption) skips frames already complete.",
-        f'exec {python} -m synthloop.cli farm work "{job}" --shard "$SLURM_ARRAY_TASK_ID" '
-        f"--threads {threads} --quiet",
+        f'exec {q(python)} -m synthloop.cli farm work {q(str(job))} --shard "$SLURM_ARRAY_TASK_ID" '
+        f"--threads {int(threads)} --quiet",
         "",
     ]
     return "\n".join(lines)
+
+
+def _directive_value(key: str, value: str) -> str:
+    """An ``#SBATCH`` value: the shell never runs these lines, but a line break in a value would
+    start a new line of the script (a command) or a new directive."""
+    if any(c in value for c in "\n\r\0") or not value:
+        raise FarmError(f"unsafe value for #SBATCH --{key}: {value!r}", where=key)
+    return value
 
 
 def k8s_indexed_job(
@@ -298,10 +310,11 @@ def k8s_indexed_job(
     limits: dict[str, str] = {"memory": memory}
     if plan.device != "cpu":
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = "1"
+    name = re.sub(r"[^a-z0-9-]+", "-", f"synthloop-{job.name}".lower())[:63].strip("-")
     manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": f"synthloop-{job.name}".lower().replace("_", "-")[:63]},
+        "metadata": {"name": name},
         "spec": {
             "completionMode": "Indexed",
             "completions": n,
@@ -316,8 +329,8 @@ def k8s_indexed_job(
                             "image": image,
                             "command": ["sh", "-c"],
                             "args": [
-                                f'exec synthloop farm work "{job_in_pod}" --shard "$JOB_COMPLETION_INDEX" '
-                                f"--threads {threads} --quiet"
+                                f"exec synthloop farm work {shlex.quote(job_in_pod)} "
+                                f'--shard "$JOB_COMPLETION_INDEX" --threads {int(threads)} --quiet'
                             ],
                             "resources": {"requests": requests, "limits": limits},
                             "volumeMounts": [{"name": "data", "mountPath": mount_path}],

@@ -46,6 +46,7 @@ from synthloop.scenes.registry import list_bundled as list_bundled  # re-exporte
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
 from synthloop.scenes.spec import ShapeKind
+from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
 SHAPE_KINDS: tuple[str, ...] = get_args(ShapeKind)
@@ -348,17 +349,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     errors (with line and column) and every validation problem."""
     path = resolve_recipe(name_or_path)
     source = str(name_or_path) if Path(str(name_or_path)).is_file() else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError(f"cannot read recipe: {err}", path=source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
-        raise RecipeError(f"YAML syntax error: {problem}", path=source, where=where) from None
+    data = parse_yaml(read_user_text(path, RecipeError), source, RecipeError)
     return recipe_from_dict(data, source=source, base_dir=path.resolve().parent)
 
 

@@ -34,7 +34,6 @@ import glob
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthloop.training.backbones import BACKBONES
@@ -42,6 +41,7 @@ from synthloop.training.data import AugmentConfig
 from synthloop.training.errors import SpecError
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
 
@@ -334,10 +334,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError("spec file not found", path=str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML ({str(e).splitlines()[0]})", path=str(path)) from None
+    data = load_yaml_file(path, SpecError)
     return parse_spec(data, str(path)).resolve_paths(path.parent.resolve())
 
 
