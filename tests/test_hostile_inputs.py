@@ -478,3 +478,94 @@ def test_subprocess_exit_codes_and_one_line(tmp_path, coco_dir, args):
     )
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+# ---------------------------------------------------------------- silent wrong results
+def test_recipe_upper_bounds_and_bool_counts(tmp_path):
+    import yaml
+
+    base = yaml.safe_load(invoke("recipes", "show", "shapes").stdout.split("\n", 1)[1])
+    cases = [
+        ("resolution", [100_000, 100_000], "resolution"),
+        ("render", {**base.get("render", {}), "samples": True}, "render.samples"),
+        ("render", {**base.get("render", {}), "samples": 10**9}, "render.samples"),
+    ]
+    for key, value, field in cases:
+        p = tmp_path / "r.yaml"
+        p.write_text(yaml.safe_dump({**base, key: value}))
+        assert_clean_error(invoke("recipes", "show", p), (2,), ("r.yaml", field))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "-n", str(10**12), "-o", "{out}"],
+        ["generate", "--threads", "-5", "-o", "{out}"],
+        ["farm", "plan", "-n", str(10**12), "-o", "{out}"],
+    ],
+)
+def test_absurd_numbers_are_refused_before_work(tmp_path, args):
+    out = tmp_path / "out"
+    r = invoke(*[a.format(out=out) for a in args])
+    assert r.exit_code == 2 and "Traceback" not in r.stdout + r.stderr
+    assert not out.exists()
+
+
+def test_generate_refuses_a_folder_of_another_seed(tmp_path):
+    job = _fake_done_job(tmp_path)  # shard folders are dataset folders written for seed 0
+    from synthloop.dataset.folder import read_manifest
+    from synthloop.generators.generate import generate_frames
+    from synthloop.scenes.recipe import load_recipe
+
+    shard = _shard0(job)
+    man = read_manifest(shard)
+    man["info"].update(seed=0, recipe_hash="0" * 64)
+    (shard / "dataset.json").write_text(json.dumps(man))
+    from synthloop.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"dataset.json: info.recipe_hash: the folder holds frames"):
+        generate_frames(load_recipe("shapes"), 0, [5], shard, renderer_factory=lambda: None)
+
+
+def test_dataset_merge_refuses_a_non_empty_output(tmp_path, coco_dir):
+    out = tmp_path / "out"
+    src = coco_dir / "annotations.json"
+    assert invoke("dataset", "merge", src, src, "--out", out).exit_code == 0
+    before = sorted(p.name for p in (out / "records").iterdir())
+    d = _coco_dict()
+    d["images"] = d["images"][:1]
+    d["annotations"] = d["annotations"][:1]
+    (coco_dir / "one.json").write_text(json.dumps(d))
+    r = invoke("dataset", "merge", coco_dir / "one.json", "--out", out)
+    assert_clean_error(r, (2,), (str(out), "not empty"))
+    assert sorted(p.name for p in (out / "records").iterdir()) == before
+
+
+@pytest.mark.parametrize("cat_id", [0, -1, 70000])
+def test_semantic_export_refuses_ids_it_cannot_store(tmp_path, coco_dir, cat_id):
+    d = _coco_dict()
+    d["categories"][0]["id"] = cat_id
+    d["annotations"][0]["category_id"] = cat_id
+    (coco_dir / "annotations.json").write_text(json.dumps(d))
+    out = tmp_path / "sem"
+    assert_clean_error(
+        invoke("export", "semantic", coco_dir / "annotations.json", out), (2,), ("categories",)
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_images_are_caught_on_export_and_merge(tmp_path, coco_dir, damage):
+    img = coco_dir / "a.png"
+    data = img.read_bytes()
+    img.write_bytes(
+        {"truncated": data[: len(data) // 2], "garbage": b"\x89PNG" + b"x" * 50, "empty": b""}[damage]
+    )
+    src = coco_dir / "annotations.json"
+    for args in (
+        ["export", "coco", src, tmp_path / "o1"],
+        ["dataset", "merge", src, "--out", tmp_path / "o2"],
+    ):
+        assert_clean_error(invoke(*args), (2,), ("a.png",))
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    assert invoke("export", "coco", src, tmp_path / "o3", "--no-verify").exit_code == 0

@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Sharded, resumable render jobs.")
 @app.command()
 def plan(
     recipe: str = typer.Option("tabletop", "--recipe", "-r", help="Bundled recipe name or YAML path."),
-    frames: int = typer.Option(..., "--frames", "-n", min=1, help="Number of frames."),
+    frames: int = typer.Option(..., "--frames", "-n", min=1, max=10_000_000, help="Number of frames."),
     seed: int = typer.Option(
         0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."
     ),
@@ -45,7 +45,7 @@ def plan(
 def work(
     job: Path = typer.Argument(..., help="Job folder."),
     shard: int = typer.Option(..., "--shard", "-i", help="Shard index (Slurm/K8s array index)."),
-    threads: int = typer.Option(0, "--threads", help="Blender threads (0 = all cores)."),
+    threads: int = typer.Option(0, "--threads", min=0, max=1024, help="Blender threads (0 = all cores)."),
     device: str | None = typer.Option(
         None, "--device", help="cpu | cuda | optix | auto (default: the plan's device)."
     ),
@@ -71,7 +71,9 @@ def run(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: start a local one)."
     ),
-    threads: int | None = typer.Option(None, "--threads", help="Blender threads per worker."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=1024, help="Blender threads per worker."
+    ),
     gpus: int = typer.Option(
         0, "--gpus", min=0, help="One local worker per GPU (CUDA_VISIBLE_DEVICES each)."
     ),
@@ -159,7 +161,7 @@ def jobfiles(
     job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
     slurm: Path | None = typer.Option(None, "--slurm", help="Write an sbatch --array script here."),
     k8s: Path | None = typer.Option(None, "--k8s", help="Write a Kubernetes Indexed Job YAML here."),
-    threads: int = typer.Option(4, "--threads", help="Blender threads per task."),
+    threads: int = typer.Option(4, "--threads", min=1, max=1024, help="Blender threads per task."),
     image: str = typer.Option("synthloop:latest", "--image", help="Container image (Kubernetes)."),
     pvc: str = typer.Option(
         "synthloop-data", "--pvc", help="PersistentVolumeClaim holding the job (Kubernetes)."

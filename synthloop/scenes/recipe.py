@@ -62,7 +62,12 @@ Positive = Annotated[NumDist, in_range(0, None, low_open=True)]
 NonNegative = Annotated[NumDist, in_range(0, None)]
 Unit = Annotated[NumDist, in_range(0, 1)]
 Fraction = Annotated[NumDist, in_range(0, 0.99)]
-Count = Annotated[NumDist, in_range(0, None), AfterValidator(integral)]
+# Upper bounds far above real use; they keep a typo (or a hostile file) from hanging sampling or
+# asking Blender for a 100000^2 image.
+MAX_COUNT = 256  # objects per class, lights, dents
+MAX_SEGMENTS = 1024  # mesh segments around a round shape
+MAX_RESOLUTION = 16_384  # pixels per side
+Count = Annotated[NumDist, in_range(0, MAX_COUNT), AfterValidator(integral)]
 Elevation = Annotated[NumDist, in_range(0, 90)]
 
 
@@ -198,7 +203,7 @@ class ShapeConfig(_Model):
     kind: ShapeKind
     dimensions: tuple[Positive, Positive, Positive]
     scale: Positive = 1.0
-    segments: int = Field(32, ge=3)
+    segments: int = Field(32, ge=3, le=MAX_SEGMENTS, strict=True)
     wrinkle_amplitude: Fraction = 0.0
     wrinkle_frequency: NonNegative = 0.0
     dent_count: Count = 0
@@ -307,7 +312,10 @@ class Recipe(_Model):
 
     name: Name
     description: str = ""
-    resolution: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+    resolution: tuple[
+        Annotated[int, Field(ge=1, le=MAX_RESOLUTION, strict=True)],
+        Annotated[int, Field(ge=1, le=MAX_RESOLUTION, strict=True)],
+    ]
     render: RenderConfig = Field(default_factory=RenderConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     lights: LightsConfig = Field(default_factory=LightsConfig)
