@@ -136,7 +136,7 @@ def mutate_tree(data: Any, rng: random.Random) -> Any:
                 data = _set(data, path, [copy.deepcopy(parent[path[-1]])] * 2)
         else:
             v = 0
-            for _ in range(rng.choice([10, 100, 5000])):
+            for _ in range(rng.choice([10, 100, 200])):
                 v = [v]
             data = _set(data, path, v)
     return data
