@@ -204,7 +204,11 @@ def make_case(fmt: str, rng: random.Random, folder: Path, recipe_text: str, muta
     if not mutate:
         path.write_text(recipe_text)
     elif rng.random() < 0.85:
-        path.write_text(yaml.safe_dump(mutate_tree(base, rng), sort_keys=False))
+        tree = mutate_tree(base, rng)
+        try:
+            path.write_text(yaml.safe_dump(tree, sort_keys=False))
+        except RecursionError:  # too deep for PyYAML's writer: JSON is YAML too
+            path.write_text(_dump(tree))
     else:
         path.write_bytes(mutate_bytes(recipe_text.encode(), rng))
     return ["recipes", "show", str(path), "--sample", "0:0"]

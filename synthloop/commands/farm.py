@@ -122,7 +122,7 @@ def status(
         typer.echo(json.dumps([s.__dict__ for s in st]))
         return
     t = Table(title=f"{job}  ({plan_.recipe_name}, seed {plan_.seed}, {plan_.frames} frames)")
-    for c in ("shard", "done", "planned", "failed", "s/frame"):
+    for c in ("shard", "done", "planned", "failed", "s/frame", "worker error"):
         t.add_column(c, justify="right")
     for s in st:
         t.add_row(
@@ -131,9 +131,13 @@ def status(
             str(s.planned),
             ",".join(map(str, s.failed)) or "-",
             f"{s.seconds_per_frame:.2f}" if s.seconds_per_frame else "-",
+            " ".join((s.worker_error or "-").split())[-80:],
         )
     done = sum(s.done for s in st)
-    t.caption = f"{done}/{plan_.frames} frames complete"
+    errors = sum(s.worker_error is not None for s in st)
+    t.caption = f"{done}/{plan_.frames} frames complete" + (
+        f"; {errors} shard(s) whose worker failed" if errors else ""
+    )
     Console().print(t)
 
 

@@ -17,7 +17,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthloop.farm.plan import PLAN_FILE, RECIPE_FILE, FarmError, load_plan, shard_dir
+from synthloop.atomic import atomic_write_json
+from synthloop.farm.plan import (
+    PLAN_FILE,
+    RECIPE_FILE,
+    WORKER_ERROR_FILE,
+    FarmError,
+    Shard,
+    load_plan,
+    shard_dir,
+)
 from synthloop.generators.devices import check_device
 from synthloop.progress import JobProgress
 
@@ -27,6 +36,15 @@ class RunSummary:
     shards_ok: list[int] = field(default_factory=list)
     shards_failed: dict[int, str] = field(default_factory=dict)
     frames_failed: int = 0
+
+
+def record_worker_error(job: Path, shard: Shard, error: str | None) -> None:
+    """Keep why a shard's worker failed in its folder (``farm status`` shows it); None clears it."""
+    path = shard_dir(job, shard) / WORKER_ERROR_FILE
+    if error is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_json(path, {"error": error})
 
 
 def worker_command(
@@ -122,6 +140,7 @@ def run_local(
     running: dict[int, subprocess.Popen] = {}
     stderr_tail: dict[int, list[str]] = {}
     slots: dict[int, int] = {}  # running shard -> worker slot (its GPU with --gpus)
+    readers: dict[int, threading.Thread] = {}
     q: queue.Queue = queue.Queue()
     with JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog:
         while pending or running:
@@ -141,9 +160,10 @@ def run_local(
                 running[s] = proc
                 stderr_tail[s] = []
                 threading.Thread(target=_pump, args=(proc, s, q), daemon=True).start()
-                threading.Thread(
+                readers[s] = threading.Thread(
                     target=lambda p=proc, s=s: stderr_tail[s].extend(p.stderr.readlines()[-20:]), daemon=True
-                ).start()
+                )
+                readers[s].start()
             shard, line = q.get()
             if line is not None:
                 try:
@@ -158,13 +178,16 @@ def run_local(
             proc = running.pop(shard)
             slots.pop(shard, None)
             rc = proc.wait()
+            readers[shard].join(timeout=10)  # the stderr tail is complete before it is reported
             if rc == 0:
+                record_worker_error(job, plan.shard(shard), None)
                 summary.shards_ok.append(shard)
             elif attempts[shard] <= retries:
                 prog.log("worker_died", shard=shard, rc=rc, retry=True)
                 pending.append(shard)
             else:
                 summary.shards_failed[shard] = f"exit {rc}: " + "".join(stderr_tail.get(shard, []))[-800:]
+                record_worker_error(job, plan.shard(shard), summary.shards_failed[shard])
                 prog.log("worker_failed", shard=shard, rc=rc)
     return summary
 
@@ -219,11 +242,13 @@ def run_ray(
                 shard = refs[ref]
                 try:
                     out = ray.get(ref)
+                    record_worker_error(job, plan.shard(shard), None)
                     summary.shards_ok.append(shard)
                     summary.frames_failed += len(out["failed"])
                     prog.advance(shard=shard, rendered=out["rendered"])
                 except Exception as e:  # noqa: BLE001 - a Ray task re-raises whatever the shard raised
                     summary.shards_failed[shard] = f"{type(e).__name__}: {e}"[:800]
+                    record_worker_error(job, plan.shard(shard), summary.shards_failed[shard])
                     prog.advance(shard=shard, failed=True)
     finally:
         if started_here:

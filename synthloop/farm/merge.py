@@ -13,7 +13,7 @@ from synthloop.dataset.folder import MANIFEST, RECORD_FILES, load_dataset, read_
 from synthloop.dataset.staging import link_or_copy
 from synthloop.exporters.coco import write_coco
 from synthloop.exporters.kitti import write_kitti
-from synthloop.farm.plan import FarmError, JobPlan, load_plan, shard_dir
+from synthloop.farm.plan import WORKER_ERROR_FILE, FarmError, JobPlan, load_plan, shard_dir
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ShardStatus:
     done: int
     failed: list[int] = field(default_factory=list)
     seconds_per_frame: float | None = None
+    worker_error: str | None = None  # why the last worker process of this shard failed
 
     @property
     def complete(self) -> bool:
@@ -42,6 +43,16 @@ def done_records(d: Path, frames: set[int]) -> list[Path]:
     return [p for p in _frame_files(d / "records", frames) if read_complete_record(d, p) is not None]
 
 
+def _worker_error(d: Path) -> str | None:
+    path = d / WORKER_ERROR_FILE
+    if not path.exists():
+        return None
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "worker failed (its error file is unreadable)"
+
+
 def job_status(job: str | Path) -> tuple[JobPlan, list[ShardStatus]]:
     """Frames done per shard (complete records on disk), failed frames, and the observed rate."""
     plan = load_plan(job)
@@ -55,7 +66,7 @@ def job_status(job: str | Path) -> tuple[JobPlan, list[ShardStatus]]:
         if len(recs) >= 2:
             times = sorted(r.stat().st_mtime for r in recs)
             rate = (times[-1] - times[0]) / (len(times) - 1)
-        out.append(ShardStatus(s.index, len(s.frames), len(recs), failed, rate))
+        out.append(ShardStatus(s.index, len(s.frames), len(recs), failed, rate, _worker_error(d)))
     return plan, out
 
 

@@ -26,6 +26,7 @@ from synthloop.validation import invalid
 JOB_SCHEMA = "synthloop.job/1"
 PLAN_FILE = "job.yaml"
 RECIPE_FILE = "recipe.yaml"
+WORKER_ERROR_FILE = "worker_error.json"  # in a shard folder: why its last worker process failed
 
 
 class FarmError(SynthloopError):

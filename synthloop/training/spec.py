@@ -31,6 +31,7 @@ not empty) before any training starts; errors name the file and the field.
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -260,11 +261,18 @@ class ExperimentSpec(_Strict):
     checkpoint_interval: int = Field(1, gt=0)
     validation_interval: int = Field(0, ge=0)
     validation: RealData | None = None
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     deterministic: bool = False
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True  # CUDA only: page-locked batches, copied to the GPU without blocking
     log_interval: int = Field(10, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _length(self) -> ExperimentSpec:
