@@ -24,6 +24,7 @@ from synthloop.errors import SynthloopError
 MAX_DEPTH = 64  # nesting levels of a YAML/JSON document; real files use fewer than 10
 MAX_NODES = 1_000_000  # YAML nodes with aliases expanded; a real recipe has a few hundred
 MAX_TEXT_BYTES = 64 * 1024 * 1024  # specs, recipes, plans and label files are far smaller
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_user_text(
@@ -63,30 +64,50 @@ def os_error_text(e: OSError) -> str:
 
 def check_tree(data: Any, path: str, error: type[SynthloopError] = SynthloopError) -> None:
     """Refuse a parsed document that nests deeper than MAX_DEPTH, expands to more than MAX_NODES
-    nodes (aliases counted each time they are used) or holds a non-finite float."""
-    count = 0
-    stack: list[tuple[Any, int, str]] = [(data, 0, "")]
+    values (a YAML alias counted each time it is used), refers to itself, or holds a non-finite
+    float. Each shared container is walked once (its expanded size and height are memoised), so
+    an alias bomb is refused in time proportional to its text, not to its expansion."""
+    size: dict[int, int] = {}  # id(container) -> values in its expansion
+    height: dict[int, int] = {}  # id(container) -> nesting levels below it
+    open_: set[int] = set()
+    stack: list[tuple[Any, int, str, bool]] = [(data, 0, "", False)]
     while stack:
-        node, depth, where = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise error(f"document expands to more than {MAX_NODES} values (alias bomb?)", path=path)
+        node, depth, where, closing = stack.pop()
         if depth > MAX_DEPTH:
             raise error(f"nested deeper than {MAX_DEPTH} levels", path=path, where=where or None)
         if isinstance(node, float) and not math.isfinite(node):
             raise error(f"must be a finite number, got {node}", path=path, where=where or None)
+        if not isinstance(node, dict | list | tuple):
+            continue
+        key, kids = id(node), list(node.values() if isinstance(node, dict) else node)
+        if closing:
+            open_.discard(key)
+            size[key] = 1 + sum(size.get(id(k), 1) for k in kids)
+            height[key] = 1 + max((height.get(id(k), 0) for k in kids), default=0)
+            if size[key] > MAX_NODES:
+                raise error(f"document expands to more than {MAX_NODES} values (alias bomb?)", path=path)
+            continue
+        if key in open_:
+            raise error("document refers to itself (recursive alias)", path=path, where=where or None)
+        if key in size:  # an alias of a container already walked
+            if depth + height[key] > MAX_DEPTH:
+                raise error(f"nested deeper than {MAX_DEPTH} levels", path=path, where=where or None)
+            continue
+        open_.add(key)
+        stack.append((node, depth, where, True))
         if isinstance(node, dict):
             for k, v in node.items():
-                stack.append((v, depth + 1, f"{where}.{k}" if where else str(k)))
-        elif isinstance(node, list | tuple):
+                stack.append((v, depth + 1, f"{where}.{k}" if where else str(k), False))
+        else:
             for i, v in enumerate(node):
-                stack.append((v, depth + 1, f"{where}[{i}]"))
+                stack.append((v, depth + 1, f"{where}[{i}]", False))
 
 
 def parse_yaml(text: str, path: str, error: type[SynthloopError] = SynthloopError) -> Any:
-    """``yaml.safe_load(text)`` checked with :func:`check_tree`; syntax errors name the line."""
+    """``yaml.safe_load(text)`` (libyaml's parser when present: it also caps nesting at 1000
+    levels, and fast) checked with :func:`check_tree`; syntax errors name the line."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader (libyaml when present)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or (str(e).splitlines() or ["?"])[0]

@@ -289,6 +289,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 YAML_CORPUS: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("alias_bomb", BOMB.encode(), ("alias",)),
+    ("self_alias", b"a: &a [1, *a]\n", ("refers to itself",)),
     ("deep", ("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), ("nested",)),
     ("not_utf8", b"name: \xff\xfe\n", ("UTF-8",)),
     ("syntax", b"a: [1, 2\n", ("line",)),
@@ -768,3 +769,14 @@ def test_unknown_device_is_a_spec_error(tmp_path, device):
     )
     assert_clean_error(invoke("train", p, "-o", tmp_path / "run"), (2,), ("spec.yaml", "device"))
     assert not (tmp_path / "run").exists()
+
+
+def test_decompression_bomb_image_is_a_clean_error(tmp_path, coco_dir, monkeypatch):
+    """PIL refuses an image above MAX_IMAGE_PIXELS (here lowered so a 16x12 image trips it)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    d = _coco_dict()
+    for im in d["images"]:
+        del im["width"], im["height"]  # sizes come from the headers
+    (coco_dir / "annotations.json").write_text(json.dumps(d))
+    line = assert_clean_error(invoke("dataset", "stats", coco_dir / "annotations.json"), (2,), ("file_name",))
+    assert "decompression bomb" in line.lower()
