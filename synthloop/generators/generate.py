@@ -13,6 +13,7 @@ goes on (the frame is reported, never silently dropped; a later run retries it).
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -145,19 +146,25 @@ def generate_frames(
     indices = list(frame_indices)
     rhash = recipe_hash(recipe)
     check_job_identity(out, rhash, seed)
-    writer = DatasetWriter(
-        out,
-        categories_of(recipe),
-        info={
-            "recipe_name": recipe.name,
-            "recipe_hash": rhash,
-            "seed": seed,
-            "generator": f"synthloop {__version__}",
-        },
-    )
-    recipe_file = out / "recipe.yaml"
-    if not recipe_file.exists():
-        atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    created = not out.exists()
+    try:
+        writer = DatasetWriter(
+            out,
+            categories_of(recipe),
+            info={
+                "recipe_name": recipe.name,
+                "recipe_hash": rhash,
+                "seed": seed,
+                "generator": f"synthloop {__version__}",
+            },
+        )
+        recipe_file = out / "recipe.yaml"
+        if not recipe_file.exists():
+            atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    except BaseException:  # a full disk or read-only folder: leave no empty dataset behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     remove_stale_temps(out)
     done = writer.completed_stems()
     result = GenerateResult(out=out)
