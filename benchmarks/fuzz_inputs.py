@@ -267,7 +267,7 @@ def _worker(args: tuple[str, int, float, str]) -> tuple[str, int, str, str, list
         argv = make_case(fmt, rng, Path(d), recipe_text)
         outcome, detail = run_case(argv, timeout)
         kept = []
-        if outcome == "crash":
+        if outcome != "clean_error":
             kept = [
                 str(p.relative_to(d)) + ": " + p.read_bytes()[:400].decode("utf-8", "replace")
                 for p in sorted(Path(d).rglob("*"))
@@ -303,6 +303,7 @@ def main() -> None:
     counts = {f: {"tried": 0, "clean_error": 0, "accepted": 0, "crash": 0} for f in fmts}
     crashes: list[dict] = []
     examples: dict[str, list[str]] = {f: [] for f in fmts}
+    accepted: dict[str, list[list[str]]] = {f: [] for f in fmts}
     t0 = time.time()
     with mp.get_context("fork").Pool(a.jobs) as pool:
         for fmt, seed, outcome, detail, kept in pool.imap_unordered(_worker, tasks, chunksize=8):
@@ -310,6 +311,8 @@ def main() -> None:
             counts[fmt][outcome] += 1
             if outcome == "clean_error" and len(examples[fmt]) < 8:
                 examples[fmt].append(detail)
+            if outcome == "accepted" and len(accepted[fmt]) < 12:
+                accepted[fmt].append(kept)
             if outcome == "crash" and len(crashes) < 50:
                 crashes.append({"format": fmt, "case": seed, "detail": detail, "files": kept})
     total = {k: sum(c[k] for c in counts.values()) for k in ("tried", "clean_error", "accepted", "crash")}
@@ -321,6 +324,7 @@ def main() -> None:
         "by_format": counts,
         "crashes": crashes,
         "clean_error_examples": examples,
+        "accepted_examples": accepted,
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")

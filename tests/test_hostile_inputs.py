@@ -290,7 +290,12 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 YAML_CORPUS: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("alias_bomb", BOMB.encode(), ("alias",)),
     ("self_alias", b"a: &a [1, *a]\n", ("refers to itself",)),
-    ("deep", ("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), ("nested",)),
+    ("deep", ("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), ("nest",)),
+    (
+        "deep_block",
+        "".join(" " * i + f"k{i}:\n" for i in range(80)).encode() + b" " * 80 + b"v: 1\n",
+        ("nested",),
+    ),
     ("not_utf8", b"name: \xff\xfe\n", ("UTF-8",)),
     ("syntax", b"a: [1, 2\n", ("line",)),
     ("nan", b"a: .nan\n", ("a", "finite")),
@@ -780,3 +785,22 @@ def test_decompression_bomb_image_is_a_clean_error(tmp_path, coco_dir, monkeypat
     (coco_dir / "annotations.json").write_text(json.dumps(d))
     line = assert_clean_error(invoke("dataset", "stats", coco_dir / "annotations.json"), (2,), ("file_name",))
     assert "decompression bomb" in line.lower()
+
+
+def test_fuzz_findings_are_refused(tmp_path, coco_dir):
+    """Inputs the fuzzer found accepted in silence: a 2**63 box, a nested-list annotation id,
+    a NaN KITTI score and a KITTI truncation of 1e12."""
+    for mutate, field in (
+        (lambda d: d["annotations"][0].update(bbox=[2, 2, 2**63, 5]), "bbox"),
+        (lambda d: d["annotations"][0].update(id=[[[1]]]), "id"),
+    ):
+        d = _coco_dict()
+        mutate(d)
+        (coco_dir / "annotations.json").write_text(json.dumps(d))
+        assert_clean_error(invoke("dataset", "stats", coco_dir / "annotations.json"), (2,), (field,))
+    for line, field in ((LABEL.strip() + " nan\n", "score"), (LABEL.replace("0.00", "1e12", 1), "truncated")):
+        root = tmp_path / field
+        root.mkdir()
+        kitti = _kitti(root)
+        (kitti / "label_2" / "000000.txt").write_text(line)
+        assert_clean_error(invoke("dataset", "stats", kitti), (2,), ("000000.txt", field))

@@ -30,7 +30,7 @@ from synthloop.dataset.keypoints import check_sigmas
 from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.geometry.errors import GeometryError
-from synthloop.geometry.masks import rle_area, rle_bbox_xyxy, segmentation_to_rle
+from synthloop.geometry.masks import COORD_REACH, rle_area, rle_bbox_xyxy, segmentation_to_rle
 from synthloop.jsonio import read_json
 from synthloop.userfiles import inside_root
 
@@ -95,7 +95,7 @@ def _is_id(v: Any, *, str_ok: bool = True) -> bool:
 
 def _label(kind: str, i: int, rec: Any) -> str:
     if isinstance(rec, dict) and "id" in rec:
-        return f"{kind}[{i}] (id {rec['id']})"
+        return f"{kind}[{i}] (id {str(rec['id'])[:40]})"
     return f"{kind}[{i}]"
 
 
@@ -224,6 +224,8 @@ def _parse_box3d(b: Any) -> Box3D:
 def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectAnnotation:
     if not isinstance(a, dict):
         raise _Invalid("", "must be an object")
+    if "id" in a and not _is_id(a["id"]):
+        raise _Invalid("id", f"must be an integer or string, got {str(a['id'])[:40]}")
     iscrowd = a.get("iscrowd", 0)
     if iscrowd not in (0, 1, True, False):
         raise _Invalid("iscrowd", f"must be 0 or 1, got {iscrowd!r}")
@@ -243,6 +245,9 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
             raise _Invalid("bbox", f"width and height must be >= 0, got {w}, {h}")
         if x > width or y > height or x + w < 0 or y + h < 0:
             raise _Invalid("bbox", f"lies wholly outside the {width}x{height} image: {bb!r}")
+        reach = COORD_REACH * max(width, height)
+        if not all(-reach <= v <= reach for v in (x, y, x + w, y + h)):
+            raise _Invalid("bbox", f"corners must lie within +-{reach} pixels, got {bb!r}")
         bbox = (x, y, x + w, y + h)
     elif rle is not None:
         bbox = rle_bbox_xyxy(rle)

@@ -91,6 +91,10 @@ def parse_label_line(line: str) -> dict[str, Any]:
             out["score"] = float(parts[15])
         except ValueError:
             raise _LineError("score", f"not a number: {parts[15]!r}") from None
+        if not np.isfinite(out["score"]):
+            raise _LineError("score", f"not a finite number: {parts[15]!r}")
+    if not (0.0 <= out["truncated"] <= 1.0 or out["truncated"] == -1.0):
+        raise _LineError("truncated", f"must be in [0, 1] (or -1), got {parts[1]}")
     if out["occluded"] not in (0, 1, 2, 3):
         raise _LineError("occluded", f"must be 0, 1, 2 or 3, got {parts[2]}")
     if out["x2"] < out["x1"] or out["y2"] < out["y1"]:
