@@ -793,12 +793,17 @@ def test_fuzz_findings_are_refused(tmp_path, coco_dir):
     for mutate, field in (
         (lambda d: d["annotations"][0].update(bbox=[2, 2, 2**63, 5]), "bbox"),
         (lambda d: d["annotations"][0].update(id=[[[1]]]), "id"),
+        (lambda d: d["categories"][0].update(id=2**63), "32-bit"),
     ):
         d = _coco_dict()
         mutate(d)
         (coco_dir / "annotations.json").write_text(json.dumps(d))
         assert_clean_error(invoke("dataset", "stats", coco_dir / "annotations.json"), (2,), (field,))
-    for line, field in ((LABEL.strip() + " nan\n", "score"), (LABEL.replace("0.00", "1e12", 1), "truncated")):
+    for line, field in (
+        (LABEL.strip() + " nan\n", "score"),
+        (LABEL.replace("0.00", "1e12", 1), "truncated"),
+        (LABEL.replace("8.00", "1e12", 1), "x1"),
+    ):
         root = tmp_path / field
         root.mkdir()
         kitti = _kitti(root)

@@ -89,8 +89,9 @@ def _num(d: dict, key: str) -> float:
 
 
 def _is_id(v: Any, *, str_ok: bool = True) -> bool:
-    """An int id (not a bool), or a str id when ``str_ok``."""
-    return (isinstance(v, int) and not isinstance(v, bool)) or (str_ok and isinstance(v, str))
+    """A 64-bit int id (not a bool), or a str id when ``str_ok``."""
+    is_int = isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+    return is_int or (str_ok and isinstance(v, str))
 
 
 def _label(kind: str, i: int, rec: Any) -> str:
@@ -118,8 +119,8 @@ def _parse_category(i: int, c: Any) -> Category:
         raise _Invalid("", "must be an object")
     if "id" not in c:
         raise _Invalid("id", "missing")
-    if not isinstance(c["id"], int) or isinstance(c["id"], bool):
-        raise _Invalid("id", f"must be an integer, got {c['id']!r}")
+    if not isinstance(c["id"], int) or isinstance(c["id"], bool) or not -(2**31) <= c["id"] < 2**31:
+        raise _Invalid("id", f"must be a 32-bit integer, got {str(c['id'])[:40]}")
     if "name" not in c:
         raise _Invalid("name", "missing")
     kps = c.get("keypoints") or []

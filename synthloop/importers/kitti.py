@@ -28,6 +28,7 @@ import numpy as np
 from synthloop.dataset.types import Box3D, CameraModel, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.exporters.kitti import DONT_CARE_ANGLE, LAYOUTS, kitti_corners
+from synthloop.geometry.masks import COORD_REACH
 from synthloop.importers.coco import image_size
 from synthloop.userfiles import read_user_text
 
@@ -223,6 +224,10 @@ def load_kitti(
                     continue
                 if categories is not None and f["type"] not in categories:
                     fail(lbl, f"line {n}.type", f"type {f['type']!r} is not in the given categories")
+                    continue
+                reach = COORD_REACH * max(w, h)
+                if not all(-reach <= f[k] <= reach for k in ("x1", "y1", "x2", "y2")):
+                    fail(lbl, f"line {n}.x1", f"box corners must lie within +-{reach} pixels of the image")
                     continue
                 f["_where"] = (lbl, n)
                 rows.append(f)
