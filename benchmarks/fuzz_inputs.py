@@ -5,9 +5,10 @@ delete or duplicate a key, truncate, flip bytes, nest deeply) and runs the CLI c
 it in a child process (``dataset stats`` for COCO and KITTI, ``recipes show`` for recipes), so a
 segfault or a hang is caught as a crash, never taken down with the fuzzer. A case is:
 
-* ``clean_error``: exit 2 (or 1) with one stderr line and no traceback;
+* ``clean_error``: exit 2 (or 1), one stderr line per problem (all naming the same file first),
+  no traceback;
 * ``accepted``: exit 0 (the mutation left a valid file, e.g. a changed area);
-* ``crash``: a traceback, a signal, another exit code, more than one stderr line, or a timeout.
+* ``crash``: a traceback, a signal, another exit code, stray stderr lines, or a timeout.
 
     python benchmarks/fuzz_inputs.py --cases 2000 --seed 0 --out benchmarks/results/fuzz_inputs.json
 
@@ -255,7 +256,8 @@ def run_case(argv: list[str], timeout: float) -> tuple[str, str]:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     if code == 0:
         return "accepted", ""
-    if code in (1, 2) and len(lines) == 1 and "Traceback" not in err:
+    # one line per problem (validators may list several), each naming the same file first
+    if code in (1, 2) and lines and "Traceback" not in err and len({ln.split(": ")[0] for ln in lines}) == 1:
         return "clean_error", lines[0][:200]
     return "crash", f"exit {code}: {err[-600:]}"
 
