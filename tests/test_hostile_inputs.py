@@ -679,7 +679,7 @@ def test_full_disk_leaves_an_existing_output_unchanged(tmp_path, coco_src, monke
 
 def test_publish_failure_midway_restores_the_old_folder(tmp_path, monkeypatch):
     """``export kitti`` into an existing folder: a move that fails half-way is undone."""
-    from synthloop.exporters import staging
+    from synthloop.dataset import staging
 
     out = tmp_path / "out"
     (out / "labels").mkdir(parents=True)
@@ -749,13 +749,15 @@ def test_failed_worker_reason_shows_in_status(tmp_path, monkeypatch):
 
     job = _fake_done_job(tmp_path)
     crash = [sys.executable, "-c", "import sys; sys.stderr.write('boom: GPU lost\\n'); sys.exit(3)"]
-    monkeypatch.setattr(executors, "worker_command", lambda job, s, threads: crash)
+    monkeypatch.setattr(executors, "worker_command", lambda job, s, threads, **kw: crash)
     r = invoke("farm", "run", job, "-q")
     assert r.exit_code == 1 and "2 shard(s) failed" in r.stderr
     st = json.loads(invoke("farm", "status", job, "--json").stdout)
     assert [s["done"] for s in st] == [1, 1]
     assert all("exit 3" in s["worker_error"] and "boom: GPU lost" in s["worker_error"] for s in st)
-    monkeypatch.setattr(executors, "worker_command", lambda job, s, threads: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(
+        executors, "worker_command", lambda job, s, threads, **kw: [sys.executable, "-c", "pass"]
+    )
     assert invoke("farm", "run", job, "-q").exit_code == 0
     assert [s["worker_error"] for s in json.loads(invoke("farm", "status", job, "--json").stdout)] == [
         None,
