@@ -23,7 +23,7 @@ def read_json(
     except FileNotFoundError:
         raise error(f"{what} not found", path=str(p)) from None
     except IsADirectoryError:
-        raise error(f"{what} is a folder, expected a file", path=str(p)) from None
+        raise error(f"cannot read {what} (a folder, expected a file)", path=str(p)) from None
     except UnicodeDecodeError as e:
         raise error(f"{what} is not UTF-8 text (bad byte at offset {e.start})", path=str(p)) from None
     except OSError as e:
