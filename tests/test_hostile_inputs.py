@@ -496,6 +496,7 @@ def test_recipe_upper_bounds_and_bool_counts(tmp_path):
 
     base = yaml.safe_load(invoke("recipes", "show", "shapes").stdout.split("\n", 1)[1])
     cases = [
+        ("render", {**base.get("render", {}), "quality": ["x"]}, "render.quality"),  # found by the fuzzer
         ("resolution", [100_000, 100_000], "resolution"),
         ("render", {**base.get("render", {}), "samples": True}, "render.samples"),
         ("render", {**base.get("render", {}), "samples": 10**9}, "render.samples"),
