@@ -142,7 +142,7 @@ def fit_cmd(
     from synthloop.fitting.space import DEFAULT_KNOBS
     from synthloop.gap.features import LiteFeatures
 
-    try:
+    with user_errors():
         rec = load_recipe(recipe)
         refuse_held_out(real)
         real_ds, labeled = load_labeled_or_folder(real)
@@ -164,8 +164,6 @@ def fit_cmd(
                 embed=embed, real_name=str(real), on_trial=report,
             )  # fmt: skip
         write_fitted(outcome, out, fitted_header(outcome, recipe, str(real), settings))
-    except SynthloopError as err:
-        raise _fail(err) from None
     for note in outcome.notes:
         typer.echo(f"note: {note}", err=True)
     best = outcome.search.best
