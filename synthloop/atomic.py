@@ -22,8 +22,20 @@ os.umask(_UMASK)
 
 
 def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it onto ``path``."""
+    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it onto ``path``.
+
+    An OSError without a file name (a full disk while writing) is raised again naming ``path``."""
     path = Path(path)
+    try:
+        _write_atomically(path, write)
+    except OSError as e:
+        if e.filename is None:
+            raise type(e)(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+    return path
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
@@ -37,7 +49,6 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], objec
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -83,13 +83,15 @@ def generate(
     recipe: str = typer.Option(
         "tabletop", "--recipe", "-r", help="Bundled recipe name or path to a YAML file."
     ),
-    frames: int = typer.Option(8, "--frames", "-n", min=1, help="Number of frames."),
+    frames: int = typer.Option(8, "--frames", "-n", min=1, max=10_000_000, help="Number of frames."),
     seed: int = typer.Option(
         0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset folder (resumable)."),
     start: int = typer.Option(0, "--start", min=0, help="First frame index."),
-    threads: int = typer.Option(0, "--threads", help="Blender render threads (0 = all cores)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, max=1024, help="Blender render threads (0 = all cores)."
+    ),
     device: str | None = typer.Option(
         None, "--device", help="cpu | cuda | optix | auto (default: the recipe's render.device)."
     ),

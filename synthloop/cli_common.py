@@ -1,4 +1,9 @@
-"""Shared CLI plumbing: one-line user errors with exit code 2."""
+"""Shared CLI plumbing: one-line errors, no tracebacks.
+
+A :class:`SynthloopError` (bad input) exits 2; an OSError (read-only folder, full disk,
+permission denied) exits 1 with one line naming the path and the errno, e.g.
+``/data/out/images: No space left on device [ENOSPC]``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 
 from synthloop.errors import SynthloopError
+from synthloop.userfiles import os_error_text
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -23,11 +29,20 @@ def fail(message: str, code: int = 2) -> None:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :class:`SynthloopError` into one stderr line and exit code 2."""
+    """SynthloopError -> one stderr line, exit 2; OSError -> one line (path, errno), exit 1."""
     try:
         yield
     except SynthloopError as e:
         fail(str(e), code=2)
+    except OSError as e:
+        fail(os_error_line(e), code=1)
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: strerror [ERRNO]`` (both paths for a failed rename or copy)."""
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "(no path)"
+    return f"{where}: {os_error_text(e)}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -22,7 +22,11 @@ def read_json(
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{what} not found", path=str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise error(f"cannot read {what} (a folder, expected a file)", path=str(p)) from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text (bad byte at offset {e.start})", path=str(p)) from None
+    except OSError as e:
         raise error(f"cannot read {what} ({e})", path=str(p)) from None
     try:
         return json.loads(text)
@@ -30,6 +34,8 @@ def read_json(
         raise error(
             f"invalid JSON in {what} ({e.msg} at line {e.lineno} column {e.colno})", path=str(p)
         ) from None
+    except RecursionError:
+        raise error(f"JSON in {what} nested too deeply", path=str(p)) from None
 
 
 def require_schema(d: Any, schema: str, what: str, error: type[SynthloopError], path: str | None) -> None:

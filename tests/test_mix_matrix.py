@@ -113,7 +113,7 @@ def test_validation_errors_name_file_and_field(tmp_path: Path, exp: dict, where:
 def test_yaml_and_missing_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: x.yaml\nreal_fractions: [0, 0.5\n")
-    with pytest.raises(MixExperimentError, match=r"bad.yaml: line \d+: invalid YAML"):
+    with pytest.raises(MixExperimentError, match=r"bad.yaml: line \d+, column \d+: YAML syntax error"):
         load_experiment(bad)
     with pytest.raises(MixExperimentError, match="file not found"):
         load_experiment(tmp_path / "nope.yaml")

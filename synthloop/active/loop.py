@@ -102,6 +102,7 @@ from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset
 from synthloop.importers import load_any
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
 LOOP_SCHEMA = "synthloop.loop/1"
@@ -216,12 +217,7 @@ def load_loop_spec(path: str | Path) -> LoopSpec:
     """Read and validate a loop YAML; relative paths resolve against its folder (a bare recipe name
     that is no file there stays a bundled-recipe name). ActiveError names file and field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ActiveError(f"cannot read loop spec ({e.strerror or e})", path=str(path)) from None
-    except yaml.YAMLError as e:
-        raise ActiveError(f"invalid YAML: {e}", path=str(path)) from None
+    data = load_yaml_file(path, ActiveError)
     if not isinstance(data, dict):
         raise ActiveError("expected a mapping of loop fields", path=str(path))
     try:

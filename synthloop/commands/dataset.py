@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from synthloop.commands.export import SKIP, cli_errors, load_source
+from synthloop.commands.export import SKIP, VERIFY, cli_errors, load_source
 
 app = typer.Typer(help="Inspect and combine datasets.", no_args_is_help=True)
 
@@ -66,6 +66,7 @@ def merge_cmd(
     sources: list[Path] = typer.Argument(..., help="datasets to merge (any supported format)"),
     out: Path = typer.Option(..., "--out", help="new synthloop dataset folder"),
     skip_invalid: bool = SKIP,
+    verify: bool = VERIFY,
 ) -> None:
     """Merge datasets (categories unified by name, frame ids prefixed) into a synthloop folder.
 
@@ -73,7 +74,7 @@ def merge_cmd(
     """
     from synthloop.dataset.merge import merge_datasets, write_dataset_folder
 
-    ds = merge_datasets([load_source(s, skip_invalid) for s in sources])
+    ds = merge_datasets([load_source(s, skip_invalid, verify) for s in sources])
     write_dataset_folder(ds, out)
     print(f"wrote {out} ({len(ds.frames)} frames, {len(ds.categories)} categories)")
 

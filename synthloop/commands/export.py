@@ -18,11 +18,12 @@ from synthloop.errors import SynthloopError
 app = typer.Typer(help="Export a dataset to COCO / KITTI / depth / semantic maps.", no_args_is_help=True)
 
 
-def load_source(src: Path, skip_invalid: bool = False) -> Dataset:
-    """Load SRC with :func:`synthloop.importers.load_any`; report skipped records on stderr."""
+def load_source(src: Path, skip_invalid: bool = False, verify: bool = False) -> Dataset:
+    """Load SRC with :func:`synthloop.importers.load_any` (``verify``: decode every image);
+    report skipped records on stderr."""
     from synthloop.importers import load_any
 
-    ds = load_any(src, skip_invalid=skip_invalid)
+    ds = load_any(src, skip_invalid=skip_invalid, verify_images=verify)
     skipped = ds.info.get("skipped") or []
     if skipped:
         print(f"skipped {len(skipped)} invalid record(s):", file=sys.stderr)
@@ -37,6 +38,9 @@ DST = typer.Argument(..., help="output folder (written to a temp sibling, rename
 SKIP = typer.Option(
     False, "--skip-invalid", help="skip invalid records (listed on stderr) instead of failing"
 )
+VERIFY = typer.Option(
+    True, "--verify/--no-verify", help="decode every image first (finds truncated or garbage files)"
+)
 
 
 @app.command("coco")
@@ -47,6 +51,7 @@ def coco_cmd(
     skip_invalid: bool = SKIP,
     no_copy_images: bool = typer.Option(False, "--no-copy-images", help="reference images where they are"),
     file_name: str = typer.Option("annotations.json", help="name of the JSON inside DST"),
+    verify: bool = VERIFY,
 ) -> None:
     """COCO instances JSON (RLE masks) + images/.
 
@@ -54,7 +59,7 @@ def coco_cmd(
     """
     from synthloop.exporters.coco import write_coco
 
-    ds = load_source(src, skip_invalid)
+    ds = load_source(src, skip_invalid, verify)
     path = write_coco(ds, dst, copy_images=not no_copy_images, file_name=file_name)
     print(f"wrote {path} ({len(ds.frames)} images)")
 
@@ -67,6 +72,7 @@ def kitti_cmd(
     layout: str = typer.Option("kitti", help="kitti (image_2/label_2/calib) or flat (images/labels, TAO)"),
     skip_invalid: bool = SKIP,
     keep_case: bool = typer.Option(False, "--keep-case", help="do not lower-case class names"),
+    verify: bool = VERIFY,
 ) -> None:
     """KITTI object labels (15 fields) + images (+ calib).
 
@@ -74,7 +80,7 @@ def kitti_cmd(
     """
     from synthloop.exporters.kitti import write_kitti
 
-    ds = load_source(src, skip_invalid)
+    ds = load_source(src, skip_invalid, verify)
     out = write_kitti(ds, dst, layout=layout, lowercase=not keep_case)
     print(f"wrote {out} ({len(ds.frames)} frames, layout {layout})")
 

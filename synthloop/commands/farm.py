@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Sharded, resumable render jobs.")
 @app.command()
 def plan(
     recipe: str = typer.Option("tabletop", "--recipe", "-r", help="Bundled recipe name or YAML path."),
-    frames: int = typer.Option(..., "--frames", "-n", min=1, help="Number of frames."),
+    frames: int = typer.Option(..., "--frames", "-n", min=1, max=10_000_000, help="Number of frames."),
     seed: int = typer.Option(
         0, "--seed", "-s", help="Job seed: frame k of (recipe, seed) is always the same."
     ),
@@ -45,7 +45,7 @@ def plan(
 def work(
     job: Path = typer.Argument(..., help="Job folder."),
     shard: int = typer.Option(..., "--shard", "-i", help="Shard index (Slurm/K8s array index)."),
-    threads: int = typer.Option(0, "--threads", help="Blender threads (0 = all cores)."),
+    threads: int = typer.Option(0, "--threads", min=0, max=1024, help="Blender threads (0 = all cores)."),
     device: str | None = typer.Option(
         None, "--device", help="cpu | cuda | optix | auto (default: the plan's device)."
     ),
@@ -71,7 +71,9 @@ def run(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: start a local one)."
     ),
-    threads: int | None = typer.Option(None, "--threads", help="Blender threads per worker."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=1024, help="Blender threads per worker."
+    ),
     gpus: int = typer.Option(
         0, "--gpus", min=0, help="One local worker per GPU (CUDA_VISIBLE_DEVICES each)."
     ),
@@ -120,7 +122,7 @@ def status(
         typer.echo(json.dumps([s.__dict__ for s in st]))
         return
     t = Table(title=f"{job}  ({plan_.recipe_name}, seed {plan_.seed}, {plan_.frames} frames)")
-    for c in ("shard", "done", "planned", "failed", "s/frame"):
+    for c in ("shard", "done", "planned", "failed", "s/frame", "worker error"):
         t.add_column(c, justify="right")
     for s in st:
         t.add_row(
@@ -129,9 +131,13 @@ def status(
             str(s.planned),
             ",".join(map(str, s.failed)) or "-",
             f"{s.seconds_per_frame:.2f}" if s.seconds_per_frame else "-",
+            " ".join((s.worker_error or "-").split())[-80:],
         )
     done = sum(s.done for s in st)
-    t.caption = f"{done}/{plan_.frames} frames complete"
+    errors = sum(s.worker_error is not None for s in st)
+    t.caption = f"{done}/{plan_.frames} frames complete" + (
+        f"; {errors} shard(s) whose worker failed" if errors else ""
+    )
     Console().print(t)
 
 
@@ -150,19 +156,7 @@ def merge(
     from synthloop.farm.merge import merge_job
 
     with user_errors():
-        merged = merge_job(job, out, allow_partial=allow_partial)
-        if coco or kitti:
-            from synthloop.dataset.folder import load_dataset
-
-            ds = load_dataset(merged)
-            if coco:
-                from synthloop.exporters.coco import write_coco
-
-                write_coco(ds, merged / "coco", copy_images=False)
-            if kitti:
-                from synthloop.exporters.kitti import write_kitti
-
-                write_kitti(ds, merged / "kitti")
+        merge_job(job, out, allow_partial=allow_partial, coco=coco, kitti=kitti)
     typer.echo(f"merged -> {out}")
 
 
@@ -171,7 +165,7 @@ def jobfiles(
     job: Path = typer.Argument(..., help="Job folder (from `farm plan`)."),
     slurm: Path | None = typer.Option(None, "--slurm", help="Write an sbatch --array script here."),
     k8s: Path | None = typer.Option(None, "--k8s", help="Write a Kubernetes Indexed Job YAML here."),
-    threads: int = typer.Option(4, "--threads", help="Blender threads per task."),
+    threads: int = typer.Option(4, "--threads", min=1, max=1024, help="Blender threads per task."),
     image: str = typer.Option("synthloop:latest", "--image", help="Container image (Kubernetes)."),
     pvc: str = typer.Option(
         "synthloop-data", "--pvc", help="PersistentVolumeClaim holding the job (Kubernetes)."

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from synthloop.cli_common import user_errors
 from synthloop.errors import SynthloopError
 from synthloop.importers.images import load_labeled_or_folder
 from synthloop.progress import JobProgress
@@ -22,11 +23,6 @@ from synthloop.scenes.sampler import sample_scene
 app = typer.Typer(
     help="Scene recipes: list the bundled ones, show or validate YAML files.", no_args_is_help=True
 )
-
-
-def _fail(err: SynthloopError) -> typer.Exit:
-    typer.echo(str(err), err=True)
-    return typer.Exit(code=2)
 
 
 def parse_seed_frame(text: str) -> tuple[int, int]:
@@ -57,7 +53,7 @@ def show_cmd(
 
     Example: synthloop recipes show tabletop --sample 0:3
     """
-    try:
+    with user_errors():
         rec = load_recipe(recipe)
         if sample is None:
             typer.echo(f"# recipe_hash: {recipe_hash(rec)}")
@@ -66,8 +62,6 @@ def show_cmd(
         seed, frame = parse_seed_frame(sample)
         spec = sample_scene(rec, seed, frame)
         typer.echo(json.dumps(spec.to_json_dict(), indent=1))
-    except SynthloopError as err:
-        raise _fail(err) from None
 
 
 @app.command("validate")
@@ -148,7 +142,7 @@ def fit_cmd(
     from synthloop.fitting.space import DEFAULT_KNOBS
     from synthloop.gap.features import LiteFeatures
 
-    try:
+    with user_errors():
         rec = load_recipe(recipe)
         refuse_held_out(real)
         real_ds, labeled = load_labeled_or_folder(real)
@@ -170,8 +164,6 @@ def fit_cmd(
                 embed=embed, real_name=str(real), on_trial=report,
             )  # fmt: skip
         write_fitted(outcome, out, fitted_header(outcome, recipe, str(real), settings))
-    except SynthloopError as err:
-        raise _fail(err) from None
     for note in outcome.notes:
         typer.echo(f"note: {note}", err=True)
     best = outcome.search.best

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from synthloop.cli_common import fail, os_error_line
 from synthloop.errors import SynthloopError
 
 
@@ -49,6 +50,8 @@ def train_cmd(
         for line in str(e).splitlines():
             sys.stderr.write(f"error: {' '.join(line.split())}\n")
         raise typer.Exit(2) from None
+    except OSError as e:  # read-only run folder, full disk: one line, exit 1
+        fail(os_error_line(e), code=1)
     if not quiet:
         typer.echo(f"last checkpoint: {last}")
 

@@ -31,6 +31,8 @@ from PIL import Image
 from synthloop.atomic import atomic_save_image, atomic_write_json, atomic_write_with
 from synthloop.dataset.types import Box3D, CameraModel, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
+from synthloop.jsonio import read_json
+from synthloop.userfiles import inside_root
 
 DATASET_SCHEMA = "synthloop.dataset/1"
 FRAME_SCHEMA = "synthloop.frame/1"
@@ -139,19 +141,37 @@ def object_from_record(rec: dict[str, Any]) -> ObjectAnnotation:
     )
 
 
+RECORD_FILES = ("image", "instance_map", "depth")  # record keys that name files of the frame
+
+
+def record_file(root: Path, rec: dict[str, Any], key: str) -> Path | None:
+    """The file ``rec[key]`` names, resolved; None when unset. A path that is not a str or leaves
+    ``root`` (absolute, ``..``, a symlink out) raises ValueError."""
+    rel = rec.get(key)
+    if not rel:
+        return None
+    path = inside_root(root, rel) if isinstance(rel, str) and ".." not in Path(rel).parts else None
+    if path is None:
+        raise ValueError(f"{key} must be a path inside the dataset folder, got {rel!r}")
+    return path
+
+
 def frame_from_record(rec: dict[str, Any], root: Path) -> Frame:
     cam = rec.get("camera")
+    image = record_file(root, rec, "image")
+    if image is None:
+        raise KeyError("image")
     return Frame(
         frame_id=str(rec["frame_id"]),
-        image_path=(root / rec["image"]).resolve(),
+        image_path=image,
         width=int(rec["width"]),
         height=int(rec["height"]),
         objects=[object_from_record(o) for o in rec.get("objects", [])],
         source=str(rec.get("source", "synthetic")),
         scene_params=dict(rec.get("scene_params", {})),
         camera=CameraModel(K=cam["K"], world_to_cam=cam["world_to_cam"]) if cam else None,
-        instance_map_path=(root / rec["instance_map"]).resolve() if rec.get("instance_map") else None,
-        depth_path=(root / rec["depth"]).resolve() if rec.get("depth") else None,
+        instance_map_path=record_file(root, rec, "instance_map"),
+        depth_path=record_file(root, rec, "depth"),
         extra={k: rec[k] for k in ("frame_index", "seed", "recipe_hash", "recipe_name") if k in rec},
     )
 
@@ -172,7 +192,7 @@ class DatasetWriter:
         manifest = self.root / MANIFEST
         cats = [category_to_dict(c) for c in self.categories]
         if manifest.exists():
-            existing = json.loads(manifest.read_text())
+            existing = read_manifest(self.root)
             if existing.get("categories") != cats:
                 raise DatasetError(
                     "categories differ from the existing dataset's; use a new output folder",
@@ -186,11 +206,13 @@ class DatasetWriter:
         return self.root / "records" / f"{stem}.json"
 
     def is_complete(self, stem: str) -> bool:
-        return self.record_path(stem).exists()
+        return read_complete_record(self.root, self.record_path(stem)) is not None
 
     def completed_stems(self) -> set[str]:
         d = self.root / "records"
-        return {p.stem for p in d.glob("*.json")} if d.exists() else set()
+        if not d.exists():
+            return set()
+        return {p.stem for p in d.glob("*.json") if read_complete_record(self.root, p) is not None}
 
     def write_frame(
         self,
@@ -230,25 +252,42 @@ class DatasetWriter:
 
 
 # ---------------------------------------------------------------- reader
+def read_complete_record(root: Path, path: Path) -> dict[str, Any] | None:
+    """The record at ``path`` when the frame is complete: the record parses into a dict and every
+    file it names exists inside ``root``. None for a missing, truncated or corrupt record, or one
+    whose image was deleted (such a frame is rendered again)."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(rec, dict) or not rec.get("image"):
+        return None
+    try:
+        files = [record_file(root, rec, key) for key in RECORD_FILES]
+    except ValueError:
+        return None
+    return rec if all(f is None or f.is_file() for f in files) else None
+
+
 def read_manifest(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     path = root / MANIFEST
     if not path.exists():
         raise DatasetError("not a synthloop dataset folder (no dataset.json)", path=str(root))
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"invalid JSON ({e.msg} at line {e.lineno})", path=str(path)) from None
+    data = read_json(path, DatasetError)
+    if not isinstance(data, dict):
+        raise DatasetError("must be a JSON object", path=str(path))
+    return data
 
 
 def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """All complete frame records, sorted by stem."""
+    """All frame records, sorted by stem; a bad one raises DatasetError naming it."""
     out = []
     for p in sorted((Path(root) / "records").glob("*.json")):
-        try:
-            out.append((p, json.loads(p.read_text())))
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"invalid JSON ({e.msg} at line {e.lineno})", path=str(p)) from None
+        rec = read_json(p, DatasetError, "frame record")
+        if not isinstance(rec, dict):
+            raise DatasetError("a frame record must be a JSON object", path=str(p))
+        out.append((p, rec))
     return out
 
 

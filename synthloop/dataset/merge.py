@@ -125,6 +125,9 @@ def write_dataset_folder(ds: Dataset, out: str | Path) -> Path:
     stem, as :class:`DatasetWriter` writes it.
     """
     out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Writing into it would keep its old frames next to the new ones.
+        raise DatasetError("output folder exists and is not empty; choose a new one", path=str(out))
     stems = frame_stems(ds)
     for attr in ("image_path", "instance_map_path", "depth_path"):
         require_files(ds.frames, attr)

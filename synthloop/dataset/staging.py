@@ -6,7 +6,9 @@ only when the body finished:
 * ``out`` does not exist: the temp folder is renamed onto ``out`` (one atomic rename).
 * ``out`` exists: its ``markers`` (e.g. ``annotations.json``) are deleted first, every staged file
   is moved into place with ``os.replace`` (atomic per file), and the markers are moved last, so a
-  reader that trusts the marker never sees a marker that points at missing files.
+  reader that trusts the marker never sees a marker that points at missing files. Each file it
+  replaces is first moved aside; if a move fails, every move is undone, so ``out`` is left as it
+  was (old markers included).
 
 On any exception the temp folder is removed and ``out`` is left as it was.
 """
@@ -47,17 +49,34 @@ def _publish(tmp: Path, out: Path, markers: Sequence[str]) -> None:
         os.replace(tmp, out)
         return
     if not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a folder")
-    for m in markers:
-        (out / m).unlink(missing_ok=True)
+        raise NotADirectoryError(20, "exists and is not a folder", str(out))
+    aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{out.name}-", dir=out.parent))
+    moves: list[tuple[Path, Path]] = []  # (from, to), to undo in reverse
     marker_set = {Path(m) for m in markers}
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     files.sort(key=lambda p: p.relative_to(tmp) in marker_set)  # markers last (stable sort)
-    for src in files:
-        dst = out / src.relative_to(tmp)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+    try:
+        for m in markers:  # markers go first, so no reader trusts a marker during the moves
+            if (out / m).exists():
+                _move(out / m, aside / m, moves)
+        for src in files:
+            rel = src.relative_to(tmp)
+            if (out / rel).exists() and rel not in marker_set:
+                _move(out / rel, aside / rel, moves)
+            _move(src, out / rel, moves)
+    except BaseException:
+        for a, b in reversed(moves):
+            os.replace(b, a)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move(src: Path, dst: Path, moves: list[tuple[Path, Path]]) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    moves.append((src, dst))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

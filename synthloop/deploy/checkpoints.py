@@ -33,6 +33,7 @@ from synthloop.deploy.errors import DeployError
 from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifier_key
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.training.safe_load import UnreadableWeights, load_weights_only
 
 Family = Literal["detectnet_v2", "mask_rcnn"]
 FAMILIES: tuple[str, ...] = ("detectnet_v2", "mask_rcnn")
@@ -461,14 +462,9 @@ def read_checkpoint(path: str | os.PathLike, where: str = "model") -> dict[str, 
     if not p.is_file():
         raise DeployError("checkpoint not found", path=str(p), where=where)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        first = (str(e).splitlines() or [""])[0][:160]
-        raise DeployError(
-            f"cannot read checkpoint, corrupt or truncated ({type(e).__name__}: {first})",
-            path=str(p),
-            where=where,
-        ) from None
+        obj = load_weights_only(p)
+    except UnreadableWeights as e:
+        raise DeployError(f"cannot read checkpoint: {e}", path=str(p), where=where) from None
     if not isinstance(obj, dict):
         raise DeployError(f"not a checkpoint dict (got {type(obj).__name__})", path=str(p), where=where)
     return obj

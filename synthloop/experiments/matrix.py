@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloop.atomic import canonical_json
 from synthloop.errors import SynthloopError
 from synthloop.experiments import training_api
+from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
 Schedule = Literal["blend", "pretrain_finetune"]
@@ -144,16 +144,7 @@ def parse_experiment(
 def load_experiment(path: str | Path) -> LoadedExperiment:
     """Read and validate a MixExperiment YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise MixExperimentError("file not found", path=str(path)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        raise MixExperimentError(
-            f"invalid YAML ({getattr(e, 'problem', None) or e})", path=str(path), where=where
-        ) from None
+    data = load_yaml_file(path, MixExperimentError)
     return parse_experiment(data, path)
 
 

@@ -30,9 +30,11 @@ from synthloop.atomic import atomic_save_image, atomic_write_bytes, atomic_write
 from synthloop.dataset.folder import load_depth, load_instance_map
 from synthloop.dataset.staging import frame_stems, staged_dir
 from synthloop.dataset.types import Dataset, Frame
+from synthloop.errors import DatasetError
 from synthloop.geometry.masks import rle_to_mask
 
 MAX_MM = 65535
+MAX_SEMANTIC_ID = 65535  # uint16 class-id PNGs
 
 
 def depth_to_mm(depth: np.ndarray) -> np.ndarray:
@@ -93,8 +95,19 @@ def write_depth_pngs(ds: Dataset, out_dir: str | Path) -> list[Path]:
 
 
 def write_semantic_pngs(ds: Dataset, out_dir: str | Path) -> list[Path]:
-    """Write class-id PNGs, colour PNGs and the colormap files; returns the class-id PNG paths."""
+    """Write class-id PNGs, colour PNGs and the colormap files; returns the class-id PNG paths.
+
+    Category ids must lie in 1..65535 (0 is background; the PNGs are uint8, or uint16 above 255).
+    """
     out_dir = Path(out_dir).absolute()
+    for c in ds.categories:
+        if not 1 <= c.id <= MAX_SEMANTIC_ID:
+            raise DatasetError(
+                f"category {c.name!r} has id {c.id}; semantic maps need ids in 1..{MAX_SEMANTIC_ID} "
+                "(0 is background)",
+                path=str(ds.root or ds.name),
+                where="categories",
+            )
     max_id = max((c.id for c in ds.categories), default=0)
     pal = palette(max_id + 1)
     names = {0: "background", **{c.id: c.name for c in ds.categories}}

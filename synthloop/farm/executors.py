@@ -9,13 +9,24 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import shlex
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthloop.farm.plan import PLAN_FILE, RECIPE_FILE, FarmError, load_plan, shard_dir
+from synthloop.atomic import atomic_write_json
+from synthloop.farm.plan import (
+    PLAN_FILE,
+    RECIPE_FILE,
+    WORKER_ERROR_FILE,
+    FarmError,
+    Shard,
+    load_plan,
+    shard_dir,
+)
 from synthloop.generators.devices import check_device
 from synthloop.progress import JobProgress
 
@@ -25,6 +36,15 @@ class RunSummary:
     shards_ok: list[int] = field(default_factory=list)
     shards_failed: dict[int, str] = field(default_factory=dict)
     frames_failed: int = 0
+
+
+def record_worker_error(job: Path, shard: Shard, error: str | None) -> None:
+    """Keep why a shard's worker failed in its folder (``farm status`` shows it); None clears it."""
+    path = shard_dir(job, shard) / WORKER_ERROR_FILE
+    if error is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_json(path, {"error": error})
 
 
 def worker_command(
@@ -120,6 +140,7 @@ def run_local(
     running: dict[int, subprocess.Popen] = {}
     stderr_tail: dict[int, list[str]] = {}
     slots: dict[int, int] = {}  # running shard -> worker slot (its GPU with --gpus)
+    readers: dict[int, threading.Thread] = {}
     q: queue.Queue = queue.Queue()
     with JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog:
         while pending or running:
@@ -139,9 +160,10 @@ def run_local(
                 running[s] = proc
                 stderr_tail[s] = []
                 threading.Thread(target=_pump, args=(proc, s, q), daemon=True).start()
-                threading.Thread(
+                readers[s] = threading.Thread(
                     target=lambda p=proc, s=s: stderr_tail[s].extend(p.stderr.readlines()[-20:]), daemon=True
-                ).start()
+                )
+                readers[s].start()
             shard, line = q.get()
             if line is not None:
                 try:
@@ -156,13 +178,16 @@ def run_local(
             proc = running.pop(shard)
             slots.pop(shard, None)
             rc = proc.wait()
+            readers[shard].join(timeout=10)  # the stderr tail is complete before it is reported
             if rc == 0:
+                record_worker_error(job, plan.shard(shard), None)
                 summary.shards_ok.append(shard)
             elif attempts[shard] <= retries:
                 prog.log("worker_died", shard=shard, rc=rc, retry=True)
                 pending.append(shard)
             else:
                 summary.shards_failed[shard] = f"exit {rc}: " + "".join(stderr_tail.get(shard, []))[-800:]
+                record_worker_error(job, plan.shard(shard), summary.shards_failed[shard])
                 prog.log("worker_failed", shard=shard, rc=rc)
     return summary
 
@@ -217,11 +242,13 @@ def run_ray(
                 shard = refs[ref]
                 try:
                     out = ray.get(ref)
+                    record_worker_error(job, plan.shard(shard), None)
                     summary.shards_ok.append(shard)
                     summary.frames_failed += len(out["failed"])
                     prog.advance(shard=shard, rendered=out["rendered"])
                 except Exception as e:  # noqa: BLE001 - a Ray task re-raises whatever the shard raised
                     summary.shards_failed[shard] = f"{type(e).__name__}: {e}"[:800]
+                    record_worker_error(job, plan.shard(shard), summary.shards_failed[shard])
                     prog.advance(shard=shard, failed=True)
     finally:
         if started_here:
@@ -245,29 +272,39 @@ def slurm_script(
     job = Path(job).resolve()
     plan = load_plan(job)
     n = len(plan.shards)
-    lines = [
-        "#!/usr/bin/env bash",
-        f"#SBATCH --job-name=synthloop-{job.name}",
-        f"#SBATCH --array=0-{n - 1}",
-        f"#SBATCH --cpus-per-task={threads}",
-        f"#SBATCH --mem={mem}",
-        f"#SBATCH --time={time_limit}",
-        f"#SBATCH --output={job}/logs/slurm-%A_%a.out",
-        "#SBATCH --requeue",
-    ]
+    directives = {
+        "job-name": f"synthloop-{job.name}",
+        "array": f"0-{n - 1}",
+        "cpus-per-task": str(int(threads)),
+        "mem": mem,
+        "time": time_limit,
+        "output": f"{job}/logs/slurm-%A_%a.out",
+    }
     if plan.device != "cpu":
-        lines.append("#SBATCH --gres=gpu:1")
+        directives["gres"] = "gpu:1"
     if partition:
-        lines.append(f"#SBATCH --partition={partition}")
+        directives["partition"] = partition
+    lines = ["#!/usr/bin/env bash"]
+    lines += [f"#SBATCH --{k}={_directive_value(k, v)}" for k, v in directives.items()]
+    lines.append("#SBATCH --requeue")
+    q = shlex.quote
     lines += [
         "set -euo pipefail",
-        f'mkdir -p "{job}/logs"',
+        f"mkdir -p {q(str(job / 'logs'))}",
         "# Re-running a task (requeue, preemption) skips frames already complete.",
-        f'exec {python} -m synthloop.cli farm work "{job}" --shard "$SLURM_ARRAY_TASK_ID" '
-        f"--threads {threads} --quiet",
+        f'exec {q(python)} -m synthloop.cli farm work {q(str(job))} --shard "$SLURM_ARRAY_TASK_ID" '
+        f"--threads {int(threads)} --quiet",
         "",
     ]
     return "\n".join(lines)
+
+
+def _directive_value(key: str, value: str) -> str:
+    """An ``#SBATCH`` value: the shell never runs these lines, but a line break in a value would
+    start a new line of the script (a command) or a new directive."""
+    if any(c in value for c in "\n\r\0") or not value:
+        raise FarmError(f"unsafe value for #SBATCH --{key}: {value!r}", where=key)
+    return value
 
 
 def k8s_indexed_job(
@@ -298,10 +335,11 @@ def k8s_indexed_job(
     limits: dict[str, str] = {"memory": memory}
     if plan.device != "cpu":
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = "1"
+    name = re.sub(r"[^a-z0-9-]+", "-", f"synthloop-{job.name}".lower())[:63].strip("-")
     manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": f"synthloop-{job.name}".lower().replace("_", "-")[:63]},
+        "metadata": {"name": name},
         "spec": {
             "completionMode": "Indexed",
             "completions": n,
@@ -316,8 +354,8 @@ def k8s_indexed_job(
                             "image": image,
                             "command": ["sh", "-c"],
                             "args": [
-                                f'exec synthloop farm work "{job_in_pod}" --shard "$JOB_COMPLETION_INDEX" '
-                                f"--threads {threads} --quiet"
+                                f"exec synthloop farm work {shlex.quote(job_in_pod)} "
+                                f'--shard "$JOB_COMPLETION_INDEX" --threads {int(threads)} --quiet'
                             ],
                             "resources": {"requests": requests, "limits": limits},
                             "volumeMounts": [{"name": "data", "mountPath": mount_path}],

@@ -20,11 +20,13 @@ from synthloop.errors import SynthloopError
 from synthloop.generators.devices import check_device
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
 from synthloop.scenes.render_config import RenderDevice
+from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
 JOB_SCHEMA = "synthloop.job/1"
 PLAN_FILE = "job.yaml"
 RECIPE_FILE = "recipe.yaml"
+WORKER_ERROR_FILE = "worker_error.json"  # in a shard folder: why its last worker process failed
 
 
 class FarmError(SynthloopError):
@@ -129,11 +131,9 @@ def load_plan(job: str | Path) -> JobPlan:
         raise FarmError(
             "not a job folder (no job.yaml); create one with `synthloop farm plan`", path=str(job)
         )
+    data = load_yaml_file(path, FarmError)
     try:
-        data = yaml.safe_load(path.read_text())
         return JobPlan.model_validate(data)
-    except yaml.YAMLError as e:
-        raise FarmError(f"invalid YAML: {e}", path=str(path)) from None
     except ValidationError as e:
         raise invalid(FarmError, e, str(path)) from None
 

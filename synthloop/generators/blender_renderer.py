@@ -18,14 +18,13 @@ on its stdin and exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from synthloop.generators.blender_worker import ProtocolEOF, encode_message, rea
 from synthloop.generators.devices import DeviceError, check_device
 from synthloop.generators.exr import read_id_depth_exr
 from synthloop.generators.renderer import RenderedFrame
+from synthloop.generators.worker_process import die_with_parent, make_workdir, remove_orphan_workdirs
 from synthloop.scenes.spec import SceneSpec
 
 LOG_TAIL_CHARS = 4000
@@ -105,7 +105,8 @@ class BlenderRenderer:
         self._log: Any = None
         self._frames_on_worker = 0
         self._rss_first: int | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix="synthloop-blender-"))
+        remove_orphan_workdirs()
+        self._tmp = make_workdir()
         self._workdir = self._tmp / "frame"
         self._log_path = self._tmp / "worker.log"
 
@@ -129,6 +130,7 @@ class BlenderRenderer:
             stderr=self._log,
             env=env,
             close_fds=True,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
         self._frames_on_worker = 0
         self._rss_first = None

@@ -13,6 +13,7 @@ goes on (the frame is reported, never silently dropped; a later run retries it).
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -22,15 +23,17 @@ from typing import Any
 
 from synthloop import __version__
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
-from synthloop.dataset.folder import DatasetWriter, frame_stem, object_to_record
+from synthloop.dataset.folder import MANIFEST, DatasetWriter, frame_stem, object_to_record, read_manifest
 from synthloop.dataset.types import Category
-from synthloop.errors import RenderError
+from synthloop.errors import DatasetError, RenderError, SynthloopError
 from synthloop.generators.renderer import RenderedFrame, Renderer
 from synthloop.geometry.annotate import FrameAnnotation, annotate_frame
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_yaml
 from synthloop.scenes.sampler import category_specs, sample_scene
 from synthloop.scenes.spec import SceneSpec
+
+MAX_FRAMES = 10_000_000  # frames per generate call (a frame list of this size is ~80 MB)
 
 RendererFactory = Callable[[], Renderer]
 FrameClaim = Callable[[int], AbstractContextManager[Any] | None]
@@ -142,19 +145,26 @@ def generate_frames(
     out = Path(out)
     indices = list(frame_indices)
     rhash = recipe_hash(recipe)
-    writer = DatasetWriter(
-        out,
-        categories_of(recipe),
-        info={
-            "recipe_name": recipe.name,
-            "recipe_hash": rhash,
-            "seed": seed,
-            "generator": f"synthloop {__version__}",
-        },
-    )
-    recipe_file = out / "recipe.yaml"
-    if not recipe_file.exists():
-        atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    check_job_identity(out, rhash, seed)
+    created = not out.exists()
+    try:
+        writer = DatasetWriter(
+            out,
+            categories_of(recipe),
+            info={
+                "recipe_name": recipe.name,
+                "recipe_hash": rhash,
+                "seed": seed,
+                "generator": f"synthloop {__version__}",
+            },
+        )
+        recipe_file = out / "recipe.yaml"
+        if not recipe_file.exists():
+            atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    except BaseException:  # a full disk or read-only folder: leave no empty dataset behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     remove_stale_temps(out)
     done = writer.completed_stems()
     result = GenerateResult(out=out)
@@ -256,6 +266,23 @@ def _render_and_write(
     return renderer
 
 
+def check_job_identity(out: Path, rhash: str, seed: int) -> None:
+    """Refuse to add frames to a folder written for another recipe (hash: it covers resolution
+    and render settings) or seed: mixing two jobs in one folder gives a dataset of neither."""
+    if not (out / MANIFEST).exists():
+        return
+    info = read_manifest(out).get("info") or {}
+    for key, want in (("recipe_hash", rhash), ("seed", seed)):
+        have = info.get(key)
+        if have is not None and have != want:
+            raise DatasetError(
+                f"the folder holds frames of {key} {str(have)[:12]}, not {str(want)[:12]}; "
+                "use a new output folder",
+                path=str(out / MANIFEST),
+                where=f"info.{key}",
+            )
+
+
 def generate_dataset(
     recipe: Recipe,
     seed: int,
@@ -266,7 +293,10 @@ def generate_dataset(
     renderer_factory: RendererFactory | None = None,
     quiet: bool = False,
 ) -> GenerateResult:
-    """Render frames ``start .. start+frames-1``; marks the folder complete when nothing failed."""
+    """Render frames ``start .. start+frames-1``; marks the folder complete when nothing failed.
+    At most :data:`MAX_FRAMES` frames per call."""
+    if not 1 <= frames <= MAX_FRAMES or start < 0:
+        raise SynthloopError(f"frames must be in 1..{MAX_FRAMES} and start >= 0", where="--frames")
     result = generate_frames(
         recipe, seed, range(start, start + frames), out, renderer_factory=renderer_factory, quiet=quiet
     )

@@ -8,6 +8,7 @@ columns run 3..7 has x1 = 3, x2 = 8. COCO ``(x, y, w, h)`` is only used at the C
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from synthloop.geometry.errors import GeometryError
+
+# Imported coordinates (polygon vertices, box corners) may lie at most this many image sizes from
+# the origin: further out they are an error, and pycocotools would rasterise a 1e12-pixel outline.
+COORD_REACH = 4
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -32,6 +37,8 @@ def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise GeometryError("RLE must be a dict with 'size' and 'counts'", where="mask")
     try:
+        if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in rle["size"]):
+            raise TypeError("not integers")
         h, w = (int(v) for v in rle["size"])
     except (TypeError, ValueError) as exc:
         raise GeometryError(
@@ -40,12 +47,14 @@ def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
     if h < 0 or w < 0:
         raise GeometryError(f"RLE size must be non-negative, got {[h, w]}", where="mask.size")
     counts = rle["counts"]
-    if isinstance(counts, str):
-        return {"size": [h, w], "counts": counts.encode("ascii")}
-    if isinstance(counts, bytes):
-        return {"size": [h, w], "counts": counts}
+    if isinstance(counts, str | bytes):
+        try:  # pycocotools does not check the string: a bad one decodes garbage memory
+            rle_string_counts(counts, h, w)
+            return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise GeometryError(f"invalid compressed RLE: {exc}", where="mask.counts") from None
     if isinstance(counts, (list, tuple)):
-        if not all(isinstance(c, int) for c in counts):
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
             raise GeometryError("uncompressed RLE counts must be integers", where="mask.counts")
         runs = [int(c) for c in counts]
         if any(c < 0 for c in runs) or sum(runs) != h * w:
@@ -104,12 +113,21 @@ def segmentation_to_rle(seg: Any, height: int, width: int) -> dict[str, Any] | N
     if seg is None or (isinstance(seg, list) and len(seg) == 0):
         return None
     if isinstance(seg, list):
+        # pycocotools rasterises the outline: a NaN or a 1e12 coordinate crashes it or allocates
+        # tens of GB. Coordinates must be finite and within COORD_REACH image sizes.
+        reach = COORD_REACH * max(int(height), int(width))
         for part in seg:
-            if not isinstance(part, list) or not all(isinstance(v, int | float) for v in part):
+            if not isinstance(part, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in part
+            ):
                 raise GeometryError("polygon must be a list of numbers", where="segmentation")
             if len(part) % 2:
                 raise GeometryError(
                     f"polygon has an odd number of coordinates ({len(part)})", where="segmentation"
+                )
+            if not all(math.isfinite(v) and -reach <= v <= reach for v in part):
+                raise GeometryError(
+                    f"polygon coordinates must be finite and within +-{reach} pixels", where="segmentation"
                 )
         polys = [part for part in seg if len(part) >= 6]
         return polygons_to_rle(polys, height, width) if polys else None
@@ -195,3 +213,34 @@ def box_iou(a: Any, b: Any) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
     return iou
+
+
+def rle_string_counts(counts: str | bytes, height: int, width: int) -> list[int]:
+    """Decode a compressed-RLE ``counts`` string (pycocotools' LEB128-like 6-bit code) and check
+    it: characters in ``'0'..'o'``, no cut-off run, every run >= 0, runs summing to
+    ``height * width``. Raises ValueError otherwise (pycocotools would read garbage memory)."""
+    s = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    p, n = 0, len(s)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("compressed RLE string is cut off")
+            c = s[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"compressed RLE has an invalid character at {p}")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            raise ValueError(f"compressed RLE run {len(runs)} is negative ({x})")
+        runs.append(x)
+    if sum(runs) != height * width:
+        raise ValueError(f"compressed RLE runs sum to {sum(runs)}, not height*width = {height * width}")
+    return runs

@@ -23,7 +23,7 @@ from synthloop.importers.blenderproc import (
     load_blenderproc_coco,
     load_blenderproc_hdf5,
 )
-from synthloop.importers.coco import load_coco
+from synthloop.importers.coco import image_size, load_coco
 from synthloop.importers.kitti import find_kitti_root, load_kitti
 
 __all__ = [
@@ -63,6 +63,24 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def verify_frame_images(ds: Dataset) -> None:
+    """Decode every frame's image fully; a missing, truncated or garbage file, or one whose size
+    differs from the frame's, raises DatasetError naming it."""
+    for f in ds.frames:
+        try:
+            size = image_size(Path(f.image_path), full=True)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise DatasetError(
+                f"unreadable or truncated image ({e})", path=str(f.image_path), where=f"frame {f.frame_id}"
+            ) from None
+        if size != (f.width, f.height):
+            raise DatasetError(
+                f"image is {size[0]}x{size[1]} but the record says {f.width}x{f.height}",
+                path=str(f.image_path),
+                where=f"frame {f.frame_id}",
+            )
+
+
 def _coco_json_in(folder: Path) -> Path | None:
     cands = [folder / "annotations.json"] if (folder / "annotations.json").is_file() else []
     cands = cands or sorted(folder.glob("instances*.json"))
@@ -81,7 +99,10 @@ def load_any(
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "synthloop":
-        return load_dataset(p)
+        ds = load_dataset(p)
+        if verify_images:
+            verify_frame_images(ds)
+        return ds
     if fmt == "coco":
         json_path = p if p.is_file() else _coco_json_in(p)
         return load_coco(json_path, skip_invalid=skip_invalid, verify_images=verify_images)  # type: ignore[arg-type]

@@ -25,12 +25,16 @@ from typing import Any
 
 from PIL import Image
 
+from synthloop.dataset.folder import is_synthloop_dataset
 from synthloop.dataset.keypoints import check_sigmas
 from synthloop.dataset.types import Box3D, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.geometry.errors import GeometryError
-from synthloop.geometry.masks import rle_area, rle_bbox_xyxy, segmentation_to_rle
+from synthloop.geometry.masks import COORD_REACH, rle_area, rle_bbox_xyxy, segmentation_to_rle
 from synthloop.jsonio import read_json
+from synthloop.userfiles import inside_root
+
+MAX_IMAGE_SIDE = 65_536  # pixels; larger images are refused (pycocotools, PIL and memory limits)
 
 _KNOWN_ANN_KEYS = {
     "id",
@@ -84,21 +88,30 @@ def _num(d: dict, key: str) -> float:
     return float(v)
 
 
+def _is_id(v: Any, *, str_ok: bool = True) -> bool:
+    """A 64-bit int id (not a bool), or a str id when ``str_ok``."""
+    is_int = isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+    return is_int or (str_ok and isinstance(v, str))
+
+
 def _label(kind: str, i: int, rec: Any) -> str:
     if isinstance(rec, dict) and "id" in rec:
-        return f"{kind}[{i}] (id {rec['id']})"
+        return f"{kind}[{i}] (id {str(rec['id'])[:40]})"
     return f"{kind}[{i}]"
 
 
 def image_size(path: Path, *, full: bool = False) -> tuple[int, int]:
     """(width, height) from the image header; ``full`` decodes all pixels (finds truncated files).
 
-    Raises OSError/ValueError for a missing or unreadable file.
+    Raises OSError/ValueError for a missing, unreadable or decompression-bomb file.
     """
-    with Image.open(path) as im:
-        if full:
-            im.load()
-        return int(im.width), int(im.height)
+    try:
+        with Image.open(path) as im:
+            if full:
+                im.load()
+            return int(im.width), int(im.height)
+    except Image.DecompressionBombError as e:
+        raise ValueError(str(e)) from None
 
 
 def _parse_category(i: int, c: Any) -> Category:
@@ -106,8 +119,8 @@ def _parse_category(i: int, c: Any) -> Category:
         raise _Invalid("", "must be an object")
     if "id" not in c:
         raise _Invalid("id", "missing")
-    if not isinstance(c["id"], int) or isinstance(c["id"], bool):
-        raise _Invalid("id", f"must be an integer, got {c['id']!r}")
+    if not isinstance(c["id"], int) or isinstance(c["id"], bool) or not -(2**31) <= c["id"] < 2**31:
+        raise _Invalid("id", f"must be a 32-bit integer, got {str(c['id'])[:40]}")
     if "name" not in c:
         raise _Invalid("name", "missing")
     kps = c.get("keypoints") or []
@@ -136,17 +149,36 @@ def _parse_category(i: int, c: Any) -> Category:
     )
 
 
-def _resolve_image(file_name: str, dirs: list[Path]) -> Path:
+def images_root(json_path: Path, images_dir: Path | None) -> Path:
+    """The folder every ``file_name`` must stay inside: ``images_dir`` when given, else the JSON's
+    folder, or the dataset folder for the ``coco/annotations.json`` of a synthloop dataset (whose
+    ``file_name`` entries are ``../images/...``)."""
+    if images_dir is not None:
+        return images_dir
+    parent = json_path.parent
+    return parent.parent if is_synthloop_dataset(parent.parent) else parent
+
+
+def _resolve_image(file_name: str, dirs: list[Path], root: Path | None) -> Path:
+    """The image file ``file_name`` names (first of ``dirs`` that has it). With a ``root``,
+    absolute paths, ``..`` and symlinks that leave it are refused (path traversal)."""
     p = Path(file_name)
-    if p.is_absolute():
-        return p
-    for d in dirs:
-        if (d / p).exists():
-            return (d / p).resolve()
-    return (dirs[0] / p).absolute()
+    if root is None:
+        if p.is_absolute():
+            return p
+        for d in dirs:
+            if (d / p).exists():
+                return (d / p).resolve()
+        return (dirs[0] / p).absolute()
+    if p.is_absolute() or "\0" in file_name:
+        raise _Invalid("file_name", f"must be a path relative to {root}, got {file_name!r}")
+    found = [inside_root(root, d.relative_to(root) / p) for d in dirs]
+    if None in found:
+        raise _Invalid("file_name", f"leaves the images folder {root} (pass allow_outside_root to allow)")
+    return next((q for q in found if q is not None and q.exists()), found[0])  # type: ignore[return-value]
 
 
-def _parse_image(img: Any, dirs: list[Path], verify: bool) -> tuple[Any, Path, int, int]:
+def _parse_image(img: Any, dirs: list[Path], verify: bool, root: Path | None) -> tuple[Any, Path, int, int]:
     if not isinstance(img, dict):
         raise _Invalid("", "must be an object")
     if "id" not in img:
@@ -158,12 +190,12 @@ def _parse_image(img: Any, dirs: list[Path], verify: bool) -> tuple[Any, Path, i
         raise _Invalid(
             "file_name", "missing" if fname is None else f"must be a non-empty string, got {fname!r}"
         )
-    path = _resolve_image(fname, dirs)
+    path = _resolve_image(fname, dirs, root)
     w, h = img.get("width"), img.get("height")
     if w is not None and h is not None:
         for key, v in (("width", w), ("height", h)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise _Invalid(key, f"must be a positive integer, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_IMAGE_SIDE:
+                raise _Invalid(key, f"must be an integer in 1..{MAX_IMAGE_SIDE}, got {v!r}")
     if w is None or h is None or verify:
         try:
             hw, hh = image_size(path, full=verify)
@@ -172,6 +204,8 @@ def _parse_image(img: Any, dirs: list[Path], verify: bool) -> tuple[Any, Path, i
             raise _Invalid("file_name", f"{what}: {path}") from None
         if w is not None and h is not None and (hw, hh) != (w, h):
             raise _Invalid("width", f"image is {hw}x{hh} but the record says {w}x{h}")
+        if not (0 < hw <= MAX_IMAGE_SIDE and 0 < hh <= MAX_IMAGE_SIDE):
+            raise _Invalid("file_name", f"image is {hw}x{hh}, larger than {MAX_IMAGE_SIDE} pixels a side")
         w, h = hw, hh
     return img["id"], path, int(w), int(h)
 
@@ -191,6 +225,8 @@ def _parse_box3d(b: Any) -> Box3D:
 def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectAnnotation:
     if not isinstance(a, dict):
         raise _Invalid("", "must be an object")
+    if "id" in a and not _is_id(a["id"]):
+        raise _Invalid("id", f"must be an integer or string, got {str(a['id'])[:40]}")
     iscrowd = a.get("iscrowd", 0)
     if iscrowd not in (0, 1, True, False):
         raise _Invalid("iscrowd", f"must be 0 or 1, got {iscrowd!r}")
@@ -208,6 +244,11 @@ def _parse_annotation(a: Any, width: int, height: int, cat: Category) -> ObjectA
         x, y, w, h = (float(v) for v in bb)
         if w < 0 or h < 0:
             raise _Invalid("bbox", f"width and height must be >= 0, got {w}, {h}")
+        if x > width or y > height or x + w < 0 or y + h < 0:
+            raise _Invalid("bbox", f"lies wholly outside the {width}x{height} image: {bb!r}")
+        reach = COORD_REACH * max(width, height)
+        if not all(-reach <= v <= reach for v in (x, y, x + w, y + h)):
+            raise _Invalid("bbox", f"corners must lie within +-{reach} pixels, got {bb!r}")
         bbox = (x, y, x + w, y + h)
     elif rle is not None:
         bbox = rle_bbox_xyxy(rle)
@@ -285,6 +326,7 @@ def coco_to_dataset(
     skip_invalid: bool = False,
     verify_images: bool = False,
     source: str = "coco",
+    allow_outside_root: bool = False,
 ) -> Dataset:
     """Build a Dataset from an already-parsed COCO dict (``json_path`` names it in errors and
     anchors relative image paths). See :func:`load_coco`."""
@@ -301,6 +343,7 @@ def coco_to_dataset(
     if not isinstance(anns, list):
         raise DatasetError("must be a list", path=str(path), where="annotations")
     dirs = [Path(images_dir).absolute()] if images_dir is not None else [path.parent, path.parent / "images"]
+    root = None if allow_outside_root else images_root(path, dirs[0] if images_dir is not None else None)
 
     cats: dict[int, Category] = {}
     for i, c in enumerate(data["categories"]):
@@ -313,6 +356,9 @@ def coco_to_dataset(
         if cat.id in cats:
             issues.report(label, "id", f"duplicate category id {cat.id}")
             continue
+        if any(c.name == cat.name for c in cats.values()):
+            issues.report(label, "name", f"duplicate category name {cat.name!r}")
+            continue
         cats[cat.id] = cat
 
     frames: list[Frame] = []
@@ -321,10 +367,10 @@ def coco_to_dataset(
     for i, img in enumerate(data["images"]):
         label = _label("images", i, img)
         try:
-            image_id, img_path, w, h = _parse_image(img, dirs, verify_images)
+            image_id, img_path, w, h = _parse_image(img, dirs, verify_images, root)
         except _Invalid as e:
             issues.report(label, e.field, e.reason)
-            if isinstance(img, dict) and "id" in img:
+            if isinstance(img, dict) and _is_id(img.get("id")):
                 skipped_images.add(img["id"])
             continue
         if image_id in by_image:
@@ -353,7 +399,10 @@ def coco_to_dataset(
         if "image_id" not in a:
             issues.report(label, "image_id", "missing")
             continue
-        owner = by_image.get(a["image_id"]) if isinstance(a["image_id"], int | str) else None
+        if not _is_id(a["image_id"]):
+            issues.report(label, "image_id", f"must be an integer or string, got {a['image_id']!r}")
+            continue
+        owner = by_image.get(a["image_id"])
         if owner is None:
             if a["image_id"] in skipped_images and skip_invalid:
                 issues.report(label, "image_id", f"its image {a['image_id']!r} was skipped")
@@ -363,7 +412,7 @@ def coco_to_dataset(
         if "category_id" not in a:
             issues.report(label, "category_id", "missing")
             continue
-        ann_cat = cats.get(a["category_id"]) if isinstance(a["category_id"], int) else None
+        ann_cat = cats.get(a["category_id"]) if _is_id(a["category_id"], str_ok=False) else None
         if ann_cat is None:
             issues.report(label, "category_id", f"category id {a['category_id']!r} is not in categories")
             continue
@@ -392,8 +441,13 @@ def load_coco(
     *,
     skip_invalid: bool = False,
     verify_images: bool = False,
+    allow_outside_root: bool = False,
 ) -> Dataset:
     """Read a COCO instances JSON into a Dataset.
+
+    Every ``file_name`` must stay inside the images root (:func:`images_root`): absolute paths,
+    ``..`` and symlinks that leave it are refused, so a shared annotation file cannot pull
+    ``~/.ssh/id_rsa`` into a dataset. ``allow_outside_root=True`` lifts that for trusted files.
 
     ``images_dir``: where ``file_name`` paths are relative to (default: the JSON's folder, else
     its ``images/`` subfolder, chosen per image). ``verify_images``: decode every image fully
@@ -408,4 +462,5 @@ def load_coco(
         images_dir,
         skip_invalid=skip_invalid,
         verify_images=verify_images,
+        allow_outside_root=allow_outside_root,
     )

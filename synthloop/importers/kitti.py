@@ -28,7 +28,9 @@ import numpy as np
 from synthloop.dataset.types import Box3D, CameraModel, Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import DatasetError
 from synthloop.exporters.kitti import DONT_CARE_ANGLE, LAYOUTS, kitti_corners
+from synthloop.geometry.masks import COORD_REACH
 from synthloop.importers.coco import image_size
+from synthloop.userfiles import read_user_text
 
 FIELD_NAMES = (
     "type",
@@ -90,6 +92,10 @@ def parse_label_line(line: str) -> dict[str, Any]:
             out["score"] = float(parts[15])
         except ValueError:
             raise _LineError("score", f"not a number: {parts[15]!r}") from None
+        if not np.isfinite(out["score"]):
+            raise _LineError("score", f"not a finite number: {parts[15]!r}")
+    if not (0.0 <= out["truncated"] <= 1.0 or out["truncated"] == -1.0):
+        raise _LineError("truncated", f"must be in [0, 1] (or -1), got {parts[1]}")
     if out["occluded"] not in (0, 1, 2, 3):
         raise _LineError("occluded", f"must be 0, 1, 2 or 3, got {parts[2]}")
     if out["x2"] < out["x1"] or out["y2"] < out["y1"]:
@@ -97,15 +103,27 @@ def parse_label_line(line: str) -> dict[str, Any]:
     return out
 
 
+def _dontcare_box(toks: list[str]) -> list[float] | None:
+    """The x1 y1 x2 y2 box (fields 5-8) of a ``DontCare`` line, or None when it is not one."""
+    try:
+        box = [float(v) for v in toks[4:8]]
+    except ValueError:
+        return None
+    ok = len(box) == 4 and all(np.isfinite(box)) and box[2] >= box[0] and box[3] >= box[1]
+    return box if ok else None
+
+
 def parse_calib_K(path: Path) -> list[list[float]]:
     """K (3x3) = the first 3 columns of the ``P2`` row of a KITTI object calib file."""
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_user_text(path, DatasetError).splitlines(), start=1):
         if line.startswith("P2:"):
             vals = line.split(":", 1)[1].split()
             try:
                 P = np.array([float(v) for v in vals], dtype=np.float64)
             except ValueError:
                 raise DatasetError("P2 has a non-number", path=str(path), where=f"line {n}") from None
+            if not np.isfinite(P).all():
+                raise DatasetError("P2 has a non-finite number", path=str(path), where=f"line {n}")
             if P.size != 12:
                 raise DatasetError(
                     f"P2 must have 12 numbers, got {P.size}", path=str(path), where=f"line {n}"
@@ -188,16 +206,16 @@ def load_kitti(
         rows: list[dict[str, Any]] = []
         dontcare: list[list[float]] = []
         lbl = lbl_dir / f"{stem}.txt"
-        if lbl.exists():
-            for n, line in enumerate(lbl.read_text().splitlines(), start=1):
+        if lbl.exists() or lbl.is_symlink():
+            for n, line in enumerate(read_user_text(lbl, DatasetError).splitlines(), start=1):
                 if not line.strip():
                     continue
                 if line.split()[0] == "DontCare":  # ignore regions: not objects; kept in frame.extra
-                    toks = line.split()
-                    try:
-                        dontcare.append([float(v) for v in toks[4:8]])
-                    except (ValueError, IndexError):
-                        fail(lbl, f"line {n}", "DontCare line needs a numeric box in fields 5-8")
+                    box = _dontcare_box(line.split())
+                    if box is None:
+                        fail(lbl, f"line {n}", "DontCare line needs a finite box x1 y1 x2 y2 in fields 5-8")
+                    else:
+                        dontcare.append(box)
                     continue
                 try:
                     f = parse_label_line(line)
@@ -206,6 +224,10 @@ def load_kitti(
                     continue
                 if categories is not None and f["type"] not in categories:
                     fail(lbl, f"line {n}.type", f"type {f['type']!r} is not in the given categories")
+                    continue
+                reach = COORD_REACH * max(w, h)
+                if not all(-reach <= f[k] <= reach for k in ("x1", "y1", "x2", "y2")):
+                    fail(lbl, f"line {n}.x1", f"box corners must lie within +-{reach} pixels of the image")
                     continue
                 f["_where"] = (lbl, n)
                 rows.append(f)

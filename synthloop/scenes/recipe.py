@@ -48,6 +48,7 @@ from synthloop.scenes.registry import list_bundled as list_bundled  # re-exporte
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
 from synthloop.scenes.spec import ShapeKind
+from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
 SHAPE_KINDS: tuple[str, ...] = get_args(ShapeKind)
@@ -63,7 +64,12 @@ Positive = Annotated[NumDist, in_range(0, None, low_open=True)]
 NonNegative = Annotated[NumDist, in_range(0, None)]
 Unit = Annotated[NumDist, in_range(0, 1)]
 Fraction = Annotated[NumDist, in_range(0, 0.99)]
-Count = Annotated[NumDist, in_range(0, None), AfterValidator(integral)]
+# Upper bounds far above real use; they keep a typo (or a hostile file) from hanging sampling or
+# asking Blender for a 100000^2 image.
+MAX_COUNT = 256  # objects per class, lights, dents
+MAX_SEGMENTS = 1024  # mesh segments around a round shape
+MAX_RESOLUTION = 16_384  # pixels per side
+Count = Annotated[NumDist, in_range(0, MAX_COUNT), AfterValidator(integral)]
 Elevation = Annotated[NumDist, in_range(0, 90)]
 
 
@@ -218,7 +224,7 @@ class ShapeConfig(_Model):
     dimensions: tuple[Positive, Positive, Positive] | None = None
     body: BodyConfig | None = None
     scale: Positive = 1.0
-    segments: int = Field(32, ge=3)
+    segments: int = Field(32, ge=3, le=MAX_SEGMENTS, strict=True)
     wrinkle_amplitude: Fraction = 0.0
     wrinkle_frequency: NonNegative = 0.0
     dent_count: Count = 0
@@ -339,7 +345,10 @@ class Recipe(_Model):
 
     name: Name
     description: str = ""
-    resolution: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+    resolution: tuple[
+        Annotated[int, Field(ge=1, le=MAX_RESOLUTION, strict=True)],
+        Annotated[int, Field(ge=1, le=MAX_RESOLUTION, strict=True)],
+    ]
     render: RenderConfig = Field(default_factory=RenderConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     lights: LightsConfig = Field(default_factory=LightsConfig)
@@ -381,17 +390,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     errors (with line and column) and every validation problem."""
     path = resolve_recipe(name_or_path)
     source = str(name_or_path) if Path(str(name_or_path)).is_file() else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError(f"cannot read recipe: {err}", path=source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
-        raise RecipeError(f"YAML syntax error: {problem}", path=source, where=where) from None
+    data = parse_yaml(read_user_text(path, RecipeError), source, RecipeError)
     return recipe_from_dict(data, source=source, base_dir=path.resolve().parent)
 
 

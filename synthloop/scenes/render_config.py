@@ -78,7 +78,7 @@ class RenderConfig(RenderOptions):
         if not isinstance(data, dict):
             return data
         quality = data.get("quality", "standard")
-        if quality not in QUALITY_PRESETS:
+        if not isinstance(quality, str) or quality not in QUALITY_PRESETS:
             return data  # the field's own validation names the allowed values
         return {**QUALITY_PRESETS[quality], **data}
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthloop.training.errors import TrainingError
+from synthloop.training.safe_load import UnreadableWeights, load_weights_only
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -201,13 +202,9 @@ def _load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise TrainingError("weights file not found", path=str(path), where="backbone.weights")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise TrainingError(
-            f"cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-            path=str(path),
-            where="backbone.weights",
-        ) from None
+        obj = load_weights_only(path)
+    except UnreadableWeights as e:
+        raise TrainingError(f"cannot read weights: {e}", path=str(path), where="backbone.weights") from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

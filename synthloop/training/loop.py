@@ -53,6 +53,7 @@ from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
+from synthloop.training.safe_load import UnreadableWeights, load_weights_only
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 from synthloop.training.tb_validation import log_validation
 
@@ -152,9 +153,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise TrainingError("checkpoint not found", path=str(path))
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise TrainingError(f"cannot read checkpoint ({type(e).__name__})", path=str(path)) from None
+        ck = load_weights_only(path)
+    except UnreadableWeights as e:
+        raise TrainingError(f"cannot read checkpoint: {e}", path=str(path)) from None
     if not isinstance(ck, dict) or ck.get("schema") != CHECKPOINT_SCHEMA:
         raise TrainingError("not a synthloop training checkpoint", path=str(path))
     return ck

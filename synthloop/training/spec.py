@@ -31,10 +31,10 @@ not empty) before any training starts; errors name the file and the field.
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthloop.training.backbones import BACKBONES
@@ -42,6 +42,7 @@ from synthloop.training.data import AugmentConfig
 from synthloop.training.errors import SpecError
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
 
@@ -270,11 +271,18 @@ class ExperimentSpec(_Strict):
     checkpoint_interval: int = Field(1, gt=0)
     validation_interval: int = Field(0, ge=0)
     validation: RealData | None = None
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     deterministic: bool = False
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True  # CUDA only: page-locked batches, copied to the GPU without blocking
     log_interval: int = Field(10, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _length(self) -> ExperimentSpec:
@@ -344,10 +352,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError("spec file not found", path=str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML ({str(e).splitlines()[0]})", path=str(path)) from None
+    data = load_yaml_file(path, SpecError)
     return parse_spec(data, str(path)).resolve_paths(path.parent.resolve())
 
 
