@@ -45,7 +45,10 @@ def gap_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
     """Measure the sim-to-real gap: object statistics, KID (Lite0 features) on whole images and
-    per-class crops with bootstrap intervals, coverage holes; writes an HTML report and JSON."""
+    per-class crops with bootstrap intervals, coverage holes; writes an HTML report and JSON.
+
+    Example: synthloop gap out/tabletop ../real/fruits-nuts/train.json --out gap/tabletop
+    """
     # torch and matplotlib load only for this command
     from synthloop.gap.compute import GapOptions
     from synthloop.gap.run import gap_to_folder

@@ -136,7 +136,10 @@ def fit_cmd(
     """Fit a recipe's distributions (camera, lights, materials, counts, distractors) so that cheap
     proxy renders come closer to real photos: whole-image and per-class crop KID in Lite0 features
     and the object statistics of `synthloop gap`. Seeded Optuna TPE; resumable from its journal.
-    Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split."""
+    Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split.
+
+    Example: synthloop recipes fit tabletop --real ../real/fruits-nuts/train.json --budget 60 --out fitted.yaml
+    """
     # torch (features) and optuna load only for this command
     from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
     from synthloop.fitting.space import DEFAULT_KNOBS
