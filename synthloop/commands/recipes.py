@@ -138,7 +138,7 @@ def fit_cmd(
     and the object statistics of `synthloop gap`. Seeded Optuna TPE; resumable from its journal.
     Only the real TRAINING split (or unlabeled photos) may steer the fit, never the validation split.
 
-    Example: synthloop recipes fit tabletop --real ../real/fruits-nuts/train.json --budget 60 --out fitted.yaml
+    Example: synthloop recipes fit tabletop --real real/train.json --budget 60 --out fitted.yaml
     """
     # torch (features) and optuna load only for this command
     from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
