@@ -31,11 +31,13 @@ import math
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthloop.training.checkpoint_io import read_checkpoint
 from synthloop.training.errors import TrainingError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -197,17 +199,7 @@ def lite0_package_weights_path() -> Path:
 
 def _load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state_dict from ``path`` (``weights_only=True``); unwraps ``model``/``state_dict``, ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError("weights file not found", path=str(path), where="backbone.weights")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise TrainingError(
-            f"cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-            path=str(path),
-            where="backbone.weights",
-        ) from None
+    obj: Any = read_checkpoint(path, what="weights file", where="backbone.weights")
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
