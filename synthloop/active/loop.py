@@ -96,10 +96,12 @@ from synthloop.active.real_guided import (
     mine_real_errors,
     predict_checkpoint,
 )
-from synthloop.active.select import list_pool_images
+from synthloop.active.select import detection_arrays, list_pool_images, load_rgb
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset
+from synthloop.evaluation.detections import Detections, FrameDetections
+from synthloop.evaluation.report import evaluate
 from synthloop.importers import load_any
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
 from synthloop.training import api as training_api
@@ -357,10 +359,6 @@ def _metrics_of(report: Any) -> dict[str, Any]:
 
 def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: LoopSpec) -> EvalResult:
     """Predict with the training package's ``Predictor`` and evaluate (report saved at ``report_path``)."""
-    from synthloop.active.select import detection_arrays, load_rgb
-    from synthloop.evaluation.detections import Detections, FrameDetections
-    from synthloop.evaluation.report import evaluate
-
     ds = load_any(dataset)
     predictor = training_api.load_predictor(checkpoint)
     to_ds = label_map(predictor.classes, ds, predictor.category_ids)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthloop.training.checkpoint_io import read_checkpoint
+from synthloop.training.checkpoint_io import read_checkpoint, state_dict_mismatch
 from synthloop.training.errors import TrainingError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -213,21 +213,11 @@ def _load_into(
 ) -> None:
     """Load ``sd`` into ``module``; every non-ignored parameter must be present with the right shape."""
     own = module.state_dict()
-    needed = [k for k in own if not k.startswith(ignore_prefixes)]
-    missing = [k for k in needed if k not in sd]
-    wrong = [k for k in needed if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or wrong:
-        detail = []
-        if missing:
-            detail.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-        if wrong:
-            k = wrong[0]
-            detail.append(
-                f"{len(wrong)} shape mismatches "
-                f"(e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})"
-            )
+    needed = {k: v for k, v in own.items() if not k.startswith(ignore_prefixes)}
+    problem = state_dict_mismatch(needed, sd, check_unexpected=False)
+    if problem:
         raise TrainingError(
-            f"incompatible weights for {type(module).__name__}: " + "; ".join(detail),
+            f"incompatible weights for {type(module).__name__}: {problem}",
             path=path,
             where="backbone.weights",
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,24 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save(payload, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def state_dict_mismatch(
+    own: Mapping[str, Any], sd: Mapping[str, Any], check_unexpected: bool = True
+) -> str | None:
+    """What keeps state_dict ``sd`` from loading into a module whose state_dict is ``own``: counts
+    and a first example of missing keys, unexpected keys (when ``check_unexpected``) and shape
+    mismatches, on one line; None when it fits."""
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own] if check_unexpected else []
+    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if wrong:
+        k = wrong[0]
+        shapes = f"file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {shapes})")
+    return "; ".join(parts) or None

@@ -40,7 +40,7 @@ from torch import nn
 from synthloop.errors import SynthloopError
 from synthloop.training.backbones import build_backbone
 from synthloop.training.build import DETECTNET_PARAMS, build_model, detectnet_params
-from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint
+from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint, state_dict_mismatch
 from synthloop.training.detectnet import DetectNetV2
 from synthloop.training.errors import CheckpointError, SpecError
 from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifier_key
@@ -335,21 +335,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def _load_weights(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
     own = model.state_dict()
     sd = drop_legacy_classifier(sd, own)
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)})"
-            )
-        raise CheckpointError("weights do not fit the model: " + "; ".join(parts), path=path, where="model")
+    problem = state_dict_mismatch(own, sd)
+    if problem:
+        raise CheckpointError(f"weights do not fit the model: {problem}", path=path, where="model")
     model.load_state_dict(dict(sd), strict=True)
 
 

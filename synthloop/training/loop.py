@@ -22,6 +22,11 @@ folder. A run resumes on another number of processes: the position is kept in it
 schedule continues at the same fraction of the phase.
 
 AMP (float16 autocast + GradScaler) and channels_last apply on CUDA only.
+
+Structure (as torchvision's detection references): :func:`train` sets the process-wide switches
+and calls :func:`setup_run` (data, phases, model or pruned graph, teacher, optimizer, scaler, and
+on resume the checkpoint's weights and :class:`TrainState`) and then, per phase and epoch,
+:func:`train_one_epoch`; a :class:`CheckpointWriter` writes ``last.pt`` / ``best.pt``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import numpy as np
 import torch
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
+from synthloop.geometry.masks import box_iou as pairwise_iou
 from synthloop.training import distributed as dist_utils
 from synthloop.training.build import PreparedData, build_model, data_anchor_sizes, prepare_data
 from synthloop.training.checkpoint_io import save_checkpoint
@@ -234,8 +240,6 @@ def validation_metrics(
     model, data: PreparedData, spec: ExperimentSpec, device: torch.device
 ) -> dict[str, float]:
     """Precision / recall / F1 at IoU 0.5 (score >= 0.5) on the validation split."""
-    from synthloop.geometry.masks import box_iou as pairwise_iou
-
     aug = AugmentConfig(
         enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
     )
