@@ -55,6 +55,7 @@ from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
+from synthloop.training.run_log import NullLogger, RunLogger, truncate_metrics
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 from synthloop.training.tb_validation import log_validation
 
@@ -159,72 +160,6 @@ def _to_device(images, targets, device: torch.device):
     images = [im.to(device, non_blocking=True) for im in images]
     targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
     return images, targets
-
-
-class _Logger:
-    """metrics.jsonl + TensorBoard + rich progress (or JSON lines on stdout when quiet)."""
-
-    def __init__(self, out: Path, quiet: bool, total_steps: int, start_step: int):
-        self.path = out / "metrics.jsonl"
-        self.quiet = quiet
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except Exception:  # noqa: BLE001 - TensorBoard is optional
-            self.tb = None
-        self.progress = None
-        if not quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
-
-    def log(self, rec: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        if self.tb is not None:
-            for k, v in rec.items():
-                if isinstance(v, int | float) and k not in ("step", "epoch", "phase_index"):
-                    self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec.get("step", 0))
-        if self.quiet:
-            print(json.dumps(rec, sort_keys=True), flush=True)
-
-    def advance(self, step: int, info: str | None) -> None:
-        if self.progress is not None:
-            if info is None:
-                self.progress.update(self.task, completed=step)
-            else:
-                self.progress.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after ``step`` (the part of an interrupted run that is replayed)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
 
 def _datasets(spec: ExperimentSpec, data: PreparedData, family: str) -> MixedDataset:
@@ -607,7 +542,7 @@ def _resume(run: Run, ck: dict[str, Any]) -> None:
     run.state = TrainState.resumed(ck["state"], spec.batch_size, run.world, run.state.teacher_sha256)
     run.resume = ck
     if run.ctx.is_main:
-        _truncate_metrics(run.out / "metrics.jsonl", run.state.global_step)
+        truncate_metrics(run.out / "metrics.jsonl", run.state.global_step)
 
 
 def _capture_graphs(run: Run) -> None:
@@ -639,6 +574,52 @@ def _step_losses(run: Run, images: list[torch.Tensor], targets: list[dict]) -> d
         return distill_weighted(run.net(images, targets, soft=soft), run.spec.distill.weight)
 
 
+def _optimizer_step(run: Run, loss: torch.Tensor, sched: Any) -> float:
+    """Backward + (scaled) optimizer step + lr schedule step; returns the lr the step used.
+    Checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler already skips
+    non-finite steps in between)."""
+    step = run.state.global_step
+    if (not run.cuda or (step + 1) % run.spec.log_interval == 0) and not torch.isfinite(loss):
+        raise TrainingError(f"loss became {loss.item()} at step {step} (lower the lr?)", path=str(run.out))
+    lr_used = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    sched.step()
+    return lr_used
+
+
+def _train_record(
+    run: Run,
+    phase: str,
+    epoch: int,
+    lr: float,
+    img_s: float,
+    wall_start: float,
+    running: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``train`` record of ``metrics.jsonl``: the means of the ``running`` sums over the steps
+    since the last one (``running["n"]`` of them; averaged over ranks), lr, throughput, memory."""
+    n = running.pop("n")
+    means = dist_utils.all_reduce_mean({k: float(v) / n for k, v in running.items()})
+    rec = {
+        "kind": "train",
+        "step": run.state.global_step,
+        "phase": phase,
+        "epoch": epoch,
+        "lr": lr,
+        "images_per_s": img_s,
+        "wall_s": time.perf_counter() - wall_start,
+        **({"gpu_mem_gb": torch.cuda.max_memory_allocated(run.device) / 2**30} if run.cuda else {}),
+        **means,
+    }
+    if run.graph_stats is not None:  # whether the backbone replays its CUDA graphs
+        rec["cuda_graph_replays"] = run.graph_stats.replays
+        rec["cuda_graph_eager"] = run.graph_stats.eager
+    return rec
+
+
 def train_one_epoch(
     run: Run,
     pi: int,
@@ -655,7 +636,7 @@ def train_one_epoch(
     """Train phase ``pi``'s epoch ``epoch`` over ``loader`` (its batches: ``global_batches``, this
     rank's share) until the phase's step budget; log every ``log_interval`` steps, checkpoint and
     validate on iteration units. Returns (steps done in the phase, whether ``stop_after`` hit)."""
-    spec, state, phase, optimizer, scaler = run.spec, run.state, run.phases[pi], run.optimizer, run.scaler
+    spec, state, phase = run.spec, run.state, run.phases[pi]
     t0, n_img, running = time.perf_counter(), 0, {}
     for bi, (images, targets) in enumerate(loader):
         if phase_step >= run.steps[pi]:
@@ -664,19 +645,7 @@ def train_one_epoch(
         images, targets = _to_device(images, targets, run.device)
         losses = _step_losses(run, images, targets)
         loss = sum(losses.values())
-        # checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler
-        # already skips non-finite steps in between)
-        check_now = not run.cuda or (state.global_step + 1) % spec.log_interval == 0
-        if check_now and not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {state.global_step} (lower the lr?)", path=str(run.out)
-            )
-        lr_used = optimizer.param_groups[0]["lr"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        sched.step()
+        lr_used = _optimizer_step(run, loss, sched)
         phase_step += 1
         n_img += len(images) * run.world
         state.consumed += len(global_batches[bi])
@@ -688,23 +657,8 @@ def train_one_epoch(
         running["n"] = running.get("n", 0) + 1
         gs = state.global_step
         if gs % spec.log_interval == 0 or phase_step == run.steps[pi]:
-            n = running.pop("n")
-            means = dist_utils.all_reduce_mean({k: float(v) / n for k, v in running.items()})
-            rec = {
-                "kind": "train",
-                "step": gs,
-                "phase": phase.name,
-                "epoch": epoch,
-                "lr": lr_used,
-                "images_per_s": n_img / max(time.perf_counter() - t0, 1e-9),
-                "wall_s": time.perf_counter() - wall_start,
-                **({"gpu_mem_gb": torch.cuda.max_memory_allocated(run.device) / 2**30} if run.cuda else {}),
-                **means,
-            }
-            if run.graph_stats is not None:  # whether the backbone replays its CUDA graphs
-                rec["cuda_graph_replays"] = run.graph_stats.replays
-                rec["cuda_graph_eager"] = run.graph_stats.eager
-            logger.log(rec)
+            speed = n_img / max(time.perf_counter() - t0, 1e-9)
+            logger.log(_train_record(run, phase.name, epoch, lr_used, speed, wall_start, running))
             running = {}
         info = None  # formatting the loss syncs the GPU: only on log steps
         if logger.progress is not None and gs % spec.log_interval == 0:
@@ -753,7 +707,7 @@ def _train(
     run = setup_run(spec, out, ck, ctx, source)
     state = run.state
     wall_start = time.perf_counter()
-    logger = _Logger(out, quiet, sum(run.steps), state.global_step) if ctx.is_main else _NullLogger()
+    logger = RunLogger(out, quiet, sum(run.steps), state.global_step) if ctx.is_main else NullLogger()
     writer = CheckpointWriter(run, logger)
     run.model.train()
     try:
@@ -823,26 +777,11 @@ def _fast_forward(sched, optimizer, step: int) -> None:
     sched._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
-class _NullLogger:
-    """What ranks other than 0 log: nothing."""
-
-    progress = None
-
-    def log(self, rec: dict[str, Any]) -> None:
-        pass
-
-    def advance(self, step: int, info: str | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _validate(run: Run, state: TrainState, logger: Any, writer: CheckpointWriter, sched: Any) -> None:
     """Rank 0 validates the bare model (no collectives); the other ranks wait at a barrier."""
     if run.data.validation is None:
         return
-    if not isinstance(logger, _NullLogger):
+    if not isinstance(logger, NullLogger):
         m = validation_metrics(run.model, run.data, run.spec, run.device)
         m |= log_validation(
             logger.tb, run.model, run.data.validation, run.spec, run.device, state.global_step
