@@ -94,7 +94,6 @@ from synthloop.active.real_guided import (
     RealMiningOptions,
     check_classes,
     mine_real_errors,
-    predict_checkpoint,
 )
 from synthloop.active.select import detection_arrays, list_pool_images, load_rgb
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
@@ -393,7 +392,7 @@ class LoopHooks:
     render: RenderFn = farm_render
     train: TrainFn = default_train
     evaluate: EvalFn = default_evaluate
-    predict: PredictFn = predict_checkpoint
+    predict: PredictFn = training_api.predict_dataset
 
 
 # ----------------------------------------------------------------------------- params
