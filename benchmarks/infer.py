@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     import onnxruntime
     import torch
 
-    from synthloop.deploy.checkpoints import LoadedModel, ModelDesc, build_model, load_model
+    from synthloop.training.checkpoints import LoadedModel, ModelDesc, build_from_desc, load_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
                 input_width=args.width,
                 input_height=args.height,
             )
-            models.append(LoadedModel(build_model(desc), desc, "random", Path("-")))
+            models.append(LoadedModel(build_from_desc(desc), desc, "random", Path("-")))
     results = []
     for loaded in models:
         with tempfile.TemporaryDirectory(prefix="synthloop-bench-") as tmp:

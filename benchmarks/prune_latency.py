@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.graph import DetectNetRaw, count_used_params
     from synthloop.deploy.prune import _macs
+    from synthloop.training.checkpoints import load_model
 
     torch.set_num_threads(args.threads)
     models = [load_model(path, "detectnet_v2") for path in args.checkpoints]

@@ -29,7 +29,6 @@ def ui_workspace(tmp_path_factory) -> Path:
     import torch
 
     from synthloop.dataset.folder import load_dataset
-    from synthloop.deploy.checkpoints import save_training_checkpoint
     from synthloop.evaluation.detections import FrameDetections
     from synthloop.evaluation.frame_outcomes import write_outcome_overlays
     from synthloop.evaluation.report import evaluate
@@ -37,6 +36,7 @@ def ui_workspace(tmp_path_factory) -> Path:
     from synthloop.exporters.kitti import write_kitti
     from synthloop.farm.plan import plan_job
     from synthloop.training.build import build_model
+    from synthloop.training.checkpoints import save_training_checkpoint
     from synthloop.training.spec import parse_spec
     from synthloop.training.toydata import make_toy_dataset, write_toy_folder
 

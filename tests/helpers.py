@@ -284,8 +284,8 @@ def make_checkpoint(
     ``spread``: scale each conv filter by a seeded random factor so L1 norms differ (like trained nets)."""
     import torch  # torch loads only for the tests that build models
 
-    from synthloop.deploy.checkpoints import save_training_checkpoint
     from synthloop.training.build import build_model
+    from synthloop.training.checkpoints import save_training_checkpoint
     from synthloop.training.spec import ExperimentSpec
 
     spec = ExperimentSpec.model_validate(

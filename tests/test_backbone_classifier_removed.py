@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import ddp_spec_dict
 
-from synthloop.deploy.checkpoints import load_model
 from synthloop.training import build as build_module
 from synthloop.training.backbones import EfficientNetLite0, build_backbone
 from synthloop.training.build import build_model
+from synthloop.training.checkpoints import load_model
 from synthloop.training.legacy import attach_legacy_classifier, has_legacy_classifier
 from synthloop.training.loop import load_checkpoint, train
 from synthloop.training.predictor import Predictor

@@ -7,9 +7,9 @@ from helpers import make_checkpoint
 
 torch = pytest.importorskip("torch")
 
-from synthloop.deploy.checkpoints import load_model  # noqa: E402
-from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
+from synthloop.training.checkpoints import load_model  # noqa: E402
+from synthloop.training.errors import CheckpointError  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -34,7 +34,7 @@ def test_training_checkpoint_rebuilds_the_same_detectnet(tmp_path):
 
 def test_other_family_is_refused(tmp_path):
     make_checkpoint(tmp_path / "dn.pt")
-    with pytest.raises(DeployError) as e:
+    with pytest.raises(CheckpointError) as e:
         load_model(tmp_path / "dn.pt", family="mask_rcnn")
     msg = str(e.value)
     assert "dn.pt" in msg and "detectnet_v2" in msg and "mask_rcnn" in msg and "\n" not in msg
@@ -46,10 +46,10 @@ def test_corrupt_truncated_and_missing_files(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all" * 10)
     for name in ("trunc.pt", "junk.pt"):
-        with pytest.raises(DeployError, match="corrupt or truncated") as e:
+        with pytest.raises(CheckpointError, match="corrupt or truncated") as e:
             load_model(tmp_path / name)
         assert name in str(e.value)
-    with pytest.raises(DeployError, match="not found"):
+    with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
 
 
@@ -59,5 +59,5 @@ def test_weights_that_do_not_fit_are_reported(tmp_path):
     ck["classes"] = ["date", "fig", "hazelnut"]  # the weights have 2 classes
     ck["category_ids"] = [1, 2, 3]
     torch.save(ck, tmp_path / "bad.pt")
-    with pytest.raises(DeployError, match="classes"):
+    with pytest.raises(CheckpointError, match="classes"):
         load_model(tmp_path / "bad.pt")

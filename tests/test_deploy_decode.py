@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.decode import decode_detectnet, decode_maskrcnn
 from synthloop.geometry.masks import rle_to_mask
+from synthloop.training.checkpoints import ModelDesc
 from synthloop.training.rasterizer import RasterParams, rasterize
 
 

@@ -20,11 +20,11 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 from synthloop.deploy import deepstream  # noqa: E402
-from synthloop.deploy.checkpoints import ModelDesc, load_model  # noqa: E402
 from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.export_onnx import export_model  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
 from synthloop.deploy.infer import run_inference  # noqa: E402
+from synthloop.training.checkpoints import ModelDesc, load_model  # noqa: E402
 from synthloop.training.detectnet import DetectNetV2  # noqa: E402
 from synthloop.training.postprocess import ClusterParams  # noqa: E402
 from synthloop.training.rasterizer import decode_boxes  # noqa: E402

@@ -11,12 +11,12 @@ pytest.importorskip("onnxruntime")
 
 from helpers import REAL, make_checkpoint  # noqa: E402
 
-from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.export_onnx import export_model, export_qat_onnx, op_counts, sidecar_path  # noqa: E402
 from synthloop.deploy.infer import TorchBackend  # noqa: E402
 from synthloop.deploy.ort_runtime import OrtBackend, read_sidecar  # noqa: E402
 from synthloop.deploy.parity import raw_diffs  # noqa: E402
 from synthloop.deploy.preprocess import load_input  # noqa: E402
+from synthloop.training.checkpoints import load_model  # noqa: E402
 from synthloop.training.toydata import make_toy_dataset  # noqa: E402
 
 torch.set_num_threads(1)

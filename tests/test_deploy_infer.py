@@ -15,11 +15,11 @@ from helpers import make_checkpoint  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from synthloop.commands.deploy import app  # noqa: E402
-from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.export_onnx import export_model  # noqa: E402
 from synthloop.deploy.infer import run_inference  # noqa: E402
 from synthloop.evaluation.detections import Detections  # noqa: E402
+from synthloop.training.checkpoints import load_model  # noqa: E402
 from synthloop.training.toydata import make_toy_dataset  # noqa: E402
 
 torch.set_num_threads(1)

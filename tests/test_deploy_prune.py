@@ -9,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from synthloop.deploy.checkpoints import ModelDesc, build_model, load_model  # noqa: E402
 from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
 from synthloop.deploy.prune import (  # noqa: E402
@@ -19,6 +18,8 @@ from synthloop.deploy.prune import (  # noqa: E402
     prune_model,
     threshold_for_ratio,
 )
+from synthloop.training.checkpoints import ModelDesc, load_model  # noqa: E402
+from synthloop.training.checkpoints import build_from_desc as build_model  # noqa: E402
 
 torch.set_num_threads(1)
 

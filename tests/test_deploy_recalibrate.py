@@ -12,11 +12,12 @@ pytest.importorskip("torch_pruning")
 
 from torch import nn  # noqa: E402
 
-from synthloop.deploy.checkpoints import ModelDesc, build_model  # noqa: E402
 from synthloop.deploy.errors import DeployError  # noqa: E402
 from synthloop.deploy.graph import DetectNetRaw  # noqa: E402
 from synthloop.deploy.prune import kept_count_uniform, prune_model  # noqa: E402
 from synthloop.deploy.recalibrate import conv_input_means, recalibrate_bn  # noqa: E402
+from synthloop.training.checkpoints import ModelDesc  # noqa: E402
+from synthloop.training.checkpoints import build_from_desc as build_model  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -122,7 +123,7 @@ def test_cli_prune_with_target_ratio_and_calibration(tmp_path):
     from typer.testing import CliRunner
 
     from synthloop.commands.deploy import app
-    from synthloop.deploy.checkpoints import load_model
+    from synthloop.training.checkpoints import load_model
     from synthloop.training.toydata import make_toy_dataset
 
     make_checkpoint(tmp_path / "dn.pt", size=(64, 48))
@@ -149,8 +150,8 @@ def test_maskrcnn_prune_with_calibration_keeps_a_working_model(tmp_path):
     image_mean / image_std); the pruned model still predicts."""
     from helpers import make_checkpoint
 
-    from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.prune import prune_checkpoint
+    from synthloop.training.checkpoints import load_model
     from synthloop.training.toydata import make_toy_dataset
 
     make_checkpoint(tmp_path / "mr.pt", family="mask_rcnn", size=(64, 48))

@@ -11,7 +11,6 @@ pytest.importorskip("onnxruntime")
 
 from helpers import make_checkpoint  # noqa: E402
 
-from synthloop.deploy.checkpoints import load_model  # noqa: E402
 from synthloop.deploy.export_onnx import export_model  # noqa: E402
 from synthloop.deploy.ort_runtime import OrtBackend  # noqa: E402
 from synthloop.deploy.tensorrt_build import (  # noqa: E402
@@ -21,6 +20,7 @@ from synthloop.deploy.tensorrt_build import (  # noqa: E402
     tensorrt_available,
     trtexec_command,
 )
+from synthloop.training.checkpoints import load_model  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -164,7 +164,7 @@ def test_training_api_checkpoint_and_stats(tmp_path: Path) -> None:
     import pytest
 
     from synthloop.errors import SynthloopError
-    from synthloop.experiments.training_api import resolve_checkpoint, train_stats
+    from synthloop.training.api import resolve_checkpoint, train_stats
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -305,14 +305,14 @@ def test_load_graph_retrains_a_pruned_model(data, tmp_path):
     img = load_rgb(load_dataset(data["synth"]).frames[0])
     assert len(pred.predict([img])) == 1
     # the evaluator reads the pruned checkpoint itself too (through synthloop.deploy)
-    from synthloop.experiments.training_api import predict_dataset
+    from synthloop.training.api import predict_dataset
 
     ds = load_dataset(data["synth"])
     dets = predict_dataset(tmp_path / "pruned.pt", ds)
     assert set(dets) == {f.frame_id for f in ds.frames}
     # the retrained checkpoint stands alone: without the pruned file the run read, it rebuilds its
     # widths from its weights (Predictor, synthloop.deploy) and predicts the same
-    from synthloop.deploy.checkpoints import load_model
+    from synthloop.training.checkpoints import load_model
 
     (tmp_path / "pruned.pt").rename(tmp_path / "moved.pt")
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
@@ -381,9 +381,9 @@ def test_distillation_terms_vanish_when_the_student_is_the_teacher():
 def test_distillation_pulls_the_student_to_the_teacher(data, tmp_path):
     """A pruned student retrained with `distill` ends closer to its teacher's coverage maps than the
     same retraining without it; a teacher of another input size is refused before training."""
-    from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.graph import DetectNetRaw
     from synthloop.deploy.prune import prune_checkpoint
+    from synthloop.training.checkpoints import load_model
 
     teacher_ckpt = train(_spec(data, iterations=6), tmp_path / "teacher", quiet=True)
     prune_checkpoint(teacher_ckpt, tmp_path / "pruned.pt", threshold=0.5, granularity=1, allocation="uniform")

@@ -94,14 +94,19 @@ from synthloop.active.real_guided import (
     RealMiningOptions,
     check_classes,
     mine_real_errors,
-    predict_checkpoint,
 )
-from synthloop.active.select import list_pool_images
+from synthloop.active.select import detection_arrays, list_pool_images, load_rgb
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset
+from synthloop.evaluation.detections import Detections, FrameDetections
+from synthloop.evaluation.report import evaluate
 from synthloop.importers import load_any
 from synthloop.scenes.recipe import Recipe, load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.training import api as training_api
+from synthloop.training.backbones import build_backbone
+from synthloop.training.checkpoint_io import save_checkpoint
+from synthloop.training.spec import ExperimentSpec, SyntheticData, load_spec, parse_spec
 from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
@@ -279,54 +284,24 @@ def farm_render(recipe: Recipe, seed: int, start: int, frames: int, work_dir: Pa
     return merge_job(job, data)
 
 
-PREDICTOR_MODULES = (
-    "synthloop.training.predictor",
-    "synthloop.training.predict",
-    "synthloop.training",
-)
-
-
-def predictor_class() -> Any:
-    """The training package's ``Predictor`` (``Predictor.from_checkpoint(path).predict(images)``)."""
-    import importlib
-
-    for name in PREDICTOR_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(mod, "Predictor"):
-            return mod.Predictor
-    raise ActiveError(
-        "the training package provides no Predictor (synthloop.training.predictor)", where="predict"
-    )
-
-
 def training_spec(
     spec: LoopSpec, datasets: Sequence[Path], backbone_weights: str | Path | None = None
-) -> Any:
+) -> ExperimentSpec:
     """The base ExperimentSpec (``spec.train``) with its synthetic data replaced by ``datasets`` (its
     real entries, mixing and everything else kept; the first synthetic entry's ``class_mapping``
     carried over) and, when given, ``backbone.weights`` set to ``backbone_weights``."""
     if spec.train is None:
         raise ActiveError("the loop spec has no 'train' (base ExperimentSpec YAML)", where="train")
-    try:
-        from synthloop.training import spec as tspec
-    except ImportError as e:
-        raise ActiveError(f"the training package is not available ({e})", where="train") from None
-    base = tspec.load_spec(spec.train)
-    data = base.model_dump(mode="json")
-    synth = [d for d in data["datasets"] if d.get("kind") == "synthetic"]
-    mapping = synth[0].get("class_mapping", {}) if synth else {}
-    entry = {
-        "kind": "synthetic",
-        "paths": [str(Path(d).resolve()) for d in datasets],
-        "class_mapping": mapping,
-    }
-    data["datasets"] = [entry] + [d for d in data["datasets"] if d.get("kind") != "synthetic"]
+    base = load_spec(spec.train)
+    synth = [d for d in base.datasets if d.kind == "synthetic"]
+    entry = SyntheticData(
+        paths=[str(Path(d).resolve()) for d in datasets],
+        class_mapping=dict(synth[0].class_mapping) if synth else {},
+    )
+    update: dict[str, Any] = {"datasets": [entry] + [d for d in base.datasets if d.kind != "synthetic"]}
     if backbone_weights is not None:
-        data["backbone"]["weights"] = str(backbone_weights)
-    return tspec.parse_spec(data, source=spec.train)
+        update["backbone"] = base.backbone.model_copy(update={"weights": str(backbone_weights)})
+    return parse_spec(base.model_copy(update=update).model_dump(mode="json"), source=str(spec.train))
 
 
 def backbone_weights_from_checkpoint(checkpoint: str | Path, out_file: str | Path) -> Path:
@@ -335,15 +310,7 @@ def backbone_weights_from_checkpoint(checkpoint: str | Path, out_file: str | Pat
 
     The backbone is found by its parameter names: the prefix under which every key of a freshly
     built body of the checkpoint's backbone appears in the checkpoint's model state."""
-    import io
-
-    import torch
-
-    from synthloop.atomic import atomic_write_bytes
-    from synthloop.training.backbones import build_backbone
-    from synthloop.training.loop import load_checkpoint
-
-    ck = load_checkpoint(checkpoint)
+    ck = training_api.read_training_checkpoint(checkpoint)
     name = ck["spec"]["backbone"]["name"]
     sd = ck["model"]
     keys = list(build_backbone(name, None).body.state_dict())
@@ -352,21 +319,15 @@ def backbone_weights_from_checkpoint(checkpoint: str | Path, out_file: str | Pat
         if k == first or k.endswith("." + first):
             prefix = k[: len(k) - len(first)]
             if all(prefix + q in sd for q in keys):
-                buf = io.BytesIO()
-                torch.save({q: sd[prefix + q] for q in keys}, buf)
-                return atomic_write_bytes(out_file, buf.getvalue())
+                return save_checkpoint(out_file, {q: sd[prefix + q] for q in keys})
     raise ActiveError(f"no {name} backbone found in the checkpoint's model state", path=str(checkpoint))
 
 
 def default_train(spec: LoopSpec, datasets: Sequence[Path], out_dir: Path, init: Path | None) -> Path:
-    """Train with ``synthloop.training.loop.train`` on :func:`training_spec`; returns the last
-    checkpoint. Fine-tuning (``init``): the previous checkpoint's backbone initializes the new run
-    (``backbone.weights``; detection heads start fresh -- the training API has no whole-model init).
-    Re-running resumes an interrupted training from its last checkpoint."""
-    try:
-        from synthloop.training.loop import train
-    except ImportError as e:
-        raise ActiveError(f"the training loop is not available ({e})", where="train") from None
+    """Train through :func:`synthloop.training.api.train_run` on :func:`training_spec`; returns the
+    last checkpoint. Fine-tuning (``init``): the previous checkpoint's backbone initializes the new
+    run (``backbone.weights``; detection heads start fresh -- the training API has no whole-model
+    init). Re-running resumes an interrupted training from its last checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = None
     if init is not None:
@@ -374,7 +335,7 @@ def default_train(spec: LoopSpec, datasets: Sequence[Path], out_dir: Path, init:
         if not weights.exists():
             backbone_weights_from_checkpoint(init, weights)
     exp = training_spec(spec, datasets, weights)
-    return Path(train(exp, out_dir / "run", resume=True, quiet=True, source=str(spec.train)))
+    return training_api.train_run(exp, out_dir / "run", source=str(spec.train))
 
 
 def _metrics_of(report: Any) -> dict[str, Any]:
@@ -393,15 +354,9 @@ def _metrics_of(report: Any) -> dict[str, Any]:
 
 def default_evaluate(checkpoint: Path, dataset: Path, report_path: Path, spec: LoopSpec) -> EvalResult:
     """Predict with the training package's ``Predictor`` and evaluate (report saved at ``report_path``)."""
-    from synthloop.active.select import detection_arrays, load_rgb
-    from synthloop.evaluation.detections import Detections, FrameDetections
-    from synthloop.evaluation.report import evaluate
-
     ds = load_any(dataset)
-    predictor = predictor_class().from_checkpoint(checkpoint)
-    names = getattr(predictor, "classes", None)
-    ids = getattr(predictor, "category_ids", None)
-    to_ds = label_map(names, ds, ids)
+    predictor = training_api.load_predictor(checkpoint)
+    to_ds = label_map(predictor.classes, ds, predictor.category_ids)
     dets = Detections()
     for f in ds.frames:
         (pred,) = predictor.predict([load_rgb(f.image_path)])
@@ -433,7 +388,7 @@ class LoopHooks:
     render: RenderFn = farm_render
     train: TrainFn = default_train
     evaluate: EvalFn = default_evaluate
-    predict: PredictFn = predict_checkpoint
+    predict: PredictFn = training_api.predict_dataset
 
 
 # ----------------------------------------------------------------------------- params

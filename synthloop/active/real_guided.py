@@ -57,18 +57,11 @@ from synthloop.geometry.properties import wrap_hue
 from synthloop.importers import load_any
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe
+from synthloop.training import api as training_api
 
 REAL_SCHEMA = "synthloop.real_mining/1"
 PredictFn = Callable[[Path, Dataset], Detections]
 """``predict(checkpoint, dataset) -> Detections`` (labels = the dataset's category ids)."""
-
-
-def predict_checkpoint(checkpoint: Path, ds: Dataset) -> Detections:
-    """Detections of a training checkpoint on every frame of ``ds`` (the training package's
-    ``Predictor``; labels mapped to ``ds``'s category ids by class name)."""
-    from synthloop.training.predictor import Predictor
-
-    return Detections.from_frames(Predictor.from_checkpoint(checkpoint).predict_dataset(ds))
 
 
 @dataclass
@@ -413,7 +406,7 @@ def mine_real(
     pool: str | Path | None = None,
     exploration: float = 0.3,
     options: RealMiningOptions | None = None,
-    predict: PredictFn = predict_checkpoint,
+    predict: PredictFn = training_api.predict_dataset,
     render_rows: Sequence[Mapping[str, Any]] | None = None,
     progress: Literal["off", "bar", "json"] = "off",
 ) -> dict[str, Path]:

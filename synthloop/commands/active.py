@@ -165,10 +165,10 @@ def derive(
 def _predictor_fns(checkpoint: Path, backbone: str | None, backbone_weights: str | None, diversity: bool):
     """(predict, embed) from the training package (imported lazily). Embeddings come from the
     detector's own backbone unless ``backbone`` names another one; none without ``diversity``."""
-    from synthloop.active.loop import predictor_class
     from synthloop.active.select import backbone_embedder, predictor_embedder
+    from synthloop.training.api import load_predictor
 
-    predictor = predictor_class().from_checkpoint(checkpoint)
+    predictor = load_predictor(checkpoint)
     embed = None
     if diversity and backbone:
         from synthloop.training.backbones import build_backbone

@@ -142,9 +142,9 @@ def qat_cmd(
     Example: synthloop qat runs/fruits/checkpoints/best.pt out/tabletop --out qat.pt --onnx qat.onnx
     """
     from synthloop.commands.export import load_source
-    from synthloop.deploy.checkpoints import load_model
     from synthloop.deploy.export_onnx import export_qat_onnx
     from synthloop.deploy.qat import QatReport, qat_finetune, save_qat
+    from synthloop.training.checkpoints import load_model
 
     loaded = load_model(model, "detectnet_v2")
     ds = load_source(dataset)
@@ -199,9 +199,9 @@ def export_model_cmd(
 
     Example: synthloop export-model runs/fruits/checkpoints/best.pt --out ds/model.onnx --layout tao
     """
-    from synthloop.deploy.checkpoints import read_checkpoint
     from synthloop.deploy.export_onnx import export_model, export_qat_onnx
     from synthloop.deploy.qat import QAT_FORMAT
+    from synthloop.training.checkpoint_io import read_checkpoint
 
     if precision not in ("fp32", "fp16", "int8"):
         raise SynthloopError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
@@ -226,7 +226,7 @@ def export_model_cmd(
         raw, desc = load_qat(model)
         export_qat_onnx(raw, desc, out, opset, source=str(model))
     else:
-        from synthloop.deploy.checkpoints import load_model
+        from synthloop.training.checkpoints import load_model
 
         loaded = load_model(model)
         desc = loaded.desc

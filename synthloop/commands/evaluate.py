@@ -51,10 +51,16 @@ def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _predict(ckpt: Path, ds: Dataset, batch_size: int, why: str = "") -> Detections:
-    """Detections of checkpoint ``ckpt`` on every frame of ``ds``, saying so first."""
-    from synthloop.experiments.training_api import predict_dataset
-
+    """Detections of model ``ckpt`` on every frame of ``ds``, saying so first: a checkpoint (training
+    or pruned) through the training Predictor, an exported ONNX / TensorRT model through its backend."""
     print(f"predicting {len(ds.frames)} frames with {ckpt}{why}")
+    if ckpt.suffix.lower() in (".onnx", ".engine", ".plan"):
+        from synthloop.deploy.infer import open_backend
+        from synthloop.deploy.infer import predict_dataset as backend_predict
+
+        return backend_predict(open_backend(ckpt), ds)
+    from synthloop.training.api import predict_dataset
+
     return predict_dataset(ckpt, ds, batch_size=batch_size)
 
 
@@ -78,7 +84,7 @@ def _bootstrap(
         if other.suffix.lower() == ".json":
             runs[other.name] = load_detections(other)
         else:
-            from synthloop.experiments.training_api import resolve_checkpoint
+            from synthloop.training.api import resolve_checkpoint
 
             ckpt = resolve_checkpoint(other, prefer="best")
             runs[other.name] = _predict(ckpt, ds, batch_size, " (--compare)")
@@ -164,7 +170,7 @@ def evaluate_cmd(
                 "--data DATASET is required to evaluate a run or checkpoint (or pass --detections FILE)",
                 path=str(target),
             )
-        from synthloop.experiments.training_api import resolve_checkpoint
+        from synthloop.training.api import resolve_checkpoint
 
         ckpt = resolve_checkpoint(target, prefer="best")
         ds = load_source(data, skip_invalid)

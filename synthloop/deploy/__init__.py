@@ -10,7 +10,7 @@ Helpers: :mod:`graph` (raw-output DetectNet module, batch-norm folding, static "
 path for all backends), :mod:`ort_runtime` (onnxruntime backend), :mod:`draw` (overlays),
 :mod:`parity` (exported vs PyTorch: raw differences and COCO AP through synthloop.evaluation).
 
-Models are described by :class:`synthloop.deploy.checkpoints.ModelDesc` (family, backbone, classes,
+Models are described by :class:`synthloop.training.checkpoints.ModelDesc` (family, backbone, classes,
 fixed input size, post-processing parameters); every artefact written here carries one.
 """
 

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from synthloop.deploy import deepstream
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.evaluation.detections import FrameDetections
 from synthloop.geometry.masks import mask_to_rle
+from synthloop.training.checkpoints import ModelDesc
 from synthloop.training.postprocess import ClusterParams, detectnet_postprocess
 
 STRIDE = 16

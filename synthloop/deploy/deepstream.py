@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from synthloop.atomic import atomic_write_bytes
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
+from synthloop.training.checkpoints import ModelDesc
 from synthloop.training.postprocess import ClusterParams
 
 STRIDE = 16

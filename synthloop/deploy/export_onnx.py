@@ -43,9 +43,9 @@ from torch import nn
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.deploy import deepstream
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
+from synthloop.training.checkpoints import ModelDesc
 
 META_SCHEMA = "synthloop.deploy.onnx/1"
 DEFAULT_OPSET = 17

@@ -25,13 +25,13 @@ import torch
 from synthloop.atomic import atomic_save_image, atomic_write_json
 from synthloop.dataset.staging import unique_names
 from synthloop.dataset.types import Dataset
-from synthloop.deploy.checkpoints import LoadedModel, ModelDesc, load_model
 from synthloop.deploy.decode import decode
 from synthloop.deploy.errors import DeployError
-from synthloop.deploy.graph import DetectNetRaw
 from synthloop.deploy.preprocess import load_input, read_rgb, to_input
 from synthloop.evaluation.detections import Detections, FrameDetections
 from synthloop.overlays import draw_detections
+from synthloop.training.checkpoints import LoadedModel, ModelDesc, load_model
+from synthloop.training.predictor import Predictor
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -47,24 +47,18 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch model from a checkpoint (eval mode, CPU unless ``device`` is given)."""
+    """PyTorch model from a checkpoint through the training package's :class:`Predictor` (its
+    :meth:`~synthloop.training.predictor.Predictor.raw` outputs), eval mode, CPU unless ``device``."""
 
     name = "torch"
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu"):
+        self.predictor = Predictor(loaded, device)
         self.desc = loaded.desc
-        self.device = torch.device(device)
-        self.model = loaded.model.eval().to(self.device)
-        self.raw = DetectNetRaw(self.model).eval() if self.desc.family == "detectnet_v2" else None
+        self.model = self.predictor.model
 
-    @torch.no_grad()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
-        if self.raw is not None:
-            cov, bbox = self.raw(t[None])
-            return {"cov": cov.cpu().numpy(), "bbox": bbox.cpu().numpy()}
-        out = self.model([t])[0]
-        return {k: out[k].cpu().numpy() for k in ("boxes", "labels", "scores", "masks")}
+        return self.predictor.raw(x)
 
 
 def open_backend(

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.export_onnx import META_SCHEMA, sidecar_path
+from synthloop.training.checkpoints import ModelDesc
 
 
 def read_sidecar(model_path: str | os.PathLike) -> dict[str, Any]:

@@ -36,7 +36,7 @@ The output layers are never pruned (DetectNet ``cov_head`` / ``bbox_head``; for 
 backbone is pruned, the FPN output width (256, shared by RPN and RoI heads) stays, the FPN's lateral
 convs lose the input channels their backbone stage lost), so output shapes do not change.
 
-The pruned model is saved as :data:`~synthloop.deploy.checkpoints.PRUNED_FORMAT`: model
+The pruned model is saved as :data:`~synthloop.training.checkpoints.PRUNED_FORMAT`: model
 description (incl. the training ExperimentSpec), every conv / BN layer's shape and the weights,
 readable with ``weights_only=True``. It carries its own graph (TLT ``load_graph``): retrain it
 through the usual spec with ``model: {load_graph: pruned.pt}``, or build it in code::
@@ -58,7 +58,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from synthloop.deploy.checkpoints import (
+from synthloop.deploy.errors import DeployError
+from synthloop.deploy.graph import DetectNetRaw, count_used_params
+from synthloop.training.checkpoint_io import save_checkpoint
+from synthloop.training.checkpoints import (
     PRUNED_FORMAT,
     LoadedModel,
     ModelDesc,
@@ -66,8 +69,6 @@ from synthloop.deploy.checkpoints import (
     load_model,
     refresh_out_channels,
 )
-from synthloop.deploy.errors import DeployError
-from synthloop.deploy.graph import DetectNetRaw, count_used_params
 
 
 @dataclass
@@ -409,8 +410,6 @@ def save_pruned(
     spec: dict[str, Any] | None = None,
 ) -> Path:
     """Write a pruned checkpoint atomically (format :data:`PRUNED_FORMAT`; ``weights_only``-safe)."""
-    from synthloop.atomic import atomic_write_with
-
     obj = {
         "format": PRUNED_FORMAT,
         "desc": desc.model_dump(mode="json"),
@@ -419,7 +418,7 @@ def save_pruned(
         "report": report.to_dict() if report else None,
         "spec": spec,
     }
-    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
+    return save_checkpoint(path, obj)
 
 
 def load_pruned(path: str | os.PathLike, family: str | None = None) -> nn.Module:

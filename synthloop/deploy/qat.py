@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 from synthloop.dataset.types import Dataset
-from synthloop.deploy.checkpoints import ModelDesc
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
+from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint
+from synthloop.training.checkpoints import ModelDesc, apply_layer_shapes, build_from_desc, layer_shapes
 from synthloop.training.legacy import attach_legacy_classifier, has_legacy_classifier
 
 QAT_FORMAT = "synthloop.qat/1"
@@ -171,9 +172,6 @@ def save_qat(
     """Write the fake-quantized model: modelopt state (quantizer layout) + weights (incl. ranges)."""
     import modelopt.torch.opt as mto
 
-    from synthloop.atomic import atomic_write_with
-    from synthloop.deploy.checkpoints import layer_shapes
-
     obj = {
         "format": QAT_FORMAT,
         "desc": desc.model_dump(mode="json"),
@@ -184,15 +182,13 @@ def save_qat(
         if report is None
         else {"steps": report.steps, "lr": report.lr, "losses": report.losses},
     }
-    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
+    return save_checkpoint(path, obj)
 
 
 def load_qat(path: str | os.PathLike) -> tuple[DetectNetRaw, ModelDesc]:
     """Rebuild the fake-quantized DetectNet raw module saved by :func:`save_qat` (read with
     ``weights_only=True``; modelopt's state is plain data) and its description."""
     import modelopt.torch.opt as mto
-
-    from synthloop.deploy.checkpoints import apply_layer_shapes, build_model, read_checkpoint
 
     p = Path(path)
     obj = read_checkpoint(p)
@@ -202,7 +198,7 @@ def load_qat(path: str | os.PathLike) -> tuple[DetectNetRaw, ModelDesc]:
         )
     desc = ModelDesc.model_validate(obj["desc"])
     sd = obj["model"]
-    model = build_model(desc)
+    model = build_from_desc(desc)
     if has_legacy_classifier(sd):  # saved with the unused Lite0 classifier: its quantizers name it
         attach_legacy_classifier(model)
     raw = DetectNetRaw(model).eval()

@@ -1,8 +1,8 @@
 """COCO metrics through pycocotools' own COCOeval (never re-implemented here).
 
-The ground truth is the COCO dict of the dataset (``synthloop.exporters.coco.dataset_to_coco`` when
-available, otherwise :func:`gt_coco_dict`, both with image ids 1..N in frame order); detections go
-through :func:`synthloop.evaluation.detections.to_coco_results` and ``COCO.loadRes``.
+The ground truth is the COCO dict of the dataset (:func:`synthloop.dataset.coco_dict.coco_instances`,
+the one the COCO exporter writes, image ids 1..N in frame order); detections go through
+:func:`synthloop.evaluation.detections.to_coco_results` and ``COCO.loadRes``.
 
 Values are pycocotools' own: stats of -1.0 mean "undefined" (no ground truth in that range),
 per-class values are None in that case.
@@ -20,69 +20,25 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from synthloop.dataset.coco_dict import coco_instances
 from synthloop.dataset.keypoints import DEFAULT_SIGMA, category_sigmas
 from synthloop.dataset.types import Dataset
-from synthloop.evaluation.detections import EvaluationError, FrameDetections, to_coco_results
+from synthloop.evaluation.detections import (
+    EvaluationError,
+    FrameDetections,
+    default_image_ids,
+    to_coco_results,
+)
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 BOX_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KP_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-def gt_coco_dict(ds: Dataset) -> dict[str, Any]:
-    """Minimal COCO ground-truth dict of ``ds`` (image ids 1..N in frame order, annotation ids 1..M).
-
-    Boxes become ``[x1, y1, x2 - x1, y2 - y1]``; ``area`` is the annotation's own; masks are passed
-    as their RLE; keypoints flattened with ``num_keypoints`` = count of visibility > 0.
-    """
-    images: list[dict[str, Any]] = []
-    anns: list[dict[str, Any]] = []
-    for i, frame in enumerate(ds.frames):
-        img_id = i + 1
-        images.append(
-            {"id": img_id, "width": frame.width, "height": frame.height, "file_name": frame.frame_id}
-        )
-        for obj in frame.objects:
-            x1, y1, x2, y2 = (float(v) for v in obj.bbox)
-            a: dict[str, Any] = {
-                "id": len(anns) + 1,
-                "image_id": img_id,
-                "category_id": int(obj.category_id),
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": float(obj.area),
-                "iscrowd": int(bool(obj.iscrowd)),
-            }
-            if obj.mask is not None:
-                a["segmentation"] = dict(obj.mask)
-            if obj.keypoints is not None:
-                a["keypoints"] = [float(v) for kp in obj.keypoints for v in kp]
-                a["num_keypoints"] = obj.num_keypoints
-            anns.append(a)
-    cats = [
-        {
-            "id": c.id,
-            "name": c.name,
-            "supercategory": c.supercategory,
-            "keypoints": list(c.keypoints),
-            "skeleton": [list(e) for e in c.skeleton],
-        }
-        for c in ds.categories
-    ]
-    return {"images": images, "annotations": anns, "categories": cats}
-
-
 def dataset_gt(ds: Dataset) -> tuple[dict[str, Any], dict[str, int]]:
-    """(COCO GT dict, frame_id -> image id). Uses the COCO exporter when it is installed."""
-    try:
-        from synthloop.exporters.coco import dataset_to_coco
-    except ImportError:
-        gt = gt_coco_dict(ds)
-    else:
-        gt = dataset_to_coco(ds)
-    if len(gt["images"]) != len(ds.frames):
-        raise EvaluationError(f"COCO GT has {len(gt['images'])} images for {len(ds.frames)} frames")
-    ids = {f.frame_id: int(img["id"]) for f, img in zip(ds.frames, gt["images"], strict=True)}
-    return gt, ids
+    """(COCO GT dict, frame_id -> image id): :func:`synthloop.dataset.coco_dict.coco_instances`
+    (image ids 1..N in frame order, ``file_name`` = frame id)."""
+    return coco_instances(ds, [f.frame_id for f in ds.frames]), default_image_ids(ds)
 
 
 def _coco_from_dict(d: dict[str, Any]) -> COCO:

@@ -26,13 +26,14 @@ import copy
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloop.atomic import canonical_json
 from synthloop.errors import SynthloopError
-from synthloop.experiments import training_api
+from synthloop.training.spec import ExperimentSpec, load_spec, parse_spec
 from synthloop.userfiles import load_yaml_file
 from synthloop.validation import invalid
 
@@ -228,9 +229,64 @@ def _candidates(
     return out
 
 
+# ---------------------------------------------------------------- spec operations
+def normalize_spec(data: dict[str, Any], source: str = "<spec>", where: str | None = None) -> dict[str, Any]:
+    """Validate ``data`` as an ExperimentSpec and return its canonical JSON form (defaults filled).
+
+    A bad field raises the training package's SpecError naming ``source`` and ``where: field``."""
+    try:
+        spec = parse_spec(data, source)
+    except SynthloopError as e:
+        if where is None:
+            raise
+        raise type(e)(e.message, path=source, where=f"{where}: {e.where}" if e.where else where) from None
+    return spec.model_dump(mode="json")
+
+
+def load_spec_data(
+    base: str | dict[str, Any], base_dir: Path, source: str = "<experiment>"
+) -> dict[str, Any]:
+    """The base ExperimentSpec as canonical JSON data: ``base`` is a YAML path (relative to
+    ``base_dir``; its own relative paths resolve against its folder) or an inline mapping (its
+    relative paths resolved against ``base_dir``)."""
+    if isinstance(base, str):
+        p = Path(base).expanduser()
+        p = p if p.is_absolute() else base_dir / p
+        if not p.is_file():
+            raise MixExperimentError(f"base spec {str(p)!r} not found", path=source, where="base")
+        return load_spec(p).model_dump(mode="json")
+    try:
+        spec = parse_spec(base, source)
+    except SynthloopError as e:
+        raise type(e)(e.message, path=source, where=f"base.{e.where}" if e.where else "base") from None
+    return spec.resolve_paths(base_dir).model_dump(mode="json")
+
+
+def with_mix(spec: dict[str, Any], *, schedule: str, real_fraction: float, seed: int) -> dict[str, Any]:
+    """``spec`` with ``mix.schedule``, ``mix.real_fraction`` and ``seed`` set (validated later, by
+    :func:`normalize_spec`)."""
+    s = ExperimentSpec.model_validate(spec)
+    mix = s.mix.model_copy(update={"schedule": schedule, "real_fraction": float(real_fraction)})
+    return s.model_copy(update={"mix": mix, "seed": int(seed)}).model_dump(mode="json")
+
+
+def real_only(spec: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """``spec`` training on all of its real data only (synthetic datasets dropped; a spec without
+    real data then fails :func:`normalize_spec`, naming ``datasets``)."""
+    s = ExperimentSpec.model_validate(with_mix(spec, schedule="blend", real_fraction=1.0, seed=seed))
+    real = [d for d in s.datasets if d.kind != "synthetic"]
+    return s.model_copy(update={"datasets": real}).model_dump(mode="json")
+
+
+SPEC_OPS = SimpleNamespace(
+    load_spec_data=load_spec_data, normalize_spec=normalize_spec, with_mix=with_mix, real_only=real_only
+)
+"""The spec operations :func:`expand` uses by default (tests pass their own)."""
+
+
 def base_spec(loaded: LoadedExperiment, ops: Any = None) -> dict[str, Any]:
     """The experiment's base ExperimentSpec (validated, paths absolute) with ``overrides`` merged."""
-    ops = ops if ops is not None else training_api
+    ops = ops if ops is not None else SPEC_OPS
     exp = loaded.experiment
     src = str(loaded.path) if loaded.path else "<experiment>"
     base = ops.load_spec_data(exp.base, loaded.base_dir, source=src)
@@ -244,9 +300,8 @@ def expand(loaded: LoadedExperiment | MixExperiment, ops: Any = None) -> list[Ru
     baselines); equal specs merged (see module docstring). Names are unique.
 
     ``ops``: the spec operations (``load_spec_data``, ``normalize_spec``, ``with_mix``,
-    ``real_only``); default :mod:`synthloop.experiments.training_api` (the training package's
-    ExperimentSpec)."""
-    ops = ops if ops is not None else training_api
+    ``real_only``); default :data:`SPEC_OPS` (the training package's ExperimentSpec)."""
+    ops = ops if ops is not None else SPEC_OPS
     if isinstance(loaded, MixExperiment):
         loaded = LoadedExperiment(loaded, None, Path.cwd())
     src = str(loaded.path) if loaded.path else "<experiment>"

@@ -53,10 +53,9 @@ def spread(values: list[float | None]) -> dict[str, Any]:
 
 
 def _images_per_s(train: dict[str, Any]) -> float | None:
-    for k in ("images_per_s", "train_images_per_s", "img_per_s"):
-        if isinstance(train.get(k), int | float):
-            return float(train[k])
-    return None
+    """The run's training throughput (``images_per_s`` of :func:`synthloop.training.api.train_stats`)."""
+    v = train.get("images_per_s")
+    return float(v) if isinstance(v, int | float) else None
 
 
 def collect_results(out_dir: str | Path) -> dict[str, Any]:

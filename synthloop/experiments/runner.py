@@ -37,9 +37,10 @@ from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import Detections
 from synthloop.evaluation.frame_outcomes import write_outcome_overlays
 from synthloop.evaluation.report import evaluate
-from synthloop.experiments import training_api
 from synthloop.experiments.matrix import LoadedExperiment, RunSpec, expand, load_experiment
 from synthloop.progress import JobProgress
+from synthloop.training import api as training_api
+from synthloop.training.spec import parse_spec
 
 EXPERIMENT_FILE = "experiment.json"
 EXPERIMENT_SCHEMA = "synthloop.mix-experiment/1"
@@ -69,7 +70,9 @@ class RunOutcome:
 
 def default_train(run: RunSpec, train_dir: Path) -> TrainResult:
     """Train with :mod:`synthloop.training` (resuming ``train_dir`` when it exists)."""
-    ckpt = training_api.train_run(run.spec, train_dir)
+    spec = parse_spec(run.spec, str(train_dir))
+    log = Path(train_dir).parent / "train.log"
+    ckpt = training_api.train_run(spec, train_dir, log_path=log, source=str(log.parent / "spec.json"))
     return TrainResult(ckpt, training_api.train_stats(train_dir))
 
 

@@ -31,13 +31,14 @@ import math
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthloop.training.checkpoint_io import read_checkpoint, state_dict_mismatch
 from synthloop.training.errors import TrainingError
-from synthloop.training.safe_load import UnreadableWeights, load_weights_only
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -198,13 +199,7 @@ def lite0_package_weights_path() -> Path:
 
 def _load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state_dict from ``path`` (``weights_only=True``); unwraps ``model``/``state_dict``, ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError("weights file not found", path=str(path), where="backbone.weights")
-    try:
-        obj = load_weights_only(path)
-    except UnreadableWeights as e:
-        raise TrainingError(f"cannot read weights: {e}", path=str(path), where="backbone.weights") from None
+    obj: Any = read_checkpoint(path, what="weights file", where="backbone.weights")
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -218,21 +213,11 @@ def _load_into(
 ) -> None:
     """Load ``sd`` into ``module``; every non-ignored parameter must be present with the right shape."""
     own = module.state_dict()
-    needed = [k for k in own if not k.startswith(ignore_prefixes)]
-    missing = [k for k in needed if k not in sd]
-    wrong = [k for k in needed if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or wrong:
-        detail = []
-        if missing:
-            detail.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-        if wrong:
-            k = wrong[0]
-            detail.append(
-                f"{len(wrong)} shape mismatches "
-                f"(e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})"
-            )
+    needed = {k: v for k, v in own.items() if not k.startswith(ignore_prefixes)}
+    problem = state_dict_mismatch(needed, sd, check_unexpected=False)
+    if problem:
         raise TrainingError(
-            f"incompatible weights for {type(module).__name__}: " + "; ".join(detail),
+            f"incompatible weights for {type(module).__name__}: {problem}",
             path=path,
             where="backbone.weights",
         )

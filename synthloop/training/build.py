@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -17,12 +18,15 @@ from torch import nn
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Category, Dataset
 from synthloop.errors import SynthloopError
+from synthloop.importers.coco import load_coco
 from synthloop.training.backbones import build_backbone
 from synthloop.training.detectnet import DetectNetV2
 from synthloop.training.errors import SpecError
 from synthloop.training.keypointrcnn import build_keypointrcnn
 from synthloop.training.maskrcnn import anchor_sizes_from_boxes, build_maskrcnn
-from synthloop.training.spec import ExperimentSpec, RealData, expand_synthetic_paths
+from synthloop.training.postprocess import ClusterParams
+from synthloop.training.rasterizer import RasterParams
+from synthloop.training.spec import DetectNetParams, ExperimentSpec, RealData, expand_synthetic_paths
 
 # families built on torchvision's GeneralizedRCNN (transform, RPN, RoI heads, data anchor sizes)
 RCNN_FAMILIES: tuple[str, ...] = ("mask_rcnn", "keypoint_rcnn")
@@ -54,8 +58,6 @@ def _load_real(entry: RealData, source: str, where: str) -> Dataset:
         raise SpecError(
             f"images folder {entry.images_dir!r} not found", path=source, where=f"{where}.images_dir"
         )
-    from synthloop.importers.coco import load_coco
-
     return load_coco(entry.coco_json, entry.images_dir)
 
 
@@ -180,9 +182,40 @@ def box_sizes(datasets: list[Dataset], width: int, height: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def _per_class(table: dict, classes: list[str], default):
+DETECTNET_PARAMS = (
+    "raster",
+    "cluster",
+    "class_weights",
+    "cov_loss",
+    "cov_loss_weight",
+    "bbox_loss_weight",
+    "bbox_norm",
+    "cov_normalize",
+)
+"""The DetectNetV2 keyword arguments a spec sets (and a :class:`ModelDesc` stores), by name."""
+
+
+def _per_class(table: dict[str, Any], classes: list[str], default: Any) -> list[Any]:
+    """Per-class list from a dict keyed by class name (``"*"``: every other class)."""
     fallback = table.get("*", default)
     return [table.get(c, fallback) for c in classes]
+
+
+def detectnet_params(d: DetectNetParams, classes: list[str]) -> dict[str, Any]:
+    """The :data:`DETECTNET_PARAMS` of spec section ``model.detectnet`` for ``classes`` (labels 1..C):
+    per-class ``raster`` / ``cluster`` / ``class_weights`` lists, the loss settings and ``bbox_norm``
+    (pixels). Raises :class:`SpecError` for per-class settings naming an unknown class."""
+    unknown = sorted((set(d.raster) | set(d.cluster) | set(d.class_weights)) - set(classes) - {"*"})
+    if unknown:
+        raise SpecError(
+            f"per-class settings for unknown classes {unknown} (classes: {classes})", where="model.detectnet"
+        )
+    return {
+        "raster": _per_class(d.raster, classes, RasterParams()),
+        "cluster": _per_class(d.cluster, classes, ClusterParams()),
+        "class_weights": _per_class(d.class_weights, classes, 1.0),
+        **{k: getattr(d, k) for k in DETECTNET_PARAMS[3:]},
+    }
 
 
 def build_model(
@@ -191,37 +224,15 @@ def build_model(
     anchor_sizes: tuple[int, ...] | None = None,
     pretrained: bool = True,
 ) -> nn.Module:
-    """The detector of ``spec`` for ``classes`` (labels 1..C). ``pretrained=False`` skips loading the
-    backbone weights file (a checkpoint's state_dict follows). With ``model.load_graph`` the pruned
-    graph saved by ``synthloop prune`` is the model (its weights are the starting point)."""
-    if spec.model.load_graph:
-        return _load_graph(spec, classes)
+    """A fresh detector of ``spec`` for ``classes`` (labels 1..C). ``pretrained=False`` skips loading
+    the backbone weights file (a checkpoint's state_dict follows). ``model.load_graph`` is not read
+    here: a run retrained from a pruned graph starts from
+    :func:`synthloop.training.checkpoints.load_graph` instead (the caller picks)."""
     b = spec.backbone
     backbone = build_backbone(b.name, b.weights if pretrained else None, b.freeze_blocks, b.freeze_bn)
     m = spec.model
     if m.family == "detectnet_v2":
-        from synthloop.training.postprocess import ClusterParams
-        from synthloop.training.rasterizer import RasterParams
-
-        d = m.detectnet
-        unknown = sorted((set(d.raster) | set(d.cluster) | set(d.class_weights)) - set(classes) - {"*"})
-        if unknown:
-            raise SpecError(
-                f"per-class settings for unknown classes {unknown} (classes: {classes})",
-                where="model.detectnet",
-            )
-        return DetectNetV2(
-            backbone,
-            len(classes),
-            raster=_per_class(d.raster, classes, RasterParams()),
-            cluster=_per_class(d.cluster, classes, ClusterParams()),
-            class_weights=_per_class(d.class_weights, classes, 1.0),
-            cov_loss=d.cov_loss,
-            cov_loss_weight=d.cov_loss_weight,
-            bbox_loss_weight=d.bbox_loss_weight,
-            bbox_norm=d.bbox_norm,
-            cov_normalize=d.cov_normalize,
-        )
+        return DetectNetV2(backbone, len(classes), **detectnet_params(m.detectnet, classes))
     r = m.mask_rcnn
     shared = dict(  # the R-CNN settings both torchvision families take
         anchor_sizes=tuple(anchor_sizes or r.anchor_sizes or (32, 64, 128, 256)),
@@ -260,66 +271,3 @@ def data_anchor_sizes(spec: ExperimentSpec, data: PreparedData) -> tuple[int, ..
         return tuple(spec.model.mask_rcnn.anchor_sizes)
     parts = [d for d in (data.synthetic, data.real) if d is not None]
     return anchor_sizes_from_boxes(box_sizes(parts, spec.model.input_width, spec.model.input_height))
-
-
-def _load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
-    """The pruned model of ``spec.model.load_graph``, checked against the spec's family and classes."""
-    from synthloop.deploy.checkpoints import feature_backbone, load_model
-
-    path = spec.model.load_graph
-    try:
-        loaded = load_model(path, spec.model.family)
-    except SynthloopError as e:
-        raise SpecError(f"cannot load the pruned graph: {e}", where="model.load_graph") from None
-    if loaded.kind != "pruned":
-        raise SpecError(
-            f"{path} is not a pruned checkpoint (made by `synthloop prune`)", where="model.load_graph"
-        )
-    if list(loaded.desc.class_names) != list(classes):
-        raise SpecError(
-            f"the pruned graph's classes {loaded.desc.class_names} differ from the data's {classes}",
-            where="model.load_graph",
-        )
-    if loaded.desc.backbone != spec.backbone.name:
-        raise SpecError(
-            f"the pruned graph has a {loaded.desc.backbone} backbone, the spec names {spec.backbone.name}",
-            where="backbone.name",
-        )
-    # the graph brings its widths and weights; what to train is still the spec's (TLT's retrain spec)
-    feature_backbone(loaded.model).freeze(spec.backbone.freeze_blocks, spec.backbone.freeze_bn)
-    return loaded.model.train()
-
-
-def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
-    """The frozen DetectNet_v2 of ``spec.distill.teacher`` (eval mode, CPU, no gradients), checked
-    against the experiment's classes, input size and bbox encoding (``bbox_norm``)."""
-    from synthloop.deploy.checkpoints import load_model
-
-    assert spec.distill is not None
-    path = spec.distill.teacher
-    try:
-        loaded = load_model(path, "detectnet_v2")
-    except SynthloopError as e:
-        raise SpecError(f"cannot load the teacher: {e}", where="distill.teacher") from None
-    if list(loaded.desc.class_names) != list(classes):
-        raise SpecError(
-            f"the teacher's classes {loaded.desc.class_names} differ from the data's {classes}",
-            where="distill.teacher",
-        )
-    size = (loaded.desc.input_width, loaded.desc.input_height)
-    if size != (spec.model.input_width, spec.model.input_height):
-        raise SpecError(
-            f"the teacher's input size {size} differs from model.input_width/height "
-            f"{(spec.model.input_width, spec.model.input_height)}",
-            where="distill.teacher",
-        )
-    if loaded.desc.bbox_norm != spec.model.detectnet.bbox_norm:
-        raise SpecError(
-            f"the teacher encodes boxes with bbox_norm {loaded.desc.bbox_norm}, the spec with "
-            f"{spec.model.detectnet.bbox_norm}: its bbox outputs would be wrong targets",
-            where="distill.teacher",
-        )
-    teacher = loaded.model.float().eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher

@@ -11,3 +11,7 @@ class TrainingError(SynthloopError):
 
 class SpecError(TrainingError):
     """An experiment spec that does not validate (names file and field)."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint or weights file that cannot be read, or that does not fit the model asked for."""

@@ -22,17 +22,22 @@ folder. A run resumes on another number of processes: the position is kept in it
 schedule continues at the same fraction of the phase.
 
 AMP (float16 autocast + GradScaler) and channels_last apply on CUDA only.
+
+Structure (as torchvision's detection references): :func:`train` sets the process-wide switches
+and calls :func:`setup_run` (data, phases, model or pruned graph, teacher, optimizer, scaler, and
+on resume the checkpoint's weights and :class:`TrainState`) and then, per phase and epoch,
+:func:`train_one_epoch`; a :class:`CheckpointWriter` writes ``last.pt`` / ``best.pt``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import platform
 import random
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +45,19 @@ import numpy as np
 import torch
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json, canonical_json
+from synthloop.geometry.masks import box_iou as pairwise_iou
 from synthloop.training import distributed as dist_utils
-from synthloop.training.build import (
-    RCNN_FAMILIES,
-    PreparedData,
-    build_model,
-    data_anchor_sizes,
-    prepare_data,
-)
+from synthloop.training.build import RCNN_FAMILIES, PreparedData, build_model, data_anchor_sizes, prepare_data
+from synthloop.training.checkpoint_io import save_checkpoint
+from synthloop.training.checkpoints import CHECKPOINT_SCHEMA, load_checkpoint, load_graph, load_teacher
 from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
-from synthloop.training.safe_load import UnreadableWeights, load_weights_only
+from synthloop.training.run_log import NullLogger, RunLogger, truncate_metrics
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 from synthloop.training.tb_validation import log_validation
-
-CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
 
 
 # ---------------------------------------------------------------- lr schedules (pure)
@@ -142,25 +142,6 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError("checkpoint not found", path=str(path))
-    try:
-        ck = load_weights_only(path)
-    except UnreadableWeights as e:
-        raise TrainingError(f"cannot read checkpoint: {e}", path=str(path)) from None
-    if not isinstance(ck, dict) or ck.get("schema") != CHECKPOINT_SCHEMA:
-        raise TrainingError("not a synthloop training checkpoint", path=str(path))
-    return ck
-
-
 def _backbone_example(
     model: torch.nn.Module, family: str, batch_size: int, spec: ExperimentSpec, device: torch.device
 ) -> torch.Tensor:
@@ -181,72 +162,6 @@ def _to_device(images, targets, device: torch.device):
     return images, targets
 
 
-class _Logger:
-    """metrics.jsonl + TensorBoard + rich progress (or JSON lines on stdout when quiet)."""
-
-    def __init__(self, out: Path, quiet: bool, total_steps: int, start_step: int):
-        self.path = out / "metrics.jsonl"
-        self.quiet = quiet
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except Exception:  # noqa: BLE001 - TensorBoard is optional
-            self.tb = None
-        self.progress = None
-        if not quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
-
-    def log(self, rec: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        if self.tb is not None:
-            for k, v in rec.items():
-                if isinstance(v, int | float) and k not in ("step", "epoch", "phase_index"):
-                    self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec.get("step", 0))
-        if self.quiet:
-            print(json.dumps(rec, sort_keys=True), flush=True)
-
-    def advance(self, step: int, info: str | None) -> None:
-        if self.progress is not None:
-            if info is None:
-                self.progress.update(self.task, completed=step)
-            else:
-                self.progress.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after ``step`` (the part of an interrupted run that is replayed)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
-
-
 def _datasets(spec: ExperimentSpec, data: PreparedData, family: str) -> MixedDataset:
     aug = spec.augment.model_copy(
         update={"output_width": spec.model.input_width, "output_height": spec.model.input_height}
@@ -260,8 +175,6 @@ def validation_metrics(
     model, data: PreparedData, spec: ExperimentSpec, device: torch.device
 ) -> dict[str, float]:
     """Precision / recall / F1 at IoU 0.5 (score >= 0.5) on the validation split."""
-    from synthloop.geometry.masks import box_iou as pairwise_iou
-
     aug = AugmentConfig(
         enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
     )
@@ -366,27 +279,144 @@ def train(
             dist_utils.destroy_process_group()
 
 
-def _train(
-    spec: ExperimentSpec,
-    out: Path,
-    resume: bool,
-    quiet: bool,
-    stop_after: int | None,
-    source: str,
-    ck: dict[str, Any] | None,
-    ctx: dist_utils.DistContext = dist_utils.SINGLE,
-) -> Path:
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.pt"
-    spec_json = spec.model_dump(mode="json")
-    device = dist_utils.device_for(ctx, resolve_device(spec.device))
-    cuda = device.type == "cuda"
-    world = ctx.world_size
-    lr_scale = dist_utils.scaled_lr(1.0, world, spec.distributed.lr_scaling)
+@dataclass
+class TrainState:
+    """Where a run stands; saved as a checkpoint's ``state`` (a resumed run continues from it).
 
-    data = prepare_data(spec, source)
-    family = spec.model.family
-    anchors = data_anchor_sizes(spec, data) if family in RCNN_FAMILIES else None
+    ``phase`` / ``epoch``: indices in :func:`~synthloop.training.mixing.build_phases`' list and in
+    the phase; ``consumed``: items of the current epoch already trained on (global, all ranks);
+    ``global_step`` / ``global_epoch``: optimizer steps and epochs since the start; ``best``: best
+    validation F1 (-1 before any); ``world_size``: processes of the run that wrote it;
+    ``teacher_sha256``: the distillation teacher file's hash (a resumed run must use the same one).
+    """
+
+    phase: int = 0
+    epoch: int = 0
+    consumed: int = 0
+    global_step: int = 0
+    global_epoch: int = 0
+    best: float = -1.0
+    world_size: int = 1
+    teacher_sha256: str | None = None
+
+    @classmethod
+    def resumed(
+        cls, saved: dict[str, Any], batch_size: int, world: int, teacher_sha: str | None
+    ) -> TrainState:
+        """The state of checkpoint ``saved["state"]`` for a run continued on ``world`` processes."""
+        st = cls(teacher_sha256=teacher_sha)
+        for k, v in saved.items():
+            if k in cls.__dataclass_fields__:
+                setattr(st, k, v)
+        if "consumed" not in saved:  # a checkpoint from before item positions: batches per rank
+            st.consumed = saved.get("batch", 0) * batch_size * int(saved.get("world_size", 1))
+        st.world_size = world
+        return st
+
+
+@dataclass
+class Run:
+    """What :func:`setup_run` prepares for the loop: data, phases, models and optimizer state.
+
+    ``model``: the bare module (checkpoints, validation, predictor); ``net``: what the steps call
+    (``model`` or its DDP wrapper); ``steps``: optimizer steps of each phase; ``resume``: the
+    checkpoint being continued (None on a fresh start) and ``saved_world`` its process count.
+    """
+
+    spec: ExperimentSpec
+    out: Path
+    source: str
+    ctx: dist_utils.DistContext
+    device: torch.device
+    data: PreparedData
+    family: str
+    anchors: tuple[int, ...] | None
+    phases: list[Phase]
+    steps: list[int]
+    model: torch.nn.Module
+    net: torch.nn.Module
+    teacher: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dataset: MixedDataset
+    state: TrainState
+    resume: dict[str, Any] | None = None
+    saved_world: int = 1
+    graph_stats: Any = None
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def use_amp(self) -> bool:
+        return self.spec.amp and self.cuda
+
+    @property
+    def world(self) -> int:
+        return self.ctx.world_size
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+
+class CheckpointWriter:
+    """Writes ``checkpoints/last.pt`` / ``best.pt``: the run's fixed metadata plus model, optimizer,
+    lr schedule, scaler, :class:`TrainState` and RNG states (see the module docstring's layout).
+
+    Every rank calls :meth:`write` for ``last`` (in DDP the replicas are first checked to agree);
+    only rank 0 writes."""
+
+    def __init__(self, run: Run, logger: Any):
+        self.run = run
+        self.logger = logger
+        self.meta = {
+            "schema": CHECKPOINT_SCHEMA,
+            "spec": json.loads(canonical_json(run.spec.model_dump(mode="json"))),
+            "classes": run.data.classes,
+            "category_ids": run.data.category_ids,
+            "family": run.family,
+            "anchor_sizes": list(run.anchors) if run.anchors else None,
+            "versions": versions(),
+        }
+
+    def write(self, sched: Any, path: Path | None = None) -> None:
+        run = self.run
+        path = path or run.last
+        if path == run.last and run.ctx.distributed:
+            spread = dist_utils.replica_spread(run.model)
+            if spread != 0.0:
+                raise TrainingError(
+                    f"model replicas differ across ranks (checksum spread {spread:g})", path=str(run.out)
+                )
+            if run.ctx.is_main:
+                self.logger.log({"kind": "replicas", "step": run.state.global_step, "spread": spread})
+        if not run.ctx.is_main:
+            return
+        save_checkpoint(
+            path,
+            {
+                **self.meta,
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "lr_scheduler": sched.state_dict() if sched is not None else None,
+                "scaler": run.scaler.state_dict(),
+                "state": asdict(run.state),
+                "rng": _rng_state(),
+            },
+        )
+
+
+def _phases(spec: ExperimentSpec, data: PreparedData, world: int, source: str, resuming: bool) -> list[Phase]:
+    """The run's phases (:func:`build_phases`); with ``iterations`` the first one runs exactly that
+    many steps (its epochs only bound the loop; one spare epoch lets a run resumed on more or fewer
+    processes, a shorter or longer epoch, reach the same step count)."""
+    lr_scale = dist_utils.scaled_lr(1.0, world, spec.distributed.lr_scaling)
     try:
         phases = build_phases(
             len(data.synthetic.frames) if data.synthetic else 0,
@@ -404,25 +434,28 @@ def _train(
         )
     except ValueError as e:
         raise TrainingError(str(e), path=source, where="mix") from None
-    if spec.iterations is not None:  # the first phase runs exactly `iterations` steps
+    if spec.iterations is not None:
         p0 = phases[0]
-        # epochs only bound the loop (it stops at `iterations`); one spare epoch lets a run resumed on
-        # more or fewer processes (a shorter or longer epoch) reach the same step count
-        phases[0] = Phase(
-            p0.name,
-            p0.synthetic,
-            p0.real,
-            math.ceil(spec.iterations / p0.batches_per_epoch()) + (1 if ck is not None else 0),
-            p0.lr,
-            p0.batch_size,
-            p0.ratio,
-        )
-    steps = [
-        spec.iterations if (i == 0 and spec.iterations) else p.epochs * p.batches_per_epoch()
-        for i, p in enumerate(phases)
-    ]
+        epochs = math.ceil(spec.iterations / p0.batches_per_epoch()) + (1 if resuming else 0)
+        phases[0] = Phase(p0.name, p0.synthetic, p0.real, epochs, p0.lr, p0.batch_size, p0.ratio)
+    return phases
 
-    model = build_model(spec, data.classes, anchors, pretrained=ck is None)
+
+def _place_model(
+    spec: ExperimentSpec,
+    data: PreparedData,
+    anchors: Any,
+    ctx: dist_utils.DistContext,
+    device: torch.device,
+    fresh: bool,
+) -> torch.nn.Module:
+    """The model on ``device``: a pruned graph (``model.load_graph``) or a new one (backbone weights
+    loaded on a ``fresh`` start only: a resumed run's checkpoint brings all weights)."""
+    cuda = device.type == "cuda"
+    if spec.model.load_graph:
+        model = load_graph(spec, data.classes)
+    else:
+        model = build_model(spec, data.classes, anchors, pretrained=fresh)
     if ctx.distributed and cuda and spec.distributed.sync_bn and not spec.backbone.freeze_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -432,254 +465,308 @@ def _train(
         # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are; the
         # backbone sees one input size, so it compiles once (plus once for a short last batch)
         model.backbone.compile(dynamic=False)
+    return model
+
+
+def _start_run_folder(out: Path, spec_json: dict[str, Any]) -> None:
+    """A fresh run's folder: spec.json, spec.sha256, versions.json (and no old metrics.jsonl)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    atomic_write_json(out / "spec.json", spec_json)
+    atomic_write_bytes(
+        out / "spec.sha256", (hashlib.sha256(canonical_json(spec_json)).hexdigest() + "\n").encode()
+    )
+    atomic_write_json(out / "versions.json", versions())
+
+
+def setup_run(
+    spec: ExperimentSpec, out: Path, ck: dict[str, Any] | None, ctx: dist_utils.DistContext, source: str
+) -> Run:
+    """Data, phases, model (+ teacher), optimizer and scaler of a run; from checkpoint ``ck`` when
+    resuming (weights, optimizer, scaler, :class:`TrainState`), else a fresh run folder."""
+    device = dist_utils.device_for(ctx, resolve_device(spec.device))
+    cuda = device.type == "cuda"
+    data = prepare_data(spec, source)
+    family = spec.model.family
+    anchors = data_anchor_sizes(spec, data) if family in RCNN_FAMILIES else None
+    phases = _phases(spec, data, ctx.world_size, source, ck is not None)
+    steps = [
+        spec.iterations if (i == 0 and spec.iterations) else p.epochs * p.batches_per_epoch()
+        for i, p in enumerate(phases)
+    ]
+    model = _place_model(spec, data, anchors, ctx, device, fresh=ck is None)
     teacher, teacher_sha = None, None
     if spec.distill is not None:
-        from synthloop.training.build import load_teacher
-
         teacher = load_teacher(spec, data.classes).to(device)
         teacher_sha = hashlib.sha256(Path(spec.distill.teacher).read_bytes()).hexdigest()
         if cuda and spec.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model)
-    use_amp = spec.amp and cuda
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    dataset = _datasets(spec, data, family)
-
-    main = ctx.is_main
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    state = {
-        "phase": 0,
-        "epoch": 0,
-        "consumed": 0,
-        "global_step": 0,
-        "global_epoch": 0,
-        "best": -1.0,
-        "world_size": world,
-        "teacher_sha256": teacher_sha,  # a resumed run must distill from the same teacher file
-    }
+    scaler = torch.amp.GradScaler("cuda", enabled=spec.amp and cuda)
+    run = Run(
+        spec, out, source, ctx, device, data, family, anchors, phases, steps, model, model, teacher,
+        optimizer, scaler, _datasets(spec, data, family),
+        TrainState(world_size=ctx.world_size, teacher_sha256=teacher_sha),
+    )  # fmt: skip
     if ck is None:
-        if main:
-            (out / "metrics.jsonl").unlink(missing_ok=True)
-            atomic_write_json(out / "spec.json", spec_json)
-            atomic_write_bytes(
-                out / "spec.sha256",
-                (hashlib.sha256(canonical_json(spec_json)).hexdigest() + "\n").encode(),
-            )
-            atomic_write_json(out / "versions.json", versions())
+        if ctx.is_main:
+            _start_run_folder(out, spec.model_dump(mode="json"))
     else:
-        saved_teacher = ck["state"].get("teacher_sha256")
-        if saved_teacher and saved_teacher != teacher_sha:
-            raise TrainingError(
-                "the distillation teacher file changed since this run started (sha256 differs)",
-                path=str(spec.distill.teacher if spec.distill else out),
-            )
-        opt_state = ck["optimizer"]
-        if has_legacy_classifier(ck["model"]):  # saved before the unused Lite0 classifier was removed
-            opt_state = upgrade_optimizer_state(opt_state, ck["model"], model)
-        model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
-        saved_world = int(ck["state"].get("world_size", 1))
-        optimizer.load_state_dict(opt_state)
-        scaler.load_state_dict(ck["scaler"])
-        state.update(ck["state"])
-        if "consumed" not in ck["state"]:  # a checkpoint from before item positions
-            state["consumed"] = ck["state"].get("batch", 0) * spec.batch_size * saved_world
-        state.pop("batch", None)
-        state["world_size"] = world
-        if main:
-            _truncate_metrics(out / "metrics.jsonl", state["global_step"])
-    graph_stats = None
-    trainable_backbone = any(p.requires_grad for p in model.backbone.parameters())  # not all frozen
-    if cuda and spec.cuda_graph and not spec.compile and not ctx.distributed and trainable_backbone:
-        # after every move, layout change and load of the parameters: the graphs read them in place
-        model.train()
-        example = _backbone_example(model, family, spec.batch_size // world, spec, device)
-        try:
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                graph_stats = graph_training_forward(model.backbone, example)
-        except GraphCaptureError as e:
-            raise TrainingError(f"{e} (set cuda_graph: false to train it eagerly)", path=source) from None
-    # the module DDP wraps; checkpoints, validation and the predictor use `model` itself
-    net: torch.nn.Module = model
-    if ctx.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
+        _resume(run, ck)
+    _capture_graphs(run)
+    if ctx.distributed:  # the module DDP wraps; checkpoints, validation and the predictor use `model`
+        run.net = torch.nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if cuda else None,
             find_unused_parameters=spec.distributed.find_unused_parameters,
         )
+    return run
 
-    meta = {
-        "schema": CHECKPOINT_SCHEMA,
-        "spec": json.loads(canonical_json(spec_json)),
-        "classes": data.classes,
-        "category_ids": data.category_ids,
-        "family": family,
-        "anchor_sizes": list(anchors) if anchors else None,
-        "versions": versions(),
-    }
 
-    def checkpoint(sched, path: Path = last) -> None:
-        """Every rank calls this for ``last`` (the replicas are checked to agree); rank 0 writes."""
-        if path == last and ctx.distributed:
-            spread = dist_utils.replica_spread(model)
-            if spread != 0.0:
-                raise TrainingError(
-                    f"model replicas differ across ranks (checksum spread {spread:g})", path=str(out)
-                )
-            if main:
-                logger.log({"kind": "replicas", "step": state["global_step"], "spread": spread})
-        if not main:
-            return
-        save_checkpoint(
-            path,
-            {
-                **meta,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": sched.state_dict() if sched is not None else None,
-                "scaler": scaler.state_dict(),
-                "state": dict(state),
-                "rng": _rng_state(),
-            },
+def _resume(run: Run, ck: dict[str, Any]) -> None:
+    """Load checkpoint ``ck`` into ``run``: weights, optimizer, scaler, state; replayed metrics dropped."""
+    spec, model = run.spec, run.model
+    saved_teacher = ck["state"].get("teacher_sha256")
+    if saved_teacher and saved_teacher != run.state.teacher_sha256:
+        raise TrainingError(
+            "the distillation teacher file changed since this run started (sha256 differs)",
+            path=str(spec.distill.teacher if spec.distill else run.out),
         )
+    opt_state = ck["optimizer"]
+    if has_legacy_classifier(ck["model"]):  # saved before the unused Lite0 classifier was removed
+        opt_state = upgrade_optimizer_state(opt_state, ck["model"], model)
+    model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
+    run.optimizer.load_state_dict(opt_state)
+    run.scaler.load_state_dict(ck["scaler"])
+    run.saved_world = int(ck["state"].get("world_size", 1))
+    run.state = TrainState.resumed(ck["state"], spec.batch_size, run.world, run.state.teacher_sha256)
+    run.resume = ck
+    if run.ctx.is_main:
+        truncate_metrics(run.out / "metrics.jsonl", run.state.global_step)
 
-    total_steps = sum(steps)
-    wall_start = time.perf_counter()
-    logger = _Logger(out, quiet, total_steps, state["global_step"]) if main else _NullLogger()
+
+def _capture_graphs(run: Run) -> None:
+    """CUDA-graph the backbone's training forward where the spec asks for it and it can apply:
+    after every move, layout change and load of the parameters (the graphs read them in place)."""
+    spec, model = run.spec, run.model
+    trainable_backbone = any(p.requires_grad for p in model.backbone.parameters())  # not all frozen
+    if not (
+        run.cuda and spec.cuda_graph and not spec.compile and not run.ctx.distributed and trainable_backbone
+    ):
+        return
     model.train()
+    example = _backbone_example(model, run.family, spec.batch_size // run.world, spec, run.device)
     try:
-        for pi in range(state["phase"], len(phases)):
-            phase = phases[pi]
-            sched = _phase_scheduler(optimizer, spec, phase, steps[pi], first=pi == 0)
-            # steps done in this phase: counted from the item position, so a run resumed on another
-            # number of processes (another global batch) continues at the same fraction of the phase
-            phase_step = state["epoch"] * phase.batches_per_epoch() + math.ceil(
-                state["consumed"] / phase.batch_size
-            )
-            if pi == 0 and spec.iterations and ck is not None and pi == state["phase"]:
-                phase_step = state["global_step"]
-            if ck is not None and pi == state["phase"]:
-                if phase_step:
-                    _fast_forward(sched, optimizer, phase_step)
-                if saved_world == world:
-                    _set_rng_state(ck["rng"])
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.use_amp):
+            run.graph_stats = graph_training_forward(model.backbone, example)
+    except GraphCaptureError as e:
+        raise TrainingError(f"{e} (set cuda_graph: false to train it eagerly)", path=run.source) from None
+
+
+def _step_losses(run: Run, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (distillation terms weighted when a teacher is set)."""
+    with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        if run.teacher is None:
+            return run.net(images, targets)
+        with torch.no_grad():
+            soft = run.teacher.head(run.teacher._batch(images))
+        assert run.spec.distill is not None
+        return distill_weighted(run.net(images, targets, soft=soft), run.spec.distill.weight)
+
+
+def _optimizer_step(run: Run, loss: torch.Tensor, sched: Any) -> float:
+    """Backward + (scaled) optimizer step + lr schedule step; returns the lr the step used.
+    Checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler already skips
+    non-finite steps in between)."""
+    step = run.state.global_step
+    if (not run.cuda or (step + 1) % run.spec.log_interval == 0) and not torch.isfinite(loss):
+        raise TrainingError(f"loss became {loss.item()} at step {step} (lower the lr?)", path=str(run.out))
+    lr_used = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    sched.step()
+    return lr_used
+
+
+def _train_record(
+    run: Run,
+    phase: str,
+    epoch: int,
+    lr: float,
+    img_s: float,
+    wall_start: float,
+    running: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``train`` record of ``metrics.jsonl``: the means of the ``running`` sums over the steps
+    since the last one (``running["n"]`` of them; averaged over ranks), lr, throughput, memory."""
+    n = running.pop("n")
+    means = dist_utils.all_reduce_mean({k: float(v) / n for k, v in running.items()})
+    rec = {
+        "kind": "train",
+        "step": run.state.global_step,
+        "phase": phase,
+        "epoch": epoch,
+        "lr": lr,
+        "images_per_s": img_s,
+        "wall_s": time.perf_counter() - wall_start,
+        **({"gpu_mem_gb": torch.cuda.max_memory_allocated(run.device) / 2**30} if run.cuda else {}),
+        **means,
+    }
+    if run.graph_stats is not None:  # whether the backbone replays its CUDA graphs
+        rec["cuda_graph_replays"] = run.graph_stats.replays
+        rec["cuda_graph_eager"] = run.graph_stats.eager
+    return rec
+
+
+def train_one_epoch(
+    run: Run,
+    pi: int,
+    epoch: int,
+    loader: Any,
+    global_batches: list[list[int]],
+    sched: Any,
+    phase_step: int,
+    logger: Any,
+    writer: CheckpointWriter,
+    stop_after: int | None,
+    wall_start: float,
+) -> tuple[int, bool]:
+    """Train phase ``pi``'s epoch ``epoch`` over ``loader`` (its batches: ``global_batches``, this
+    rank's share) until the phase's step budget; log every ``log_interval`` steps, checkpoint and
+    validate on iteration units. Returns (steps done in the phase, whether ``stop_after`` hit)."""
+    spec, state, phase = run.spec, run.state, run.phases[pi]
+    t0, n_img, running = time.perf_counter(), 0, {}
+    for bi, (images, targets) in enumerate(loader):
+        if phase_step >= run.steps[pi]:
+            break
+        share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
+        images, targets = _to_device(images, targets, run.device)
+        losses = _step_losses(run, images, targets)
+        loss = sum(losses.values())
+        lr_used = _optimizer_step(run, loss, sched)
+        phase_step += 1
+        n_img += len(images) * run.world
+        state.consumed += len(global_batches[bi])
+        state.global_step += 1
+        for k, v in losses.items():  # tensors: no GPU sync until the log step
+            running[k] = running.get(k, 0.0) + v.detach()
+        running["loss"] = running.get("loss", 0.0) + loss.detach()
+        running["real_share"] = running.get("real_share", 0.0) + share
+        running["n"] = running.get("n", 0) + 1
+        gs = state.global_step
+        if gs % spec.log_interval == 0 or phase_step == run.steps[pi]:
+            speed = n_img / max(time.perf_counter() - t0, 1e-9)
+            logger.log(_train_record(run, phase.name, epoch, lr_used, speed, wall_start, running))
+            running = {}
+        info = None  # formatting the loss syncs the GPU: only on log steps
+        if logger.progress is not None and gs % spec.log_interval == 0:
+            info = f"{phase.name} ep {epoch} loss {float(loss.detach()):.4f}"
+        logger.advance(gs, info)
+        if spec.unit == "iteration" and gs % spec.checkpoint_interval == 0:
+            writer.write(sched)
+        if spec.unit == "iteration" and spec.validation_interval and gs % spec.validation_interval == 0:
+            _validate(run, state, logger, writer, sched)
+        if stop_after is not None and gs >= stop_after:
+            writer.write(sched)
+            return phase_step, True
+    return phase_step, False
+
+
+def _start_phase(run: Run, pi: int) -> tuple[Any, int]:
+    """Phase ``pi``'s lr scheduler and the steps it has done; a resumed phase gets its schedule
+    position back and (on the same process count) the saved RNG states."""
+    state, phase = run.state, run.phases[pi]
+    sched = _phase_scheduler(run.optimizer, run.spec, phase, run.steps[pi], first=pi == 0)
+    # steps done in this phase: counted from the item position, so a run resumed on another
+    # number of processes (another global batch) continues at the same fraction of the phase
+    phase_step = state.epoch * phase.batches_per_epoch() + math.ceil(state.consumed / phase.batch_size)
+    resuming = run.resume is not None and pi == state.phase
+    if pi == 0 and run.spec.iterations and resuming:
+        phase_step = state.global_step
+    if resuming:
+        assert run.resume is not None
+        if phase_step:
+            _fast_forward(sched, run.optimizer, phase_step)
+        if run.saved_world == run.world:
+            _set_rng_state(run.resume["rng"])
+    return sched, phase_step
+
+
+def _train(
+    spec: ExperimentSpec,
+    out: Path,
+    resume: bool,
+    quiet: bool,
+    stop_after: int | None,
+    source: str,
+    ck: dict[str, Any] | None,
+    ctx: dist_utils.DistContext = dist_utils.SINGLE,
+) -> Path:
+    run = setup_run(spec, out, ck, ctx, source)
+    state = run.state
+    wall_start = time.perf_counter()
+    logger = RunLogger(out, quiet, sum(run.steps), state.global_step) if ctx.is_main else NullLogger()
+    writer = CheckpointWriter(run, logger)
+    run.model.train()
+    try:
+        for pi in range(state.phase, len(run.phases)):
+            phase = run.phases[pi]
+            sched, phase_step = _start_phase(run, pi)
             # one loader per phase with persistent workers: each epoch only swaps the (main-process)
             # batch list, so workers are not restarted every epoch
             batch_sampler = ListBatchSampler([], 0)
             loader = torch.utils.data.DataLoader(
-                dataset,
+                run.dataset,
                 batch_sampler=batch_sampler,
                 collate_fn=collate,
                 num_workers=spec.num_workers,
-                pin_memory=cuda and spec.pin_memory,
+                pin_memory=run.cuda and spec.pin_memory,
                 persistent_workers=spec.num_workers > 0,
             )
             per_batch = phase.per_batch() if phase.ratio is not None else None
-            for epoch in range(state["epoch"], phase.epochs):
-                global_batches = phase.epoch_batches(spec.seed, pi, epoch, start=state["consumed"])
-                global_batches = global_batches[: max(0, steps[pi] - phase_step)]  # never load unused ones
+            for epoch in range(state.epoch, phase.epochs):
+                global_batches = phase.epoch_batches(spec.seed, pi, epoch, start=state.consumed)
+                global_batches = global_batches[
+                    : max(0, run.steps[pi] - phase_step)
+                ]  # never load unused ones
                 batch_sampler.batches = [
-                    dist_utils.rank_items(b, ctx.rank, world, per_batch) for b in global_batches
+                    dist_utils.rank_items(b, ctx.rank, run.world, per_batch) for b in global_batches
                 ]
                 batch_sampler.start = 0
-                t0, n_img, running = time.perf_counter(), 0, {}
-                for bi, (images, targets) in enumerate(loader):
-                    if phase_step >= steps[pi]:
-                        break
-                    share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
-                    images, targets = _to_device(images, targets, device)
-                    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                        if teacher is None:
-                            losses = net(images, targets)
-                        else:
-                            with torch.no_grad():
-                                soft = teacher.head(teacher._batch(images))
-                            losses = distill_weighted(net(images, targets, soft=soft), spec.distill.weight)
-                    loss = sum(losses.values())
-                    # checking finiteness syncs the GPU: on CUDA only at log steps (the GradScaler
-                    # already skips non-finite steps in between)
-                    check_now = not cuda or (state["global_step"] + 1) % spec.log_interval == 0
-                    if check_now and not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"loss became {loss.item()} at step {state['global_step']} (lower the lr?)",
-                            path=str(out),
-                        )
-                    lr_used = optimizer.param_groups[0]["lr"]
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    sched.step()
-                    phase_step += 1
-                    n_img += len(images) * world
-                    state.update(
-                        consumed=state["consumed"] + len(global_batches[bi]),
-                        global_step=state["global_step"] + 1,
-                    )
-                    for k, v in losses.items():  # tensors: no GPU sync until the log step
-                        running[k] = running.get(k, 0.0) + v.detach()
-                    running["loss"] = running.get("loss", 0.0) + loss.detach()
-                    running["real_share"] = running.get("real_share", 0.0) + share
-                    running["n"] = running.get("n", 0) + 1
-                    gs = state["global_step"]
-                    if gs % spec.log_interval == 0 or phase_step == steps[pi]:
-                        n = running.pop("n")
-                        means = dist_utils.all_reduce_mean({k: float(v) / n for k, v in running.items()})
-                        rec = {
-                            "kind": "train",
-                            "step": gs,
-                            "phase": phase.name,
-                            "epoch": epoch,
-                            "lr": lr_used,
-                            "images_per_s": n_img / max(time.perf_counter() - t0, 1e-9),
-                            "wall_s": time.perf_counter() - wall_start,
-                            **(
-                                {"gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30}
-                                if cuda
-                                else {}
-                            ),
-                            **means,
-                        }
-                        if graph_stats is not None:  # whether the backbone replays its CUDA graphs
-                            rec["cuda_graph_replays"] = graph_stats.replays
-                            rec["cuda_graph_eager"] = graph_stats.eager
-                        logger.log(rec)
-                        running = {}
-                    info = None  # formatting the loss syncs the GPU: only on log steps
-                    if logger.progress is not None and gs % spec.log_interval == 0:
-                        info = f"{phase.name} ep {epoch} loss {float(loss.detach()):.4f}"
-                    logger.advance(gs, info)
-                    if spec.unit == "iteration" and gs % spec.checkpoint_interval == 0:
-                        checkpoint(sched)
-                    if (
-                        spec.unit == "iteration"
-                        and spec.validation_interval
-                        and gs % spec.validation_interval == 0
-                    ):
-                        _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir)
-                    if stop_after is not None and gs >= stop_after:
-                        checkpoint(sched)
-                        return last
-                # epoch end
-                state.update(epoch=epoch + 1, consumed=0, global_epoch=state["global_epoch"] + 1)
-                logger.log(
-                    {"kind": "epoch", "step": state["global_step"], "phase": phase.name, "epoch": epoch}
+                phase_step, stopped = train_one_epoch(
+                    run,
+                    pi,
+                    epoch,
+                    loader,
+                    global_batches,
+                    sched,
+                    phase_step,
+                    logger,
+                    writer,
+                    stop_after,
+                    wall_start,
                 )
-                ge = state["global_epoch"]
+                if stopped:
+                    return run.last
+                state.epoch, state.consumed, state.global_epoch = epoch + 1, 0, state.global_epoch + 1
+                logger.log({"kind": "epoch", "step": state.global_step, "phase": phase.name, "epoch": epoch})
+                ge = state.global_epoch
                 if spec.unit == "epoch" and spec.validation_interval and ge % spec.validation_interval == 0:
-                    _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir)
+                    _validate(run, state, logger, writer, sched)
                 if spec.unit == "epoch" and ge % spec.checkpoint_interval == 0:
-                    checkpoint(sched)
-                if phase_step >= steps[pi]:
+                    writer.write(sched)
+                if phase_step >= run.steps[pi]:
                     break
-            state.update(phase=pi + 1, epoch=0, consumed=0)
-            ck = None
-            checkpoint(None)  # the next phase starts a fresh lr schedule
+            state.phase, state.epoch, state.consumed = pi + 1, 0, 0
+            run.resume = None
+            writer.write(None)  # the next phase starts a fresh lr schedule
     finally:
         logger.close()
-        if graph_stats is not None:
-            remove_graph(model.backbone)  # frees the graphs' memory pool with them
-    return last
+        if run.graph_stats is not None:
+            remove_graph(run.model.backbone)  # frees the graphs' memory pool with them
+    return run.last
 
 
 def _fast_forward(sched, optimizer, step: int) -> None:
@@ -690,30 +777,17 @@ def _fast_forward(sched, optimizer, step: int) -> None:
     sched._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
-class _NullLogger:
-    """What ranks other than 0 log: nothing."""
-
-    progress = None
-
-    def log(self, rec: dict[str, Any]) -> None:
-        pass
-
-    def advance(self, step: int, info: str | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _validate(model, data, spec, device, state, logger, checkpoint, sched, ckpt_dir: Path) -> None:
+def _validate(run: Run, state: TrainState, logger: Any, writer: CheckpointWriter, sched: Any) -> None:
     """Rank 0 validates the bare model (no collectives); the other ranks wait at a barrier."""
-    if data.validation is None:
+    if run.data.validation is None:
         return
-    if not isinstance(logger, _NullLogger):
-        m = validation_metrics(model, data, spec, device)
-        m |= log_validation(logger.tb, model, data.validation, spec, device, state["global_step"])
-        logger.log({"kind": "validation", "step": state["global_step"], **m})
-        if m["f1"] > state["best"]:
-            state["best"] = m["f1"]
-            checkpoint(sched, ckpt_dir / "best.pt")
+    if not isinstance(logger, NullLogger):
+        m = validation_metrics(run.model, run.data, run.spec, run.device)
+        m |= log_validation(
+            logger.tb, run.model, run.data.validation, run.spec, run.device, state.global_step
+        )
+        logger.log({"kind": "validation", "step": state.global_step, **m})
+        if m["f1"] > state.best:
+            state.best = m["f1"]
+            writer.write(sched, run.ckpt_dir / "best.pt")
     dist_utils.barrier()

@@ -21,67 +21,53 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
 from synthloop.dataset.types import Dataset
-from synthloop.training.build import build_model
-from synthloop.training.errors import TrainingError
-from synthloop.training.legacy import drop_legacy_classifier
-from synthloop.training.loop import load_checkpoint, resolve_device
-from synthloop.training.spec import ExperimentSpec
+from synthloop.evaluation.detections import FrameDetections
+from synthloop.training.checkpoints import LoadedModel, load_model, resolve_checkpoint
+from synthloop.training.data import load_rgb
+from synthloop.training.loop import resolve_device
 
 
 class Predictor:
-    """A trained detector in eval mode. ``score_threshold`` drops lower-scored detections."""
+    """A trained detector in eval mode (any checkpoint :func:`load_model` reads: training, pruned,
+    retrained from a pruned graph). ``score_threshold`` drops lower-scored detections.
+
+    ``classes`` / ``category_ids``: label ``i + 1`` is class ``classes[i]``, reported as category id
+    ``category_ids[i]``; ``input_size``: the network input (width, height) in pixels.
+    """
 
     def __init__(
-        self,
-        model: torch.nn.Module,
-        spec: ExperimentSpec,
-        classes: list[str],
-        category_ids: list[int],
-        device: torch.device,
-        score_threshold: float = 0.0,
+        self, loaded: LoadedModel, device: str | torch.device = "auto", score_threshold: float = 0.0
     ):
-        self.model = model.eval().to(device)
-        self.spec = spec
-        self.classes = classes
-        self.category_ids = category_ids
-        self.device = device
+        self.loaded = loaded
+        self.desc = loaded.desc
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = loaded.model.eval().to(self.device)
         self.score_threshold = score_threshold
-        self.family = spec.model.family
-        self.input_size = (spec.model.input_width, spec.model.input_height)
+        self.classes = list(self.desc.class_names)
+        self.category_ids = list(self.desc.category_ids)
+        self.family = self.desc.family
+        self.input_size = (self.desc.input_width, self.desc.input_height)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", score_threshold: float = 0.0
+        cls, path: str | Path, device: str = "auto", score_threshold: float = 0.0, family: str | None = None
     ) -> Predictor:
-        """Load a run's checkpoint (``checkpoints/last.pt`` / ``best.pt``) or a run folder's last one."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / "checkpoints" / ("best.pt" if (p / "checkpoints" / "best.pt").exists() else "last.pt")
-        ck = load_checkpoint(p)
-        spec = ExperimentSpec.model_validate(ck["spec"])
-        anchors = tuple(ck["anchor_sizes"]) if ck.get("anchor_sizes") else None
-        if spec.model.load_graph:
-            # retrained from a pruned graph: the widths come from the checkpoint's weights, so it
-            # stands alone (the pruned file the run read need not exist here)
-            from synthloop.deploy.checkpoints import load_model
+        """Load a checkpoint, or a run folder's best (else last) one (:func:`resolve_checkpoint`).
+        ``family``: refuse a checkpoint of the other family."""
+        return cls(load_model(resolve_checkpoint(path, prefer="best"), family), device, score_threshold)
 
-            model = load_model(p).model
-        else:
-            model = build_model(spec, list(ck["classes"]), anchors, pretrained=False)
-            try:
-                model.load_state_dict(drop_legacy_classifier(ck["model"], model.state_dict()))
-            except RuntimeError as e:
-                raise TrainingError(
-                    f"checkpoint does not fit its model ({str(e).splitlines()[0]})", path=str(p)
-                ) from None
-        return cls(
-            model,
-            spec,
-            list(ck["classes"]),
-            list(ck["category_ids"]),
-            resolve_device(device),
-            score_threshold,
-        )
+    @torch.no_grad()
+    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs for one input ``x`` (3, H, W) float32 in [0, 1] at the input size,
+        before any decoding: DetectNet_v2 ``cov`` (1, C, H/16, W/16) coverage logits and ``bbox``
+        (1, C, 4, H/16, W/16) encoded boxes; Mask R-CNN its detections ``boxes`` (N, 4) input
+        pixels, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks`` (N, 1, H, W) probabilities."""
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        if self.family == "detectnet_v2":
+            cov, bbox = self.model.head(t[None])
+            return {"cov": cov.cpu().numpy(), "bbox": bbox.cpu().numpy()}
+        out = self.model([t])[0]
+        return {k: out[k].cpu().numpy() for k in ("boxes", "labels", "scores", "masks")}
 
     @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
@@ -125,12 +111,9 @@ class Predictor:
             results.append(res)
         return results
 
-    def predict_dataset(self, ds: Dataset, batch_size: int = 4) -> list:
+    def predict_dataset(self, ds: Dataset, batch_size: int = 4) -> list[FrameDetections]:
         """:class:`FrameDetections` for every frame of ``ds``; labels become ``ds``'s category ids
         (matched by class name; the run's ids where ``ds`` lacks the name)."""
-        from synthloop.evaluation.detections import FrameDetections
-        from synthloop.training.data import load_rgb
-
         by_name = ds.category_by_name()
         remap = {
             cid: (by_name[n].id if n in by_name else cid)

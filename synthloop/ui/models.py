@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from synthloop.atomic import atomic_write_json
-from synthloop.deploy.checkpoints import PRUNED_FORMAT, family_of_state_dict, read_checkpoint
 from synthloop.deploy.infer import Backend, open_backend, predict_rgb
 from synthloop.deploy.ort_runtime import read_sidecar
 from synthloop.errors import SynthloopError
 from synthloop.evaluation.detections import FrameDetections
+from synthloop.training.checkpoint_io import read_checkpoint
+from synthloop.training.checkpoints import PRUNED_FORMAT, family_of_state_dict
 from synthloop.ui.workspace import cache_root
 
 MAX_BACKENDS = 2

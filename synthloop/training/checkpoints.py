@@ -1,20 +1,28 @@
-"""Load training / pruned checkpoints and rebuild their models.
+"""Checkpoints and the model description: read a training / pruned checkpoint, rebuild its model.
 
 A model is described by :class:`ModelDesc`: family (``detectnet_v2`` or ``mask_rcnn``), backbone,
 classes (training label ``i + 1`` is dataset category ``category_ids[i]`` named ``class_names[i]``),
 the fixed network input size (``input_width`` x ``input_height`` pixels; images are resized to it
 for export and inference) and the post-processing parameters.
 
-Checkpoint kinds read by :func:`load_model` (all with ``torch.load(..., weights_only=True)``):
+Checkpoint kinds read by :func:`load_model` (all through
+:func:`synthloop.training.checkpoint_io.read_checkpoint`, ``weights_only=True``):
 
-* training checkpoints of :mod:`synthloop.training` (``{"model": state_dict, "optimizer", ...,
-  "spec": dict}``): the architecture is read from the state_dict itself (head / backbone keys and
-  shapes, so a checkpoint is never silently loaded into the wrong model) and completed from the
-  saved spec (class names, input size, clustering / anchor parameters) by :func:`desc_from_spec`;
+* training checkpoints of :mod:`synthloop.training.loop` (schema :data:`CHECKPOINT_SCHEMA`:
+  ``{"model": state_dict, "optimizer", ..., "spec": ExperimentSpec JSON, "classes",
+  "category_ids", "family", "anchor_sizes"}``): the family and backbone are read from the
+  state_dict itself (head / backbone keys, so a checkpoint is never silently loaded into the wrong
+  model) and checked against the saved spec, which describes everything else
+  (:func:`desc_from_experiment`); the model is rebuilt by
+  :func:`synthloop.training.build.build_model`;
 * pruned checkpoints written by :mod:`synthloop.deploy.prune` (``format`` :data:`PRUNED_FORMAT`):
   the unpruned model is rebuilt from ``desc`` and every conv / batch-norm layer is resized to its
   stored shape before the weights are loaded (:func:`apply_layer_shapes`), so no pickled code is
   needed.
+
+:func:`load_graph` (``model.load_graph``: retrain a pruned model) and :func:`load_teacher`
+(``distill.teacher``) read checkpoints for a training run; :func:`resolve_checkpoint` turns a run
+folder into the checkpoint to use.
 """
 
 from __future__ import annotations
@@ -29,14 +37,21 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from synthloop.deploy.errors import DeployError
+from synthloop.errors import SynthloopError
+from synthloop.training.backbones import build_backbone
+from synthloop.training.build import DETECTNET_PARAMS, RCNN_FAMILIES, build_model, detectnet_params
+from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint, state_dict_mismatch
+from synthloop.training.detectnet import DetectNetV2
+from synthloop.training.errors import CheckpointError, SpecError
 from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifier_key
+from synthloop.training.maskrcnn import build_maskrcnn
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
-from synthloop.training.safe_load import UnreadableWeights, load_weights_only
+from synthloop.training.spec import ExperimentSpec
 
-Family = Literal["detectnet_v2", "mask_rcnn"]
-FAMILIES: tuple[str, ...] = ("detectnet_v2", "mask_rcnn")
+CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
+Family = Literal["detectnet_v2", "mask_rcnn", "keypoint_rcnn"]
+FAMILIES: tuple[str, ...] = ("detectnet_v2", "mask_rcnn", "keypoint_rcnn")
 PRUNED_FORMAT = "synthloop.pruned/1"
 _FAMILY_ALIASES = {
     "detectnet_v2": "detectnet_v2",
@@ -45,6 +60,9 @@ _FAMILY_ALIASES = {
     "mask_rcnn": "mask_rcnn",
     "maskrcnn": "mask_rcnn",
     "mask-rcnn": "mask_rcnn",
+    "keypoint_rcnn": "keypoint_rcnn",
+    "keypointrcnn": "keypoint_rcnn",
+    "keypoint-rcnn": "keypoint_rcnn",
 }
 
 
@@ -57,7 +75,7 @@ class ModelDesc(BaseModel):
     input size, so the network does not resize a fixed-size input), ``box_detections_per_img``,
     ``box_score_thresh``, ``mask_threshold`` (probability above which a mask pixel is on).
     ``spec``: the training :class:`~synthloop.training.spec.ExperimentSpec` (JSON) when known; the
-    model is then rebuilt with the training package's own ``build_model`` so every architecture
+    model is then rebuilt with :func:`synthloop.training.build.build_model` so every architecture
     option matches.
     """
 
@@ -117,7 +135,7 @@ def normalize_family(name: str, path: str | None = None, where: str = "family") 
     """``"DetectNet_v2"``, ``"detectnet"``, ``"maskrcnn"``... -> ``detectnet_v2`` / ``mask_rcnn``."""
     key = str(name).strip().lower().replace(" ", "_")
     if key not in _FAMILY_ALIASES:
-        raise DeployError(
+        raise CheckpointError(
             f"unknown model family {name!r} (expected one of {', '.join(FAMILIES)})", path=path, where=where
         )
     return _FAMILY_ALIASES[key]
@@ -126,41 +144,17 @@ def normalize_family(name: str, path: str | None = None, where: str = "family") 
 # ----------------------------------------------------------------------------------- building
 
 
-def build_model(desc: ModelDesc) -> nn.Module:
+def build_from_desc(desc: ModelDesc) -> nn.Module:
     """A freshly initialized (random weights) model of ``desc``'s architecture, eval mode, CPU."""
-    from synthloop.training.backbones import build_backbone
-
     if desc.spec is not None:
-        from synthloop.training.build import build_model as train_build_model
-        from synthloop.training.spec import ExperimentSpec
-
         spec = ExperimentSpec.model_validate(desc.spec)
-        # widths come from the checkpoint (layer shapes, or its weights), never from a pruned file
-        # the run read (``model.load_graph``), which need not exist where the model is loaded
-        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"load_graph": None})})
-        anchors = tuple(desc.anchor_sizes) if desc.family == "mask_rcnn" else None
-        return train_build_model(spec, list(desc.class_names), anchors, pretrained=False).eval()
-
+        anchors = tuple(desc.anchor_sizes) if desc.family in RCNN_FAMILIES else None
+        return build_model(spec, list(desc.class_names), anchors, pretrained=False).eval()
     backbone = build_backbone(desc.backbone, weights=None)
     if desc.family == "detectnet_v2":
-        from synthloop.training.detectnet import DetectNetV2
-
-        model: nn.Module = DetectNetV2(
-            backbone,
-            desc.num_classes,
-            raster=desc.raster,
-            cluster=desc.cluster,
-            class_weights=desc.class_weights,
-            cov_loss=desc.cov_loss,
-            cov_loss_weight=desc.cov_loss_weight,
-            bbox_loss_weight=desc.bbox_loss_weight,
-            bbox_norm=desc.bbox_norm,
-            head_channels=desc.head_channels,
-            cov_normalize=desc.cov_normalize,
-        )
+        params = {k: getattr(desc, k) for k in DETECTNET_PARAMS}
+        model: nn.Module = DetectNetV2(backbone, desc.num_classes, head_channels=desc.head_channels, **params)
     else:
-        from synthloop.training.maskrcnn import build_maskrcnn
-
         model = build_maskrcnn(
             backbone,
             desc.num_classes + 1,
@@ -184,9 +178,11 @@ def feature_backbone(model: nn.Module) -> nn.Module:
 
 
 def family_of_state_dict(sd: Mapping[str, Any]) -> str | None:
-    """``detectnet_v2`` / ``mask_rcnn`` from characteristic keys, None if neither."""
+    """``detectnet_v2`` / ``mask_rcnn`` / ``keypoint_rcnn`` from characteristic keys, None if none."""
     if "cov_head.weight" in sd and "bbox_head.weight" in sd:
         return "detectnet_v2"
+    if any(k.startswith("roi_heads.keypoint_predictor.") for k in sd):
+        return "keypoint_rcnn"
     if any(k.startswith("roi_heads.mask_predictor.") for k in sd):
         return "mask_rcnn"
     return None
@@ -213,55 +209,14 @@ def num_classes_of_state_dict(sd: Mapping[str, Any], family: str) -> int:
     return int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1
 
 
-def _find(spec: Any, *names: str) -> Any:
-    """First value of a key in ``names`` found depth-first in nested dicts/lists (None if absent)."""
-    if isinstance(spec, Mapping):
-        for n in names:
-            if n in spec and spec[n] is not None:
-                return spec[n]
-        for v in spec.values():
-            r = _find(v, *names)
-            if r is not None:
-                return r
-    elif isinstance(spec, list | tuple):
-        for v in spec:
-            r = _find(v, *names)
-            if r is not None:
-                return r
-    return None
-
-
-def family_of_spec(spec: Mapping[str, Any] | None) -> str | None:
-    """Model family named by a training spec dict (``model.arch`` / ``family`` / ``type``...), or None."""
-    if not spec:
-        return None
-    model = spec.get("model") if isinstance(spec.get("model"), Mapping) else spec
-    for key in ("family", "arch", "architecture", "type", "name", "model_type"):
-        v = model.get(key) if isinstance(model, Mapping) else None
-        if isinstance(v, str) and v.strip().lower().replace(" ", "_") in _FAMILY_ALIASES:
-            return _FAMILY_ALIASES[v.strip().lower().replace(" ", "_")]
-    if isinstance(spec.get("model"), str) and spec["model"].lower() in _FAMILY_ALIASES:
-        return _FAMILY_ALIASES[spec["model"].lower()]
-    return None
-
-
-def _per_class(table: Mapping[str, Any] | None, classes: list[str], default: Any) -> list[Any]:
-    """Per-class list from a dict keyed by class name (``"*"`` = default), the training spec's way."""
-    table = table or {}
-    fallback = table.get("*", default)
-    return [table.get(c, fallback) for c in classes]
-
-
-def desc_from_experiment(ck: Mapping[str, Any], spec: Mapping[str, Any], family: str) -> ModelDesc:
+def desc_from_experiment(ck: Mapping[str, Any], family: str) -> ModelDesc:
     """:class:`ModelDesc` of a :mod:`synthloop.training.loop` checkpoint: ``classes``,
     ``category_ids``, ``anchor_sizes`` from the checkpoint, the rest from its ExperimentSpec."""
-    from synthloop.training.spec import ExperimentSpec
-
     try:
-        exp = ExperimentSpec.model_validate(spec)
+        exp = ExperimentSpec.model_validate(ck["spec"])
     except ValidationError as e:
         err = e.errors()[0]
-        raise DeployError(
+        raise CheckpointError(
             f"invalid training spec in checkpoint: {err['msg']}",
             where="spec." + ".".join(str(p) for p in err["loc"]),
         ) from None
@@ -278,17 +233,10 @@ def desc_from_experiment(ck: Mapping[str, Any], spec: Mapping[str, Any], family:
         "spec": exp.model_dump(mode="json"),
     }
     if family == "detectnet_v2":
-        dn = m.detectnet
-        d.update(
-            raster=_per_class(dn.raster, classes, RasterParams()),
-            cluster=_per_class(dn.cluster, classes, ClusterParams()),
-            class_weights=_per_class(dn.class_weights, classes, 1.0),
-            cov_loss=dn.cov_loss,
-            cov_loss_weight=dn.cov_loss_weight,
-            bbox_loss_weight=dn.bbox_loss_weight,
-            cov_normalize=dn.cov_normalize,
-            bbox_norm=dn.bbox_norm,
-        )
+        try:
+            d.update(detectnet_params(m.detectnet, classes))
+        except SpecError as e:
+            raise CheckpointError(e.message, where=f"spec.{e.where}") from None
     else:
         mr = m.mask_rcnn
         d.update(
@@ -298,80 +246,6 @@ def desc_from_experiment(ck: Mapping[str, Any], spec: Mapping[str, Any], family:
             box_detections_per_img=mr.detections_per_img,
         )
     return ModelDesc.model_validate(d)
-
-
-def desc_from_spec(
-    spec: Mapping[str, Any] | None,
-    family: str,
-    backbone: str,
-    num_classes: int,
-    checkpoint: Mapping[str, Any] | None = None,
-) -> ModelDesc:
-    """Complete the architecture read from the weights with what the training spec knows.
-
-    Looked up (depth-first, first match) in the spec and the checkpoint's top level: class names
-    (``class_names`` / ``classes`` / ``categories``), category ids (``category_ids``), input size
-    (``output_width``/``output_height`` of the augmentation, ``input_width``/``input_height``),
-    DetectNet ``cluster`` / ``raster`` / ``bbox_norm`` / ``head_channels``, Mask R-CNN
-    ``anchor_sizes`` / ``aspect_ratios`` / ``min_size`` / ``max_size``. Missing values fall back to
-    ``class_1..class_C``, ids 1..C and a 640 x 480 input.
-    """
-    src: list[Any] = [dict(checkpoint or {}), dict(spec or {})]
-    src[0].pop("model", None)
-    src[0].pop("optimizer", None)
-
-    def get(*names: str) -> Any:
-        for s in src:
-            v = _find(s, *names)
-            if v is not None:
-                return v
-        return None
-
-    names = get("class_names", "classes", "categories")
-    ids: list[int] | None = get("category_ids")
-    if isinstance(names, list) and names and isinstance(names[0], Mapping):  # [{"id", "name"}, ...]
-        ids = [int(c["id"]) for c in names]
-        names = [str(c["name"]) for c in names]
-    if not isinstance(names, list) or len(names) != num_classes:
-        names = [f"class_{i + 1}" for i in range(num_classes)]
-    if not isinstance(ids, list) or len(ids) != num_classes:
-        ids = list(range(1, num_classes + 1))
-    d: dict[str, Any] = {
-        "family": family,
-        "backbone": backbone,
-        "class_names": [str(n) for n in names],
-        "category_ids": [int(i) for i in ids],
-        "input_width": int(get("input_width", "output_width") or 640),
-        "input_height": int(get("input_height", "output_height") or 480),
-    }
-    optional = [
-        "bbox_norm",
-        "head_channels",
-        "cov_loss",
-        "cov_loss_weight",
-        "bbox_loss_weight",
-        "cov_normalize",
-    ]
-    optional += ["anchor_sizes", "aspect_ratios", "min_size", "max_size", "box_detections_per_img"]
-    optional += ["box_score_thresh", "class_weights"]
-    for key in optional:
-        v = get(key)
-        if v is not None:
-            d[key] = v
-    for key in ("cluster", "raster"):
-        v = get(key, f"{key}_params")
-        if isinstance(v, Mapping):  # per class name, or one set for all classes
-            cn = d["class_names"]
-            v = [v[n] for n in cn] if all(n in v for n in cn) else [v] * num_classes
-        if isinstance(v, list) and len(v) == num_classes:
-            d[key] = v
-    try:
-        return ModelDesc.model_validate(d)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise DeployError(
-            f"cannot describe the model: {err['msg']}", where=".".join(str(p) for p in err["loc"])
-        ) from None
 
 
 # ---------------------------------------------------------------------- pruned layer shapes
@@ -399,7 +273,7 @@ def apply_layer_shapes(model: nn.Module, shapes: Mapping[str, Mapping[str, int]]
         if is_legacy_classifier_key(name + ".") and not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
             continue  # the unused Lite0 classifier, no longer built (synthloop.training.legacy)
         if m is None:
-            raise DeployError(f"pruned checkpoint names layer {name!r} that the model lacks", where=name)
+            raise CheckpointError(f"pruned checkpoint names layer {name!r} that the model lacks", where=name)
         for k, v in attrs.items():
             setattr(m, k, int(v))
         if isinstance(m, nn.Conv2d):
@@ -455,114 +329,99 @@ def refresh_out_channels(model: nn.Module, desc: ModelDesc | None = None) -> Non
 # ----------------------------------------------------------------------------------- loading
 
 
-def read_checkpoint(path: str | os.PathLike, where: str = "model") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` -> dict, with one-line errors for a missing,
-    unreadable, corrupt or truncated file."""
-    p = Path(path)
-    if not p.is_file():
-        raise DeployError("checkpoint not found", path=str(p), where=where)
-    try:
-        obj = load_weights_only(p)
-    except UnreadableWeights as e:
-        raise DeployError(f"cannot read checkpoint: {e}", path=str(p), where=where) from None
-    if not isinstance(obj, dict):
-        raise DeployError(f"not a checkpoint dict (got {type(obj).__name__})", path=str(p), where=where)
-    return obj
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A :mod:`synthloop.training.loop` checkpoint as written (schema :data:`CHECKPOINT_SCHEMA`)."""
+    ck = read_checkpoint(path)
+    if ck.get("schema") != CHECKPOINT_SCHEMA:
+        raise CheckpointError("not a synthloop training checkpoint", path=str(path))
+    return ck
 
 
 def _load_weights(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
     own = model.state_dict()
     sd = drop_legacy_classifier(sd, own)
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)})"
-            )
-        raise DeployError("weights do not fit the model: " + "; ".join(parts), path=path, where="model")
+    problem = state_dict_mismatch(own, sd)
+    if problem:
+        raise CheckpointError(f"weights do not fit the model: {problem}", path=path, where="model")
     model.load_state_dict(dict(sd), strict=True)
 
 
 def _check_family(found: str, expected: str | None, path: str) -> None:
     if expected is not None and found != normalize_family(expected):
-        raise DeployError(
+        raise CheckpointError(
             f"checkpoint holds a {found} model, but a {normalize_family(expected)} model was asked for",
             path=path,
             where="family",
         )
 
 
-def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
-    """Rebuild the model stored at ``path`` (a training or pruned checkpoint), eval mode, CPU.
-
-    ``family``: when given, a checkpoint of the other family raises :class:`DeployError`.
-    """
+def _load_pruned(ck: Mapping[str, Any], family: str | None, path: Path) -> LoadedModel:
     p = str(path)
-    ck = read_checkpoint(path)
-    if ck.get("format") == PRUNED_FORMAT:
-        try:
-            desc = ModelDesc.model_validate(ck["desc"])
-        except (KeyError, ValidationError) as e:
-            raise DeployError(
-                f"pruned checkpoint has no valid model description ({e})".splitlines()[0],
-                path=p,
-                where="desc",
-            ) from None
-        _check_family(desc.family, family, p)
-        model = apply_layer_shapes(build_model(desc), ck.get("layer_shapes") or {})
-        _load_weights(model, ck.get("model") or {}, p)
-        refresh_out_channels(model, desc)
-        return LoadedModel(
-            model.eval(), desc, "pruned", Path(path), ck.get("spec"), {"prune_report": ck.get("report")}
-        )
+    try:
+        desc = ModelDesc.model_validate(ck["desc"])
+    except (KeyError, ValidationError) as e:
+        raise CheckpointError(
+            f"pruned checkpoint has no valid model description ({e})".splitlines()[0], path=p, where="desc"
+        ) from None
+    _check_family(desc.family, family, p)
+    model = apply_layer_shapes(build_from_desc(desc), ck.get("layer_shapes") or {})
+    _load_weights(model, ck.get("model") or {}, p)
+    refresh_out_channels(model, desc)
+    return LoadedModel(model.eval(), desc, "pruned", path, ck.get("spec"), {"prune_report": ck.get("report")})
+
+
+def _training_desc(ck: Mapping[str, Any], family: str | None, p: str) -> ModelDesc:
+    """The description of a training checkpoint, its family and backbone read from the weights and
+    checked against what its spec says."""
     sd = ck.get("model")
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise DeployError("checkpoint has no 'model' state_dict", path=p, where="model")
-    spec = ck.get("spec") if isinstance(ck.get("spec"), Mapping) else None
+        raise CheckpointError("checkpoint has no 'model' state_dict", path=p, where="model")
+    spec = ck.get("spec")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("model"), Mapping):
+        raise CheckpointError("not a synthloop training checkpoint (no training spec)", path=p, where="spec")
     found = family_of_state_dict(sd)
-    named = family_of_spec(spec)
-    if isinstance(ck.get("family"), str):
-        named = normalize_family(ck["family"], p, "family")
     if found is None:
-        raise DeployError(
+        raise CheckpointError(
             "cannot tell the model family from the weights (neither DetectNet_v2 nor Mask R-CNN)",
             path=p,
             where="model",
         )
-    if named is not None and named != found:
-        raise DeployError(f"spec names a {named} model but the weights are {found}", path=p, where="spec")
     _check_family(found, family, p)
+    desc = desc_from_experiment(ck, found)
+    named = desc.spec["model"]["family"] if desc.spec else found
+    if named != found:
+        raise CheckpointError(f"spec names a {named} model but the weights are {found}", path=p, where="spec")
     backbone = backbone_of_state_dict(sd, found)
     if backbone is None:
-        raise DeployError("cannot tell the backbone from the weights", path=p, where="model")
-    if spec is not None and isinstance(spec.get("model"), Mapping) and "family" in spec["model"]:
-        desc = desc_from_experiment(ck, spec, found)  # a synthloop.training checkpoint
-        if desc.backbone != backbone:
-            raise DeployError(
-                f"spec names backbone {desc.backbone} but the weights are {backbone}",
-                path=p,
-                where="spec.backbone.name",
-            )
-        if desc.num_classes != num_classes_of_state_dict(sd, found):
-            raise DeployError(
-                f"checkpoint lists {desc.num_classes} classes but the weights have "
-                f"{num_classes_of_state_dict(sd, found)}",
-                path=p,
-                where="classes",
-            )
-    else:
-        desc = desc_from_spec(spec, found, backbone, num_classes_of_state_dict(sd, found), ck)
-        if found == "detectnet_v2":
-            desc = desc.model_copy(update={"head_channels": int(sd["fuse.0.weight"].shape[0])})
-    model = build_model(desc)
+        raise CheckpointError("cannot tell the backbone from the weights", path=p, where="model")
+    if desc.backbone != backbone:
+        raise CheckpointError(
+            f"spec names backbone {desc.backbone} but the weights are {backbone}",
+            path=p,
+            where="spec.backbone.name",
+        )
+    n = num_classes_of_state_dict(sd, found)
+    if desc.num_classes != n:
+        raise CheckpointError(
+            f"checkpoint lists {desc.num_classes} classes but the weights have {n}", path=p, where="classes"
+        )
+    return desc
+
+
+def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
+    """Rebuild the model stored at ``path`` (a training or pruned checkpoint), eval mode, CPU.
+
+    ``family``: when given, a checkpoint of the other family raises :class:`CheckpointError`.
+    A training checkpoint retrained from a pruned graph (``model.load_graph``) gets its layer widths
+    from its own weights, so it stands alone (the pruned file the run read need not exist here).
+    """
+    p = str(path)
+    ck = read_checkpoint(path, where="model")
+    if ck.get("format") == PRUNED_FORMAT:
+        return _load_pruned(ck, family, Path(path))
+    desc = _training_desc(ck, family, p)
+    sd = ck["model"]
+    model = build_from_desc(desc)
     shapes = shapes_from_state_dict(model, sd)  # retrained from a pruned graph: its widths
     if shapes:
         apply_layer_shapes(model, shapes)
@@ -570,7 +429,7 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedMode
     if shapes:
         refresh_out_channels(model, desc)
     extra = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
-    return LoadedModel(model.eval(), desc, "training", Path(path), dict(spec) if spec else None, extra)
+    return LoadedModel(model.eval(), desc, "training", Path(path), dict(ck["spec"]), extra)
 
 
 def save_training_checkpoint(
@@ -579,7 +438,83 @@ def save_training_checkpoint(
     """Write ``{"model": state_dict, "spec": spec, **meta}`` atomically (the layout of
     :mod:`synthloop.training.loop` checkpoints, whose ``meta`` holds ``classes``, ``category_ids``,
     ``family``, ``anchor_sizes``; used by tests and tools that make models outside the loop)."""
-    from synthloop.atomic import atomic_write_with
+    return save_checkpoint(path, {"model": model.state_dict(), "spec": dict(spec), **meta})
 
-    obj = {"model": model.state_dict(), "spec": dict(spec), **meta}
-    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
+
+def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
+    """A checkpoint file as is; a run folder (or its ``checkpoints/``) -> its ``best.pt``
+    (``prefer="best"``) or ``last.pt``, the other one when the preferred one does not exist."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise CheckpointError("no such checkpoint file or run folder", path=str(p))
+    order = ["best", "last"] if prefer == "best" else ["last", "best"]
+    for stem in order:
+        for cand in (p / "checkpoints" / f"{stem}.pt", p / f"{stem}.pt"):
+            if cand.is_file():
+                return cand
+    raise CheckpointError("run folder holds no checkpoint (checkpoints/best.pt or last.pt)", path=str(p))
+
+
+# ------------------------------------------------------------------- checkpoints a run reads
+
+
+def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
+    """The pruned model of ``spec.model.load_graph`` (train mode), checked against the spec's family,
+    backbone and ``classes``; the spec's backbone freezing applies (TLT's retrain spec)."""
+    path = spec.model.load_graph
+    assert path is not None
+    try:
+        loaded = load_model(path, spec.model.family)
+    except SynthloopError as e:
+        raise SpecError(f"cannot load the pruned graph: {e}", where="model.load_graph") from None
+    if loaded.kind != "pruned":
+        raise SpecError(
+            f"{path} is not a pruned checkpoint (made by `synthloop prune`)", where="model.load_graph"
+        )
+    if list(loaded.desc.class_names) != list(classes):
+        raise SpecError(
+            f"the pruned graph's classes {loaded.desc.class_names} differ from the data's {classes}",
+            where="model.load_graph",
+        )
+    if loaded.desc.backbone != spec.backbone.name:
+        raise SpecError(
+            f"the pruned graph has a {loaded.desc.backbone} backbone, the spec names {spec.backbone.name}",
+            where="backbone.name",
+        )
+    feature_backbone(loaded.model).freeze(spec.backbone.freeze_blocks, spec.backbone.freeze_bn)
+    return loaded.model.train()
+
+
+def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
+    """The frozen DetectNet_v2 of ``spec.distill.teacher`` (eval mode, CPU, no gradients), checked
+    against the experiment's classes, input size and bbox encoding (``bbox_norm``)."""
+    assert spec.distill is not None
+    path = spec.distill.teacher
+    try:
+        loaded = load_model(path, "detectnet_v2")
+    except SynthloopError as e:
+        raise SpecError(f"cannot load the teacher: {e}", where="distill.teacher") from None
+    if list(loaded.desc.class_names) != list(classes):
+        raise SpecError(
+            f"the teacher's classes {loaded.desc.class_names} differ from the data's {classes}",
+            where="distill.teacher",
+        )
+    size = (loaded.desc.input_width, loaded.desc.input_height)
+    if size != (spec.model.input_width, spec.model.input_height):
+        raise SpecError(
+            f"the teacher's input size {size} differs from model.input_width/height "
+            f"{(spec.model.input_width, spec.model.input_height)}",
+            where="distill.teacher",
+        )
+    if loaded.desc.bbox_norm != spec.model.detectnet.bbox_norm:
+        raise SpecError(
+            f"the teacher encodes boxes with bbox_norm {loaded.desc.bbox_norm}, the spec with "
+            f"{spec.model.detectnet.bbox_norm}: its bbox outputs would be wrong targets",
+            where="distill.teacher",
+        )
+    teacher = loaded.model.float().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
