@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_done_shard_frame
 
 from synthloop.generators.renderer import RenderedFrame
 from synthloop.geometry.annotate import zbuffer_scene
@@ -54,9 +55,7 @@ def ui_workspace(tmp_path_factory) -> Path:
     (root / "broken").mkdir()
     (root / "broken" / "dataset.json").write_text("{not json")
     plan_job("tabletop", 4, 0, 2, root / "job")
-    shard0 = root / "job" / "shards" / "0000" / "records"
-    shard0.mkdir(parents=True)
-    (shard0 / "000000.json").write_text("{}")
+    write_done_shard_frame(root / "job" / "shards" / "0000", 0)
     (root / "job" / "shards" / "0001" / "failures").mkdir(parents=True)
     (root / "job" / "shards" / "0001" / "failures" / "000003.json").write_text('{"error": "render crashed"}')
     spec_d = {

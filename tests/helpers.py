@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from synthloop.dataset.folder import DatasetWriter, load_dataset, object_to_record
 from synthloop.dataset.types import Box3D, Category, ObjectAnnotation
@@ -383,3 +384,15 @@ NON_DEFAULT = {
     "texture_limit": 256,
     "tile_size": 64,
 }
+
+
+def write_done_shard_frame(shard: Path, index: int) -> Path:
+    """A frame that farm status counts as done in shard folder ``shard``: its image (a 4x4 PNG) and
+    a record naming it (a complete frame's record parses and every file it names exists)."""
+    stem = f"{index:06d}"
+    (shard / "images").mkdir(parents=True, exist_ok=True)
+    (shard / "records").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4)).save(shard / "images" / f"{stem}.png")
+    rec = shard / "records" / f"{stem}.json"
+    rec.write_text(f'{{"image": "images/{stem}.png", "objects": []}}')
+    return rec

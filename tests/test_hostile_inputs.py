@@ -357,7 +357,7 @@ def test_empty_backbone_weights_file_is_a_clean_error(tmp_path):
 
     p = tmp_path / "w.pt"
     p.write_bytes(b"")
-    with pytest.raises(TrainingError, match="w.pt: backbone.weights: cannot read weights: empty"):
+    with pytest.raises(TrainingError, match="w.pt: backbone.weights: cannot read weights file: empty"):
         _load_state_dict_file(p)
 
 

@@ -40,6 +40,8 @@ RANK = {
     "jsonio": 0,
     "overlays": 0,
     "figures": 0,
+    "userfiles": 0,
+    "bodies": 0,
     "importers": 1,
     "exporters": 1,
     "generators": 1,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_done_shard_frame
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -165,8 +166,7 @@ def test_every_page_renders_and_the_overlays_are_drawn(server, browser, ui_works
             assert browser.find_element(By.ID, "job-failed").text == "1"
             browser.execute_script("window.__sameLoad = 1;")
             time.sleep(1.5)
-            rec = ui_workspace / "job" / "shards" / "0000" / "records" / "000001.json"
-            rec.write_text("{}")
+            write_done_shard_frame(ui_workspace / "job" / "shards" / "0000", 1)
             WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "job-done").text == "2")
             assert browser.execute_script("return window.__sameLoad") == 1
             assert "frames/s" in browser.find_element(By.ID, "job-rate").text
