@@ -182,16 +182,7 @@ def bootstrap_coco(
     not better than A. All values are in AP units (0..1)."""
     _check(runs, resamples, confidence, iou_type)
     full, samples, n_img = _sample_stats(ds, runs, resamples, seed, iou_type)
-    out_runs, diffs = _summarise(list(runs), full, samples, confidence)
-    return {
-        "resamples": resamples,
-        "confidence": confidence,
-        "seed": seed,
-        "iou_type": iou_type,
-        "num_images": n_img,
-        "runs": out_runs,
-        "differences": diffs,
-    }
+    return _result(list(runs), full, samples, n_img, resamples, seed, confidence, iou_type)
 
 
 def bootstrap_arms(
@@ -222,16 +213,33 @@ def bootstrap_arms(
         start += len(runs)
         cols.append(_mean_defined(samples[:, block, :], axis=1))
         full_cols.append(_mean_defined(full[None, block, :], axis=1)[0])
-    out_runs, diffs = _summarise(list(arms), np.stack(full_cols), np.stack(cols, axis=1), confidence)
+    out = _result(
+        list(arms), np.stack(full_cols), np.stack(cols, axis=1), n_img, resamples, seed, confidence, iou_type
+    )
+    out["members"] = {arm: list(runs) for arm, runs in arms.items()}
+    return out
+
+
+def _result(
+    names: list[str],
+    full: np.ndarray,
+    samples: np.ndarray,
+    num_images: int,
+    resamples: int,
+    seed: int,
+    confidence: float,
+    iou_type: str,
+) -> dict[str, Any]:
+    """The dict :func:`bootstrap_coco` returns, from :func:`_summarise` of ``full``/``samples``."""
+    out_runs, diffs = _summarise(names, full, samples, confidence)
     return {
         "resamples": resamples,
         "confidence": confidence,
         "seed": seed,
         "iou_type": iou_type,
-        "num_images": n_img,
+        "num_images": num_images,
         "runs": out_runs,
         "differences": diffs,
-        "members": {arm: list(runs) for arm, runs in arms.items()},
     }
 
 
