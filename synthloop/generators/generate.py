@@ -33,7 +33,7 @@ from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_yaml
 from synthloop.scenes.sampler import category_specs, sample_scene
 from synthloop.scenes.spec import SceneSpec
 
-MAX_FRAMES = 10_000_000  # frames per generate call (a frame list of this size is ~80 MB)
+MAX_FRAMES = 10_000_000  # frames per generate call (indices are streamed; the cap bounds its result lists)
 
 RendererFactory = Callable[[], Renderer]
 FrameClaim = Callable[[int], AbstractContextManager[Any] | None]
@@ -143,7 +143,9 @@ def generate_frames(
     holder died). Returns what was rendered, skipped, failed.
     """
     out = Path(out)
-    indices = list(frame_indices)
+    # a range is streamed (never materialized: a job of 10**7 frames costs no frame list); other
+    # iterables are read once into a list
+    indices: range | list[int] = frame_indices if isinstance(frame_indices, range) else list(frame_indices)
     rhash = recipe_hash(recipe)
     check_job_identity(out, rhash, seed)
     created = not out.exists()
@@ -168,20 +170,24 @@ def generate_frames(
     remove_stale_temps(out)
     done = writer.completed_stems()
     result = GenerateResult(out=out)
-    todo = [i for i in indices if frame_stem(i) not in done]
-    result.skipped = [i for i in indices if frame_stem(i) in done]
     factory = renderer_factory or default_renderer_factory()
     renderer: Renderer | None = None
     own_progress = progress is None
-    prog = progress or JobProgress(len(indices), description, quiet=quiet, completed=len(result.skipped))
+    prog = progress or JobProgress(
+        len(indices), description, quiet=quiet, completed=_count_done(indices, done)
+    )
     try:
         if own_progress:
             prog.__enter__()
-        pending = todo
+        pending: Iterable[int] = indices
+        first_pass = True
         while pending:
             deferred: list[int] = []
             for i in pending:
                 stem = frame_stem(i)
+                if first_pass and stem in done:  # complete before this call (counted above)
+                    result.skipped.append(i)
+                    continue
                 if writer.is_complete(stem):  # finished meanwhile by another worker
                     result.skipped.append(i)
                     prog.advance(frame=i, skipped=True)
@@ -200,13 +206,21 @@ def generate_frames(
                     )
             if deferred:
                 time.sleep(poll_seconds)
-            pending = deferred
+            pending, first_pass = deferred, False
     finally:
         if renderer is not None:
             renderer.close()
         if own_progress:
             prog.__exit__(None, None, None)
     return result
+
+
+def _count_done(indices: range | list[int], done: set[str]) -> int:
+    """How many of ``indices`` have their stem in ``done``: O(len(done)) for a range of step 1
+    (stems are parsed back to frame indices), one pass over ``indices`` otherwise."""
+    if isinstance(indices, range) and indices.step == 1:
+        return sum(1 for s in done if s.isdigit() and int(s) in indices and frame_stem(int(s)) == s)
+    return sum(1 for i in indices if frame_stem(i) in done)
 
 
 def _render_and_write(
