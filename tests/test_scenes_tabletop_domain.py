@@ -5,7 +5,7 @@ spec's pinhole camera (:mod:`synthloop.geometry.camera`); occlusion is ignored (
 overlap on the table, and the camera looks almost straight down).
 
 The real reference numbers come from the fruits-nuts *training* split only
-(``/work/shared/data/real/fruits-nuts/train.json``: 8 photos, 800x600, 73 objects; the
+(``../shared/data/real/fruits-nuts/train.json``: 8 photos, 800x600, 73 objects; the
 evaluation split val.json is never used), measured by ``benchmarks/domain_gap.py`` with the same
 definitions: relative size = the box's long side / image width; counts per image including
 images without the class. ``test_reference_numbers_match_the_real_training_split`` re-measures
