@@ -101,14 +101,7 @@ class TokenMiddleware:
         given, from_query = self._given(scope)
         if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
             body = b"401: this workspace needs its token (?token=..., or Authorization: Bearer ...)\n"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_refusal(send, 401, body)
             return
         if not from_query:
             await self.app(scope, receive, send)
@@ -126,6 +119,17 @@ class TokenMiddleware:
         await self.app(scope, receive, send_with_cookie)
 
 
+async def send_refusal(send: Send, status: int, body: bytes) -> None:
+    """Answer an ASGI request with ``status`` and the plain-text ``body`` (the app is not called)."""
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
 class SameOriginMiddleware:
     """ASGI middleware: a POST whose ``Origin`` (or, without one, ``Referer``) names another host
     than its ``Host`` header is refused with 403. Requests without either (command-line clients)
@@ -139,14 +143,6 @@ class SameOriginMiddleware:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             source = headers.get("origin") or headers.get("referer")
             if source and urlsplit(source).netloc != headers.get("host", ""):
-                body = b"403: cross-site request refused\n"
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_refusal(send, 403, b"403: cross-site request refused\n")
                 return
         await self.app(scope, receive, send)
