@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 import yaml
 
+from synthloop.errors import SynthloopError
 from synthloop.farm.executors import gpu_device, gpu_worker_env, k8s_indexed_job, slurm_script, worker_command
 from synthloop.farm.plan import FarmError, load_plan, plan_job
+from synthloop.generators.blender_renderer import worker_python
 from synthloop.generators.devices import CyclesDevice, DeviceError, select_devices
 
 CPU = CyclesDevice("CPU", "AMD EPYC", "CPU")
@@ -114,3 +117,18 @@ def test_unknown_device_names_are_user_errors(tmp_path):
         run_local(tmp_path / "job", gpus=2, device="cpu", quiet=True)
     with pytest.raises(SynthloopError, match="unknown device 'gpu'"):
         gpu_device("cpu", "gpu")
+
+
+def test_worker_python_comes_from_the_environment(tmp_path):
+    """``SYNTHLOOP_BLENDER_PYTHON`` picks the worker's interpreter; a bad value is one clear error."""
+    assert worker_python({}) == sys.executable
+    assert worker_python({"SYNTHLOOP_BLENDER_PYTHON": "  "}) == sys.executable
+    launcher = tmp_path / "py311.sh"
+    launcher.write_text('#!/bin/sh\nexec python3 "$@"\n')
+    launcher.chmod(0o755)
+    assert worker_python({"SYNTHLOOP_BLENDER_PYTHON": str(launcher)}) == str(launcher)
+    plain = tmp_path / "not_executable"
+    plain.write_text("")
+    for bad in (plain, tmp_path / "missing"):
+        with pytest.raises(SynthloopError, match="SYNTHLOOP_BLENDER_PYTHON=.*not an executable file"):
+            worker_python({"SYNTHLOOP_BLENDER_PYTHON": str(bad)})

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synthloop.errors import RenderError
+from synthloop.errors import RenderError, SynthloopError
 from synthloop.generators.blender_worker import ProtocolEOF, encode_message, read_message
 from synthloop.generators.devices import DeviceError, check_device
 from synthloop.generators.exr import read_id_depth_exr
@@ -57,6 +57,25 @@ class _TimeoutReader:
         return os.read(self.fd, n)
 
 
+BLENDER_PYTHON_ENV = "SYNTHLOOP_BLENDER_PYTHON"
+
+
+def worker_python(environ: dict[str, str] | None = None) -> str:
+    """The interpreter that runs Blender workers: ``$SYNTHLOOP_BLENDER_PYTHON`` if set, else ours.
+
+    A render node whose own Python has no ``bpy`` wheel (``bpy`` 4.2 ships for CPython 3.11 only)
+    points this variable at a 3.11 interpreter, or a launcher script, that can ``import bpy`` and
+    ``synthloop``. Raises :class:`SynthloopError` (one line, with the path) if it is not an
+    executable file.
+    """
+    value = (os.environ if environ is None else environ).get(BLENDER_PYTHON_ENV, "").strip()
+    if not value:
+        return sys.executable
+    if not (os.path.isfile(value) and os.access(value, os.X_OK)):
+        raise SynthloopError(f"{BLENDER_PYTHON_ENV}={value}: not an executable file")
+    return value
+
+
 class BlenderRenderer:
     """Render SceneSpecs in a long-lived Blender worker process.
 
@@ -64,8 +83,8 @@ class BlenderRenderer:
     ``optix`` or ``auto`` (see :mod:`synthloop.generators.devices`; an unavailable explicit GPU
     raises :class:`~synthloop.generators.devices.DeviceError`, ``auto`` without a GPU prints one
     warning line to stderr and renders on the CPU; ``device_label`` says what rendered the last
-    frame). ``python``: the interpreter
-    that runs the worker (must have ``bpy``). ``env``: the worker's environment (default: ours).
+    frame). ``python``: the interpreter that runs the worker (must have ``bpy``; default:
+    :func:`worker_python`). ``env``: the worker's environment (default: ours).
     ``frame_timeout_s``: kill the worker and raise :class:`RenderError` if one frame takes longer
     (``None``: wait forever); ``startup_timeout_s`` likewise for starting Blender.
     ``rss_bytes``: the worker's RSS after the last frame; ``worker_starts``: workers started so far.
@@ -79,7 +98,7 @@ class BlenderRenderer:
         threads: int = 0,
         restart_every: int | None = 200,
         max_rss_growth: float = 0.25,
-        python: str = sys.executable,
+        python: str | None = None,
         env: dict[str, str] | None = None,
         frame_timeout_s: float | None = None,
         startup_timeout_s: float | None = 300.0,
@@ -94,7 +113,7 @@ class BlenderRenderer:
         self._warned: set[str] = set()
         self.restart_every = restart_every
         self.max_rss_growth = float(max_rss_growth)
-        self.python = python
+        self.python = worker_python() if python is None else python
         self.env = env
         self.frame_timeout_s = frame_timeout_s
         self.startup_timeout_s = startup_timeout_s
