@@ -124,6 +124,9 @@ def fit_cmd(
     proxy_size: str = typer.Option("160x120", "--proxy-size", help="Proxy render size WIDTHxHEIGHT."),
     samples: int = typer.Option(4, "--samples", min=1, help="Cycles samples of the proxy renders."),
     threads: int = typer.Option(1, "--threads", min=0, help="Blender render threads (0 = all cores)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | optix | auto (default: the recipe's render.device)."
+    ),
     knobs: list[str] = typer.Option(
         None,
         "--knob",
@@ -154,7 +157,7 @@ def fit_cmd(
         embed = LiteFeatures().embed
         settings = FitSettings(
             budget=budget, seed=seed, frames=frames, size=parse_size(proxy_size), samples=samples,
-            threads=threads, knobs=tuple(knobs or DEFAULT_KNOBS), widths=widths,
+            threads=threads, device=device, knobs=tuple(knobs or DEFAULT_KNOBS), widths=widths,
         )  # fmt: skip
         jdir = journal or Path(str(out) + ".journal")
         with JobProgress(budget, "fit", quiet=quiet, unit="trial") as prog:

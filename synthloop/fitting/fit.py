@@ -39,7 +39,8 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class FitSettings:
     """``budget`` trials (trial 0 = the original), ``seed`` (sampler and proxy renders),
-    ``frames`` per trial, proxy ``size``/``samples``, Cycles ``threads``, ``knobs`` patterns,
+    ``frames`` per trial, proxy ``size``/``samples``, Cycles ``threads`` and render ``device``
+    (``None``: the recipe's ``render.device``), ``knobs`` patterns,
     ``widths`` (also fit uniform widths), objective ``weights``, ``max_crops`` per class."""
 
     budget: int
@@ -48,6 +49,7 @@ class FitSettings:
     size: tuple[int, int] = PROXY_SIZE
     samples: int = PROXY_SAMPLES
     threads: int = 1
+    device: str | None = None
     knobs: tuple[str, ...] = DEFAULT_KNOBS
     widths: bool = False
     weights: ObjectiveWeights = ObjectiveWeights()
@@ -163,7 +165,8 @@ def fit_recipe(
         rng=np.random.default_rng(settings.seed),
     )  # fmt: skip
     base = recipe_to_dict(proxy_recipe(recipe, settings.size, settings.samples))
-    renderer = ProxyRenderer(renderer_factory, threads=settings.threads)
+    device = settings.device or recipe.render.device
+    renderer = ProxyRenderer(renderer_factory, threads=settings.threads, device=device)
     scorer = _TrialScorer(base, knobs, real_side, classes, labeled, embed, renderer, settings)
     root = Path(journal_dir)
     try:

@@ -47,8 +47,8 @@ class _Kept:
 class ProxyRenderer:
     """``render(recipe, seed, frames, out) -> Dataset`` of frames 0..frames-1 (resumed if present)."""
 
-    def __init__(self, factory: RendererFactory | None = None, threads: int = 1):
-        self._factory = factory or default_renderer_factory(threads)
+    def __init__(self, factory: RendererFactory | None = None, threads: int = 1, device: str = "cpu"):
+        self._factory = factory or default_renderer_factory(threads, device)
         self._renderer: Renderer | None = None
 
     def _get(self) -> Renderer:
