@@ -28,6 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from synthloop.atomic import atomic_write_json
 from synthloop.training.backbones import build_backbone
 from synthloop.training.maskrcnn import build_maskrcnn
+from synthloop.training.rcnn import RCNNSettings
 
 PARTS = (  # (attribute path, method, region name)
     ("transform", "forward", "transform"),
@@ -92,7 +93,7 @@ def count_step(batched: bool, h: int, w: int, batch: int) -> dict[str, int]:
     """aten ops per region for one forward + backward step (after one warm-up step)."""
     torch.manual_seed(0)
     backbone = build_backbone("efficientnet_lite0", None, [], False)
-    model = build_maskrcnn(backbone, 4, min_size=h, max_size=w, batched_heads=batched)
+    model = build_maskrcnn(backbone, 4, RCNNSettings(min_size=h, max_size=w), batched_heads=batched)
     counter = _Counter()
     _instrument(model, counter)
     images, targets = random_batch(batch, h, w)

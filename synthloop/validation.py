@@ -11,6 +11,7 @@ becomes "missing required field 'x'" and other messages show the offending input
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from synthloop.errors import SynthloopError
 
 E = TypeVar("E", bound=SynthloopError)
+T = TypeVar("T")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -78,3 +80,11 @@ def invalid(cls: type[E], err: ValidationError, source: str, brackets: bool = Fa
     found = problems(err, brackets)
     (where, msg), rest = found[0], found[1:]
     return cls(msg, path=source, where=where, more=rest)
+
+
+def require_one_of(value: T, allowed: Collection[T], message: str) -> T:
+    """``value`` when it is in ``allowed``, else ``ValueError(message)``: the body of a pydantic
+    field validator that admits a fixed set of values (pydantic names the field)."""
+    if value not in allowed:
+        raise ValueError(message)
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthloop.deploy.decode import decode_detectnet, decode_maskrcnn
+from synthloop.deploy.decode import decode
 from synthloop.geometry.masks import rle_to_mask
 from synthloop.training.checkpoints import ModelDesc
 from synthloop.training.rasterizer import RasterParams, rasterize
@@ -28,7 +28,7 @@ def test_detectnet_decode_inverts_the_rasterizer_and_scales_to_the_image():
     labels = np.array([1, 2])
     cov, bbox, _ = rasterize(boxes, labels, 2, 6, 8, 16, [RasterParams()] * 2, d.bbox_norm)
     logits = np.where(cov > 0, 8.0, -8.0)[None]
-    fd = decode_detectnet({"cov": logits, "bbox": bbox[None]}, d, (256, 192), "f")  # image 2x the input
+    fd = decode({"cov": logits, "bbox": bbox[None]}, d, (256, 192), "f")  # image 2x the input
     order = np.argsort(fd.labels)
     np.testing.assert_array_equal(fd.labels[order], [4, 9])  # training labels -> category ids
     np.testing.assert_allclose(fd.boxes[order], boxes * 2, atol=1e-3)
@@ -43,7 +43,7 @@ def test_detectnet_decode_orders_swapped_corners():
     boxes = np.array([[30.0, 30.0, 60.0, 50.0]])
     cov, bbox, _ = rasterize(boxes, np.array([1]), 1, 6, 8, 16, [RasterParams()], d.bbox_norm)
     bbox = bbox[:, [2, 3, 0, 1]]  # an untrained regressor may predict x2 < x1
-    fd = decode_detectnet({"cov": np.where(cov > 0, 8.0, -8.0)[None], "bbox": bbox[None]}, d, (128, 96), "f")
+    fd = decode({"cov": np.where(cov > 0, 8.0, -8.0)[None], "bbox": bbox[None]}, d, (128, 96), "f")
     assert len(fd) == 1
     np.testing.assert_allclose(fd.boxes[0], boxes[0], atol=1e-3)
 
@@ -58,7 +58,7 @@ def test_maskrcnn_decode_scales_boxes_and_masks():
         "scores": np.array([0.8, 0.1], np.float32),
         "masks": masks,
     }
-    fd = decode_maskrcnn(raw, d, (80, 60), "f", score_thr=0.5)
+    fd = decode(raw, d, (80, 60), "f", score_thr=0.5)
     assert len(fd) == 1 and fd.labels.tolist() == [9]
     np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
     m = rle_to_mask(fd.masks[0])

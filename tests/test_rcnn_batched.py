@@ -13,6 +13,7 @@ from torchvision.ops import batched_nms, box_iou
 from synthloop.training import rcnn_batched
 from synthloop.training.backbones import build_backbone
 from synthloop.training.maskrcnn import build_maskrcnn
+from synthloop.training.rcnn import RCNNSettings
 from synthloop.training.rcnn_batched import (
     BatchedRoIHeads,
     BatchedRPN,
@@ -129,20 +130,18 @@ def test_batched_sample_counts_subsets_and_uniformity():
 def _model(batched: bool, big_samples: bool = False):
     torch.manual_seed(0)
     kw = dict(rpn_batch_size_per_image=10**6, box_batch_size_per_image=10**6) if big_samples else {}
-    return build_maskrcnn(
-        build_backbone("efficientnet_lite0", None, [], False),
-        4,
+    settings = RCNNSettings(
         anchor_sizes=(16, 24, 32, 48),
         min_size=64,
         max_size=96,
         fpn_channels=16,
         box_head_dim=32,
-        mask_head_dim=8,
         rpn_pre_nms_top_n_train=300,
         rpn_post_nms_top_n_train=200,
-        batched_heads=batched,
         **kw,
     )
+    backbone = build_backbone("efficientnet_lite0", None, [], False)
+    return build_maskrcnn(backbone, 4, settings, mask_head_dim=8, batched_heads=batched)
 
 
 def _batch(n: int = 3, seed: int = 0):

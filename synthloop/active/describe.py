@@ -69,6 +69,36 @@ def _above(fd: FrameDetections, thr: float) -> FrameDetections:
     return FrameDetections(fd.frame_id, fd.boxes[keep], fd.scores[keep], fd.labels[keep])
 
 
+def _det_row(
+    kind: str,
+    frame_id: str,
+    fd: FrameDetections,
+    d: int,
+    names: Mapping[int, str],
+    matched: bool,
+    miss: str,
+    extra: dict[str, Any],
+    properties: dict[str, float | None],
+) -> dict[str, Any]:
+    """The row of detection ``d`` of ``fd`` in frame ``frame_id`` (bbox x1 y1 x2 y2 pixels, category
+    by name): ``extra`` keys stand before ``properties``; an unmatched row gets ``"outcome": miss``."""
+    row = {
+        "kind": kind,
+        "frame_id": frame_id,
+        "object_index": d,
+        "category": names.get(int(fd.labels[d]), str(int(fd.labels[d]))),
+        "bbox": [float(v) for v in fd.boxes[d]],
+        "score": float(fd.scores[d]),
+        "ignored": False,
+        "matched": matched,
+        **extra,
+        "properties": properties,
+    }
+    if not matched:
+        row["outcome"] = miss
+    return row
+
+
 def describe_real(
     ds: Dataset,
     dets: Mapping[str, FrameDetections],
@@ -110,21 +140,10 @@ def describe_real(
         )
         for i, d in enumerate(live):
             tp = bool(m.det_status[d] == TP)
-            row = {
-                "kind": "det",
-                "frame_id": frame.frame_id,
-                "object_index": d,
-                "category": names.get(int(fd.labels[d]), str(int(fd.labels[d]))),
-                "bbox": [float(v) for v in fd.boxes[d]],
-                "score": float(fd.scores[d]),
-                "ignored": False,
-                "matched": tp,
-                "best_iou": float(m.det_iou[d]),
-                "properties": _props(dp, i),
-            }
-            if not tp:
-                row["outcome"] = "false_positive"
-            det_rows.append(row)
+            extra = {"best_iou": float(m.det_iou[d])}
+            det_rows.append(
+                _det_row("det", frame.frame_id, fd, d, names, tp, "false_positive", extra, _props(dp, i))
+            )
     return gt_rows, det_rows
 
 
@@ -163,20 +182,7 @@ def describe_pool(
         )
         for d in range(len(fd)):
             ok = bool(fd.scores[d] >= score_thr)
-            row = {
-                "kind": "pool",
-                "frame_id": f.frame_id,
-                "object_index": d,
-                "category": names.get(int(fd.labels[d]), str(int(fd.labels[d]))),
-                "bbox": [float(v) for v in fd.boxes[d]],
-                "score": float(fd.scores[d]),
-                "ignored": False,
-                "matched": ok,
-                "properties": _props(p, d),
-            }
-            if not ok:
-                row["outcome"] = "uncertain"
-            rows.append(row)
+            rows.append(_det_row("pool", f.frame_id, fd, d, names, ok, "uncertain", {}, _props(p, d)))
     return rows, chosen
 
 

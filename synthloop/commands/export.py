@@ -121,6 +121,15 @@ def tao_cmd(
     print(f"  tao detectnet_v2 train -e {res.dst}/{TRAIN_SPEC} -r RESULTS -k KEY")
 
 
+def _write_maps(kind: str, src: Path, dst: Path) -> None:
+    """``kind`` ``depth`` or ``semantic``: write SRC's per-frame maps to DST and say how many."""
+    from synthloop.exporters.maps import write_depth_pngs, write_semantic_pngs
+
+    write = write_depth_pngs if kind == "depth" else write_semantic_pngs
+    paths = write(load_source(src), dst)
+    print(f"wrote {len(paths)} {kind} maps to {dst}")
+
+
 @app.command("depth")
 @cli_errors
 def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
@@ -128,10 +137,7 @@ def depth_cmd(src: Path = SRC, dst: Path = DST) -> None:
 
     Example: synthloop export depth out/tabletop depth/
     """
-    from synthloop.exporters.maps import write_depth_pngs
-
-    paths = write_depth_pngs(load_source(src), dst)
-    print(f"wrote {len(paths)} depth maps to {dst}")
+    _write_maps("depth", src, dst)
 
 
 @app.command("semantic")
@@ -141,7 +147,4 @@ def semantic_cmd(src: Path = SRC, dst: Path = DST) -> None:
 
     Example: synthloop export semantic out/tabletop semantic/
     """
-    from synthloop.exporters.maps import write_semantic_pngs
-
-    paths = write_semantic_pngs(load_source(src), dst)
-    print(f"wrote {len(paths)} semantic maps to {dst}")
+    _write_maps("semantic", src, dst)

@@ -18,6 +18,7 @@ stored as COCO RLE.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -60,14 +61,18 @@ def _labels_to_ids(labels: np.ndarray, desc: ModelDesc) -> np.ndarray:
     return np.array([table[int(v)] for v in labels], np.int64)
 
 
-def decode_detectnet(
-    raw: Mapping[str, np.ndarray],
-    desc: ModelDesc,
-    orig_size: tuple[int, int],
-    frame_id: str,
-    score_thr: float = 0.0,
-) -> FrameDetections:
-    """DetectNet raw outputs of one image -> detections in original-image pixels (W0, H0 = orig_size)."""
+class _Kept(NamedTuple):
+    """One image's kept detections in network-input pixels: ``boxes`` (N, 4) x1 y1 x2 y2,
+    ``scores`` (N,), ``labels`` (N,) training labels 1..C, ``masks`` (N, h, w) probabilities or None."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None
+
+
+def _detectnet_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: float) -> _Kept:
+    """DetectNet raw outputs (or the TAO layout) -> clustered boxes with finite values, score >= thr."""
     if deepstream.COV_NAME in raw:
         logits, enc = deepstream.tao_to_raw(
             raw[deepstream.COV_NAME], raw[deepstream.BBOX_NAME], desc.bbox_norm
@@ -80,37 +85,30 @@ def decode_detectnet(
         cov, bbox, STRIDE, params, desc.bbox_norm, (desc.input_width, desc.input_height)
     )
     keep = (r["scores"] >= score_thr) & np.isfinite(r["boxes"]).all(axis=1) & np.isfinite(r["scores"])
-    return FrameDetections(
-        frame_id,
-        _scale_boxes(r["boxes"][keep], desc, orig_size),
-        r["scores"][keep],
-        _labels_to_ids(r["labels"][keep], desc),
-    )
+    return _Kept(r["boxes"][keep], r["scores"][keep], r["labels"][keep], None)
 
 
-def decode_maskrcnn(
-    raw: Mapping[str, np.ndarray],
-    desc: ModelDesc,
-    orig_size: tuple[int, int],
-    frame_id: str,
-    score_thr: float = 0.0,
-) -> FrameDetections:
-    """Mask R-CNN outputs of one image -> detections with RLE masks in original-image pixels."""
+def _maskrcnn_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: float) -> _Kept:
+    """Mask R-CNN outputs -> the detections with score >= thr, masks (N, h, w) probabilities."""
     scores = np.asarray(raw["scores"], np.float32).reshape(-1)
     keep = scores >= score_thr
-    boxes = _scale_boxes(np.asarray(raw["boxes"])[keep], desc, orig_size)
-    masks = []
-    for m in np.asarray(raw["masks"])[keep]:
-        prob = Image.fromarray(np.asarray(m, np.float32).reshape(m.shape[-2:]))
-        prob = np.asarray(prob.resize(orig_size, Image.BILINEAR))
-        masks.append(mask_to_rle(prob > desc.mask_threshold))
-    return FrameDetections(
-        frame_id,
-        boxes,
+    masks = np.asarray(raw["masks"], np.float32)[keep]
+    return _Kept(
+        np.asarray(raw["boxes"])[keep],
         scores[keep],
-        _labels_to_ids(np.asarray(raw["labels"]).reshape(-1)[keep], desc),
-        masks=masks,
+        np.asarray(raw["labels"]).reshape(-1)[keep],
+        masks.reshape(len(masks), *masks.shape[-2:]),
     )
+
+
+def _mask_rles(probs: np.ndarray, orig_size: tuple[int, int], threshold: float) -> list[dict]:
+    """(N, h, w) mask probabilities -> N COCO RLEs, bilinearly resized to ``orig_size`` (W0, H0)
+    and thresholded (a pixel is on where its probability > ``threshold``)."""
+    out = []
+    for m in probs:
+        resized = Image.fromarray(m).resize(orig_size, Image.Resampling.BILINEAR)
+        out.append(mask_to_rle(np.asarray(resized) > threshold))
+    return out
 
 
 def decode(
@@ -120,6 +118,14 @@ def decode(
     frame_id: str,
     score_thr: float = 0.0,
 ) -> FrameDetections:
-    """Dispatch on ``desc.family``."""
-    fn = decode_detectnet if desc.family == "detectnet_v2" else decode_maskrcnn
-    return fn(raw, desc, orig_size, frame_id, score_thr)
+    """Raw outputs of one image (``desc.family``'s layout) -> detections in original-image pixels
+    (W0, H0 = ``orig_size``), dataset category ids and, for Mask R-CNN, RLE masks."""
+    kept = (_detectnet_kept if desc.family == "detectnet_v2" else _maskrcnn_kept)(raw, desc, score_thr)
+    masks = None if kept.masks is None else _mask_rles(kept.masks, orig_size, desc.mask_threshold)
+    return FrameDetections(
+        frame_id,
+        _scale_boxes(kept.boxes, desc, orig_size),
+        kept.scores,
+        _labels_to_ids(kept.labels, desc),
+        masks=masks,
+    )

@@ -311,6 +311,26 @@ class Mixture(_Dist):
         return {"mixture": [{"weight": _num(c.weight), "dist": c.dist.model_dump()} for c in self.components]}
 
 
+# ``{kind: [a, b]}`` shorthands: kind -> (field of a, field of b, the form named when a list is not
+# two long, the form named when the value is neither a list nor a dict)
+_PAIR_FORMS = {
+    "uniform": ("low", "high", "[low, high]", "[low, high]"),
+    "normal": ("mean", "std", "[mean, std] or {mean, std, low?, high?}", "{mean, std, low?, high?}"),
+}
+
+
+def _parse_pair(kind: str, v: Any) -> dict[str, Any]:
+    """``uniform: [low, high]`` / ``normal: [mean, std]`` (or the fields as a dict) -> tagged dict."""
+    first, second, list_form, other_form = _PAIR_FORMS[kind]
+    if isinstance(v, list | tuple):
+        if len(v) != 2:
+            raise ValueError(f"{kind} needs {list_form}, got {v!r}")
+        return {"kind": kind, first: v[0], second: v[1]}
+    if isinstance(v, dict):
+        return {"kind": kind, **v}
+    raise ValueError(f"{kind} needs {other_form}, got {v!r}")
+
+
 def _parse(data: Any) -> Any:
     """Turn the compact YAML form into a tagged dict for the discriminated union."""
     if isinstance(data, _Dist):
@@ -325,24 +345,8 @@ def _parse(data: Any) -> Any:
         keys = set(data)
         if keys == {"constant"}:
             return {"kind": "constant", "value": data["constant"]}
-        if keys == {"uniform"}:
-            v = data["uniform"]
-            if isinstance(v, list | tuple):
-                if len(v) != 2:
-                    raise ValueError(f"uniform needs [low, high], got {v!r}")
-                return {"kind": "uniform", "low": v[0], "high": v[1]}
-            if isinstance(v, dict):
-                return {"kind": "uniform", **v}
-            raise ValueError(f"uniform needs [low, high], got {v!r}")
-        if keys == {"normal"}:
-            v = data["normal"]
-            if isinstance(v, list | tuple):
-                if len(v) != 2:
-                    raise ValueError(f"normal needs [mean, std] or {{mean, std, low?, high?}}, got {v!r}")
-                return {"kind": "normal", "mean": v[0], "std": v[1]}
-            if isinstance(v, dict):
-                return {"kind": "normal", **v}
-            raise ValueError(f"normal needs {{mean, std, low?, high?}}, got {v!r}")
+        if len(keys) == 1 and (kind := next(iter(keys))) in _PAIR_FORMS:
+            return _parse_pair(kind, data[kind])
         if "choice" in keys and keys <= {"choice", "weights"}:
             v = data["choice"]
             if not isinstance(v, list | tuple):

@@ -30,6 +30,7 @@ from synthloop.bodies.model import pose_body
 from synthloop.scenes.color import hsv_to_linear_rgb
 from synthloop.scenes.distributions import NumDist, in_range
 from synthloop.scenes.spec import BodySpec, MaterialSpec, ShapeSpec
+from synthloop.validation import require_one_of
 
 Unit = Annotated[NumDist, in_range(0, 1)]
 Deg3 = tuple[float, float, float]
@@ -68,9 +69,9 @@ class BodyConfig(_Model):
     @field_validator("keypoint_set")
     @classmethod
     def _kp_set(cls, v: str) -> str:
-        if v not in KEYPOINT_SETS:
-            raise ValueError(f"keypoint set '{v}' is not available from the body model; it gives: coco17")
-        return v
+        return require_one_of(
+            v, KEYPOINT_SETS, f"keypoint set '{v}' is not available from the body model; it gives: coco17"
+        )
 
     @field_validator("phenotype")
     @classmethod

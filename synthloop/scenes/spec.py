@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from synthloop.validation import require_one_of
+
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
 
 ShapeKind = Literal[
@@ -255,9 +257,8 @@ class RenderOptions(_Plain):
     @field_validator("texture_limit")
     @classmethod
     def _texture_limit(cls, v: int) -> int:
-        if v not in TEXTURE_LIMITS:
-            raise ValueError(f"texture_limit must be one of {', '.join(map(str, TEXTURE_LIMITS))} (0 = off)")
-        return v
+        allowed = ", ".join(map(str, TEXTURE_LIMITS))
+        return require_one_of(v, TEXTURE_LIMITS, f"texture_limit must be one of {allowed} (0 = off)")
 
     @model_validator(mode="after")
     def _min_samples(self) -> RenderOptions:

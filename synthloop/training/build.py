@@ -26,6 +26,7 @@ from synthloop.training.keypointrcnn import build_keypointrcnn
 from synthloop.training.maskrcnn import anchor_sizes_from_boxes, build_maskrcnn
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.training.rcnn import RCNNSettings
 from synthloop.training.spec import DetectNetParams, ExperimentSpec, RealData, expand_synthetic_paths
 
 # families built on torchvision's GeneralizedRCNN (transform, RPN, RoI heads, data anchor sizes)
@@ -234,7 +235,7 @@ def build_model(
     if m.family == "detectnet_v2":
         return DetectNetV2(backbone, len(classes), **detectnet_params(m.detectnet, classes))
     r = m.mask_rcnn
-    shared = dict(  # the R-CNN settings both torchvision families take
+    settings = RCNNSettings(
         anchor_sizes=tuple(anchor_sizes or r.anchor_sizes or (32, 64, 128, 256)),
         aspect_ratios=tuple(r.aspect_ratios),
         min_size=min(m.input_width, m.input_height),
@@ -253,15 +254,15 @@ def build_model(
     if m.family == "keypoint_rcnn":
         k = m.keypoint_rcnn
         return build_keypointrcnn(
-            backbone, len(classes) + 1, num_keypoints=k.num_keypoints, keypoint_head_dim=k.head_dim, **shared
+            backbone, len(classes) + 1, settings, num_keypoints=k.num_keypoints, keypoint_head_dim=k.head_dim
         )
     return build_maskrcnn(
         backbone,
         len(classes) + 1,
+        settings,
         mask_head_dim=r.mask_head_dim,
         batched_heads=r.batched_heads,
         matrix_nms=r.use_matrix_nms,
-        **shared,
     )
 
 

@@ -47,6 +47,7 @@ from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifi
 from synthloop.training.maskrcnn import build_maskrcnn
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
+from synthloop.training.rcnn import RCNNSettings
 from synthloop.training.spec import ExperimentSpec
 
 CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
@@ -158,12 +159,14 @@ def build_from_desc(desc: ModelDesc) -> nn.Module:
         model = build_maskrcnn(
             backbone,
             desc.num_classes + 1,
-            anchor_sizes=tuple(desc.anchor_sizes),
-            aspect_ratios=tuple(desc.aspect_ratios),
-            min_size=desc.min_size or min(desc.input_width, desc.input_height),
-            max_size=desc.max_size or max(desc.input_width, desc.input_height),
-            box_detections_per_img=desc.box_detections_per_img,
-            box_score_thresh=desc.box_score_thresh,
+            RCNNSettings(
+                anchor_sizes=tuple(desc.anchor_sizes),
+                aspect_ratios=tuple(desc.aspect_ratios),
+                min_size=desc.min_size or min(desc.input_width, desc.input_height),
+                max_size=desc.max_size or max(desc.input_width, desc.input_height),
+                box_detections_per_img=desc.box_detections_per_img,
+                box_score_thresh=desc.box_score_thresh,
+            ),
         )
     return model.eval()
 

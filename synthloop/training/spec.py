@@ -43,7 +43,7 @@ from synthloop.training.errors import SpecError
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
 from synthloop.userfiles import load_yaml_file
-from synthloop.validation import invalid
+from synthloop.validation import invalid, require_one_of
 
 
 class _Strict(BaseModel):
@@ -160,9 +160,8 @@ class BackboneSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in BACKBONES:
-            raise ValueError(f"unknown backbone {v!r} (expected one of {', '.join(BACKBONES)})")
-        return v
+        msg = f"unknown backbone {v!r} (expected one of {', '.join(BACKBONES)})"
+        return require_one_of(v, BACKBONES, msg)
 
 
 class MixSpec(_Strict):

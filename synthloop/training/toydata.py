@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from synthloop.atomic import atomic_save_image
+from synthloop.dataset.folder import DatasetWriter, frame_stem, object_to_record
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.geometry.masks import mask_to_rle
 
@@ -111,8 +112,6 @@ def write_toy_folder(
     seed: int = 0,
 ) -> Path:
     """Write a synthloop dataset folder of toy frames (via :class:`DatasetWriter`); returns ``root``."""
-    from synthloop.dataset.folder import DatasetWriter, frame_stem, object_to_record
-
     cats = [Category(id=i + 1, name=n, supercategory=n) for i, n in enumerate(class_names)]
     writer = DatasetWriter(root, cats, info={"toy": True})
     gen = toy_frames(num_frames, width, height, len(cats), objects_per_frame, size_range, seed)
