@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from synthloop.training.detectnet import as_detectnet
+
 
 class DetectNetRaw(nn.Module):
     """DetectNetV2 without post-processing (TLT style).
@@ -21,7 +23,7 @@ class DetectNetRaw(nn.Module):
 
     def __init__(self, detectnet: nn.Module):
         super().__init__()
-        self.net = detectnet
+        self.net = as_detectnet(detectnet)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.head(x)
@@ -62,10 +64,10 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | tuple, call: Callab
     produced: dict[int, nn.Conv2d] = {}
     pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
 
-    def after_conv(mod: nn.Module, inputs: object, output: torch.Tensor) -> None:
+    def after_conv(mod: nn.Conv2d, inputs: object, output: torch.Tensor) -> None:
         produced[id(output)] = mod
 
-    def before_bn(mod: nn.Module, inputs: tuple) -> None:
+    def before_bn(mod: nn.BatchNorm2d, inputs: tuple) -> None:
         if id(inputs[0]) in produced:
             pairs.append((produced[id(inputs[0])], mod))
 
@@ -120,10 +122,10 @@ def static_same_padding(model: nn.Module, example: torch.Tensor | tuple, call: C
         new = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
+            (kh, kw),
+            (sh, sw),
             (top, left) if symmetric else 0,
-            conv.dilation,
+            (conv.dilation[0], conv.dilation[1]),
             conv.groups,
             conv.bias is not None,
         )

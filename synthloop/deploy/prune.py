@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, count_used_params
@@ -69,6 +70,7 @@ from synthloop.training.checkpoints import (
     load_model,
     refresh_out_channels,
 )
+from synthloop.training.detectnet import as_detectnet
 
 
 @dataclass
@@ -119,9 +121,10 @@ def prunable_graph(model: nn.Module, desc: ModelDesc) -> tuple[nn.Module, list[n
     DetectNet: the raw-output network, its two output convs ignored. Mask R-CNN: backbone + FPN,
     every FPN conv ignored (their output widths feed the RPN / RoI heads)."""
     if desc.family == "detectnet_v2":
-        return DetectNetRaw(model), [model.cov_head, model.bbox_head]
-    fpn = model.backbone.fpn
-    return model.backbone, [m for m in fpn.modules() if isinstance(m, nn.Conv2d)]
+        net = as_detectnet(model)
+        return DetectNetRaw(net), [net.cov_head, net.bbox_head]
+    fpn = model.get_submodule("backbone.fpn")
+    return model.get_submodule("backbone"), [m for m in fpn.modules() if isinstance(m, nn.Conv2d)]
 
 
 def _macs(module: nn.Module, x: torch.Tensor) -> int:
@@ -231,7 +234,9 @@ def prune_traced(
         group.prune(idxs=sorted(drop))
         with torch.no_grad():
             for conv, delta in shifts:
-                conv.bias.add_(delta.to(conv.bias.dtype))
+                bias = conv.bias  # read after pruning: the pruner gives the conv a new bias
+                if bias is not None:  # always: bias_shifts lists convs with a bias only
+                    bias.add_(delta.to(bias.dtype))
         layers.append(PrunedLayer((names or {}).get(root_mod, str(root_mod)), n, keep))
     return layers
 
@@ -377,8 +382,11 @@ def _calibration_forward(
     batches = image_batches([Path(p) for p in images], desc.input_width, desc.input_height, batch_size)
     if desc.family == "detectnet_v2":  # DetectNetRaw normalizes inside
         return traced, batches, traced
-    mean = torch.tensor(model.transform.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.transform.image_std).view(1, 3, 1, 1)
+    transform = model.get_submodule("transform")
+    if not isinstance(transform, GeneralizedRCNNTransform):
+        raise DeployError(f"the model's transform is a {type(transform).__name__}", where="model")
+    mean = torch.tensor(transform.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(transform.image_std).view(1, 3, 1, 1)
     return traced, batches, lambda x: traced((x - mean) / std)
 
 

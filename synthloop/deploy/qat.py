@@ -40,6 +40,7 @@ from synthloop.deploy.errors import DeployError
 from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
 from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint
 from synthloop.training.checkpoints import ModelDesc, apply_layer_shapes, build_from_desc, layer_shapes
+from synthloop.training.detectnet import total_loss
 from synthloop.training.legacy import attach_legacy_classifier, has_legacy_classifier
 
 QAT_FORMAT = "synthloop.qat/1"
@@ -62,7 +63,8 @@ def _require_detectnet(desc: ModelDesc) -> None:
         )
 
 
-def _quantize(raw: nn.Module, batches: Sequence[torch.Tensor]) -> nn.Module:
+def _quantize(raw: DetectNetRaw, batches: Sequence[torch.Tensor]) -> DetectNetRaw:
+    """``raw`` with INT8 fake-quantizers calibrated on ``batches`` (modelopt converts in place)."""
     import modelopt.torch.quantization as mtq
 
     if not batches:
@@ -75,7 +77,10 @@ def _quantize(raw: nn.Module, batches: Sequence[torch.Tensor]) -> nn.Module:
 
     with warnings.catch_warnings():  # modelopt warns about parameter-free modules' device
         warnings.filterwarnings("ignore", message="Could not identify the device")
-        return mtq.quantize(raw, mtq.INT8_DEFAULT_CFG, forward_loop)
+        quantized = mtq.quantize(raw, mtq.INT8_DEFAULT_CFG, forward_loop)
+    if not isinstance(quantized, DetectNetRaw):
+        raise DeployError(f"modelopt returned a {type(quantized).__name__}, not the DetectNet raw module")
+    return quantized
 
 
 def prepare_raw(model: nn.Module, desc: ModelDesc) -> DetectNetRaw:
@@ -158,7 +163,7 @@ def qat_finetune(
         images, targets = collate([train_ds[(int(i), int(s))] for i, s in zip(idx, seeds, strict=True)])
         cov, bbox = raw(torch.stack(images))
         losses = net.loss(cov, bbox, targets)
-        loss = sum(losses.values())
+        loss = total_loss(losses)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -167,7 +172,7 @@ def qat_finetune(
 
 
 def save_qat(
-    path: str | os.PathLike, raw: nn.Module, desc: ModelDesc, report: QatReport | None = None
+    path: str | os.PathLike, raw: DetectNetRaw, desc: ModelDesc, report: QatReport | None = None
 ) -> Path:
     """Write the fake-quantized model: modelopt state (quantizer layout) + weights (incl. ranges)."""
     import modelopt.torch.opt as mto

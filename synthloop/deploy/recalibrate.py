@@ -82,15 +82,16 @@ def conv_input_means(
     module: nn.Module,
     batches: Iterable[torch.Tensor],
     forward: Callable[[torch.Tensor], object] | None = None,
-) -> dict[nn.Conv2d, torch.Tensor]:
+) -> dict[nn.Module, torch.Tensor]:
     """Per-input-channel mean (C_in,) of every ``nn.Conv2d`` in ``module`` over ``batches`` (all
     images and positions weighted equally), the module in eval mode."""
     sums: dict[nn.Conv2d, torch.Tensor] = {}
     counts: dict[nn.Conv2d, int] = {}
 
-    def hook(conv: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    def hook(conv: nn.Conv2d, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0].detach().float()
-        sums[conv] = sums.get(conv, 0) + x.sum((0, 2, 3)).cpu()
+        s = x.sum((0, 2, 3)).cpu()
+        sums[conv] = sums[conv] + s if conv in sums else s
         counts[conv] = counts.get(conv, 0) + x.shape[0] * x.shape[2] * x.shape[3]
 
     module.eval()
@@ -104,6 +105,14 @@ def conv_input_means(
     if not sums:
         raise DeployError("no calibration batch was given", where="calib")
     return {m: sums[m] / counts[m] for m in sums}
+
+
+def _running_stats(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(running_mean, running_var, num_batches_tracked) of a batch norm that tracks them."""
+    mean, var, n = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    if mean is None or var is None or n is None:
+        raise DeployError(f"{type(bn).__name__} does not track running statistics", where="calib")
+    return mean, var, n
 
 
 @torch.no_grad()
@@ -129,7 +138,7 @@ def recalibrate_bn(
     if not bns:
         raise DeployError("the model has no batch norm to recalibrate", where="calib")
     momenta = [bn.momentum for bn in bns]
-    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns]
+    saved = [tuple(t.clone() for t in _running_stats(bn)) for bn in bns]
     module.eval()
     for bn in bns:
         bn.reset_running_stats()
@@ -146,10 +155,9 @@ def recalibrate_bn(
             bn.momentum = m
         module.eval()
         if not done:  # no batch, or an error part-way: put the old statistics back
-            for bn, (mean, var, n) in zip(bns, saved, strict=True):
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                bn.num_batches_tracked.copy_(n)
+            for bn, old in zip(bns, saved, strict=True):
+                for live, value in zip(_running_stats(bn), old, strict=True):
+                    live.copy_(value)
     if not seen:
         raise DeployError("no calibration batch was given", where="calib")
     return len(bns)

@@ -227,7 +227,8 @@ class TrtBackend:
         self.context = self.engine.create_execution_context()
         self.torch = torch
         self.buffers: dict[str, Any] = {}
-        self.inputs, self.outputs = [], []
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(self.engine.get_tensor_shape(name))

@@ -118,9 +118,10 @@ class EfficientNetLite0(nn.Module):
                 blocks.append(MBConvLite(cin if r == 0 else cout, cout, k, stride if r == 0 else 1, e))
                 self.stage_of_block.append(s + 1)
         self.blocks = nn.ModuleList(blocks)
-        self.head = _conv_bn(320, 1280, 1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(1280, num_classes)
+        # typed as modules: a feature backbone replaces the three by nn.Identity
+        self.head: nn.Module = _conv_bn(320, 1280, 1)
+        self.dropout: nn.Module = nn.Dropout(dropout)
+        self.classifier: nn.Module = nn.Linear(1280, num_classes)
         # last block index of the stages ending at strides 8 (stage 3), 16 (stage 5), 32 (stage 7)
         self.feature_blocks = (
             max(i for i, s in enumerate(self.stage_of_block) if s == 3),
@@ -273,7 +274,7 @@ class FeatureBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         if isinstance(self.body, EfficientNetLite0):
             return self.body.features(x)
-        b = self.body
+        b: Any = self.body  # a torchvision ResNet (torchvision ships no type information)
         x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         x = b.layer1(x)
         c3 = b.layer2(x)
@@ -319,7 +320,8 @@ def build_backbone(
     """
     if name == "efficientnet_lite0":
         net = load_efficientnet_lite0(weights)
-        stages: list[list[nn.Module]] = [[net.stem]] + [
+        stem: list[nn.Module] = [net.stem]
+        stages = [stem] + [
             [b for b, s in zip(net.blocks, net.stage_of_block, strict=True) if s == k] for k in range(1, 8)
         ]
         bb = FeatureBackbone(name, net, list(net.out_channels_list), stages)

@@ -38,16 +38,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from synthloop.errors import SynthloopError
-from synthloop.training.backbones import build_backbone
+from synthloop.training.backbones import FeatureBackbone, build_backbone
 from synthloop.training.build import DETECTNET_PARAMS, RCNN_FAMILIES, build_model, detectnet_params
 from synthloop.training.checkpoint_io import read_checkpoint, save_checkpoint, state_dict_mismatch
-from synthloop.training.detectnet import DetectNetV2
+from synthloop.training.detectnet import DetectNetV2, as_detectnet
 from synthloop.training.errors import CheckpointError, SpecError
 from synthloop.training.legacy import drop_legacy_classifier, is_legacy_classifier_key
 from synthloop.training.maskrcnn import build_maskrcnn
 from synthloop.training.postprocess import ClusterParams
 from synthloop.training.rasterizer import RasterParams
-from synthloop.training.rcnn import RCNNSettings
+from synthloop.training.rcnn import BackboneFPN, RCNNSettings
 from synthloop.training.spec import ExperimentSpec
 
 CHECKPOINT_SCHEMA = "synthloop.checkpoint/1"
@@ -171,10 +171,14 @@ def build_from_desc(desc: ModelDesc) -> nn.Module:
     return model.eval()
 
 
-def feature_backbone(model: nn.Module) -> nn.Module:
-    """The :class:`~synthloop.training.backbones.FeatureBackbone` inside a DetectNetV2 or Mask R-CNN."""
+def feature_backbone(model: nn.Module) -> FeatureBackbone:
+    """The :class:`~synthloop.training.backbones.FeatureBackbone` inside a DetectNetV2 or an R-CNN
+    (under its :class:`~synthloop.training.rcnn.BackboneFPN`)."""
     bb = model.backbone
-    return bb.body if hasattr(bb, "fpn") else bb
+    inner = bb.body if isinstance(bb, BackboneFPN) else bb
+    if not isinstance(inner, FeatureBackbone):
+        raise TypeError(f"{type(model).__name__} has no FeatureBackbone (found {type(inner).__name__})")
+    return inner
 
 
 # ------------------------------------------------------------------ state_dict inspection
@@ -431,7 +435,7 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedMode
     _load_weights(model, sd, p)
     if shapes:
         refresh_out_channels(model, desc)
-    extra = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
+    extra: dict[str, Any] = {k: ck[k] for k in ("epoch", "iteration", "step") if k in ck}
     return LoadedModel(model.eval(), desc, "training", Path(path), dict(ck["spec"]), extra)
 
 
@@ -490,7 +494,7 @@ def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
     return loaded.model.train()
 
 
-def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
+def load_teacher(spec: ExperimentSpec, classes: list[str]) -> DetectNetV2:
     """The frozen DetectNet_v2 of ``spec.distill.teacher`` (eval mode, CPU, no gradients), checked
     against the experiment's classes, input size and bbox encoding (``bbox_norm``)."""
     assert spec.distill is not None
@@ -517,7 +521,7 @@ def load_teacher(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
             f"{spec.model.detectnet.bbox_norm}: its bbox outputs would be wrong targets",
             where="distill.teacher",
         )
-    teacher = loaded.model.float().eval()
+    teacher = as_detectnet(loaded.model.float().eval())
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher

@@ -84,7 +84,7 @@ class _Replay(torch.autograd.Function):
     replay the backward graph, hand out the parameter gradients it wrote."""
 
     @staticmethod
-    def forward(ctx, g: _Graphs, x: Tensor, *params: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+    def forward(ctx, g: _Graphs, x: Tensor, *params: Tensor) -> tuple[Tensor, ...]:
         if g.static_in.data_ptr() != x.data_ptr():
             g.static_in.copy_(x)
         g.fwd.replay()
@@ -95,7 +95,7 @@ class _Replay(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:
         g: _Graphs = ctx.graphs
         grads = tuple(gr for gr, d in zip(grads, g.differentiable, strict=True) if d)
         for static, grad in zip(g.static_grad_outs, grads, strict=True):
@@ -115,8 +115,8 @@ def _capture(
     static_in = example.detach().clone(memory_format=torch.preserve_format)
 
     def run() -> tuple[list[Tensor], Any]:
-        amp = {"dtype": amp_dtype or torch.float16, "enabled": amp_dtype is not None}
-        with torch.autocast("cuda", **amp, cache_enabled=False):
+        dtype, enabled = amp_dtype or torch.float16, amp_dtype is not None
+        with torch.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=False):
             outs, spec = tree_flatten(forward(static_in))
         if not outs or not all(isinstance(o, Tensor) for o in outs):
             raise GraphCaptureError(f"{type(module).__name__} must return tensors")

@@ -213,7 +213,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         masks = [object_mask(o, frame, inst) for o in objs] if self.with_masks else []
         boxes = [_clip_box(o.bbox, frame.width, frame.height) for o in objs]
         keep = [i for i, b in enumerate(boxes) if b[2] - b[0] >= 1.0 and b[3] - b[1] >= 1.0]
-        kps, kp_index, kp_meta = [], [], []
+        kps: list[tuple[float, float]] = []
+        kp_index: list[int] = []
+        kp_meta: list[tuple[int, int, int]] = []
         for i, o in enumerate(objs):
             for j, (u, v, vis) in enumerate(o.keypoints or ()):
                 if vis > 0:  # albumentations keypoints: pixel-centre coordinates

@@ -17,6 +17,9 @@ channels over covered cells (per-class weighted, divided by the number of covere
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -34,6 +37,9 @@ STRIDE = 16
 
 class DetectNetV2(nn.Module):
     """See module docstring. ``raster``/``cluster``/``class_weights``: one entry per class (1..C)."""
+
+    mean: torch.Tensor  # (1, 3, 1, 1) ImageNet mean, a buffer
+    std: torch.Tensor  # (1, 3, 1, 1) ImageNet std, a buffer
 
     def __init__(
         self,
@@ -72,7 +78,9 @@ class DetectNetV2(nn.Module):
         )
         self.cov_head = nn.Conv2d(head_channels, num_classes, 1)
         self.bbox_head = nn.Conv2d(head_channels, 4 * num_classes, 1)
-        nn.init.constant_(self.cov_head.bias, -2.0)  # start near "no object" (prior ~0.12)
+        cov_bias = self.cov_head.bias
+        assert cov_bias is not None  # nn.Conv2d(bias=True)
+        nn.init.constant_(cov_bias, -2.0)  # start near "no object" (prior ~0.12)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -184,3 +192,17 @@ class DetectNetV2(nn.Module):
                 }
             )
         return out
+
+
+def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The sum of a model's loss terms (scalar tensors), added in the mapping's order."""
+    if not losses:
+        raise ValueError("no loss terms")
+    return functools.reduce(operator.add, losses.values())
+
+
+def as_detectnet(model: nn.Module) -> DetectNetV2:
+    """``model`` itself, typed as a :class:`DetectNetV2`; TypeError for another network."""
+    if not isinstance(model, DetectNetV2):
+        raise TypeError(f"expected a DetectNetV2, got {type(model).__name__}")
+    return model

@@ -52,9 +52,10 @@ from synthloop.training.checkpoint_io import save_checkpoint
 from synthloop.training.checkpoints import CHECKPOINT_SCHEMA, load_checkpoint, load_graph, load_teacher
 from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
+from synthloop.training.detectnet import DetectNetV2, as_detectnet, total_loss
 from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
-from synthloop.training.mixing import ListBatchSampler, MixedDataset, Phase, build_phases
+from synthloop.training.mixing import Item, ListBatchSampler, MixedDataset, Phase, build_phases
 from synthloop.training.run_log import NullLogger, RunLogger, truncate_metrics
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 from synthloop.training.tb_validation import log_validation
@@ -151,9 +152,9 @@ def _backbone_example(
     blank = [torch.zeros(3, spec.model.input_height, spec.model.input_width, device=device)] * batch_size
     with torch.no_grad():
         if family in RCNN_FAMILIES:
-            return model.transform(blank)[0].tensors
-        x = model._batch(blank)
-        return (x - model.mean) / model.std
+            return model.get_submodule("transform")(blank)[0].tensors
+        net = as_detectnet(model)
+        return (net._batch(blank) - net.mean) / net.std
 
 
 def _to_device(images, targets, device: torch.device):
@@ -175,6 +176,8 @@ def validation_metrics(
     model, data: PreparedData, spec: ExperimentSpec, device: torch.device
 ) -> dict[str, float]:
     """Precision / recall / F1 at IoU 0.5 (score >= 0.5) on the validation split."""
+    if data.validation is None:
+        raise TrainingError("no validation split to measure (spec: validation)", where="validation")
     aug = AugmentConfig(
         enabled=False, output_width=spec.model.input_width, output_height=spec.model.input_height
     )
@@ -335,7 +338,7 @@ class Run:
     steps: list[int]
     model: torch.nn.Module
     net: torch.nn.Module
-    teacher: torch.nn.Module | None
+    teacher: DetectNetV2 | None
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     dataset: MixedDataset
@@ -464,7 +467,7 @@ def _place_model(
     if spec.compile:
         # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are; the
         # backbone sees one input size, so it compiles once (plus once for a short last batch)
-        model.backbone.compile(dynamic=False)
+        model.get_submodule("backbone").compile(dynamic=False)
     return model
 
 
@@ -549,7 +552,8 @@ def _capture_graphs(run: Run) -> None:
     """CUDA-graph the backbone's training forward where the spec asks for it and it can apply:
     after every move, layout change and load of the parameters (the graphs read them in place)."""
     spec, model = run.spec, run.model
-    trainable_backbone = any(p.requires_grad for p in model.backbone.parameters())  # not all frozen
+    backbone = model.get_submodule("backbone")
+    trainable_backbone = any(p.requires_grad for p in backbone.parameters())  # not all frozen
     if not (
         run.cuda and spec.cuda_graph and not spec.compile and not run.ctx.distributed and trainable_backbone
     ):
@@ -558,7 +562,7 @@ def _capture_graphs(run: Run) -> None:
     example = _backbone_example(model, run.family, spec.batch_size // run.world, spec, run.device)
     try:
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.use_amp):
-            run.graph_stats = graph_training_forward(model.backbone, example)
+            run.graph_stats = graph_training_forward(backbone, example)
     except GraphCaptureError as e:
         raise TrainingError(f"{e} (set cuda_graph: false to train it eagerly)", path=run.source) from None
 
@@ -625,7 +629,7 @@ def train_one_epoch(
     pi: int,
     epoch: int,
     loader: Any,
-    global_batches: list[list[int]],
+    global_batches: list[list[Item]],
     sched: Any,
     phase_step: int,
     logger: Any,
@@ -637,14 +641,15 @@ def train_one_epoch(
     rank's share) until the phase's step budget; log every ``log_interval`` steps, checkpoint and
     validate on iteration units. Returns (steps done in the phase, whether ``stop_after`` hit)."""
     spec, state, phase = run.spec, run.state, run.phases[pi]
-    t0, n_img, running = time.perf_counter(), 0, {}
+    t0, n_img = time.perf_counter(), 0
+    running: dict[str, Any] = {}  # sums since the last log step: loss tensors, floats, "n" steps
     for bi, (images, targets) in enumerate(loader):
         if phase_step >= run.steps[pi]:
             break
         share = float(np.mean([float(t["source"]) for t in targets]))  # on CPU: no sync
         images, targets = _to_device(images, targets, run.device)
         losses = _step_losses(run, images, targets)
-        loss = sum(losses.values())
+        loss = total_loss(losses)
         lr_used = _optimizer_step(run, loss, sched)
         phase_step += 1
         n_img += len(images) * run.world
@@ -765,7 +770,7 @@ def _train(
     finally:
         logger.close()
         if run.graph_stats is not None:
-            remove_graph(run.model.backbone)  # frees the graphs' memory pool with them
+            remove_graph(run.model.get_submodule("backbone"))  # frees the graphs' memory pool with them
     return run.last
 
 

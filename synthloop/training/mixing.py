@@ -92,10 +92,11 @@ class Phase:
             k_s, k_r = self.per_batch()
             n_batches = self.batches_per_epoch()
             units = n_batches * (k_s + k_r) // (a + b)
-            s = self.synthetic[rng_s.integers(0, len(self.synthetic), size=units * a)] if a else []
-            s_seeds = _aug_seeds(rng_s_aug, units * a) if a else []
-            r = self.real[rng_r.integers(0, len(self.real), size=units * b)] if b else []
-            r_seeds = _aug_seeds(rng_r_aug, units * b) if b else []
+            none = np.zeros(0, np.int64)  # a stream with no share in the ratio draws nothing
+            s = self.synthetic[rng_s.integers(0, len(self.synthetic), size=units * a)] if a else none
+            s_seeds = _aug_seeds(rng_s_aug, units * a) if a else none
+            r = self.real[rng_r.integers(0, len(self.real), size=units * b)] if b else none
+            r_seeds = _aug_seeds(rng_r_aug, units * b) if b else none
             m = self.batch_size // (a + b)
             out = []
             for u0 in range(start // (a + b), units, m):

@@ -11,7 +11,7 @@ ids (those of the run's reference dataset), and for Mask R-CNN ``masks`` (N, H, 
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import cv2
@@ -24,6 +24,7 @@ from synthloop.dataset.types import Dataset
 from synthloop.evaluation.detections import FrameDetections
 from synthloop.training.checkpoints import LoadedModel, load_model, resolve_checkpoint
 from synthloop.training.data import load_rgb
+from synthloop.training.detectnet import as_detectnet
 from synthloop.training.loop import resolve_device
 
 
@@ -50,7 +51,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", score_threshold: float = 0.0, family: str | None = None
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        score_threshold: float = 0.0,
+        family: str | None = None,
     ) -> Predictor:
         """Load a checkpoint, or a run folder's best (else last) one (:func:`resolve_checkpoint`).
         ``family``: refuse a checkpoint of the other family."""
@@ -64,7 +69,7 @@ class Predictor:
         pixels, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks`` (N, 1, H, W) probabilities."""
         t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
         if self.family == "detectnet_v2":
-            cov, bbox = self.model.head(t[None])
+            cov, bbox = as_detectnet(self.model).head(t[None])
             return {"cov": cov.cpu().numpy(), "bbox": bbox.cpu().numpy()}
         out = self.model([t])[0]
         return {k: out[k].cpu().numpy() for k in ("boxes", "labels", "scores", "masks")}

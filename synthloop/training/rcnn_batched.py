@@ -300,9 +300,8 @@ class BatchedRPN(RegionProposalNetwork):
         post_n = self.post_nms_top_n()
         if self.matrix_nms and use_matrix_nms(boxes):
             # top-n took min(pre_nms_top_n, n_l) boxes of each level, level after level
-            segments = [min(self.pre_nms_top_n(), n) for n in num_anchors_per_level]
-            if sum(segments) != boxes.shape[1]:
-                segments = None
+            sizes = [min(self.pre_nms_top_n(), n) for n in num_anchors_per_level]
+            segments = sizes if sum(sizes) == boxes.shape[1] else None
             order, keep = greedy_nms_batched(
                 boxes, scores, levels, keep_mask, self.nms_thresh, segments=segments
             )
@@ -431,7 +430,7 @@ def batch_the_heads(model: torch.nn.Module) -> torch.nn.Module:
         if type(mod) is not base and not isinstance(mod, cls):
             raise TypeError(f"model.{name} is a {type(mod).__name__}, expected torchvision's {base.__name__}")
         mod.__class__ = cls
-    gen = model.rpn.anchor_generator
+    gen = model.get_submodule("rpn.anchor_generator")
     if type(gen) is AnchorGenerator:
         gen.__class__ = CachedAnchorGenerator
     return model

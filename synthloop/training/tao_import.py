@@ -153,7 +153,7 @@ def _augment(f: _Flat, d: dict[str, Any]) -> None:
 def _model(f: _Flat, d: dict[str, Any], classes: list[str], source: str) -> None:
     m = "model_config."
     arch, layers = f.rest.get(m + "arch"), f.rest.get(m + "num_layers")
-    if (arch, layers) in ARCHS:
+    if isinstance(arch, str) and isinstance(layers, int) and (arch, layers) in ARCHS:
         f.take(m + "arch")
         f.take(m + "num_layers")
         _set(d, "backbone.name", ARCHS[(arch, layers)])
