@@ -86,11 +86,11 @@ def train(
     quiet: bool = True,
 ) -> Path:
     """Train the detector ``spec`` describes into the run folder ``out``; returns the last checkpoint."""
-    from synthloop.training.loop import train as train_loop
+    from synthloop.training.api import train_run
 
     exp = load_spec(spec)
     source = str(spec) if isinstance(spec, str | os.PathLike) else "<spec>"
-    return train_loop(exp, Path(out), resume=resume, quiet=quiet, source=source)
+    return train_run(exp, Path(out), source=source, resume=resume, quiet=quiet)
 
 
 def predict(
@@ -98,10 +98,10 @@ def predict(
 ) -> list[FrameDetections]:
     """Detections of a checkpoint (or run folder: its best/last checkpoint) on every frame of
     ``data`` (a Dataset or anything :func:`load_dataset` reads), labels as ``data``'s category ids."""
-    from synthloop.training.predictor import Predictor
+    from synthloop.training.api import load_predictor
 
     ds = data if not isinstance(data, str | os.PathLike) else load_dataset(data)
-    predictor = Predictor.from_checkpoint(Path(model), device=device, score_threshold=score_threshold)
+    predictor = load_predictor(Path(model), device=device, score_threshold=score_threshold)
     return predictor.predict_dataset(ds)
 
 

@@ -42,18 +42,22 @@ def train_run(
     run_dir: str | os.PathLike,
     log_path: str | os.PathLike | None = None,
     source: str = "",
+    *,
+    resume: bool = True,
+    quiet: bool = True,
 ) -> Path:
-    """Train ``spec`` into ``run_dir`` (resumed from its last checkpoint when it has one); returns
-    the last checkpoint. The loop logs JSON lines (``quiet``): to stdout, or appended to
-    ``log_path`` when given. ``source``: the file errors name (default: ``run_dir``)."""
+    """Train ``spec`` into ``run_dir`` (``resume``: from its last checkpoint when it has one);
+    returns the last checkpoint. ``quiet``: the loop logs JSON lines instead of a progress bar, to
+    stdout, or appended to ``log_path`` when given. ``source``: the file errors name (default:
+    ``run_dir``)."""
     run_dir = Path(run_dir)
     src = source or str(run_dir)
     if log_path is None:
-        return Path(train(spec, run_dir, resume=True, quiet=True, source=src))
+        return Path(train(spec, run_dir, resume=resume, quiet=quiet, source=src))
     log = Path(log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as fh, contextlib.redirect_stdout(fh):
-        return Path(train(spec, run_dir, resume=True, quiet=True, source=src))
+        return Path(train(spec, run_dir, resume=resume, quiet=quiet, source=src))
 
 
 def train_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -78,9 +82,12 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return load_checkpoint(path)
 
 
-def load_predictor(checkpoint: str | os.PathLike, device: str = "auto") -> Predictor:
-    """The :class:`Predictor` of a checkpoint or run folder (its best, else last, checkpoint)."""
-    return Predictor.from_checkpoint(checkpoint, device=device)
+def load_predictor(
+    checkpoint: str | os.PathLike, device: str = "auto", score_threshold: float = 0.0
+) -> Predictor:
+    """The :class:`Predictor` of a checkpoint or run folder (its best, else last, checkpoint);
+    it drops detections scoring below ``score_threshold``."""
+    return Predictor.from_checkpoint(checkpoint, device=device, score_threshold=score_threshold)
 
 
 def predict_dataset(checkpoint: str | os.PathLike, ds: Dataset, batch_size: int = 4) -> Detections:
