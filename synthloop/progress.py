@@ -70,11 +70,14 @@ class JobProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
                 console=Console(stderr=True),
                 transient=False,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total, completed=self.completed)
+            self._task = self._progress.add_task(
+                self.description, total=self.total, completed=self.completed, status=""
+            )
         return self
 
     def log(self, event: str, **fields: Any) -> None:
@@ -102,6 +105,21 @@ class JobProgress:
             )
         elif self._progress is not None:
             self._progress.advance(self._task, n)
+
+    def update(self, completed: int, status: str | None = None) -> None:
+        """Set the count to ``completed`` (an absolute position, e.g. a training step) and, when
+        given, the ``status`` text shown after the bar (kept until the next one); quiet: a JSON line
+        as :meth:`advance` writes, with ``status`` when given."""
+        self.completed = completed
+        if self.quiet:
+            elapsed = time.monotonic() - self._start
+            extra = {} if status is None else {"status": status}
+            self.log(self.unit, completed=completed, total=self.total, elapsed_s=round(elapsed, 3), **extra)
+        elif self._progress is not None:
+            if status is None:
+                self._progress.update(self._task, completed=completed)
+            else:
+                self._progress.update(self._task, completed=completed, status=status)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -1,6 +1,6 @@
-"""What a training run logs: ``metrics.jsonl`` records, TensorBoard scalars and a rich progress
-bar (or, ``quiet``, the records as JSON lines on stdout). Only rank 0 logs (:class:`NullLogger`
-elsewhere)."""
+"""What a training run logs: ``metrics.jsonl`` records, TensorBoard scalars and the progress bar
+of :mod:`synthloop.progress` (steps, rate, ETA and the last loss on stderr), or, ``quiet``, the
+records as JSON lines on stdout. Only rank 0 logs (:class:`NullLogger` elsewhere)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.atomic import atomic_write_bytes
+from synthloop.progress import JobProgress
 
 
 class RunLogger:
-    """metrics.jsonl + TensorBoard + rich progress (or JSON lines on stdout when quiet)."""
+    """metrics.jsonl + TensorBoard + a :class:`~synthloop.progress.JobProgress` bar over the steps
+    (or the records as JSON lines on stdout when quiet)."""
 
     def __init__(self, out: Path, quiet: bool, total_steps: int, start_step: int):
         self.path = out / "metrics.jsonl"
@@ -24,20 +26,9 @@ class RunLogger:
             self.tb = SummaryWriter(str(out / "tensorboard"))
         except Exception:  # noqa: BLE001 - TensorBoard is optional
             self.tb = None
-        self.progress = None
-        if not quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
+        self.progress: JobProgress | None = None
+        if not quiet:  # quiet: the records themselves are the JSON lines
+            self.progress = JobProgress(total_steps, "train", unit="step", completed=start_step).__enter__()
 
     def log(self, rec: dict[str, Any]) -> None:
         with open(self.path, "a") as fh:
@@ -51,14 +42,11 @@ class RunLogger:
 
     def advance(self, step: int, info: str | None) -> None:
         if self.progress is not None:
-            if info is None:
-                self.progress.update(self.task, completed=step)
-            else:
-                self.progress.update(self.task, completed=step, info=info)
+            self.progress.update(step, info)
 
     def close(self) -> None:
         if self.progress is not None:
-            self.progress.stop()
+            self.progress.__exit__(None, None, None)
         if self.tb is not None:
             self.tb.close()
 
