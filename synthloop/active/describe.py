@@ -36,7 +36,7 @@ from PIL import Image
 from synthloop.active.errors import ActiveError
 from synthloop.active.select import detection_entropy, load_rgb
 from synthloop.dataset.folder import is_synthloop_dataset, iter_records, load_instance_map
-from synthloop.dataset.types import Dataset, Frame
+from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.detections import FrameDetections
 from synthloop.evaluation.matching import TP, is_ignored, match_dataset, resolve_min_iou
 from synthloop.geometry.masks import rle_to_mask
@@ -67,6 +67,28 @@ def _masks(frame: Frame) -> list[np.ndarray | None]:
 def _above(fd: FrameDetections, thr: float) -> FrameDetections:
     keep = np.asarray(fd.scores) >= thr
     return FrameDetections(fd.frame_id, fd.boxes[keep], fd.scores[keep], fd.labels[keep])
+
+
+def _object_row(
+    kind: str,
+    frame_id: str,
+    j: int,
+    o: ObjectAnnotation,
+    names: Mapping[int, str],
+    ignored: bool,
+    matched: bool,
+) -> dict[str, Any]:
+    """The leading keys of the row of annotated object ``j`` (bbox x1 y1 x2 y2 pixels, category by
+    name); the caller adds its own keys after them."""
+    return {
+        "kind": kind,
+        "frame_id": frame_id,
+        "object_index": j,
+        "category": names.get(o.category_id, str(o.category_id)),
+        "bbox": [float(v) for v in o.bbox],
+        "ignored": ignored,
+        "matched": matched,
+    }
 
 
 def _det_row(
@@ -118,19 +140,8 @@ def describe_real(
         masks = _masks(frame)
         gp = object_properties(image, gt_boxes, masks)
         for j, o in enumerate(frame.objects):
-            gt_rows.append(
-                {
-                    "kind": "gt",
-                    "frame_id": frame.frame_id,
-                    "object_index": j,
-                    "category": names.get(o.category_id, str(o.category_id)),
-                    "bbox": [float(v) for v in o.bbox],
-                    "ignored": is_ignored(o),
-                    "matched": bool(m.gt_det[j] >= 0),
-                    "best_iou": float(m.gt_best_iou[j]),
-                    "properties": _props(gp, j),
-                }
-            )
+            row = _object_row("gt", frame.frame_id, j, o, names, is_ignored(o), bool(m.gt_det[j] >= 0))
+            gt_rows.append(row | {"best_iou": float(m.gt_best_iou[j]), "properties": _props(gp, j)})
         live = [d for d in range(len(fd)) if m.det_status[d] >= 0]
         if not live:
             continue
@@ -263,14 +274,8 @@ def describe_renders(
         p = object_properties(image, boxes, masks)
         for j, o in enumerate(objs):
             rows.append(
-                {
-                    "kind": "render",
-                    "frame_id": frame.frame_id,
-                    "object_index": j,
-                    "category": names.get(o.category_id, str(o.category_id)),
-                    "bbox": [float(v) for v in o.bbox],
-                    "ignored": False,
-                    "matched": True,
+                _object_row("render", frame.frame_id, j, o, names, False, True)
+                | {
                     "properties": _props(p, j),
                     "attributes": dict(o.attributes),
                     "scene_params": dict(frame.scene_params),
