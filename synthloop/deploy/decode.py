@@ -8,11 +8,14 @@ Raw outputs (batch 1, numpy):
   export (``output_cov/Sigmoid``, ``output_bbox/BiasAdd``) is mapped back to these first
   (:func:`synthloop.deploy.deepstream.tao_to_raw`);
 * Mask R-CNN: ``boxes`` (N, 4) x1 y1 x2 y2, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks``
-  (N, 1, H, W) probabilities, all in network-input pixels.
+  (N, 1, H, W) probabilities, all in network-input pixels;
+* Keypoint R-CNN: ``boxes``, ``labels``, ``scores`` as Mask R-CNN, ``keypoints`` (N, K, 3)
+  ``u, v, 1`` in network-input pixels and ``keypoints_scores`` (N, K).
 
 Boxes are scaled from the network input (W, H) to the original image size; labels become dataset
 category ids; masks are resized to the original image, thresholded at ``desc.mask_threshold`` and
-stored as COCO RLE.
+stored as COCO RLE; keypoints are scaled like the boxes (not clipped: a keypoint may lie outside
+the image) and keep their third value (torchvision's 1), as the training Predictor gives them.
 """
 
 from __future__ import annotations
@@ -113,6 +116,36 @@ def decode_maskrcnn(
     )
 
 
+def decode_keypointrcnn(
+    raw: Mapping[str, np.ndarray],
+    desc: ModelDesc,
+    orig_size: tuple[int, int],
+    frame_id: str,
+    score_thr: float = 0.0,
+) -> FrameDetections:
+    """Keypoint R-CNN outputs of one image -> detections with (N, K, 3) keypoints in original-image
+    pixels."""
+    scores = np.asarray(raw["scores"], np.float32).reshape(-1)
+    keep = scores >= score_thr
+    kp = np.asarray(raw["keypoints"], np.float32)[keep].copy()
+    kp[..., 0] *= orig_size[0] / desc.input_width
+    kp[..., 1] *= orig_size[1] / desc.input_height
+    return FrameDetections(
+        frame_id,
+        _scale_boxes(np.asarray(raw["boxes"])[keep], desc, orig_size),
+        scores[keep],
+        _labels_to_ids(np.asarray(raw["labels"]).reshape(-1)[keep], desc),
+        keypoints=kp,
+    )
+
+
+DECODERS = {
+    "detectnet_v2": decode_detectnet,
+    "mask_rcnn": decode_maskrcnn,
+    "keypoint_rcnn": decode_keypointrcnn,
+}
+
+
 def decode(
     raw: Mapping[str, np.ndarray],
     desc: ModelDesc,
@@ -121,5 +154,4 @@ def decode(
     score_thr: float = 0.0,
 ) -> FrameDetections:
     """Dispatch on ``desc.family``."""
-    fn = decode_detectnet if desc.family == "detectnet_v2" else decode_maskrcnn
-    return fn(raw, desc, orig_size, frame_id, score_thr)
+    return DECODERS[desc.family](raw, desc, orig_size, frame_id, score_thr)
