@@ -56,16 +56,26 @@ def _tiny_occluding(d: dict, w: int = 128, h: int = 96) -> dict:
     [
         (
             lambda b: b["poses"]["sitting"]["joints"].update({"lowerleg01.L": [160, 0, 0]}),
-            "body",
+            "poses.sitting.joints.lowerleg01.L",
             "anatomical",
         ),
-        (lambda b: b["noise_deg"].update({"upperleg01.L": [60, 0, 0]}), "body", "[-60, 60] deg is outside"),
+        (
+            lambda b: b["noise_deg"].update({"upperleg01.L": [60, 0, 0]}),
+            "noise_deg.upperleg01.L",
+            "[-60, 60] deg is outside",
+        ),
         (lambda b: b["phenotype"].update({"tail_length": 0.5}), "phenotype", "unknown phenotype"),
         (lambda b: b.update(keypoint_set="halpe26"), "keypoint_set", "coco17"),
         (lambda b: b["poses"]["standing"]["joints"].update({"tail": [0, 0, 0]}), "body", "unknown joint"),
     ],
 )
-def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words):
+def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words, tmp_path):
+    """Through ``recipe_from_dict`` and through the CLI (``generate --recipe bad.yaml``: exit 2,
+    one stderr line naming the file and the field, no dataset folder)."""
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
     d = _people_dict()
     edit(_body(d))
     with pytest.raises(RecipeError) as e:
@@ -74,6 +84,33 @@ def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words):
     assert msg.startswith("people.yaml: classes[0].shape.body")
     assert field in msg.splitlines()[0] and words in msg
     assert len(msg.splitlines()) == 1
+    bad, out = tmp_path / "bad.yaml", tmp_path / "out"
+    bad.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = CliRunner().invoke(app, ["generate", "--recipe", str(bad), "--frames", "1", "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.output
+    assert lines[0].startswith(f"{bad}: classes[0].shape.body") and words in lines[0]
+    assert not out.exists()
+
+
+def test_keypoints_asked_of_a_body_class_are_refused_through_the_cli(tmp_path):
+    """A person class that asks for its own keypoint set (not the body model's COCO-17)."""
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    d = _people_dict()
+    d["classes"][0]["keypoints"] = {"head": [0, 0, 1], "tail": [0, 0, -1]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = CliRunner().invoke(
+        app, ["generate", "--recipe", str(bad), "--frames", "1", "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}: classes[0]") and "COCO-17" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_body_limits_accept_the_bundled_recipe():
