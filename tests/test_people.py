@@ -159,6 +159,60 @@ def test_body_model_poses_and_keeps_keypoints_in_the_mesh_frame():
 
 
 @needs_anny
+def test_a_body_is_posed_once_per_process_whatever_the_order_of_its_parameters():
+    """Sampling, annotation and the renderer pose a person through one cache; the model's output
+    does not depend on the order of phenotype or joints, so the cache key is the sorted form."""
+    from synthloop.bodies.model import clear_pose_cache, pose_body
+
+    clear_pose_cache()
+    pheno = {"weight": 0.7, "age": 0.4, "gender": 0.2}
+    rot = {"upperleg01.L": (-20.0, 1.0, 0.5), "spine03": (5.0, 0.0, -2.0)}
+    a = pose_body(pheno, rot)
+    b = pose_body(dict(sorted(pheno.items())), dict(sorted(rot.items())))
+    assert a is b and not a.vertices.flags.writeable and not a.keypoints.flags.writeable
+    clear_pose_cache()
+    c = pose_body(dict(sorted(pheno.items())), dict(sorted(rot.items())))
+    assert c is not a and np.array_equal(c.vertices, a.vertices) and np.array_equal(c.keypoints, a.keypoints)
+    assert not np.array_equal(pose_body({**pheno, "age": 0.41}, rot).vertices, a.vertices)
+
+
+@needs_anny
+def test_renderer_hands_the_worker_the_annotated_body_meshes(tmp_path):
+    """The Blender worker gets each person's mesh from the parent (no posing there): after the
+    request's JSON round trip, its mesh builder returns exactly the mesh annotation uses, and
+    builds the other shapes itself."""
+    from synthloop.generators.blender_renderer import BlenderRenderer
+    from synthloop.generators.blender_worker import given_meshes_builder
+    from synthloop.geometry.meshes import build_mesh, mesh_cache
+    from synthloop.scenes.sampler import sample_scene
+    from synthloop.scenes.spec import SceneSpec
+
+    d = _people_dict()
+    d["classes"][0]["count"] = 2
+    d["distractors"] = d["distractors"][:1]
+    d["distractors"][0]["count"] = 1
+    spec = sample_scene(recipe_from_dict(d, source="people.yaml"), 0, 0)
+    kinds = [o.shape.kind for o in spec.objects]
+    assert "body" in kinds and set(kinds) - {"body"}
+    renderer = BlenderRenderer()
+    try:
+        files = renderer._write_meshes(spec)
+        assert sorted(map(int, files)) == [k for k, o in enumerate(spec.objects) if o.shape.kind == "body"]
+        worker_spec = SceneSpec.from_json_dict(spec.to_json_dict())
+        build = given_meshes_builder(worker_spec, files)
+        for obj, wobj in zip(spec.objects, worker_spec.objects, strict=True):
+            want, got = mesh_cache(obj.shape), build(wobj.shape)
+            assert np.array_equal(got.vertices, want.vertices) and np.array_equal(got.faces, want.faces)
+            assert got.closed == want.closed
+            if obj.shape.kind == "body":
+                assert np.array_equal(got.face_groups, want.face_groups)
+            else:
+                assert got is not want and np.array_equal(got.vertices, build_mesh(obj.shape).vertices)
+    finally:
+        renderer.close()
+
+
+@needs_anny
 def test_sampled_people_are_deterministic_and_labeled_coco17():
     from synthloop.scenes.sampler import sample_scene
 
