@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthloop.deploy.decode import decode, decode_detectnet, decode_maskrcnn
+from synthloop.deploy.decode import decode, decode_detectnet, decode_rcnn
 from synthloop.geometry.masks import rle_to_mask
 from synthloop.training.checkpoints import ModelDesc
 from synthloop.training.rasterizer import RasterParams, rasterize
@@ -58,8 +58,8 @@ def test_maskrcnn_decode_scales_boxes_and_masks():
         "scores": np.array([0.8, 0.1], np.float32),
         "masks": masks,
     }
-    fd = decode_maskrcnn(raw, d, (80, 60), "f", score_thr=0.5)
-    assert len(fd) == 1 and fd.labels.tolist() == [9]
+    fd = decode_rcnn(raw, d, (80, 60), "f", score_thr=0.5)
+    assert len(fd) == 1 and fd.labels.tolist() == [9] and fd.keypoints is None
     np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
     m = rle_to_mask(fd.masks[0])
     assert m.shape == (60, 80)
@@ -84,7 +84,9 @@ def test_keypointrcnn_decode_scales_boxes_and_keypoints():
         "keypoints_scores": np.zeros((2, 17), np.float32),
     }
     fd = decode(raw, d, (80, 60), "f", score_thr=0.5)
-    assert len(fd) == 1 and fd.labels.tolist() == [9] and fd.keypoints.shape == (1, 17, 3)
+    assert (
+        len(fd) == 1 and fd.labels.tolist() == [9] and fd.keypoints.shape == (1, 17, 3) and fd.masks is None
+    )
     np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
     np.testing.assert_allclose(fd.keypoints[0, :, 0], 2 * np.arange(17))
     np.testing.assert_allclose(fd.keypoints[0, :, 1], 2 * (30 - np.arange(17)))

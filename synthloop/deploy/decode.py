@@ -91,59 +91,37 @@ def decode_detectnet(
     )
 
 
-def decode_maskrcnn(
+def decode_rcnn(
     raw: Mapping[str, np.ndarray],
     desc: ModelDesc,
     orig_size: tuple[int, int],
     frame_id: str,
     score_thr: float = 0.0,
 ) -> FrameDetections:
-    """Mask R-CNN outputs of one image -> detections with RLE masks in original-image pixels."""
+    """Mask R-CNN / Keypoint R-CNN outputs of one image -> detections in original-image pixels,
+    with RLE masks when ``raw`` has ``masks`` and (N, K, 3) keypoints when it has ``keypoints``."""
     scores = np.asarray(raw["scores"], np.float32).reshape(-1)
     keep = scores >= score_thr
-    boxes = _scale_boxes(np.asarray(raw["boxes"])[keep], desc, orig_size)
-    masks = []
-    for m in np.asarray(raw["masks"])[keep]:
-        prob = Image.fromarray(np.asarray(m, np.float32).reshape(m.shape[-2:]))
-        prob = np.asarray(prob.resize(orig_size, Image.BILINEAR))
-        masks.append(mask_to_rle(prob > desc.mask_threshold))
-    return FrameDetections(
-        frame_id,
-        boxes,
-        scores[keep],
-        _labels_to_ids(np.asarray(raw["labels"]).reshape(-1)[keep], desc),
-        masks=masks,
-    )
-
-
-def decode_keypointrcnn(
-    raw: Mapping[str, np.ndarray],
-    desc: ModelDesc,
-    orig_size: tuple[int, int],
-    frame_id: str,
-    score_thr: float = 0.0,
-) -> FrameDetections:
-    """Keypoint R-CNN outputs of one image -> detections with (N, K, 3) keypoints in original-image
-    pixels."""
-    scores = np.asarray(raw["scores"], np.float32).reshape(-1)
-    keep = scores >= score_thr
-    kp = np.asarray(raw["keypoints"], np.float32)[keep].copy()
-    kp[..., 0] *= orig_size[0] / desc.input_width
-    kp[..., 1] *= orig_size[1] / desc.input_height
+    masks = None
+    if "masks" in raw:
+        masks = []
+        for m in np.asarray(raw["masks"])[keep]:
+            prob = Image.fromarray(np.asarray(m, np.float32).reshape(m.shape[-2:]))
+            prob = np.asarray(prob.resize(orig_size, Image.BILINEAR))
+            masks.append(mask_to_rle(prob > desc.mask_threshold))
+    kp = None
+    if "keypoints" in raw:
+        kp = np.asarray(raw["keypoints"], np.float32)[keep].copy()
+        kp[..., 0] *= orig_size[0] / desc.input_width
+        kp[..., 1] *= orig_size[1] / desc.input_height
     return FrameDetections(
         frame_id,
         _scale_boxes(np.asarray(raw["boxes"])[keep], desc, orig_size),
         scores[keep],
         _labels_to_ids(np.asarray(raw["labels"]).reshape(-1)[keep], desc),
+        masks=masks,
         keypoints=kp,
     )
-
-
-DECODERS = {
-    "detectnet_v2": decode_detectnet,
-    "mask_rcnn": decode_maskrcnn,
-    "keypoint_rcnn": decode_keypointrcnn,
-}
 
 
 def decode(
@@ -154,4 +132,5 @@ def decode(
     score_thr: float = 0.0,
 ) -> FrameDetections:
     """Dispatch on ``desc.family``."""
-    return DECODERS[desc.family](raw, desc, orig_size, frame_id, score_thr)
+    fn = decode_detectnet if desc.family == "detectnet_v2" else decode_rcnn
+    return fn(raw, desc, orig_size, frame_id, score_thr)
