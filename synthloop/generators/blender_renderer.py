@@ -239,7 +239,11 @@ class BlenderRenderer:
             if obj.shape.kind not in PARENT_MESH_KINDS:
                 continue
             mesh = mesh_cache(obj.shape)
-            arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "closed": np.array(mesh.closed)}
+            arrays: dict[str, Any] = {
+                "vertices": mesh.vertices,
+                "faces": mesh.faces,
+                "closed": np.array(mesh.closed),
+            }
             if mesh.face_groups is not None:
                 arrays["face_groups"] = mesh.face_groups
             folder.mkdir(parents=True, exist_ok=True)
