@@ -279,10 +279,12 @@ def make_checkpoint(
     spread=False,
     coverage_threshold: float = 0.3,
     category_ids=(3, 7),
+    model_extra: dict | None = None,
 ):
     """A checkpoint in synthloop.training.loop's layout, from the training package's own builder.
 
-    ``spread``: scale each conv filter by a seeded random factor so L1 norms differ (like trained nets)."""
+    ``spread``: scale each conv filter by a seeded random factor so L1 norms differ (like trained nets).
+    ``model_extra``: more ``model`` spec entries (e.g. small ``mask_rcnn`` / ``keypoint_rcnn`` heads)."""
     import torch  # torch loads only for the tests that build models
 
     from synthloop.training.build import build_model
@@ -297,12 +299,13 @@ def make_checkpoint(
                 "input_width": size[0],
                 "input_height": size[1],
                 "detectnet": {"cluster": {"*": {"coverage_threshold": coverage_threshold}}},
+                **(model_extra or {}),
             },
             "backbone": {"name": backbone, "weights": None},
         }
     )
     torch.manual_seed(seed)
-    anchors = [16, 32, 64, 128] if family == "mask_rcnn" else None
+    anchors = [16, 32, 64, 128] if family in ("mask_rcnn", "keypoint_rcnn") else None
     model = build_model(spec, ["date", "fig"], tuple(anchors) if anchors else None, pretrained=False).eval()
     if spread:
         g = torch.Generator().manual_seed(seed)

@@ -59,7 +59,7 @@ def test_maskrcnn_decode_scales_boxes_and_masks():
         "masks": masks,
     }
     fd = decode(raw, d, (80, 60), "f", score_thr=0.5)
-    assert len(fd) == 1 and fd.labels.tolist() == [9]
+    assert len(fd) == 1 and fd.labels.tolist() == [9] and fd.keypoints is None
     np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
     m = rle_to_mask(fd.masks[0])
     assert m.shape == (60, 80)
@@ -70,3 +70,24 @@ def test_maskrcnn_decode_scales_boxes_and_masks():
         and abs(ys.min() - 20) <= 1
         and abs(ys.max() - 39) <= 1
     )
+
+
+def test_keypointrcnn_decode_scales_boxes_and_keypoints():
+    d = desc(family="keypoint_rcnn", input_width=40, input_height=30)
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[..., 0], kp[..., 1], kp[..., 2] = np.arange(17), 30 - np.arange(17), 1
+    raw = {
+        "boxes": np.array([[5.0, 10.0, 15.0, 20.0], [0.0, 0.0, 40.0, 30.0]], np.float32),
+        "labels": np.array([2, 1]),
+        "scores": np.array([0.8, 0.1], np.float32),
+        "keypoints": kp,
+        "keypoints_scores": np.zeros((2, 17), np.float32),
+    }
+    fd = decode(raw, d, (80, 60), "f", score_thr=0.5)
+    assert (
+        len(fd) == 1 and fd.labels.tolist() == [9] and fd.keypoints.shape == (1, 17, 3) and fd.masks is None
+    )
+    np.testing.assert_allclose(fd.boxes[0], [10, 20, 30, 40])
+    np.testing.assert_allclose(fd.keypoints[0, :, 0], 2 * np.arange(17))
+    np.testing.assert_allclose(fd.keypoints[0, :, 1], 2 * (30 - np.arange(17)))
+    assert (fd.keypoints[0, :, 2] == 1).all()

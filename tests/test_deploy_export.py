@@ -177,3 +177,49 @@ def test_parity_on_real_photos(tmp_path):
     ref, exp = rep["reference"], rep["exported"]
     assert ref["num_detections"] == exp["num_detections"] > 0
     assert ref["bbox_AP"] == pytest.approx(exp["bbox_AP"], abs=1e-6)
+
+
+# tiny Keypoint R-CNN heads: the export and checks run in seconds on one CPU thread
+KEYPOINT_SMALL = {
+    "mask_rcnn": {
+        "fpn_channels": 16,
+        "box_head_dim": 32,
+        "rpn_pre_nms_top_n_test": 50,
+        "rpn_post_nms_top_n_test": 20,
+    },
+    "keypoint_rcnn": {"num_keypoints": 17, "head_dim": 8},
+}
+
+
+def test_keypointrcnn_fp32_and_fp16_match_torch(tmp_path, toy):
+    """Tolerances against PyTorch on the same inputs (the same detections in the same order):
+    FP32 boxes and keypoint u, v within 0.01 px, scores within 1e-4, keypoint logits within 1e-3;
+    FP16 boxes within 0.05 px, scores within 2e-3, keypoint logits within 2e-2, and keypoint u, v
+    within 1.5 px for >= 90 % of the keypoints (each keypoint is the argmax of a 56x56 heatmap
+    resized to its box: where a random model's heatmap is nearly flat, FP16 rounding may move the
+    argmax to another cell). Labels and the third keypoint value (torchvision's 1) are exact."""
+    make_checkpoint(tmp_path / "kp.pt", family="keypoint_rcnn", size=(80, 64), model_extra=KEYPOINT_SMALL)
+    loaded = load_model(tmp_path / "kp.pt", family="keypoint_rcnn")
+    ref = TorchBackend(loaded)
+    xs = inputs_of(toy, 80, 64)[:3]
+    p32 = export_model(loaded.model, loaded.desc, tmp_path / "kp32.onnx", "fp32")
+    assert read_sidecar(p32)["output_names"] == ["boxes", "labels", "scores", "keypoints", "keypoints_scores"]
+    p16 = export_model(loaded.model, loaded.desc, tmp_path / "kp16.onnx", "fp16")
+    halves = [i for i in onnx.load(str(p16)).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > 20  # the backbone, FPN and heads' weights
+    assert read_sidecar(p16)["precision"] == "fp16"
+    tol = {"fp32": (1e-2, 1e-4, 1e-3, 1e-2, 1.0), "fp16": (5e-2, 2e-3, 2e-2, 1.5, 0.9)}
+    for precision, path in (("fp32", p32), ("fp16", p16)):
+        box_tol, score_tol, logit_tol, uv_tol, uv_frac = tol[precision]
+        ort = OrtBackend(path)
+        for x in xs:
+            ra, rb = ref.run(x), ort.run(x)
+            assert len(ra["scores"]) > 0 and rb["keypoints"].shape == ra["keypoints"].shape
+            assert np.array_equal(ra["labels"], rb["labels"])
+            assert np.abs(ra["boxes"] - rb["boxes"]).max() < box_tol
+            assert np.abs(ra["scores"] - rb["scores"]).max() < score_tol
+            assert np.abs(ra["keypoints_scores"] - rb["keypoints_scores"]).max() < logit_tol
+            uv = np.abs(ra["keypoints"][..., :2] - rb["keypoints"][..., :2]).max(axis=-1)
+            assert (uv < uv_tol).mean() >= uv_frac, (precision, np.quantile(uv, [0.5, 0.9, 1.0]))
+            assert np.array_equal(ra["keypoints"][..., 2], rb["keypoints"][..., 2])
+        assert set(raw_diffs(ref, ort, xs)) == {"boxes", "labels", "scores", "keypoints", "keypoints_scores"}

@@ -199,3 +199,44 @@ def test_deploy_backend_predicts_what_the_training_predictor_predicts(setup):
         np.testing.assert_allclose(d.scores[order_d], t.scores[order_t], atol=1e-5)
         np.testing.assert_allclose(d.boxes[order_d], t.boxes[order_t], atol=1e-3)
         assert (d.labels[order_d] == t.labels[order_t]).all()
+
+
+def test_keypointrcnn_cli_export_fp16_and_onnx_infer_draws_skeletons(setup, tmp_path):
+    """export-model (fp16) + infer with onnxruntime: keypoints in the JSON in original-image pixels,
+    like the torch backend's, and the overlay carries the skeleton (it differs from the same
+    detections drawn without keypoints)."""
+    from synthloop.evaluation.detections import FrameDetections
+    from synthloop.overlays import draw_detections
+
+    root, toy, _ = setup
+    small = {
+        "mask_rcnn": {"fpn_channels": 16, "box_head_dim": 32, "rpn_post_nms_top_n_test": 20},
+        "keypoint_rcnn": {"num_keypoints": 17, "head_dim": 8},
+    }
+    make_checkpoint(tmp_path / "kp.pt", family="keypoint_rcnn", size=(64, 48), model_extra=small)
+    onnx_path = tmp_path / "kp.onnx"
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["export-model", str(tmp_path / "kp.pt"), "--out", str(onnx_path), "--precision", "fp16"]
+    )
+    assert r.exit_code == 0, r.output
+    img = toy.frames[0].image_path
+    r = runner.invoke(
+        app, ["infer", str(onnx_path), str(img), "--out", str(tmp_path / "o"), "--score-thr", "0"]
+    )
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "o" / f"{img.stem}.json").read_text())
+    ref = json.loads(
+        run_inference(tmp_path / "kp.pt", [img], tmp_path / "t", score_thr=0.0).json_files[0].read_text()
+    )
+    assert rec["backend"] == "onnxruntime" and rec["num_keypoints"] == 17
+    assert len(rec["keypoints"]) == len(rec["scores"]) == len(ref["scores"]) > 0
+    kp, kp_ref = np.array(rec["keypoints"]), np.array(ref["keypoints"])
+    assert np.median(np.abs(kp - kp_ref)[..., :2]) < 1.5  # fp16 vs fp32, in 100x70 image pixels
+    rgb = np.asarray(Image.open(img).convert("RGB"))
+    over = np.asarray(Image.open(tmp_path / "o" / f"{img.stem}.png").convert("RGB"))
+    fd = FrameDetections(img.stem, rec["boxes"], rec["scores"], rec["labels"])
+    names = dict(zip(rec["labels"], rec["class_names"], strict=True))
+    assert (over != np.asarray(draw_detections(rgb, fd, names))).any()
+    fd.keypoints = kp.astype(np.float32)
+    assert (over == np.asarray(draw_detections(rgb, fd, names))).all()

@@ -56,16 +56,26 @@ def _tiny_occluding(d: dict, w: int = 128, h: int = 96) -> dict:
     [
         (
             lambda b: b["poses"]["sitting"]["joints"].update({"lowerleg01.L": [160, 0, 0]}),
-            "body",
+            "poses.sitting.joints.lowerleg01.L",
             "anatomical",
         ),
-        (lambda b: b["noise_deg"].update({"upperleg01.L": [60, 0, 0]}), "body", "[-60, 60] deg is outside"),
+        (
+            lambda b: b["noise_deg"].update({"upperleg01.L": [60, 0, 0]}),
+            "noise_deg.upperleg01.L",
+            "[-60, 60] deg is outside",
+        ),
         (lambda b: b["phenotype"].update({"tail_length": 0.5}), "phenotype", "unknown phenotype"),
         (lambda b: b.update(keypoint_set="halpe26"), "keypoint_set", "coco17"),
         (lambda b: b["poses"]["standing"]["joints"].update({"tail": [0, 0, 0]}), "body", "unknown joint"),
     ],
 )
-def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words):
+def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words, tmp_path):
+    """Through ``recipe_from_dict`` and through the CLI (``generate --recipe bad.yaml``: exit 2,
+    one stderr line naming the file and the field, no dataset folder)."""
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
     d = _people_dict()
     edit(_body(d))
     with pytest.raises(RecipeError) as e:
@@ -74,6 +84,33 @@ def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words):
     assert msg.startswith("people.yaml: classes[0].shape.body")
     assert field in msg.splitlines()[0] and words in msg
     assert len(msg.splitlines()) == 1
+    bad, out = tmp_path / "bad.yaml", tmp_path / "out"
+    bad.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = CliRunner().invoke(app, ["generate", "--recipe", str(bad), "--frames", "1", "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.output
+    assert lines[0].startswith(f"{bad}: classes[0].shape.body") and words in lines[0]
+    assert not out.exists()
+
+
+def test_keypoints_asked_of_a_body_class_are_refused_through_the_cli(tmp_path):
+    """A person class that asks for its own keypoint set (not the body model's COCO-17)."""
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    d = _people_dict()
+    d["classes"][0]["keypoints"] = {"head": [0, 0, 1], "tail": [0, 0, -1]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = CliRunner().invoke(
+        app, ["generate", "--recipe", str(bad), "--frames", "1", "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}: classes[0]") and "COCO-17" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_body_limits_accept_the_bundled_recipe():
@@ -119,6 +156,60 @@ def test_body_model_poses_and_keeps_keypoints_in_the_mesh_frame():
     assert abs(thigh[2]) < 0.3 * np.linalg.norm(thigh) and thigh[1] < 0  # thigh horizontal, forward
     with pytest.raises(ValueError, match="coco17"):
         pose_body({}, {}, keypoint_set="halpe26")
+
+
+@needs_anny
+def test_a_body_is_posed_once_per_process_whatever_the_order_of_its_parameters():
+    """Sampling, annotation and the renderer pose a person through one cache; the model's output
+    does not depend on the order of phenotype or joints, so the cache key is the sorted form."""
+    from synthloop.bodies.model import clear_pose_cache, pose_body
+
+    clear_pose_cache()
+    pheno = {"weight": 0.7, "age": 0.4, "gender": 0.2}
+    rot = {"upperleg01.L": (-20.0, 1.0, 0.5), "spine03": (5.0, 0.0, -2.0)}
+    a = pose_body(pheno, rot)
+    b = pose_body(dict(sorted(pheno.items())), dict(sorted(rot.items())))
+    assert a is b and not a.vertices.flags.writeable and not a.keypoints.flags.writeable
+    clear_pose_cache()
+    c = pose_body(dict(sorted(pheno.items())), dict(sorted(rot.items())))
+    assert c is not a and np.array_equal(c.vertices, a.vertices) and np.array_equal(c.keypoints, a.keypoints)
+    assert not np.array_equal(pose_body({**pheno, "age": 0.41}, rot).vertices, a.vertices)
+
+
+@needs_anny
+def test_renderer_hands_the_worker_the_annotated_body_meshes(tmp_path):
+    """The Blender worker gets each person's mesh from the parent (no posing there): after the
+    request's JSON round trip, its mesh builder returns exactly the mesh annotation uses, and
+    builds the other shapes itself."""
+    from synthloop.generators.blender_renderer import BlenderRenderer
+    from synthloop.generators.blender_worker import given_meshes_builder
+    from synthloop.geometry.meshes import build_mesh, mesh_cache
+    from synthloop.scenes.sampler import sample_scene
+    from synthloop.scenes.spec import SceneSpec
+
+    d = _people_dict()
+    d["classes"][0]["count"] = 2
+    d["distractors"] = d["distractors"][:1]
+    d["distractors"][0]["count"] = 1
+    spec = sample_scene(recipe_from_dict(d, source="people.yaml"), 0, 0)
+    kinds = [o.shape.kind for o in spec.objects]
+    assert "body" in kinds and set(kinds) - {"body"}
+    renderer = BlenderRenderer()
+    try:
+        files = renderer._write_meshes(spec)
+        assert sorted(map(int, files)) == [k for k, o in enumerate(spec.objects) if o.shape.kind == "body"]
+        worker_spec = SceneSpec.from_json_dict(spec.to_json_dict())
+        build = given_meshes_builder(worker_spec, files)
+        for obj, wobj in zip(spec.objects, worker_spec.objects, strict=True):
+            want, got = mesh_cache(obj.shape), build(wobj.shape)
+            assert np.array_equal(got.vertices, want.vertices) and np.array_equal(got.faces, want.faces)
+            assert got.closed == want.closed
+            if obj.shape.kind == "body":
+                assert np.array_equal(got.face_groups, want.face_groups)
+            else:
+                assert got is not want and np.array_equal(got.vertices, build_mesh(obj.shape).vertices)
+    finally:
+        renderer.close()
 
 
 @needs_anny

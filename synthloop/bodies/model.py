@@ -84,25 +84,50 @@ def pose_body(
     joint -> [rx, ry, rz] degrees (convention of :mod:`synthloop.bodies.limits`; missing = rest).
 
     ValueError for an unknown phenotype/joint or a keypoint set other than COCO-17;
-    :class:`BodyModelUnavailable` when anny is missing."""
+    :class:`BodyModelUnavailable` when anny is missing.
+
+    Results are cached per process (:data:`POSE_CACHE_SIZE` bodies, keyed by the sorted phenotype
+    and rotations: the model's output does not depend on their order), so sampling a person,
+    annotating it and sending its mesh to the renderer pose it once; the arrays are read-only."""
     if keypoint_set not in KEYPOINT_SETS:
         raise ValueError(f"keypoint set '{keypoint_set}' is not available; the body model gives: coco17")
     check_phenotype(phenotype)
     for joint in rotations_deg:
         if joint not in JOINT_LIMITS_DEG:
             raise ValueError(f"unknown joint '{joint}'; posable joints: {', '.join(JOINT_LIMITS_DEG)}")
+    pheno = tuple(sorted((str(k), float(v)) for k, v in phenotype.items()))
+    rots = tuple(sorted((str(j), (float(d[0]), float(d[1]), float(d[2]))) for j, d in rotations_deg.items()))
+    return _pose_cached(pheno, rots)
+
+
+POSE_CACHE_SIZE = 32  # bodies; a frame holds a few, sampling + annotation + rendering reuse them
+
+
+def clear_pose_cache() -> None:
+    """Forget the cached posed bodies (benchmarks, tests)."""
+    _pose_cached.cache_clear()
+
+
+@functools.lru_cache(maxsize=POSE_CACHE_SIZE)
+def _pose_cached(
+    phenotype: tuple[tuple[str, float], ...], rotations_deg: tuple[tuple[str, Vec3], ...]
+) -> PosedBody:
+    """:func:`pose_body` after validation (hashable arguments); returns read-only arrays."""
     import torch
 
     model, regressor, faces, groups = _anny()
     pose = {}
-    for joint, deg in rotations_deg.items():
+    for joint, deg in rotations_deg:
         m = torch.eye(4, dtype=torch.float64)
         m[:3, :3] = torch.from_numpy(euler_xyz_matrix(deg))
         pose[joint] = m[None]
-    pheno = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in phenotype.items()}
+    pheno = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in phenotype}
     with torch.no_grad():
         out = model(pose_parameters=pose or None, phenotype_kwargs=pheno or None)
         kps = regressor(out)[0].cpu().numpy().astype(np.float64)
     verts = out["vertices"][0].cpu().numpy().astype(np.float64)
     centre = (verts.min(axis=0) + verts.max(axis=0)) / 2.0
-    return PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre, face_groups=groups)
+    posed = PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre, face_groups=groups)
+    for a in (posed.vertices, posed.faces, posed.keypoints, posed.face_groups):
+        a.setflags(write=False)
+    return posed

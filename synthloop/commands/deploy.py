@@ -279,7 +279,7 @@ def infer_cmd(
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt"),
     score_thr: float = typer.Option(0.5, "--score-thr", help="drop detections scored below this"),
 ) -> None:
-    """Detect objects; JSON per image + overlays (boxes, masks, labels) like detectnet-console.
+    """Detect objects; JSON per image + overlays (boxes, masks, skeletons, labels) like detectnet-console.
 
     Example: synthloop infer model.onnx photos/ --out detections/ --score-thr 0.4
     """

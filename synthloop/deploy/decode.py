@@ -8,11 +8,14 @@ Raw outputs (batch 1, numpy):
   export (``output_cov/Sigmoid``, ``output_bbox/BiasAdd``) is mapped back to these first
   (:func:`synthloop.deploy.deepstream.tao_to_raw`);
 * Mask R-CNN: ``boxes`` (N, 4) x1 y1 x2 y2, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks``
-  (N, 1, H, W) probabilities, all in network-input pixels.
+  (N, 1, H, W) probabilities, all in network-input pixels;
+* Keypoint R-CNN: ``boxes``, ``labels``, ``scores`` as Mask R-CNN, ``keypoints`` (N, K, 3)
+  ``u, v, 1`` in network-input pixels and ``keypoints_scores`` (N, K).
 
 Boxes are scaled from the network input (W, H) to the original image size; labels become dataset
 category ids; masks are resized to the original image, thresholded at ``desc.mask_threshold`` and
-stored as COCO RLE.
+stored as COCO RLE; keypoints are scaled like the boxes (not clipped: a keypoint may lie outside
+the image) and keep their third value (torchvision's 1), as the training Predictor gives them.
 """
 
 from __future__ import annotations
@@ -63,12 +66,14 @@ def _labels_to_ids(labels: np.ndarray, desc: ModelDesc) -> np.ndarray:
 
 class _Kept(NamedTuple):
     """One image's kept detections in network-input pixels: ``boxes`` (N, 4) x1 y1 x2 y2,
-    ``scores`` (N,), ``labels`` (N,) training labels 1..C, ``masks`` (N, h, w) probabilities or None."""
+    ``scores`` (N,), ``labels`` (N,) training labels 1..C, ``masks`` (N, h, w) probabilities or None,
+    ``keypoints`` (N, K, 3) ``u, v, 1`` in network-input pixels or None."""
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
     masks: np.ndarray | None
+    keypoints: np.ndarray | None = None
 
 
 def _detectnet_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: float) -> _Kept:
@@ -88,16 +93,22 @@ def _detectnet_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: f
     return _Kept(r["boxes"][keep], r["scores"][keep], r["labels"][keep], None)
 
 
-def _maskrcnn_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: float) -> _Kept:
-    """Mask R-CNN outputs -> the detections with score >= thr, masks (N, h, w) probabilities."""
+def _rcnn_kept(raw: Mapping[str, np.ndarray], desc: ModelDesc, score_thr: float) -> _Kept:
+    """Mask / Keypoint R-CNN outputs -> the detections with score >= thr; masks (N, h, w)
+    probabilities when ``raw`` has ``masks``, keypoints (N, K, 3) when it has ``keypoints``."""
     scores = np.asarray(raw["scores"], np.float32).reshape(-1)
     keep = scores >= score_thr
-    masks = np.asarray(raw["masks"], np.float32)[keep]
+    masks = None
+    if "masks" in raw:
+        m = np.asarray(raw["masks"], np.float32)[keep]
+        masks = m.reshape(len(m), *m.shape[-2:])
+    kp = np.asarray(raw["keypoints"], np.float32)[keep] if "keypoints" in raw else None
     return _Kept(
         np.asarray(raw["boxes"])[keep],
         scores[keep],
         np.asarray(raw["labels"]).reshape(-1)[keep],
-        masks.reshape(len(masks), *masks.shape[-2:]),
+        masks,
+        kp,
     )
 
 
@@ -119,13 +130,20 @@ def decode(
     score_thr: float = 0.0,
 ) -> FrameDetections:
     """Raw outputs of one image (``desc.family``'s layout) -> detections in original-image pixels
-    (W0, H0 = ``orig_size``), dataset category ids and, for Mask R-CNN, RLE masks."""
-    kept = (_detectnet_kept if desc.family == "detectnet_v2" else _maskrcnn_kept)(raw, desc, score_thr)
+    (W0, H0 = ``orig_size``), dataset category ids, RLE masks (Mask R-CNN) and keypoints scaled
+    like the boxes (Keypoint R-CNN)."""
+    kept = (_detectnet_kept if desc.family == "detectnet_v2" else _rcnn_kept)(raw, desc, score_thr)
     masks = None if kept.masks is None else _mask_rles(kept.masks, orig_size, desc.mask_threshold)
+    kp = None
+    if kept.keypoints is not None:
+        kp = kept.keypoints.copy()
+        kp[..., 0] *= orig_size[0] / desc.input_width
+        kp[..., 1] *= orig_size[1] / desc.input_height
     return FrameDetections(
         frame_id,
         _scale_boxes(kept.boxes, desc, orig_size),
         kept.scores,
         _labels_to_ids(kept.labels, desc),
         masks=masks,
+        keypoints=kp,
     )

@@ -10,7 +10,13 @@
   (:mod:`synthloop.deploy.deepstream`).
 * Mask R-CNN: torchvision's ONNX path (TorchScript tracing, opset >= 11) at a fixed input size:
   input ``image`` (3, H, W) float32 in [0, 1]; outputs ``boxes`` (N, 4), ``labels`` (N,) int64,
-  ``scores`` (N,), ``masks`` (N, 1, H, W) in input pixels. FP32 and INT8 (convs only).
+  ``scores`` (N,), ``masks`` (N, 1, H, W) in input pixels. FP32.
+* Keypoint R-CNN: the same path; outputs ``boxes``, ``labels``, ``scores``, ``keypoints``
+  (N, K, 3) ``u, v, 1`` in input pixels and ``keypoints_scores`` (N, K) heatmap logits. FP32 and
+  FP16: ``fp16`` runs the backbone + FPN, the RPN head, the box head and the keypoint head and
+  predictor in half precision (casts at their boundaries, :class:`~synthloop.deploy.graph.HalfIO`);
+  anchors, box decoding, NMS, RoIAlign and the heatmap-to-keypoint step stay float32, and so do
+  the input and outputs.
 * INT8 by post-training quantization (:func:`quantize_int8`): onnxruntime's ``quantize_static``
   in QDQ format, weights int8 symmetric per output channel, activations calibrated on real images.
   ``flavor="ort"``: uint8 asymmetric activations (fast x86 onnxruntime kernels);
@@ -44,7 +50,7 @@ from torch import nn
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.deploy import deepstream
 from synthloop.deploy.errors import DeployError
-from synthloop.deploy.graph import DetectNetRaw, fold_batchnorm, static_same_padding
+from synthloop.deploy.graph import DetectNetRaw, HalfIO, fold_batchnorm, half_submodules, static_same_padding
 from synthloop.training.checkpoints import ModelDesc
 
 META_SCHEMA = "synthloop.deploy.onnx/1"
@@ -54,7 +60,16 @@ Layout = Literal["synthloop", "tao"]
 IO_NAMES: dict[str, tuple[list[str], list[str]]] = {
     "detectnet_v2": (["input"], ["cov", "bbox"]),
     "mask_rcnn": (["image"], ["boxes", "labels", "scores", "masks"]),
+    "keypoint_rcnn": (["image"], ["boxes", "labels", "scores", "keypoints", "keypoints_scores"]),
 }
+# Keypoint R-CNN submodules computed in half precision by an fp16 export (the convolutions and MLPs)
+KEYPOINT_RCNN_HALF = (
+    "backbone",
+    "rpn.head",
+    "roi_heads.box_head",
+    "roi_heads.keypoint_head",
+    "roi_heads.keypoint_predictor",
+)
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
@@ -70,21 +85,9 @@ def io_names(desc: ModelDesc, layout: Layout = "synthloop") -> tuple[list[str], 
 
 
 def input_shape(desc: ModelDesc) -> tuple[int, ...]:
-    """Shape of the network input: (1, 3, H, W) for DetectNet, (3, H, W) for Mask R-CNN."""
+    """Shape of the network input: (1, 3, H, W) for DetectNet, (3, H, W) for the R-CNNs."""
     chw = (3, desc.input_height, desc.input_width)
     return (1, *chw) if desc.family == "detectnet_v2" else chw
-
-
-class _HalfDetectNet(nn.Module):
-    """FP16 compute with float32 input/outputs."""
-
-    def __init__(self, raw: nn.Module):
-        super().__init__()
-        self.raw = raw.half()
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cov, bbox = self.raw(x.half())
-        return cov.float(), bbox.float()
 
 
 def export_module(
@@ -161,7 +164,7 @@ def export_fp(
         raw = DetectNetRaw(copy.deepcopy(model)).eval()
         fold_batchnorm(raw, example)
         static_same_padding(raw, example)
-        module: nn.Module = _HalfDetectNet(raw) if precision == "fp16" else raw
+        module: nn.Module = HalfIO(raw) if precision == "fp16" else raw
         dynamic = None
         if layout == "tao":
             deepstream.check_tao_input(desc)
@@ -169,13 +172,15 @@ def export_fp(
             dynamic = {name: {0: "N"} for name in inputs + outputs}
         export_module(module, (example,), path, inputs, outputs, opset, dynamic)
         return simplify_onnx(path) if precision == "fp32" else Path(path)
-    if precision != "fp32":
+    if precision == "fp16" and desc.family != "keypoint_rcnn":
         raise DeployError(
-            "Mask R-CNN exports as fp32 or int8 (torchvision's ONNX path has no fp16 here)", where="precision"
+            "Mask R-CNN exports as fp32 (its fp16 export is not implemented)", where="precision"
         )
     m = copy.deepcopy(model).eval()
     fold_batchnorm(m, example, call=lambda mod, x: mod([x]))
     static_same_padding(m, example, call=lambda mod, x: mod([x]))
+    if precision == "fp16":
+        half_submodules(m, KEYPOINT_RCNN_HALF)
     return export_module(m, ([example],), path, inputs, outputs, opset)
 
 
@@ -308,10 +313,10 @@ def export_model(
     if precision not in ("fp32", "fp16", "int8"):
         raise DeployError(f"unknown precision {precision!r} (fp32, fp16, int8)", where="precision")
     if precision == "int8":
-        if desc.family == "mask_rcnn":
+        if desc.family != "detectnet_v2":
             raise DeployError(
                 "INT8 export is implemented for DetectNet_v2 only: onnxruntime's quantizer breaks the "
-                "Loop/If subgraphs of torchvision's Mask R-CNN graph (export fp32)",
+                "Loop/If subgraphs of torchvision's R-CNN graphs (export fp32)",
                 where="precision",
             )
         with tempfile.TemporaryDirectory(prefix=".tmp-fp32-", dir=path.parent) as tmp:

@@ -1,10 +1,12 @@
 """Graph helpers shared by pruning, quantization and export: the raw-output DetectNet module,
-batch-norm folding, and counting what a forward pass actually uses.
+batch-norm folding, half-precision islands, and counting what a forward pass actually uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +29,42 @@ class DetectNetRaw(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.head(x)
+
+
+def cast_floats(obj: Any, dtype: torch.dtype) -> Any:
+    """``obj`` with every floating-point tensor cast to ``dtype``, through tuples, lists and dicts
+    (an FPN's ``OrderedDict`` of feature maps stays one); other values are returned as they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dtype) if obj.is_floating_point() else obj
+    if isinstance(obj, OrderedDict):
+        return OrderedDict((k, cast_floats(v, dtype)) for k, v in obj.items())
+    if isinstance(obj, dict):
+        return {k: cast_floats(v, dtype) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cast_floats(v, dtype) for v in obj)
+    return obj
+
+
+class HalfIO(nn.Module):
+    """``module`` computing in float16 behind float32 inputs and outputs (casts at the boundary,
+    which the ONNX exporter writes as ``Cast`` nodes around a half-precision subgraph)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.inner = module.half()
+
+    def forward(self, *args: Any) -> Any:
+        return cast_floats(self.inner(*cast_floats(args, torch.float16)), torch.float32)
+
+
+def half_submodules(model: nn.Module, names: Iterable[str]) -> nn.Module:
+    """Wrap each named submodule of ``model`` (dotted paths, e.g. ``roi_heads.box_head``) in
+    :class:`HalfIO`, in place; the rest of the model keeps computing in float32. Returns ``model``."""
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, HalfIO(getattr(owner, attr)))
+    return model
 
 
 def executed_modules(module: nn.Module, run: Callable[[], object]) -> list[nn.Module]:

@@ -6,9 +6,9 @@ network input (3, H, W) float32 in [0, 1] to the raw outputs described in :mod:`
 onnxruntime and TensorRT detections differ only by the numerics of the network itself.
 
 :func:`run_inference` writes, per image, ``<stem>.json`` (detections in original-image pixels, boxes
-x1 y1 x2 y2, dataset category ids, class names, RLE masks for Mask R-CNN) and ``<stem>.png`` (the
-overlay), plus ``detections.json`` (schema ``synthloop.detections/1``, frame ids = image stems)
-that ``synthloop evaluate`` reads.
+x1 y1 x2 y2, dataset category ids, class names, RLE masks for Mask R-CNN, (N, K, 3) keypoints for
+Keypoint R-CNN) and ``<stem>.png`` (the overlay, with predicted skeletons), plus ``detections.json``
+(schema ``synthloop.detections/1``, frame ids = image stems) that ``synthloop evaluate`` reads.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 :func:`raw_diffs` runs both backends on the same network inputs (real photos resized to the model
 input) and reports the max absolute difference of every raw output (DetectNet ``cov`` logits and
-``bbox``; Mask R-CNN ``boxes``/``scores``/``masks`` when both return the same number of detections).
+``bbox``; Mask R-CNN ``boxes``/``scores``/``masks``, Keypoint R-CNN ``boxes``/``scores``/``keypoints``/
+``keypoints_scores``, when both return the same number of detections).
 :func:`accuracy` decodes each backend's outputs with the same post-processing into
 :class:`~synthloop.evaluation.Detections` and scores them with
 :func:`synthloop.evaluation.coco_evaluate` (bbox AP, AP50).
@@ -41,11 +42,14 @@ def raw_diffs(a: Backend, b: Backend, inputs: Sequence[np.ndarray]) -> dict[str,
 
 
 def accuracy(backend: Backend, ds: Dataset, score_thr: float = 0.0) -> dict[str, Any]:
-    """COCO bbox AP / AP50 (and segm AP for Mask R-CNN) of ``backend`` on ``ds``."""
+    """COCO bbox AP / AP50 (and segm AP for Mask R-CNN, OKS keypoint AP for Keypoint R-CNN) of
+    ``backend`` on ``ds``."""
     from synthloop.evaluation.coco_metrics import coco_evaluate
 
     dets = predict_dataset(backend, ds, score_thr)
-    types = ("bbox", "segm") if backend.desc.family == "mask_rcnn" else ("bbox",)
+    types = {"mask_rcnn": ("bbox", "segm"), "keypoint_rcnn": ("bbox", "keypoints")}.get(
+        backend.desc.family, ("bbox",)
+    )
     res = coco_evaluate(ds, dets, iou_types=types)
     out: dict[str, Any] = {"num_detections": sum(len(d) for d in dets.values())}
     for t in types:

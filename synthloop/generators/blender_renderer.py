@@ -10,6 +10,12 @@ read back here (PIL and :mod:`synthloop.generators.exr`). The worker is replaced
 * after it died or reported an error (the failing call raises :class:`RenderError` with the
   error text, or the tail of the worker's log if it died; the next call starts a fresh worker).
 
+Body meshes (``kind: body``, posed and skinned by the body model) are built here, through
+:func:`synthloop.geometry.meshes.mesh_cache` (annotation reuses them), and handed to the worker as
+``.npz`` files in the private folder: the worker then never poses a body (nor loads the body
+model), and its meshes are exactly the ones the annotations are computed from. Other shapes are
+cheap and built in the worker.
+
 Blender's console output goes to a log file in the private folder, truncated before every frame
 (so it never grows without bound) and quoted in errors. If the parent dies, the worker sees EOF
 on its stdin and exits.
@@ -36,7 +42,11 @@ from synthloop.generators.devices import DeviceError, check_device
 from synthloop.generators.exr import read_id_depth_exr
 from synthloop.generators.renderer import RenderedFrame
 from synthloop.generators.worker_process import die_with_parent, make_workdir, remove_orphan_workdirs
+from synthloop.geometry.meshes import mesh_cache
 from synthloop.scenes.spec import SceneSpec
+
+# shapes whose mesh the parent builds and sends (costly to build, e.g. posing a body model)
+PARENT_MESH_KINDS = frozenset({"body"})
 
 LOG_TAIL_CHARS = 4000
 
@@ -90,7 +100,9 @@ class BlenderRenderer:
     ``rss_bytes``: the worker's RSS after the last frame; ``worker_starts``: workers started so far.
     Timings per frame: ``render`` (inside ``bpy.ops.render.render``, both passes), ``render_rgb``
     (the image render alone, what a plain Blender render would cost), ``render_ids_depth`` (the
-    1-sample id/depth pass), ``build_and_io``, ``total`` and, on a worker's first frame, ``startup``.
+    1-sample id/depth pass), ``build`` (the worker's scene build) and ``build_meshes`` (its part
+    spent building object meshes), ``build_and_io``, ``total`` and, on a worker's first frame,
+    ``startup``.
     """
 
     def __init__(
@@ -215,6 +227,31 @@ class BlenderRenderer:
                 f"Blender worker died (exit code {code}) {what}: {e}; log tail:\n{self._log_tail()}"
             ) from e
 
+    def _write_meshes(self, spec: SceneSpec) -> dict[str, str]:
+        """Object index -> ``.npz`` (``vertices`` (N, 3) float64 metres, ``faces`` (M, 3) int64,
+        ``closed`` (bool), ``face_groups`` (M,) int64 when the mesh has them) of each
+        :data:`PARENT_MESH_KINDS` object of ``spec``, written to the private folder (previous
+        frame's files replaced)."""
+        folder = self._tmp / "meshes"
+        shutil.rmtree(folder, ignore_errors=True)
+        out: dict[str, str] = {}
+        for k, obj in enumerate(spec.objects):
+            if obj.shape.kind not in PARENT_MESH_KINDS:
+                continue
+            mesh = mesh_cache(obj.shape)
+            arrays: dict[str, Any] = {
+                "vertices": mesh.vertices,
+                "faces": mesh.faces,
+                "closed": np.array(mesh.closed),
+            }
+            if mesh.face_groups is not None:
+                arrays["face_groups"] = mesh.face_groups
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{k}.npz"
+            np.savez(path, **arrays)
+            out[str(k)] = str(path)
+        return out
+
     def _request(self, spec: SceneSpec) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdin is not None
         with contextlib.suppress(OSError):
@@ -224,6 +261,7 @@ class BlenderRenderer:
             "workdir": str(self._workdir),
             "threads": self.threads,
             "device": self.device,
+            "meshes": self._write_meshes(spec),
         }
         what = f"on frame {spec.frame_index}"
         try:
@@ -282,6 +320,8 @@ class BlenderRenderer:
             "render": render_s,
             "render_rgb": float(reply.get("rgb_pass_seconds", 0.0)),
             "render_ids_depth": float(reply.get("data_pass_seconds", 0.0)),
+            "build": float(reply.get("build_seconds", 0.0)),
+            "build_meshes": float(reply.get("mesh_seconds", 0.0)),
             "build_and_io": max(total - render_s - startup, 0.0),
             "total": total,
         }

@@ -566,7 +566,16 @@ def build_scene(
     """
     init_session()
     clear_frame()
-    builder = mesh_builder or _default_mesh_builder
+    inner = mesh_builder or _default_mesh_builder
+    _session["mesh_seconds"] = 0.0
+
+    def builder(shape: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(shape)
+        finally:
+            _session["mesh_seconds"] += time.perf_counter() - t0
+
     set_render(spec, threads)
     set_camera(spec.camera, spec.render)
     set_world(spec.world)
@@ -672,7 +681,8 @@ def render_frame(
     Writes ``rgb.png`` (H, W, 3 8-bit sRGB) and ``ids_depth.exr`` (channels ``IndexOB.V`` and
     ``Depth.V``, float32) and returns ``{"rgb", "exr", "render_seconds" (sum of the time inside
     both ``bpy.ops.render.render`` calls), "data_pass_seconds" / "rgb_pass_seconds" (the two renders),
-    "build_seconds", "rss_bytes", "blender_version", "device" (a label), "device_warning"}``.
+    "build_seconds" (the scene build), "mesh_seconds" (the part of it spent building object meshes,
+    e.g. posing and skinning bodies), "rss_bytes", "blender_version", "device" (a label), "device_warning"}``.
     Stale outputs are removed first, so a missing output is an error, never an old frame.
     """
     workdir = Path(workdir)
@@ -701,6 +711,7 @@ def render_frame(
         "data_pass_seconds": data_seconds,
         "rgb_pass_seconds": rgb_seconds,
         "build_seconds": build_seconds,
+        "mesh_seconds": _session["mesh_seconds"],
         "rss_bytes": _rss_bytes(),
         "blender_version": bpy.app.version_string,
         "device": choice.label,

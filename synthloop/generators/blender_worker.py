@@ -8,9 +8,11 @@ stderr: Blender's chatter can never corrupt a message.
 
 At start-up (bpy imported) the worker sends ``{"ok": true, "ready": true, "pid": int,
 "blender_version": str}``. Request: ``{"spec": SceneSpec JSON, "workdir": str, "threads": int,
-"device": str}``.
+"device": str, "meshes": {object index: .npz path}}`` (``meshes``, optional: meshes the parent
+built, see :mod:`synthloop.generators.blender_renderer`; other objects' meshes are built here).
 Reply: ``{"ok": true, "rgb": path, "exr": path, "render_seconds": float, "build_seconds": float,
-"rss_bytes": int, "blender_version": str, "device": str, "device_warning": str | null}`` or
+"mesh_seconds": float, "rss_bytes": int, "blender_version": str, "device": str,
+"device_warning": str | null}`` or
 ``{"ok": false, "error": str, "traceback": str, "user_error": bool}`` (``user_error``: the request
 cannot work, e.g. an unavailable ``device``; retrying is pointless).
 
@@ -25,9 +27,14 @@ import os
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
+import numpy as np
+
 from synthloop.generators.devices import DeviceError
+from synthloop.geometry.meshes import Mesh, build_mesh
+from synthloop.scenes.spec import SceneSpec, ShapeSpec
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -82,13 +89,29 @@ def _take_protocol_stdout() -> BinaryIO:
     return os.fdopen(proto_fd, "wb", buffering=0)
 
 
+def given_meshes_builder(spec: SceneSpec, meshes: dict[str, str]) -> Callable[[ShapeSpec], Mesh]:
+    """A ``mesh_builder(shape)`` for :func:`~synthloop.generators.blender_scene.render_frame` that
+    returns the parent's mesh of ``spec.objects[int(k)]`` for each ``k -> .npz path`` of
+    ``meshes`` and builds any other shape with :func:`synthloop.geometry.meshes.build_mesh`."""
+    given: dict[ShapeSpec, Mesh] = {}
+    for k, path in meshes.items():
+        with np.load(path, allow_pickle=False) as z:
+            groups = z["face_groups"] if "face_groups" in z.files else None
+            given[spec.objects[int(k)].shape] = Mesh(z["vertices"], z["faces"], bool(z["closed"]), groups)
+
+    def build(shape: ShapeSpec) -> Mesh:
+        mesh = given.get(shape)
+        return mesh if mesh is not None else build_mesh(shape)
+
+    return build
+
+
 def handle_request(request: dict[str, Any]) -> dict[str, Any]:
     """Render one request; every failure becomes an ``{"ok": false}`` reply."""
     try:
         from pathlib import Path
 
         from synthloop.generators import blender_scene
-        from synthloop.scenes.spec import SceneSpec
 
         spec = SceneSpec.from_json_dict(request["spec"])
         result = blender_scene.render_frame(
@@ -96,6 +119,7 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
             Path(request["workdir"]),
             threads=int(request.get("threads", 0)),
             device=str(request.get("device", "cpu")),
+            mesh_builder=given_meshes_builder(spec, request.get("meshes") or {}),
         )
         return {"ok": True, **result}
     except DeviceError as e:

@@ -77,12 +77,19 @@ class Mesh:
 
 
 # ------------------------------------------------------------------ mesh properties (tests, checks)
+def _edge_keys(edges: np.ndarray) -> np.ndarray:
+    """(K, 2) int64 vertex-index pairs -> (K,) int64 keys, equal exactly for equal pairs (a 1-D
+    ``np.unique`` on them is several times faster than ``np.unique(axis=0)`` on the pairs)."""
+    e = edges - edges.min(initial=0)
+    return e[:, 0] * (int(e.max(initial=0)) + 1) + e[:, 1]
+
+
 def edge_use_counts(faces: np.ndarray) -> np.ndarray:
-    """How many faces use each distinct undirected edge: (E,) int counts."""
+    """How many faces use each distinct undirected edge: (E,) int counts (edges in sorted order)."""
     f = np.asarray(faces, dtype=np.int64)
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], axis=0)
     e.sort(axis=1)
-    _, counts = np.unique(e, axis=0, return_counts=True)
+    _, counts = np.unique(_edge_keys(e), return_counts=True)
     return counts
 
 
@@ -93,7 +100,7 @@ def is_watertight(faces: np.ndarray) -> bool:
     if len(f) == 0 or not np.all(edge_use_counts(f) == 2):
         return False
     directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], axis=0)
-    return len(np.unique(directed, axis=0)) == len(directed)
+    return len(np.unique(_edge_keys(directed))) == len(directed)
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

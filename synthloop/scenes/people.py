@@ -95,9 +95,13 @@ class BodyConfig(_Model):
                 val = np.asarray(pose.joints.get(joint, (0.0, 0.0, 0.0)))
                 half = np.asarray(self.noise_deg.get(joint, (0.0, 0.0, 0.0)))
                 try:
+                    check_rotation_range(joint, tuple(val), tuple(val))
+                except ValueError as err:
+                    raise ValueError(f"poses.{name}.joints.{joint}: {err}") from None
+                try:
                     check_rotation_range(joint, tuple(val - half), tuple(val + half))
                 except ValueError as err:
-                    raise ValueError(f"poses.{name}.joints: {err} (pose value +- noise_deg)") from None
+                    raise ValueError(f"noise_deg.{joint}: {err} (pose '{name}' value +- noise_deg)") from None
         return self
 
 

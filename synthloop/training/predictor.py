@@ -66,13 +66,14 @@ class Predictor:
         """The network's outputs for one input ``x`` (3, H, W) float32 in [0, 1] at the input size,
         before any decoding: DetectNet_v2 ``cov`` (1, C, H/16, W/16) coverage logits and ``bbox``
         (1, C, 4, H/16, W/16) encoded boxes; Mask R-CNN its detections ``boxes`` (N, 4) input
-        pixels, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks`` (N, 1, H, W) probabilities."""
+        pixels, ``labels`` (N,) 1..C, ``scores`` (N,), ``masks`` (N, 1, H, W) probabilities;
+        Keypoint R-CNN ``boxes``, ``labels``, ``scores``, ``keypoints`` (N, K, 3) ``u, v, 1`` input
+        pixels and ``keypoints_scores`` (N, K)."""
         t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
         if self.family == "detectnet_v2":
             cov, bbox = as_detectnet(self.model).head(t[None])
             return {"cov": cov.cpu().numpy(), "bbox": bbox.cpu().numpy()}
-        out = self.model([t])[0]
-        return {k: out[k].cpu().numpy() for k in ("boxes", "labels", "scores", "masks")}
+        return {k: v.cpu().numpy() for k, v in self.model([t])[0].items()}
 
     @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
