@@ -53,9 +53,10 @@ distractor group behind false positives)        W = the upper half of the count'
 
 The ``arrangement`` fields may move past the recipe's own support (within the field's valid
 range), since more (or less) piling than the renders had is what such a region may ask for; a
-region open on one side runs to the farther of its observed end and the support's bound. A recipe without ``arrangement`` (no piles)
-gets one: its pile fraction is the constant 0 until a region raises it, the other fields keep
-the defaults of :class:`~synthloop.scenes.recipe.ArrangementConfig`.
+region open on one side runs to the farther of its observed end and the support's bound. A
+recipe without ``arrangement`` (no piles) gets one: its pile fraction is the constant 0 until a
+region raises it, the other fields keep the defaults of
+:class:`~synthloop.scenes.recipe.ArrangementConfig`.
 
 Hue is periodic (turns): a hue interval is shifted by a whole turn where that puts it on more of
 the field's support (a region of reds [-0.03, 0.02] lands on a recipe's [0.96, 1.02]).

@@ -65,15 +65,7 @@ from synthloop.scenes.spec import (
 # Subsystem ids for the per-frame SeedSequence (never renumber: it would change every dataset).
 CAMERA, LIGHTS, SUPPORT, WORLD, COUNTS, OBJECTS, DISTRACTORS, PLACEMENT = 1, 2, 3, 4, 5, 6, 7, 8
 ARRANGEMENT = 9
-_MESH_FOOTPRINT_KINDS = (
-    "ellipsoid",
-    "wrinkled_ellipsoid",
-    "dented_ellipsoid",
-    "teardrop",
-    "sphere",
-    "box",
-    "cylinder",
-)
+_BOX_FOOTPRINT_KINDS = ("mesh", "body")  # footprints from the bounding box (no file read, no posing)
 
 Params = dict[str, float | int | str]
 
@@ -349,9 +341,9 @@ class _Draft:
 def _footprint(draft: _Draft) -> np.ndarray:
     """A draft's centred footprint: its mesh's for procedural shapes, its bounding box's for mesh
     files and bodies (not read or posed while sampling)."""
-    if draft.shape.kind in _MESH_FOOTPRINT_KINDS:
-        return footprint(mesh_cache(draft.shape).vertices, draft.quat)
-    return box_footprint(draft.shape.dimensions, draft.quat)
+    if draft.shape.kind in _BOX_FOOTPRINT_KINDS:
+        return box_footprint(draft.shape.dimensions, draft.quat)
+    return footprint(mesh_cache(draft.shape).vertices, draft.quat)
 
 
 def arrange(
