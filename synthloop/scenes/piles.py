@@ -74,26 +74,25 @@ def pile_sizes(n_objects: int, fraction: float, draw_size: Callable[[], int]) ->
 
 
 class _Placed:
+    """The footprints placed so far: centres (N, 2), circle radii (N,), world polygons."""
+
     def __init__(self) -> None:
-        self.xy: list[np.ndarray] = []
-        self.r: list[float] = []
+        self.centres = np.zeros((0, 2))
+        self.radii = np.zeros(0)
         self.poly: list[np.ndarray] = []
 
     def add(self, xy: np.ndarray, r: float, poly: np.ndarray) -> int:
-        self.xy.append(np.asarray(xy, dtype=np.float64))
-        self.r.append(float(r))
+        self.centres = np.vstack([self.centres, np.asarray(xy, dtype=np.float64)[None]])
+        self.radii = np.append(self.radii, float(r))
         self.poly.append(poly + xy)
-        return len(self.xy) - 1
+        return len(self.poly) - 1
 
     def clear_of(self, poly: np.ndarray, xy: np.ndarray, r: float, gap: float) -> bool:
-        """Whether ``poly`` (centred) at ``xy`` keeps at least ``gap`` from every placed footprint."""
+        """Whether ``poly`` (centred) at ``xy`` keeps at least ``gap`` from every placed footprint
+        (only those whose circles come closer than ``gap`` are tested polygon to polygon)."""
+        near = np.linalg.norm(self.centres - xy, axis=1) - r - self.radii < gap
         moved = poly + xy
-        for c, rj, pj in zip(self.xy, self.r, self.poly, strict=True):
-            if math.dist(c, xy) - r - rj >= gap:
-                continue  # the circles already keep the gap
-            if polygon_gap(moved, pj) < gap:
-                return False
-        return True
+        return all(polygon_gap(moved, self.poly[j]) >= gap for j in np.flatnonzero(near))
 
 
 def _attach(
@@ -112,8 +111,8 @@ def _attach(
         anchor = members[int(rng.integers(len(members)))]
         theta = float(rng.uniform(0.0, 2.0 * math.pi))
         u = np.array([math.cos(theta), math.sin(theta)])
-        c = placed.xy[anchor]
-        s_ok = placed.r[anchor] + r + gap + step
+        c = placed.centres[anchor]
+        s_ok = float(placed.radii[anchor]) + r + gap + step
         if not placed.clear_of(poly, c + s_ok * u, r, gap):
             continue
         s_bad = s_ok - step
@@ -162,7 +161,9 @@ def place_piles(
         if not pile:
             continue
         first = pile[0]
-        obstacles = [(float(c[0]), float(c[1]), rj) for c, rj in zip(placed.xy, placed.r, strict=True)]
+        obstacles = [
+            (float(c[0]), float(c[1]), float(rj)) for c, rj in zip(placed.centres, placed.radii, strict=True)
+        ]
         seed = place_circles([radii[first]], area, min_gap, max_attempts, rng, obstacles=obstacles)[0]
         if seed is None:
             continue
