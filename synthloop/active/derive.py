@@ -44,7 +44,19 @@ metallic|pattern>``, ``attr.material_pattern``
 ``attr.distance_m``                             ``camera.distance`` (object depth ~ distance)
 ``object.category`` (a weak class, or a         ``classes[i].count`` / ``distractors[i].count``:
 distractor group behind false positives)        W = the upper half of the count's support
+``pile_fraction`` / ``pile_size`` /             ``arrangement.pile_fraction`` / ``pile_size`` /
+``contact_gap``                                 ``contact_gap`` (touching piles)
+``attr.in_pile``                                ``arrangement.pile_fraction``: W on [0.5, 1] for
+                                                a region of piled objects, [0, 0.5] for one of
+                                                scattered objects
 ==============================================  ============================================
+
+The ``arrangement`` fields may move past the recipe's own support (within the field's valid
+range), since more (or less) piling than the renders had is what such a region may ask for; a
+region open on one side runs to the farther of its observed end and the support's bound. A
+recipe without ``arrangement`` (no piles) gets one: its pile fraction is the constant 0 until a
+region raises it, the other fields keep the defaults of
+:class:`~synthloop.scenes.recipe.ArrangementConfig`.
 
 Hue is periodic (turns): a hue interval is shifted by a whole turn where that puts it on more of
 the field's support (a region of reds [-0.03, 0.02] lands on a recipe's [0.96, 1.02]).
@@ -63,11 +75,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import WeakRegion
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
 from synthloop.scenes.distributions import Choice, Constant, Mixture, Uniform
-from synthloop.scenes.recipe import Recipe, recipe_from_dict, recipe_hash, recipe_to_dict, recipe_to_yaml
+from synthloop.scenes.recipe import (
+    MAX_CONTACT_GAP,
+    MAX_COUNT,
+    ArrangementConfig,
+    Recipe,
+    recipe_from_dict,
+    recipe_hash,
+    recipe_to_dict,
+    recipe_to_yaml,
+)
 
 Path_ = tuple[str | int, ...]
 Interval = tuple[float, float, bool, float, float]
@@ -122,10 +145,14 @@ class Derivation:
 
 @dataclass
 class _Target:
+    """A recipe field a region lands on; ``bounds``: clip to this valid range instead of the
+    field's current support (the field may move past it)."""
+
     path: Path_
     integer: bool = False
     convert: Callable[[float, float], tuple[float, float]] | None = None
     note: str = ""
+    bounds: tuple[float, float] | None = None
 
 
 @dataclass
@@ -144,9 +171,16 @@ def path_str(path: Path_) -> str:
     return out
 
 
+NO_PILES = ArrangementConfig(pile_fraction=0.0)
+"""What a recipe without ``arrangement`` samples: no piles."""
+
+
 def get_field(model: Any, path: Path_) -> Any:
-    """The value at ``path`` (attribute names and tuple indices) of a pydantic model."""
+    """The value at ``path`` (attribute names and tuple indices) of a pydantic model; an absent
+    ``arrangement`` reads as :data:`NO_PILES`."""
     cur = model
+    if isinstance(model, Recipe) and path and path[0] == "arrangement" and model.arrangement is None:
+        cur, path = NO_PILES, path[1:]
     for p in path:
         cur = cur[p] if isinstance(p, int) else getattr(cur, p)
     return cur
@@ -182,6 +216,15 @@ _UNMAPPABLE_WHY = {
     "key_light_relative_azimuth_deg": "depends on the camera azimuth too; no single recipe field",
     "yaw_deg": "object yaw is always uniform on [0, 360) (no recipe field)",
     "dropped_count": "a consequence of placement, not a recipe field",
+    "pile_count": "a consequence of placement, not a recipe field",
+    "piled_count": "a consequence of placement, not a recipe field",
+}
+ARRANGEMENT_PARAMS = ("scene.pile_fraction", "scene.pile_size", "scene.contact_gap", "attr.in_pile")
+"""The params that move ``arrangement`` (touching piles)."""
+_ARRANGEMENT: dict[str, tuple[str, bool, tuple[float, float]]] = {
+    "pile_fraction": ("pile_fraction", False, (0.0, 1.0)),
+    "pile_size": ("pile_size", True, (2.0, float(MAX_COUNT))),
+    "contact_gap": ("contact_gap", False, (0.0, MAX_CONTACT_GAP)),
 }
 
 
@@ -227,9 +270,25 @@ def _focal_fov(sensor: float) -> Callable[[float, float], tuple[float, float]]:
     return conv
 
 
+def in_pile_interval(region: WeakRegion) -> tuple[float, float]:
+    """The pile fraction interval of a region of ``attr.in_pile`` (0/1): [0.5, 1] when it holds
+    the piled objects only, [0, 0.5] when it holds the scattered ones only, else [0, 1]."""
+    has0, has1 = (bool(v) for v in region.contains(np.array([0.0, 1.0])))
+    if has1 and not has0:
+        return 0.5, 1.0
+    if has0 and not has1:
+        return 0.0, 0.5
+    return 0.0, 1.0
+
+
 def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     """Where ``region`` lands in ``recipe``, or the reason it cannot be mapped."""
     level, name = region.level, region.name
+    if region.param == "attr.in_pile":
+        return [_Target(("arrangement", "pile_fraction"), note="in_pile -> pile fraction", bounds=(0.0, 1.0))]
+    if level == "scene" and name in _ARRANGEMENT:
+        key, integer, bounds = _ARRANGEMENT[name]
+        return [_Target(("arrangement", key), integer, bounds=bounds)]
     if param_is_category(region):
         # a weak class (or a distractor group that causes false positives): more instances of it
         # per frame (the upper half of its count distribution)
@@ -331,16 +390,25 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
     return f"scene param {name!r} is not produced by a recipe field"
 
 
-def _clip(iv: Interval, dist: Any, integer: bool) -> tuple[float, float] | None:
+def _clip(
+    iv: Interval, dist: Any, integer: bool, bounds: tuple[float, float] | None = None
+) -> tuple[float, float] | None:
+    """The interval clipped to ``dist``'s support, integers only for integer knobs; None if
+    nothing is left. With ``bounds`` it is clipped to them instead, and an open side runs to the
+    farther of its observed end and the support's bound (not on to the valid range's end)."""
     s = dist.support()
-    if float(s.low) == float(s.high):
+    s_low, s_high = (float(s.low), float(s.high)) if bounds is None else bounds
+    if bounds is None and s_low == s_high:
         return None  # a constant cannot be shifted within its own support
     lo, hi, incl, lo_obs, hi_obs = iv
-    lo, hi = max(lo, float(s.low)), min(hi, float(s.high))
+    if bounds is not None:
+        lo = min(iv[3], float(s.low)) if not math.isfinite(lo) else lo
+        hi = max(iv[4], float(s.high)) if not math.isfinite(hi) else hi
+    lo, hi = max(lo, s_low), min(hi, s_high)
     if not math.isfinite(lo):
-        lo = max(lo_obs, float(s.low))
+        lo = max(lo_obs, s_low)
     if not math.isfinite(hi):
-        hi = min(hi_obs, float(s.high))
+        hi = min(hi_obs, s_high)
     if integer:
         lo_i = math.ceil(lo)
         hi_i = math.floor(hi) if (incl or hi < iv[1]) else math.ceil(hi) - 1
@@ -428,6 +496,10 @@ def derive(
                     continue
                 p = pending.setdefault(t.path, _Pending(t))
                 p.categories |= cats
+            elif r.param == "attr.in_pile":
+                lo, hi = in_pile_interval(r)
+                p = pending.setdefault(t.path, _Pending(t))
+                p.intervals.append((lo, hi, True, lo, hi))
             else:
                 if not sup.numeric:
                     continue
@@ -443,7 +515,7 @@ def derive(
                 lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
                 lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
                 iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)
-                if _clip(iv, dist, t.integer) is None:
+                if _clip(iv, dist, t.integer, t.bounds) is None:
                     continue
                 p = pending.setdefault(t.path, _Pending(t))
                 p.intervals.append(iv)
@@ -458,6 +530,8 @@ def derive(
             unmapped.append(Unmapped(r.param, r.describe(), f"outside the support of {where}"))
     data = recipe_to_dict(recipe)
     data["name"] = name or f"{recipe.name}-derived"
+    if recipe.arrangement is None and any(path[0] == "arrangement" for path in pending):
+        data["arrangement"] = NO_PILES.model_dump(mode="json")
     changes: list[FieldChange] = []
     for path, p in pending.items():
         dist = get_field(recipe, path)
@@ -469,7 +543,7 @@ def derive(
         else:
             weak = []
             for iv in p.intervals:
-                c = _clip(iv, dist, p.target.integer)
+                c = _clip(iv, dist, p.target.integer, p.target.bounds)
                 assert c is not None
                 weak.append(Constant(value=c[0]) if c[0] == c[1] else Uniform(low=c[0], high=c[1]))
         new = _mixture(dist, weak, exploration)

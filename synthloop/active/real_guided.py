@@ -20,7 +20,11 @@
    A region that starts at the smallest (ends at the largest) real value is open on that side
    among renders. A weak class (``object.category``) is kept as it is (the derivation renders
    more of that class). A region no rendered object falls into is a coverage hole: reported,
-   nothing derived from it.
+   nothing derived from it -- except high overlap with neighbours (``prop.overlap`` above the
+   smallest real value: objects missed among touching neighbours, false positives on top of
+   labeled objects), which the recipe's touching piles produce: when no pile parameter
+   (``scene.pile_fraction``, ``scene.pile_size``, ``scene.contact_gap``, ``attr.in_pile``) came out
+   of the renders, :func:`pile_lever` adds ``scene.pile_fraction in [0.5, 1]`` (more piles).
 4. **Derive** (:func:`~synthloop.active.derive.derive`): the parameter regions re-weight the recipe
    (mixtures with the stated exploration share); unmappable ones are reported.
 
@@ -38,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from synthloop.active.derive import Derivation, derive, save_derivation
+from synthloop.active.derive import ARRANGEMENT_PARAMS, Derivation, derive, save_derivation
 from synthloop.active.describe import (
     EXCLUDED_MEASURED,
     describe_pool,
@@ -210,6 +214,29 @@ def _open_ended(region: WeakRegion) -> WeakRegion:
     return WeakRegion.from_dict({**region.to_dict(), "low": low, "high": high})
 
 
+PILE_LEVER = (0.5, 1.0)
+"""The pile fraction interval a high-overlap region asks for when the renders hold no pile."""
+
+
+def pile_lever(region: WeakRegion) -> WeakRegion | None:
+    """``scene.pile_fraction in [0.5, 1]`` for a region of high ``prop.overlap`` (one that leaves
+    out the smallest real overlaps), else None. It carries the property region's real numbers
+    (``source: "pile lever"``)."""
+    if region.param != "prop.overlap" or region.kind != "numeric" or region.at_min:
+        return None
+    if region.low is None or not region.low > 0.0:
+        return None
+    lo, hi = PILE_LEVER
+    changed = {
+        "param": "scene.pile_fraction",
+        "low": lo,
+        "high": hi,
+        "high_inclusive": True,
+        "source": "pile lever",
+    }
+    return WeakRegion.from_dict({**region.to_dict(), **changed})
+
+
 def map_region(
     region: WeakRegion,
     render_rows: Sequence[Mapping[str, Any]],
@@ -219,11 +246,33 @@ def map_region(
     keep: int = 3,
     exclude: Sequence[str] = (),
 ) -> RegionMapping:
-    """Parameter regions where the rendered objects of ``region`` concentrate (module docstring).
+    """Parameter regions where the rendered objects of ``region`` concentrate (module docstring),
+    with :func:`pile_lever` first for a high-overlap region that mapped to no pile parameter.
 
     Missed objects (``recall``, ``pool``) are looked up among the rendered labeled objects; false
     positives (``precision``) among the rendered distractors (rows of ``kind: "distractor"``), so a
     false-positive look maps to more of the distractor groups and scenes that produce it."""
+    m = _map_through_renders(region, render_rows, options, table=table, keep=keep, exclude=exclude)
+    lever = pile_lever(region)
+    if lever is None or any(p.param in ARRANGEMENT_PARAMS for p in m.params):
+        return m
+    why = "high overlap with neighbours: more touching piles (arrangement.pile_fraction up)"
+    params = [lever, *m.params][: max(0, keep)]
+    return RegionMapping(
+        m.table, m.region, m.in_region, m.num_renders, params, f"{m.note}; {why}" if m.note else why
+    )
+
+
+def _map_through_renders(
+    region: WeakRegion,
+    render_rows: Sequence[Mapping[str, Any]],
+    options: MiningOptions,
+    *,
+    table: str,
+    keep: int,
+    exclude: Sequence[str],
+) -> RegionMapping:
+    """:func:`map_region` without the pile lever."""
     fp = table == "precision"
     population = [r for r in render_rows if (r.get("kind") == "distractor") == fp]
     n = len(population)

@@ -14,6 +14,9 @@ A *knob* is one distribution of the recipe, addressed by a path pattern over the
   [-1.5, 1.5] per option: each weight is multiplied by e^z (then scaled back to the original sum).
 * constants and one-value choices cannot be fitted (reported, and skipped).
 
+The default space includes the touching piles of ``arrangement`` (``pile_fraction``, ``pile_size``,
+``contact_gap``) where the recipe has that block; a recipe without it is fitted without piles.
+
 A knob whose extreme settings do not validate as a recipe is reported as not fittable and skipped.
 Pure functions of plain dicts; no I/O.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthloop.errors import SynthloopError
-from synthloop.scenes.recipe import Recipe, recipe_from_dict, recipe_to_dict
+from synthloop.scenes.recipe import MAX_CONTACT_GAP, MAX_COUNT, Recipe, recipe_from_dict, recipe_to_dict
 
 DEFAULT_KNOBS: tuple[str, ...] = (
     "camera.distance",
@@ -46,6 +49,9 @@ DEFAULT_KNOBS: tuple[str, ...] = (
     "classes[*].material.value",
     "classes[*].material.saturation",
     "distractors[*].count",
+    "arrangement.pile_fraction",
+    "arrangement.pile_size",
+    "arrangement.contact_gap",
 )
 
 # Valid ranges by field name (the recipe's validators; checked again when a recipe is built).
@@ -58,6 +64,9 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "spot_angle_deg": (1.0, 180.0),
     "color_temperature_k": (1000.0, 40000.0),
     "taper": (0.0, 2.0),
+    "pile_fraction": (0.0, 1.0),
+    "pile_size": (2.0, float(MAX_COUNT)),
+    "contact_gap": (0.0, MAX_CONTACT_GAP),
     "wrinkle_amplitude": (0.0, 0.99),
     "dent_depth": (0.0, 0.99),
     **dict.fromkeys(
@@ -69,7 +78,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
         (1e-6, math.inf),
     ),
 }
-_INTEGER = ("count", "dent_count")
+_INTEGER = ("count", "dent_count", "pile_size")
 LOGW = 1.5
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+)\]")
 
@@ -239,7 +248,9 @@ def find_knobs(
     seen: set[tuple[str | int, ...]] = set()
     for pattern in patterns:
         matches = list(_expand(base, _parse_pattern(pattern)))
-        if not matches:
+        if not matches and pattern.startswith("arrangement.") and recipe.arrangement is None:
+            notes.append(f"{pattern}: recipe '{recipe.name}' has no arrangement (touching piles); not fitted")
+        elif not matches:
             notes.append(f"{pattern}: no such parameter in recipe '{recipe.name}'; not fitted")
         for path, dist in matches:
             if path in seen:

@@ -397,6 +397,8 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
 
     def check(d: _Dist) -> _Dist:
         s = d.support()
+        if s.numeric and (math.isnan(s.low) or math.isnan(s.high)):  # type: ignore[arg-type]
+            raise ValueError("must be a finite number, got nan")
         lo_txt = "-inf" if low is None else f"{low:g}"
         hi_txt = "inf" if high is None else f"{high:g}"
         rng_txt = f"{'(' if low_open else '['}{lo_txt}, {hi_txt}]"

@@ -99,6 +99,7 @@ def place_circles(
     min_gap: float,
     max_attempts: int,
     rng: np.random.Generator,
+    obstacles: Sequence[tuple[float, float, float]] = (),
 ) -> list[tuple[float, float] | None]:
     """Place circles (in the given order) without overlap inside the centred rectangle ``area``.
 
@@ -106,11 +107,12 @@ def place_circles(
     inside ``[-ax/2 + r, ax/2 - r] x [-ay/2 + r, ay/2 - r]``; a draw is accepted when its distance
     to every placed centre is >= ``r_i + r_j + min_gap``. Returns the (x, y) centre per circle,
     or None where it did not fit (too big for the area, or no free spot found). Deterministic
-    for a given generator state.
+    for a given generator state. ``obstacles``: circles ``(x, y, r)`` placed before (the same
+    rule keeps the new circles clear of them).
     """
     ax, ay = float(area[0]), float(area[1])
-    placed_xy: list[tuple[float, float]] = []
-    placed_r: list[float] = []
+    placed_xy: list[tuple[float, float]] = [(float(x), float(y)) for x, y, _ in obstacles]
+    placed_r: list[float] = [float(r) for _, _, r in obstacles]
     out: list[tuple[float, float] | None] = []
     for r in radii:
         r = float(r)

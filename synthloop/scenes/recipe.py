@@ -340,6 +340,24 @@ class PlacementConfig(_Model):
     max_attempts: int = Field(200, ge=1)
 
 
+MAX_CONTACT_GAP = 0.05  # metres: a "contact" gap wider than this is not touching
+PileSize = Annotated[NumDist, in_range(2, MAX_COUNT), AfterValidator(integral)]
+
+
+class ArrangementConfig(_Model):
+    """Touching piles (see :mod:`synthloop.scenes.piles`): each frame draws ``pile_fraction`` (the
+    share of its objects, labeled and distractors, that go into piles), ``contact_gap`` (metres
+    between the footprints of touching objects; 0 = touching) and, until the piled objects are
+    used up, pile sizes from ``pile_size`` (objects per pile, >= 2). A piled object touches at
+    least one other (footprint gap ``contact_gap``) without interpenetrating; the others are
+    scattered as without an ``arrangement``. Absent (the default): no piles, and every frame is
+    exactly what it was before this field existed."""
+
+    pile_fraction: Unit = 0.5
+    pile_size: PileSize = {"uniform": [2, 5]}
+    contact_gap: Annotated[NumDist, in_range(0, MAX_CONTACT_GAP)] = 0.001
+
+
 class Recipe(_Model):
     """A scene recipe. ``resolution`` is [width, height] in pixels."""
 
@@ -357,6 +375,11 @@ class Recipe(_Model):
     classes: tuple[ClassConfig, ...] = Field(min_length=1)
     distractors: tuple[DistractorConfig, ...] = ()
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
+    arrangement: ArrangementConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _drop_defaults(handler(self), arrangement=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:

@@ -27,16 +27,20 @@ import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, COCO17_SKELETON
 from synthloop.errors import SynthloopError
+from synthloop.geometry.meshes import mesh_cache
 from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb
 from synthloop.scenes.people import sample_body
+from synthloop.scenes.piles import box_footprint, footprint, pile_sizes, place_piles
 from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat
 from synthloop.scenes.recipe import (
     DEFAULT_FOCAL_LENGTH_MM,
+    ArrangementConfig,
     CameraConfig,
     ClassConfig,
     DistractorConfig,
     LightsConfig,
     MaterialConfig,
+    PlacementConfig,
     Recipe,
     ShapeConfig,
     SupportConfig,
@@ -60,6 +64,8 @@ from synthloop.scenes.spec import (
 
 # Subsystem ids for the per-frame SeedSequence (never renumber: it would change every dataset).
 CAMERA, LIGHTS, SUPPORT, WORLD, COUNTS, OBJECTS, DISTRACTORS, PLACEMENT = 1, 2, 3, 4, 5, 6, 7, 8
+ARRANGEMENT = 9
+_BOX_FOOTPRINT_KINDS = ("mesh", "body")  # footprints from the bounding box (no file read, no posing)
 
 Params = dict[str, float | int | str]
 
@@ -332,6 +338,63 @@ class _Draft:
         self.params: Params = {**shape_params, **mat_params, "yaw_deg": yaw}
 
 
+def _footprint(draft: _Draft) -> np.ndarray:
+    """A draft's centred footprint: its mesh's for procedural shapes, its bounding box's for mesh
+    files and bodies (not read or posed while sampling)."""
+    if draft.shape.kind in _BOX_FOOTPRINT_KINDS:
+        return box_footprint(draft.shape.dimensions, draft.quat)
+    return footprint(mesh_cache(draft.shape).vertices, draft.quat)
+
+
+def arrange(
+    cfg: ArrangementConfig,
+    drafts: list[_Draft],
+    pl: PlacementConfig,
+    place_rng: np.random.Generator,
+    arrangement_rng: np.random.Generator,
+) -> tuple[list[tuple[float, float] | None], Params]:
+    """Centres of ``drafts`` (in placement order; None = dropped) with piles
+    (:mod:`synthloop.scenes.piles`): the first ``round(pile_fraction * N)`` drafts go into piles,
+    the rest (and piled ones that found no contact) are scattered around them. Sets each draft's
+    ``in_pile`` (0/1); returns the frame's arrangement params: the sampled ``pile_fraction``,
+    ``contact_gap`` (metres), ``pile_size`` (mean of the sizes drawn), and the realized
+    ``pile_count`` and ``piled_count``. Without piles the scatter is that of a recipe without an
+    arrangement (same draws)."""
+    fraction = cfg.pile_fraction.sample_float(arrangement_rng)
+    gap = cfg.contact_gap.sample_float(arrangement_rng)
+    sizes, drawn = pile_sizes(len(drafts), fraction, lambda: cfg.pile_size.sample_int(arrangement_rng))
+    radii = [d.radius for d in drafts]
+    n_piled = sum(sizes)
+    xy: list[tuple[float, float] | None] = []
+    in_pile: list[bool] = []
+    pile_count = 0
+    if n_piled:
+        starts = np.cumsum([0, *sizes])
+        piles = [list(range(int(a), int(b))) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        fps = [_footprint(d) for d in drafts[:n_piled]]
+        xy, in_pile = place_piles(
+            fps, radii[:n_piled], piles, pl.area, gap, pl.min_gap, pl.max_attempts, place_rng
+        )
+        pile_count = sum(1 for pile in piles if in_pile[pile[0]])
+    xy += [None] * (len(drafts) - n_piled)
+    in_pile += [False] * (len(drafts) - n_piled)
+    rest = [i for i, p in enumerate(xy) if p is None]
+    obstacles = [(p[0], p[1], radii[i]) for i, p in enumerate(xy) if p is not None]
+    got = place_circles([radii[i] for i in rest], pl.area, pl.min_gap, pl.max_attempts, place_rng, obstacles)
+    for i, p in zip(rest, got, strict=True):
+        xy[i] = p
+    for d, piled in zip(drafts, in_pile, strict=True):
+        d.params["in_pile"] = int(piled)
+    params: Params = {
+        "pile_fraction": fraction,
+        "contact_gap": gap,
+        "pile_size": float(np.mean(drawn)),
+        "pile_count": pile_count,
+        "piled_count": int(sum(in_pile)),
+    }
+    return xy, params
+
+
 def _keypoints_local(
     cls: ClassConfig, dims: tuple[float, float, float]
 ) -> dict[str, tuple[float, float, float]]:
@@ -375,9 +438,16 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
     place_rng = rng(PLACEMENT)
     order = place_rng.permutation(len(drafts))
     pl = recipe.placement
-    xy_in_order = place_circles(
-        [drafts[i].radius for i in order], pl.area, pl.min_gap, pl.max_attempts, place_rng
-    )
+    if recipe.arrangement is None:
+        xy_in_order = place_circles(
+            [drafts[i].radius for i in order], pl.area, pl.min_gap, pl.max_attempts, place_rng
+        )
+    else:
+        in_order = [drafts[int(i)] for i in order]
+        xy_in_order, arrangement_params = arrange(
+            recipe.arrangement, in_order, pl, place_rng, rng(ARRANGEMENT)
+        )
+        params.update(arrangement_params)
     xy: list[tuple[float, float] | None] = [None] * len(drafts)
     for slot, i in enumerate(order):
         xy[int(i)] = xy_in_order[slot]
