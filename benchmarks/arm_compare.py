@@ -2,11 +2,12 @@
 
     python benchmarks/arm_compare.py --data ../shared/data/real/fruits-nuts/val.json \
         --arm bundled='RES/bundled_s*/detections.json' --arm fitted='RES/fitted_s*/detections.json' \
-        [--resamples 2000] [--seed 0] [--out docs/results/arms.json]
+        [--iou bbox|segm|keypoints] [--resamples 2000] [--seed 0] [--out docs/results/arms.json]
 
 Each ``--arm NAME=GLOB`` names the ``detections.json`` files (synthloop.detections/1, as
 ``synthloop evaluate RUN --data VAL --out DIR`` writes them) of one arm's models. Prints, per arm,
-the COCO box AP50 and AP of every model, their mean and standard deviation over seeds, and the
+the COCO AP50 and AP of every model (boxes by default; ``--iou segm`` masks, ``--iou keypoints``
+OKS with COCO-17 sigmas), their mean and standard deviation over seeds, and the
 percentile-bootstrap interval of the arm mean over resamples of the val images
 (:func:`synthloop.evaluation.bootstrap.bootstrap_arms`); then each arm's paired difference to the
 first arm. Writes all of it as JSON. All figures are in AP units (0..1).
@@ -46,15 +47,17 @@ def main() -> None:
     ap.add_argument("--data", required=True, type=Path, help="labeled real split (COCO json)")
     ap.add_argument("--images", type=Path, default=None, help="its images folder (default: beside it)")
     ap.add_argument("--arm", action="append", required=True, help="NAME=GLOB of detections.json files")
+    ap.add_argument("--iou", choices=("bbox", "segm", "keypoints"), default="bbox", help="what AP scores")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     ds = load_coco(args.data, args.images)
     arms = _arms(args.arm)
-    b = bootstrap_arms(ds, arms, resamples=args.resamples, seed=args.seed)
+    b = bootstrap_arms(ds, arms, resamples=args.resamples, seed=args.seed, iou_type=args.iou)
     per_model = {
-        arm: {run: _full_stats(ds, {run: dets}) for run, dets in runs.items()} for arm, runs in arms.items()
+        arm: {run: _full_stats(ds, {run: dets}, args.iou) for run, dets in runs.items()}
+        for arm, runs in arms.items()
     }
     rows = []
     for arm, runs in per_model.items():
@@ -86,14 +89,22 @@ def main() -> None:
         )
     if args.out:
         atomic_write_json(
-            args.out, {"data": str(args.data), "arms": rows, "bootstrap": b, "per_model": per_model}
+            args.out,
+            {
+                "data": str(args.data),
+                "iou_type": args.iou,
+                "arms": rows,
+                "bootstrap": b,
+                "per_model": per_model,
+            },
         )
         print(f"wrote {args.out}")
 
 
-def _full_stats(ds: Any, runs: dict[str, Any]) -> dict[str, float]:
-    """COCO box AP/AP50/AP75 of one model on the whole split (a 10-resample bootstrap's point value)."""
-    b = bootstrap_arms(ds, {"m": runs}, resamples=10, seed=0)
+def _full_stats(ds: Any, runs: dict[str, Any], iou_type: str = "bbox") -> dict[str, float]:
+    """COCO AP/AP50/AP75 (``iou_type``) of one model on the whole split (a 10-resample bootstrap's
+    point value)."""
+    b = bootstrap_arms(ds, {"m": runs}, resamples=10, seed=0, iou_type=iou_type)
     return {k: b["runs"]["m"][k]["value"] for k in ("AP", "AP50", "AP75")}
 
 

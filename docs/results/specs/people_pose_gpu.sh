@@ -6,7 +6,8 @@
 #   FRAMES=2000 bash docs/results/specs/people_pose_gpu.sh WORK_DIR
 # SYNTH=DIR uses frames rendered elsewhere (e.g. on a CPU render node) instead of rendering here;
 # the six runs train in parallel on the one GPU (WORKERS data workers each), each stopped after
-# TRAIN_LIMIT seconds if set (evaluation then uses the run's latest checkpoint).
+# TRAIN_LIMIT seconds if set (evaluation then uses the run's latest checkpoint). BOOT resamples
+# (default 1000; 0 to bootstrap elsewhere from the returned eval/ folder).
 set -euo pipefail
 WORK=${1:?usage: people_pose_gpu.sh WORK_DIR}
 FRAMES=${FRAMES:-2000}
@@ -33,9 +34,19 @@ for arm in real synth ptft; do
 done
 wait
 
-for seed in $SEEDS; do
-  python -m synthloop.cli evaluate "$WORK"/runs/real_s${seed} --data "$WORK"/real/val/annotations.json \
-    --out "$WORK"/eval/s${seed} --bootstrap 1000 --bootstrap-iou keypoints --seed ${seed} \
-    --compare "$WORK"/runs/synth_s${seed} --compare "$WORK"/runs/ptft_s${seed} --quiet
+# each model on the real val split (report.json + detections.json), the six at once
+for arm in real synth ptft; do
+  for seed in $SEEDS; do
+    python -m synthloop.cli evaluate "$WORK"/runs/${arm}_s${seed} --data "$WORK"/real/val/annotations.json \
+      --out "$WORK"/eval/${arm}_s${seed} --quiet > "$WORK"/eval/${arm}_s${seed}.log 2>&1 &
+  done
 done
-echo "reports: $WORK/eval/s*/report.json (keypoints AP/AP50; bootstrap: differences vs real-only)"
+wait
+# keypoint (OKS) AP/AP50 per arm: mean over seeds, bootstrap over val images, paired vs real-only
+# (BOOT=0 skips it here; run the same command where the eval/ folder lands)
+if [ "${BOOT:-1000}" -gt 0 ]; then
+  python "$SPECS"/../../../benchmarks/arm_compare.py --iou keypoints --data "$WORK"/real/val/annotations.json \
+    --arm real="$WORK/eval/real_s*/detections.json" --arm synth="$WORK/eval/synth_s*/detections.json" \
+    --arm ptft="$WORK/eval/ptft_s*/detections.json" --resamples "${BOOT:-1000}" --out "$WORK"/eval/arms.json
+fi
+echo "reports: $WORK/eval/*/report.json, $WORK/eval/arms.json (keypoint AP/AP50 per arm; differences vs real-only)"
