@@ -34,10 +34,11 @@ for arm in real synth ptft; do
 done
 wait
 
-# each model on the real val split (report.json + detections.json), the six at once
+# each model (its last checkpoint: no checkpoint is picked on the val split) on the real val split
+# (report.json + detections.json), the six at once
 for arm in real synth ptft; do
   for seed in $SEEDS; do
-    python -m synthloop.cli evaluate "$WORK"/runs/${arm}_s${seed} --data "$WORK"/real/val/annotations.json \
+    python -m synthloop.cli evaluate "$WORK"/runs/${arm}_s${seed}/checkpoints/last.pt --data "$WORK"/real/val/annotations.json \
       --out "$WORK"/eval/${arm}_s${seed} --quiet > "$WORK"/eval/${arm}_s${seed}.log 2>&1 &
   done
 done
