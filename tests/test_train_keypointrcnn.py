@@ -14,8 +14,11 @@ from synthloop.dataset.types import Category
 from synthloop.evaluation.coco_metrics import coco_evaluate
 from synthloop.exporters.coco import write_coco
 from synthloop.importers.coco import load_coco
+from synthloop.training.backbones import build_backbone
+from synthloop.training.keypointrcnn import build_keypointrcnn
 from synthloop.training.loop import load_checkpoint, train
 from synthloop.training.predictor import Predictor
+from synthloop.training.rcnn import RCNNSettings
 from synthloop.training.spec import parse_spec
 from synthloop.training.toydata import make_toy_dataset
 
@@ -92,3 +95,19 @@ def test_keypoint_rcnn_trains_and_predicts_keypoints(tmp_path, person_coco):
     out = coco_evaluate(ds, {d.frame_id: d for d in dets}, iou_types=("keypoints",))
     ap = out["keypoints"]["stats"]["AP"]
     assert 0.0 <= ap <= 1.0  # two iterations: a number, not a good one
+
+
+def test_keypoint_loss_runs_on_a_channels_last_model():
+    """The training loop puts CUDA models in channels_last; torchvision's keypoint loss flattens
+    the predictor's heatmaps with ``.view``, which failed on that layout before the predictor
+    returned them contiguous. Same layout here on the CPU."""
+    torch.manual_seed(0)
+    settings = RCNNSettings(min_size=96, max_size=128, **SMALL)
+    net = build_keypointrcnn(build_backbone("efficientnet_lite0", None), 2, settings, keypoint_head_dim=16)
+    net = net.to(memory_format=torch.channels_last).train()
+    boxes = torch.tensor([[10.0, 12.0, 60.0, 80.0], [70.0, 20.0, 120.0, 90.0]])
+    kps = torch.cat([boxes[:, None, :2] + torch.rand(2, 17, 2) * 40, torch.full((2, 17, 1), 2.0)], dim=2)
+    targets = [{"boxes": boxes, "labels": torch.tensor([1, 1]), "keypoints": kps}]
+    losses = net([torch.rand(3, 96, 128)], targets)
+    assert torch.isfinite(losses["loss_keypoint"])
+    sum(losses.values()).backward()

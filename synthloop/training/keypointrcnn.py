@@ -11,6 +11,7 @@ head is torchvision's (8 convs of 512, 14x14 RoIs, 56x56 heatmaps).
 
 from __future__ import annotations
 
+import torch
 from torchvision.models.detection import KeypointRCNN
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
@@ -19,6 +20,19 @@ from synthloop.training.backbones import FeatureBackbone
 from synthloop.training.rcnn import FPN_NAMES, RCNNSettings, rcnn_parts
 
 KEYPOINT_HEAD_DIM = 512
+
+
+class ContiguousKeypointPredictor(KeypointRCNNPredictor):
+    """torchvision's keypoint predictor with a contiguous output.
+
+    Output: heatmap logits (R, K, 56, 56) for R RoIs and K keypoints. Under ``channels_last``
+    (the training loop's CUDA default) the upsampled logits keep that memory format, and
+    torchvision's ``keypointrcnn_loss`` flattens them with ``.view``, which fails on it. Same
+    parameters and state-dict keys as the parent.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).contiguous()
 
 
 def build_keypointrcnn(
@@ -37,5 +51,5 @@ def build_keypointrcnn(
         **rcnn_parts(backbone, num_classes, settings),
         keypoint_roi_pool=MultiScaleRoIAlign(FPN_NAMES, 14, 2),
         keypoint_head=KeypointRCNNHeads(settings.fpn_channels, (keypoint_head_dim,) * 8),
-        keypoint_predictor=KeypointRCNNPredictor(keypoint_head_dim, num_keypoints),
+        keypoint_predictor=ContiguousKeypointPredictor(keypoint_head_dim, num_keypoints),
     )
