@@ -173,3 +173,17 @@ def test_roc_auc_matches_pairwise_definition():
     assert roc_auc(y, p) == pytest.approx(pairwise)
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
     assert roc_auc(np.array([1, 1, 1]), np.array([0.9, 0.2, 0.6])) == pytest.approx(2 / 3)  # one class
+
+
+def test_a_rare_failure_class_keeps_both_classes_in_the_models_training_rows():
+    """One or two failures among 150 rows: a plain random holdout of 30 % could leave the tree none to
+    learn from (one-class predict_proba). The holdout is stratified, so mining runs, and the
+    held-out rows hold failures too when there are enough of them."""
+    for failures in ((3,), (3, 77)):
+        rows = controlled_rows(150, seed=5)
+        for i, r in enumerate(rows):
+            r["matched"] = i not in failures
+        table = outcome_table(rows)
+        assert int(table.failed.sum()) == len(failures)
+        for seed in range(10):
+            assert mine(table, seed=seed).model_score is not None
