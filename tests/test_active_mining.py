@@ -176,9 +176,9 @@ def test_roc_auc_matches_pairwise_definition():
 
 
 def test_a_rare_failure_class_keeps_both_classes_in_the_models_training_rows():
-    """One or two failures among 150 rows: a plain random holdout of 30 % could leave the tree none to
-    learn from (one-class predict_proba). The holdout is stratified, so mining runs, and the
-    held-out rows hold failures too when there are enough of them."""
+    """One or two failures among 150 rows: the random 30 % holdout can take all of them and leave
+    the tree none to learn from (one-class predict_proba). Then nothing is held out, and mining
+    runs for every seed."""
     for failures in ((3,), (3, 77)):
         rows = controlled_rows(150, seed=5)
         for i, r in enumerate(rows):

@@ -347,21 +347,6 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def _holdout_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(test, train) row indices, stratified by class: about ``fraction`` of each class of ``y``
-    (0/1 labels, shape (n,)) is held out, and at least one row of each class stays in train. With
-    ``fraction`` 0, or a class of fewer than 2 rows, nothing is held out (test = train = all rows)."""
-    classes = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
-    n_test = [int(round(fraction * len(idx))) for idx in classes]
-    if fraction <= 0 or any(len(idx) < 2 for idx in classes):
-        every = rng.permutation(len(y))
-        return every, every
-    n_test = [min(k, len(idx) - 1) for k, idx in zip(n_test, classes, strict=True)]
-    test = np.concatenate([idx[:k] for idx, k in zip(classes, n_test, strict=True)])
-    train = np.concatenate([idx[k:] for idx, k in zip(classes, n_test, strict=True)])
-    return rng.permutation(test), rng.permutation(train)
-
-
 def _fit_models(
     table: OutcomeTable, y: np.ndarray, opts: MiningOptions, rng: np.random.Generator
 ) -> tuple[Any, dict[str, float], float | None, str]:
@@ -372,7 +357,11 @@ def _fit_models(
     n, f = table.X.shape
     if f == 0 or n < 2 * opts.min_support or len(np.unique(y)) < 2:
         return None, {}, None, ""
-    test, train = _holdout_split(y, opts.holdout_fraction if n >= 100 else 0.0, rng)
+    order = rng.permutation(n)
+    n_test = int(round(opts.holdout_fraction * n)) if n >= 100 else 0
+    test, train = (order[:n_test], order[n_test:]) if n_test else (order, order)
+    if len(np.unique(y[train])) < 2:  # the holdout took every row of a rare class: no holdout
+        test, train = order, order
     leaf = max(opts.min_support, int(math.ceil(opts.min_leaf_fraction * len(train))))
     seed = int(rng.integers(0, 2**31 - 1))
     tree = DecisionTreeClassifier(
