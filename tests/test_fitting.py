@@ -17,9 +17,17 @@ from synthloop.errors import SynthloopError
 from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
 from synthloop.fitting.objective import objective
 from synthloop.fitting.search import Journal, run_search
-from synthloop.fitting.space import build_recipe, find_knobs, knob_value, start_params
+from synthloop.fitting.space import (
+    DEFAULT_KNOBS,
+    build_recipe,
+    find_knobs,
+    knob_value,
+    start_params,
+    with_dormant_arrangement,
+)
 from synthloop.generators.generate import generate_frames
 from synthloop.scenes.recipe import load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
+from synthloop.scenes.sampler import sample_scene
 
 TARGET = 0.64  # planted camera distance centre (the shapes recipe has 0.525)
 KEY = "camera.distance:centre"
@@ -38,6 +46,26 @@ def test_space_reports_what_cannot_be_fitted_and_starts_at_the_original():
     hazel = knobs[3]  # count uniform [0, 5]: a narrow setting near 0 still holds an integer
     d = knob_value(hazel, {hazel.dims[0].name: 0.2})
     assert d["uniform"][0] <= 0 <= d["uniform"][1] or d["uniform"][0] == d["uniform"][1] == 0.0
+
+
+def test_a_recipe_without_piles_is_fitted_from_a_dormant_arrangement():
+    """The dormant block renders the original scenes, its pile fraction is searched over [0, 1]
+    from 0, and a high setting piles objects."""
+    rec = load_recipe("tabletop")
+    assert rec.arrangement is None
+    assert with_dormant_arrangement(rec, ["camera.distance"]) is rec
+    dormant = with_dormant_arrangement(rec, DEFAULT_KNOBS)
+    for f in range(3):
+        a, b = sample_scene(rec, 7, f), sample_scene(dormant, 7, f)
+        assert [o.location for o in a.objects] == [o.location for o in b.objects]
+        assert a.camera == b.camera
+    knobs, notes = find_knobs(dormant, ["arrangement.pile_fraction"])
+    assert not notes
+    (dim,) = knobs[0].dims
+    assert (dim.low, dim.high, dim.start) == (0.0, 1.0, 0.0)
+    piled = build_recipe(recipe_to_dict(dormant), knobs, {dim.name: 0.9}, source="t")
+    assert piled.arrangement is not None
+    assert sum(int(o.params["in_pile"]) for f in range(3) for o in sample_scene(piled, 7, f).objects) >= 4
 
 
 def _toy_evaluate(calls: list[int]):

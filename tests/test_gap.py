@@ -68,6 +68,26 @@ def test_statistics_of_hand_made_frames(tmp_path):
     assert shifted["thing/rel_size"] > 1 and shifted["thing/hue"] > 1
 
 
+def test_overlap_statistic_is_the_largest_box_iou_with_a_neighbour(tmp_path):
+    """Two boxes sharing a 10x10 corner (IoU 100 / 700), one alone: the overlap samples, and a
+    set of lone objects is one real spread away from touching pairs."""
+    pair = [(10, 10, 30, 30), (20, 20, 40, 40)]
+    ds = Dataset(
+        categories=[Category(1, "thing")],
+        frames=[_frame(tmp_path, "p", pair), _frame(tmp_path, "q", [(60, 10, 80, 30)])],
+    )
+    m = measure_dataset(ds, colour=False)
+    assert m.objects["thing"]["overlap"] == pytest.approx([100 / 700, 100 / 700, 0.0])
+    lone = measure_dataset(
+        Dataset(categories=[Category(1, "thing")], frames=[_frame(tmp_path, "r", [(5, 5, 20, 20)])]),
+        colour=False,
+    )
+    assert lone.objects["thing"]["overlap"] == [0.0]
+    d = normalised_differences(m, lone)["thing/overlap"]
+    spread = float(np.std([100 / 700, 100 / 700, 0.0]))
+    assert d == pytest.approx(0.75 * (100 / 700) / spread, rel=0.05)  # W1 of matched quantiles
+
+
 def _render(tmp: Path, name: str, recipe, frames: int, factory) -> Path:
     out = tmp / name
     res = generate_frames(recipe, 0, range(frames), out, renderer_factory=factory, quiet=True)

@@ -28,7 +28,14 @@ from synthloop.errors import SynthloopError
 from synthloop.fitting.objective import Components, ObjectiveWeights, components_of, objective
 from synthloop.fitting.proxy import PROXY_SAMPLES, PROXY_SIZE, ProxyRenderer, proxy_recipe
 from synthloop.fitting.search import Journal, SearchResult, Trial, run_search
-from synthloop.fitting.space import DEFAULT_KNOBS, Knob, build_recipe, find_knobs, start_params
+from synthloop.fitting.space import (
+    DEFAULT_KNOBS,
+    Knob,
+    build_recipe,
+    find_knobs,
+    start_params,
+    with_dormant_arrangement,
+)
 from synthloop.gap.compute import GapOptions, SideData, collect_side, gap_of_sides, json_safe
 from synthloop.generators.generate import RendererFactory, categories_of
 from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_dict, recipe_to_yaml
@@ -153,6 +160,7 @@ def fit_recipe(
         raise SynthloopError("the real image set has no images", path=real_name)
     if labeled:
         check_classes(recipe, real, real_name)
+    recipe = with_dormant_arrangement(recipe, settings.knobs)
     knobs, notes = find_knobs(recipe, settings.knobs, widths=settings.widths)
     if not knobs:
         raise SynthloopError(f"nothing to fit in recipe '{recipe.name}': " + "; ".join(notes))

@@ -15,7 +15,11 @@ A *knob* is one distribution of the recipe, addressed by a path pattern over the
 * constants and one-value choices cannot be fitted (reported, and skipped).
 
 The default space includes the touching piles of ``arrangement`` (``pile_fraction``, ``pile_size``,
-``contact_gap``) where the recipe has that block; a recipe without it is fitted without piles.
+``contact_gap``). A recipe without that block is fitted from a *dormant* one
+(:func:`with_dormant_arrangement`: ``pile_fraction`` 0, which renders exactly the frames of the
+recipe without it), so the search may introduce piles. A ``uniform [0, 0]`` of a field with a
+bounded valid range (the dormant ``pile_fraction``) searches its centre over that whole range: a
+zero has no scale to search around.
 
 A knob whose extreme settings do not validate as a recipe is reported as not fittable and skipped.
 Pure functions of plain dicts; no I/O.
@@ -152,6 +156,24 @@ def _field_name(path: tuple[str | int, ...]) -> str:
     return next(str(p) for p in reversed(path) if isinstance(p, str))
 
 
+DORMANT_ARRANGEMENT: dict[str, Any] = {
+    "pile_fraction": {"uniform": [0.0, 0.0]},
+    "pile_size": {"uniform": [2, 5]},
+    "contact_gap": {"uniform": [0.0, 0.002]},
+}
+
+
+def with_dormant_arrangement(recipe: Recipe, patterns: tuple[str, ...] | list[str]) -> Recipe:
+    """``recipe`` with :data:`DORMANT_ARRANGEMENT` (no object piled: the same frames, since the
+    arrangement draws from its own random stream) when it has no ``arrangement`` and a pattern
+    asks for one; else ``recipe`` unchanged."""
+    if recipe.arrangement is not None or not any(p.startswith("arrangement.") for p in patterns):
+        return recipe
+    data = recipe_to_dict(recipe)
+    data["arrangement"] = copy.deepcopy(DORMANT_ARRANGEMENT)
+    return recipe_from_dict(data, source=recipe.name)
+
+
 def _dims_of(label: str, dist: Any, field: str, widths: bool) -> tuple[str, tuple[Dim, ...]] | str:
     """(form, dims) of a distribution, or the reason it cannot be fitted."""
     lo_b, hi_b = _BOUNDS.get(field, (-math.inf, math.inf))
@@ -160,8 +182,11 @@ def _dims_of(label: str, dist: Any, field: str, widths: bool) -> tuple[str, tupl
     if "uniform" in dist:
         a, b = (float(v) for v in dist["uniform"])
         m, h = (a + b) / 2.0, (b - a) / 2.0
-        span = max(2.0 * h, 0.25 * abs(m), 1e-6)
-        dims = [Dim(f"{label}:centre", max(m - span, lo_b), min(m + span, hi_b), m)]
+        if h == 0 and m == 0 and math.isfinite(lo_b) and math.isfinite(hi_b):
+            dims = [Dim(f"{label}:centre", lo_b, hi_b, m)]
+        else:
+            span = max(2.0 * h, 0.25 * abs(m), 1e-6)
+            dims = [Dim(f"{label}:centre", max(m - span, lo_b), min(m + span, hi_b), m)]
         if widths and h > 0:
             dims.append(Dim(f"{label}:log_width", math.log(0.25), math.log(2.0), 0.0))
         return "uniform", tuple(dims)

@@ -5,6 +5,9 @@ Per class unless noted:
 * ``rel_size``: the visible box's long side / image width (resolution-free).
 * ``aspect``: the box's long side / short side (>= 1; objects lie at random yaw, so w/h would mix
   orientation with shape).
+* ``overlap``: the largest box IoU with another labeled object of the image (any class; see
+  :func:`synthloop.geometry.properties.geometry_properties`): 0 for an object standing alone, > 0
+  for touching or overlapping neighbours (piles).
 * ``count``: objects of the class per image (images without the class count as 0); ``total``: the
   same for all labeled objects.
 * ``coverage`` (per image): union of the labeled masks / image area.
@@ -35,9 +38,10 @@ import numpy as np
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.gap.images import load_rgb
 from synthloop.geometry.masks import rle_to_mask
+from synthloop.geometry.properties import geometry_properties
 
 BORDER_MARGIN = 0.005  # a box within this fraction of the image width of an edge touches the border
-OBJECT_STATS = ("rel_size", "aspect", "hue", "saturation", "value")
+OBJECT_STATS = ("rel_size", "aspect", "overlap", "hue", "saturation", "value")
 IMAGE_STATS = ("total", "coverage", "background_value", "background_saturation")
 
 
@@ -165,21 +169,25 @@ class Measurements:
         w, h = frame.width, frame.height
         union = np.zeros((h, w), dtype=bool)
         per_image = dict.fromkeys(self.classes, 0)
-        for obj in frame.objects:
-            if obj.iscrowd or obj.area <= 0 or obj.category_id not in names:
-                continue
+        kept = [
+            o for o in frame.objects
+            if not o.iscrowd and o.area > 0 and o.category_id in names
+            and o.bbox[2] > o.bbox[0] and o.bbox[3] > o.bbox[1]
+        ]  # fmt: skip
+        boxes = np.array([o.bbox for o in kept], dtype=np.float64).reshape(-1, 4)
+        overlap = geometry_properties(boxes, w, h)["overlap"] if kept else np.zeros(0)
+        m_px = BORDER_MARGIN * w
+        for obj, ov in zip(kept, overlap, strict=True):
             name = names[obj.category_id]
             x1, y1, x2, y2 = obj.bbox
             bw, bh = x2 - x1, y2 - y1
-            if bw <= 0 or bh <= 0:
-                continue
             per_image[name] += 1
-            m_px = BORDER_MARGIN * w
             self.touching += int(x1 <= m_px or y1 <= m_px or x2 >= w - m_px or y2 >= h - m_px)
             self.labeled += 1
             rec = self.objects[name]
             rec["rel_size"].append(max(bw, bh) / w)
             rec["aspect"].append(max(bw, bh) / min(bw, bh))
+            rec["overlap"].append(float(ov))
             if obj.mask is None:
                 continue
             m = rle_to_mask(obj.mask)

@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# GPU render nodes: frames/s of the default render settings on an NVIDIA GPU against the CPU, on
-# the same scenes, same process set-up (one warm Blender worker per setting, A B A B).
-# Needs Python 3.11 with bpy 4.2 (`pip install -e '.[test]'`) and an NVIDIA driver; run from the
-# repository root. Goal of the render issue: GPU frames/s >= 20x the 2-core CPU figure in
-# docs/results/render_quality.json (the CPU run here is this machine's CPU, for the ratio).
+# GPU render nodes: time per annotated frame and quality of the render settings on an NVIDIA GPU
+# (OptiX, CUDA), the same benchmark as the CPU table (benchmarks/render_quality.py), then the farm's
+# throughput on full-size frames with one worker per GPU. Run from the repository root.
+# Environment: PY (the driver's Python; default python3) and, where that Python has no bpy,
+# SYNTHLOOP_BLENDER_PYTHON (a Python 3.11 with bpy for the Blender workers, see render_node_py311.sh).
+# DEVICES (default "optix cuda"), CPU=1 to also run the node's CPU, SCENES/WIDTH/HEIGHT/REF_SPP/
+# CANDIDATES as benchmarks/render_quality.py, FRAMES for the farm (default 64).
+# Goal of the render issue: GPU frames/s >= 20x the 2-core CPU's (docs/results/render_quality.md).
 set -euo pipefail
 OUT=${OUT:-benchmarks/results}
+PY=${PY:-python3}
+mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/render_gpu_device.txt"
-for dev in ${DEVICES:-optix cuda}; do
-  python benchmarks/render_quality.py --device "$dev" --candidates legacy,standard --rounds 2 \
-    --scenes "${SCENES:-4}" --width "${WIDTH:-640}" --height "${HEIGHT:-480}" --ref-spp "${REF_SPP:-1024}" \
-    --out "$OUT/render_quality_$dev.json"
+devices="${DEVICES:-optix cuda}"
+[ "${CPU:-0}" = 1 ] && devices="$devices cpu"
+for dev in $devices; do
+  "$PY" benchmarks/render_quality.py --device "$dev" --candidates "${CANDIDATES:-legacy,standard}" \
+    --rounds "${ROUNDS:-2}" --scenes "${SCENES:-3}" --width "${WIDTH:-320}" --height "${HEIGHT:-240}" \
+    --ref-spp "${REF_SPP:-512}" --cache "/tmp/render_quality_cache_$dev" --out "$OUT/render_quality_$dev.json" \
+    || echo "render_quality on $dev failed"
 done
-python benchmarks/render_quality.py --device cpu --candidates legacy,standard --rounds 2 \
-  --scenes "${SCENES:-4}" --width "${WIDTH:-640}" --height "${HEIGHT:-480}" --ref-spp "${REF_SPP:-1024}" \
-  --out "$OUT/render_quality_cpu.json"
-# the farm on GPUs: one worker per GPU
-python -m synthloop.cli farm plan --recipe tabletop --frames 64 --seed 0 --shards 8 --out /tmp/gpujob --device optix
-/usr/bin/time -v python -m synthloop.cli farm run /tmp/gpujob --gpus "$(nvidia-smi -L | wc -l)" --quiet \
-  2> "$OUT/render_gpu_farm_time.txt" | tail -1
+# the farm on GPUs: one worker per GPU, full-size tabletop frames
+gpus=$(nvidia-smi -L | wc -l)
+"$PY" -m synthloop.cli farm plan --recipe tabletop --frames "${FRAMES:-64}" --seed 100 --shards 8 \
+  --out /tmp/gpujob --device "${FARM_DEVICE:-optix}" > /dev/null
+t0=$(date +%s.%N)
+"$PY" -m synthloop.cli farm run /tmp/gpujob --gpus "$gpus" --quiet > "$OUT/render_gpu_farm.jsonl" 2>&1 || true
+t1=$(date +%s.%N)
+"$PY" - "$t0" "$t1" "${FRAMES:-64}" "$gpus" <<'PY' | tee "$OUT/render_gpu_farm.txt"
+import sys
+t0, t1, frames, gpus = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print(f"farm run --gpus {gpus}: {frames} frames in {t1 - t0:.1f} s = {frames / (t1 - t0):.2f} frames/s (process start included)")
+PY
