@@ -5,7 +5,7 @@
 # Environment: PY (the driver's Python; default python3) and, where that Python has no bpy,
 # SYNTHLOOP_BLENDER_PYTHON (a Python 3.11 with bpy for the Blender workers, see render_node_py311.sh).
 # DEVICES (default "optix cuda"), CPU=1 to also run the node's CPU, SCENES/WIDTH/HEIGHT/REF_SPP/
-# CANDIDATES as benchmarks/render_quality.py, FRAMES for the farm (default 64).
+# CANDIDATES as benchmarks/render_quality.py, FRAMES for the farm (default 64), STEP_TIMEOUT (s) per step.
 # Goal of the render issue: GPU frames/s >= 20x the 2-core CPU's (docs/results/render_quality.md).
 set -euo pipefail
 OUT=${OUT:-benchmarks/results}
@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 devices="${DEVICES:-optix cuda}"
 [ "${CPU:-0}" = 1 ] && devices="$devices cpu"
 for dev in $devices; do
-  "$PY" benchmarks/render_quality.py --device "$dev" --candidates "${CANDIDATES:-legacy,standard}" \
+  timeout "${STEP_TIMEOUT:-1800}" "$PY" benchmarks/render_quality.py --device "$dev" --candidates "${CANDIDATES:-legacy,standard}" \
     --rounds "${ROUNDS:-2}" --scenes "${SCENES:-3}" --width "${WIDTH:-320}" --height "${HEIGHT:-240}" \
     --ref-spp "${REF_SPP:-512}" --cache "/tmp/render_quality_cache_$dev" --out "$OUT/render_quality_$dev.json" \
     || echo "render_quality on $dev failed"
@@ -25,7 +25,7 @@ gpus=$(nvidia-smi -L | wc -l)
 "$PY" -m synthloop.cli farm plan --recipe tabletop --frames "${FRAMES:-64}" --seed 100 --shards 8 \
   --out /tmp/gpujob --device "${FARM_DEVICE:-optix}" > /dev/null
 t0=$(date +%s.%N)
-"$PY" -m synthloop.cli farm run /tmp/gpujob --gpus "$gpus" --quiet > "$OUT/render_gpu_farm.jsonl" 2>&1 || true
+timeout "${STEP_TIMEOUT:-1800}" "$PY" -m synthloop.cli farm run /tmp/gpujob --gpus "$gpus" --quiet > "$OUT/render_gpu_farm.jsonl" 2>&1 || true
 t1=$(date +%s.%N)
 "$PY" - "$t0" "$t1" "${FRAMES:-64}" "$gpus" <<'PY' | tee "$OUT/render_gpu_farm.txt"
 import sys
