@@ -83,6 +83,7 @@ def test_overlap_statistic_is_the_largest_box_iou_with_a_neighbour(tmp_path):
         colour=False,
     )
     assert lone.objects["thing"]["overlap"] == [0.0]
+    assert summarize_measurements(m)["classes"]["thing"]["overlap"]["max"] == pytest.approx(100 / 700)
     d = normalised_differences(m, lone)["thing/overlap"]
     spread = float(np.std([100 / 700, 100 / 700, 0.0]))
     assert d == pytest.approx(0.75 * (100 / 700) / spread, rel=0.05)  # W1 of matched quantiles

@@ -209,13 +209,14 @@ class Measurements:
 
 
 def summarize_measurements(m: Measurements) -> dict[str, Any]:
-    """``{"images", "classes": {name: {rel_size, aspect, count, hsv}}, "total", "coverage",
+    """``{"images", "classes": {name: {rel_size, aspect, overlap, count, hsv}}, "total", "coverage",
     "touching_border", "background"}`` with :func:`summarize` dicts (``hsv``/``background`` None
     without colour)."""
     classes = {
         name: {
             "rel_size": summarize(m.objects[name]["rel_size"]),
             "aspect": summarize(m.objects[name]["aspect"]),
+            "overlap": summarize(m.objects[name]["overlap"]),
             "count": summarize(m.counts[name]),
             "hsv": m.pixels[name].summary() if m.colour else None,
         }
