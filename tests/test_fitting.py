@@ -14,7 +14,15 @@ from synthloop.commands.recipes import refuse_held_out
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Category, Dataset
 from synthloop.errors import SynthloopError
-from synthloop.fitting.fit import FitSettings, check_classes, fit_recipe, fitted_header, write_fitted
+from synthloop.fitting.fit import (
+    FitSettings,
+    candidates_of,
+    check_classes,
+    fit_recipe,
+    fitted_header,
+    select_confirmed,
+    write_fitted,
+)
 from synthloop.fitting.objective import objective
 from synthloop.fitting.search import Journal, run_search
 from synthloop.fitting.space import (
@@ -66,6 +74,17 @@ def test_a_recipe_without_piles_is_fitted_from_a_dormant_arrangement():
     piled = build_recipe(recipe_to_dict(dormant), knobs, {dim.name: 0.9}, source="t")
     assert piled.arrangement is not None
     assert sum(int(o.params["in_pile"]) for f in range(3) for o in sample_scene(piled, 7, f).objects) >= 4
+
+
+def test_confirmation_keeps_the_trial_that_stays_good_on_fresh_renders():
+    """A fluke (best in the search, worse than the original on new renders) loses to a trial that
+    is good on both; with no candidate better on the new renders the original (trial 0) is kept."""
+    fluke = {"trial": 7, "search": 0.70, "confirmed": 1.25}
+    steady = {"trial": 3, "search": 0.85, "confirmed": 0.90}
+    assert select_confirmed([fluke, steady]) == 3
+    assert select_confirmed([fluke]) == 0
+    assert select_confirmed([]) == 0
+    assert select_confirmed([steady, {**steady, "trial": 9}]) == 3
 
 
 def _toy_evaluate(calls: list[int]):
@@ -142,11 +161,14 @@ def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(
     zbuffer_renderer.renders = 0
     outcome = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)
     rendered = zbuffer_renderer.renders
-    assert rendered == 4 * 3 + 3 * (2 if outcome.search.best.number else 1)  # trials + confirmation
+    candidates = candidates_of(outcome.search, settings.rerank)
+    assert [r["trial"] for r in outcome.confirmed] == [t.number for t in candidates]
+    assert rendered == 4 * 3 + 3 * (1 + len(candidates))  # trials + the original and candidates again
+    assert outcome.selected.number == select_confirmed(outcome.confirmed)
     assert any("lights.nope" in n for n in outcome.notes)
     out = write_fitted(outcome, tmp_path / "fitted.yaml", fitted_header(outcome, "shapes", "real", settings))
     text = out.read_text()
-    assert text.startswith("# Fitted by `synthloop recipes fit shapes") and "objective before 1.000" in text
+    assert text.startswith("# Fitted by `synthloop recipes fit shapes") and "Selected: trial" in text
     fitted = load_recipe(out)
     assert fitted.name == "shapes_fitted" and fitted.resolution == shapes.resolution
     again = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)

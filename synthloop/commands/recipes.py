@@ -134,6 +134,9 @@ def fit_cmd(
         "world, table and class materials, counts, scales, distractor counts).",
     ),
     widths: bool = typer.Option(False, "--widths", help="Also fit the widths of uniform ranges."),
+    rerank: int = typer.Option(
+        3, "--rerank", min=0, help="Best trials rendered again (seed + 1) to choose the fitted one."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
     """Fit a recipe's distributions (camera, lights, materials, counts, distractors) so that cheap
@@ -158,6 +161,7 @@ def fit_cmd(
         settings = FitSettings(
             budget=budget, seed=seed, frames=frames, size=parse_size(proxy_size), samples=samples,
             threads=threads, device=device, knobs=tuple(knobs or DEFAULT_KNOBS), widths=widths,
+            rerank=rerank,
         )  # fmt: skip
         jdir = journal or Path(str(out) + ".journal")
         with JobProgress(budget, "fit", quiet=quiet, unit="trial") as prog:
@@ -179,6 +183,8 @@ def fit_cmd(
         "evaluated_now": len(outcome.search.evaluated),
         "best_trial": best.number,
         "search_objective": best.objective,
+        "selected_trial": outcome.selected.number,
+        "confirmed": outcome.confirmed,
         "confirmed_objective": outcome.objective_after,
         "before": outcome.before,
         "after": outcome.after,

@@ -5,8 +5,13 @@ statistics; :func:`synthloop.gap.compute.collect_side`); run the seeded, journal
 (:mod:`synthloop.fitting.search`) in which each trial renders ``frames`` proxy frames
 (:mod:`synthloop.fitting.proxy`, render seed ``seed``, the same frames for every trial: common
 random numbers) and scores the gap (:mod:`synthloop.fitting.objective`); then *confirm*: the
-original and the best recipe are rendered again with another seed (``seed + 1``) and their gap is
-reported as before/after (the search's own best score is optimistic: it was selected on noise).
+search's best score is optimistic (it was selected on noise), so the original and the ``rerank``
+best trials that beat it are rendered again with another seed (``seed + 1``), and the fitted
+recipe is, of the candidates that beat the original on those fresh renders too, the one with the
+lowest mean of its search and confirmation objectives (:func:`select_confirmed`); the original
+is kept when none does.
+Its gap is reported as before/after. The confirmation took part in the choice, so the reported
+"after" is optimistic too, less so than the search's; an unbiased figure needs a third seed.
 
 Only the data passed as ``real`` steers the fit: give the training split (or unlabeled photos),
 never the split a model is evaluated on.
@@ -45,7 +50,8 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class FitSettings:
-    """``budget`` trials (trial 0 = the original), ``seed`` (sampler and proxy renders),
+    """``budget`` trials (trial 0 = the original), ``seed`` (sampler and proxy renders), ``rerank``
+    (best trials confirmed on fresh renders, see the module docstring),
     ``frames`` per trial, proxy ``size``/``samples``, Cycles ``threads`` and render ``device``
     (``None``: the recipe's ``render.device``), ``knobs`` patterns,
     ``widths`` (also fit uniform widths), objective ``weights``, ``max_crops`` per class."""
@@ -62,20 +68,24 @@ class FitSettings:
     weights: ObjectiveWeights = ObjectiveWeights()
     max_crops: int = 200
     confirm: bool = True
+    rerank: int = 3
 
 
 @dataclass
 class FitOutcome:
-    """The fitted recipe (full resolution), the search, the knobs and notes, and the confirmed
-    before/after components and objectives (None without confirmation)."""
+    """The fitted recipe (full resolution), the search, the knobs and notes, the ``selected``
+    trial (the search's best without confirmation), and the confirmed before/after components and
+    objectives with one ``confirmed`` row per candidate (None / empty without confirmation)."""
 
     fitted: Recipe
     search: SearchResult
     knobs: list[Knob]
     notes: list[str]
+    selected: Trial
     before: Components | None = None
     after: Components | None = None
     objective_after: float | None = None
+    confirmed: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,48 +197,57 @@ def fit_recipe(
             weights=settings.weights,
             on_trial=on_trial,
         )
-        best = search.best
-        full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
-        fitted = build_recipe(full, knobs, best.params, source=f"{recipe.name} (fitted)")
-        outcome = FitOutcome(fitted=fitted, search=search, knobs=knobs, notes=notes)
+        outcome = FitOutcome(fitted=recipe, search=search, knobs=knobs, notes=notes, selected=search.best)
         if settings.confirm:
             _confirm(outcome, scorer, root, settings)
+        full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
+        outcome.fitted = build_recipe(full, knobs, outcome.selected.params, source=f"{recipe.name} (fitted)")
     finally:
         renderer.close()
     return outcome
 
 
+def candidates_of(search: SearchResult, k: int) -> list[Trial]:
+    """Up to ``k`` trials other than the original with a search objective below 1, best first."""
+    better = [t for t in search.trials if t.number != 0 and t.objective < 1.0]
+    return sorted(better, key=lambda t: (t.objective, t.number))[: max(k, 0)]
+
+
+def select_confirmed(rows: list[dict[str, Any]]) -> int:
+    """The trial number to keep among confirmation ``rows`` (``trial``, ``search`` and
+    ``confirmed`` objectives): of the trials that also beat the original on the fresh renders
+    (``confirmed`` < 1), the lowest mean of the two objectives; 0 (the original) if none does.
+    Ties go to the lower trial number. Pure."""
+    eligible = [r for r in rows if r["confirmed"] < 1.0]
+    best = min(eligible, key=lambda r: ((r["search"] + r["confirmed"]) / 2.0, r["trial"]), default=None)
+    return 0 if best is None else int(best["trial"])
+
+
 def _confirm(outcome: FitOutcome, scorer: _TrialScorer, root: Path, settings: FitSettings) -> None:
-    """Score the original and the best parameters on fresh renders (seed + 1); cached in
-    ``confirm.json`` keyed by the best trial's number."""
-    best = outcome.search.best
+    """Score the original and the candidates (:func:`candidates_of`) on fresh renders (seed + 1),
+    select with :func:`select_confirmed`; cached in ``confirm.json`` keyed by the candidates."""
+    cands = candidates_of(outcome.search, settings.rerank)
+    key = [t.number for t in cands]
     path = root / "confirm.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("best_number") == best.number:
-            outcome.before, outcome.after = cached["before"], cached["after"]
-            outcome.objective_after = cached["objective_after"]
-            return
-    seed = settings.seed + 1
-    before = scorer.score(start_params(outcome.knobs), seed, root / "confirm" / "original")
-    after = (
-        before
-        if best.number == 0
-        else scorer.score(best.params, seed, root / "confirm" / f"best_{best.number:04d}")
-    )
-    outcome.before, outcome.after = before, after
-    outcome.objective_after = objective(after, before, settings.weights)
-    atomic_write_json(
-        path,
-        json_safe(
-            {
-                "best_number": best.number,
-                "before": before,
-                "after": after,
-                "objective_after": outcome.objective_after,
-            }
-        ),
-    )
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if cached.get("candidates") != key:
+        seed = settings.seed + 1
+        before = scorer.score(start_params(outcome.knobs), seed, root / "confirm" / "original")
+        rows = []
+        for t in cands:
+            after = scorer.score(t.params, seed, root / "confirm" / f"trial_{t.number:04d}")
+            conf = objective(after, before, settings.weights)
+            rows.append({"trial": t.number, "search": t.objective, "confirmed": conf, "components": after})
+        cached = {"candidates": key, "before": before, "rows": rows}
+        atomic_write_json(path, json_safe(cached))
+    rows = cached["rows"]
+    chosen = select_confirmed(rows)
+    outcome.selected = next(t for t in outcome.search.trials if t.number == chosen)
+    outcome.before = cached["before"]
+    outcome.confirmed = [{k: v for k, v in r.items() if k != "components"} for r in rows]
+    row = next((r for r in rows if r["trial"] == chosen), None)
+    outcome.after = row["components"] if row else outcome.before
+    outcome.objective_after = row["confirmed"] if row else 1.0
 
 
 def _fmt_components(c: Components | None) -> str:
@@ -256,9 +275,15 @@ def fitted_header(outcome: FitOutcome, recipe_source: str, real_name: str, setti
         "synthloop/fitting/objective.py).",
     ]
     if outcome.before is not None:
+        rows = "; ".join(
+            f"trial {r['trial']} {r['search']:.3f} -> {r['confirmed']:.3f}" for r in outcome.confirmed
+        )
         lines += [
-            f"Confirmed on fresh proxy renders (seed {s.seed + 1}): objective before 1.000, after "
-            f"{outcome.objective_after:.3f}",
+            f"Confirmed on fresh proxy renders (seed {s.seed + 1}), search -> confirmation objective: "
+            f"{rows or 'no trial beat the original'}.",
+            f"Selected: trial {outcome.selected.number} (of those below 1.0 on both, the lowest mean; "
+            f"trial 0 = the original): confirmation objective "
+            f"{outcome.objective_after:.3f} (optimistic: it took part in the choice)",
             f"  before: {_fmt_components(outcome.before)}",
             f"  after:  {_fmt_components(outcome.after)}",
         ]
