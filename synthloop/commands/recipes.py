@@ -135,7 +135,7 @@ def fit_cmd(
     ),
     widths: bool = typer.Option(False, "--widths", help="Also fit the widths of uniform ranges."),
     rerank: int = typer.Option(
-        3, "--rerank", min=0, help="Best trials rendered again (seed + 1) to choose the fitted one."
+        3, "--rerank", min=1, help="Best trials rendered again (seed + 1) to choose the fitted one."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:

@@ -51,7 +51,8 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class FitSettings:
     """``budget`` trials (trial 0 = the original), ``seed`` (sampler and proxy renders), ``rerank``
-    (best trials confirmed on fresh renders, see the module docstring),
+    (best trials confirmed on fresh renders, >= 1: with none, confirmation always keeps the
+    original; see the module docstring),
     ``frames`` per trial, proxy ``size``/``samples``, Cycles ``threads`` and render ``device``
     (``None``: the recipe's ``render.device``), ``knobs`` patterns,
     ``widths`` (also fit uniform widths), objective ``weights``, ``max_crops`` per class."""

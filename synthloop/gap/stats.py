@@ -175,7 +175,7 @@ class Measurements:
             and o.bbox[2] > o.bbox[0] and o.bbox[3] > o.bbox[1]
         ]  # fmt: skip
         boxes = np.array([o.bbox for o in kept], dtype=np.float64).reshape(-1, 4)
-        overlap = geometry_properties(boxes, w, h)["overlap"] if kept else np.zeros(0)
+        overlap = geometry_properties(boxes, w, h)["overlap"]
         m_px = BORDER_MARGIN * w
         for obj, ov in zip(kept, overlap, strict=True):
             name = names[obj.category_id]

@@ -5,7 +5,8 @@
 # Environment: PY (the driver's Python; default python3) and, where that Python has no bpy,
 # SYNTHLOOP_BLENDER_PYTHON (a Python 3.11 with bpy for the Blender workers, see render_node_py311.sh).
 # DEVICES (default "optix cuda"), CPU=1 to also run the node's CPU, SCENES/WIDTH/HEIGHT/REF_SPP/
-# CANDIDATES as benchmarks/render_quality.py, FRAMES for the farm (default 64), STEP_TIMEOUT (s) per step.
+# CANDIDATES as benchmarks/render_quality.py, FRAMES and FARM_DEVICE (default optix) for the farm
+# (default 64 frames), STEP_TIMEOUT (s) per step.
 # Goal of the render issue: GPU frames/s >= 20x the 2-core CPU's (docs/results/render_quality.md).
 set -euo pipefail
 OUT=${OUT:-benchmarks/results}
