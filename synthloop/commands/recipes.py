@@ -10,13 +10,23 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
+from synthloop.atomic import atomic_write_bytes
 from synthloop.cli_common import user_errors
 from synthloop.errors import SynthloopError
+from synthloop.fitting.backgrounds import with_backgrounds, write_backgrounds
 from synthloop.importers.images import load_labeled_or_folder
 from synthloop.progress import JobProgress
-from synthloop.scenes.recipe import load_recipe, recipe_hash, recipe_to_yaml
+from synthloop.scenes.recipe import (
+    load_recipe,
+    recipe_dict_to_yaml,
+    recipe_from_dict,
+    recipe_hash,
+    recipe_to_dict,
+    recipe_to_yaml,
+)
 from synthloop.scenes.registry import DEFAULT_RECIPE, list_bundled
 from synthloop.scenes.sampler import sample_scene
 
@@ -190,3 +200,51 @@ def fit_cmd(
         "after": outcome.after,
     }
     typer.echo(json.dumps(summary, default=str) if quiet else json.dumps(summary, indent=1, default=str))
+
+
+@app.command("backgrounds")
+def backgrounds_cmd(
+    recipe: str = typer.Argument(..., help="bundled recipe name or YAML path"),
+    real: Path = typer.Option(
+        ...,
+        "--real",
+        help="Labeled real photos (the TRAINING split's COCO json) whose tables become the support's "
+        "textures. Never the validation/test split (names with val/test are refused).",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Recipe YAML to write; the textures go to OUT's name + '_textures/' beside it.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the hole filling and of the size estimate."),
+) -> None:
+    """Give a recipe the target domain's tables: remove the labeled objects of real photos (their
+    holes filled with the photo's own pixels), keep the centre squares as support textures at the
+    photographed scale (from the real boxes and the recipe's class sizes), and write the recipe.
+
+    Example: synthloop recipes backgrounds tabletop --real real/train.json --out tabletop_bg.yaml
+    """
+    with user_errors():
+        rec = load_recipe(recipe)
+        refuse_held_out(real)
+        real_ds, labeled = load_labeled_or_folder(real)
+        if not labeled:
+            raise SynthloopError(
+                "needs labeled photos (a COCO json): their objects are removed", path=str(real)
+            )
+        folder = out.parent / f"{out.stem}_textures"
+        made = write_backgrounds(real_ds, rec, folder, np.random.default_rng(seed))
+        data = with_backgrounds(recipe_to_dict(rec), folder.name, made.image_scale)
+        recipe_from_dict(data, source=str(out), base_dir=out.parent)  # validates before writing
+        header = (
+            f"# Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}`:\n"
+            f"# {len(made.paths)} photos with their labeled objects removed ({made.filled_fraction:.1%} of "
+            f"their pixels filled from the same photo); {made.metres_per_pixel * 1000:.3f} mm per photo "
+            f"pixel, image_scale {made.image_scale:.3f} per metre.\n"
+        )
+        atomic_write_bytes(out, (header + recipe_dict_to_yaml(data)).encode("utf-8"))
+    summary = {"out": str(out), "textures": str(folder), "images": len(made.paths)}
+    typer.echo(
+        json.dumps({**summary, "image_scale": made.image_scale, "metres_per_pixel": made.metres_per_pixel})
+    )

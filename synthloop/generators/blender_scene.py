@@ -313,7 +313,9 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
     scale ``bump_scale`` through a Bump node of strength ``bump_strength``; foil always gets a
     Voronoi bump of strength ``max(bump_strength, 0.6)`` (crumpled metal; its metallic value is
     the spec's). ``image_path`` replaces the base colour with the image, box-projected on object
-    coordinates (metres) times ``image_scale``; a missing file raises ``FileNotFoundError``.
+    coordinates (metres) times ``image_scale``, one tile centred on the object's origin (the
+    table's centre, where the camera looks, shows no tile seam); a missing file raises
+    ``FileNotFoundError``.
     Workbench previews use ``diffuse_color``/``roughness``/``metallic`` (flat colour only).
     """
     mat = bpy.data.materials.new(name)
@@ -344,6 +346,7 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
         img_node.projection_blend = 0.2
         mapping = tree.nodes.new("ShaderNodeMapping")
         mapping.inputs["Scale"].default_value = (spec.image_scale,) * 3
+        mapping.inputs["Location"].default_value = (0.5, 0.5, 0.5)  # a tile's centre at the origin
         tree.links.new(texco.outputs["Object"], mapping.inputs["Vector"])
         tree.links.new(mapping.outputs["Vector"], img_node.inputs["Vector"])
         color = img_node.outputs["Color"]

@@ -431,9 +431,12 @@ def recipe_hash(recipe: Recipe) -> str:
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     """YAML text that :func:`load_recipe` reads back into an equal Recipe."""
-    return yaml.safe_dump(
-        recipe_to_dict(recipe), sort_keys=False, default_flow_style=None, allow_unicode=True, width=110
-    )
+    return recipe_dict_to_yaml(recipe_to_dict(recipe))
+
+
+def recipe_dict_to_yaml(data: dict) -> str:
+    """YAML text of a recipe dict (:func:`recipe_to_dict` form), in field order."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> Path:

@@ -7,6 +7,10 @@
 #   PACK/debs     CPython 3.11 (Debian 12) and the X11/GL client libraries that bpy links
 #   PACK/whl311   cp311 wheels of what the renderer imports (the versions installed here)
 #   PACK/bpy.tar.zst.part-*  the bpy package, zstd level 9, in parts of PART_MB MiB (default 56)
+#   PACK/cubins   with SM=90 (say) and PTXAS=path/to/ptxas (e.g. from the nvidia-cuda-nvcc-cu12
+#                 wheel): Cycles' compute_75 PTX compiled ahead for sm_SM, so that the node's
+#                 first frame does not wait for the driver's JIT (which took over 9 minutes on an
+#                 H100 host)
 # Slimmed for NVIDIA render nodes: no CUDA cubins (sm_90 GPUs JIT the compute_75 PTX; OptiX uses
 # its PTX), no AMD (HIP) kernels, no OpenImageDenoise HIP/SYCL devices, and the oneAPI (Intel GPU)
 # kernel library replaced by a stub of its six entry points (never called without an Intel GPU).
@@ -43,4 +47,12 @@ tar -cf - -C "$SITE" \
   -C "$stub" --transform='s,^oneapi_stub/,bpy/lib/,' oneapi_stub/libcycles_kernel_oneapi_aot.so \
   | zstd -q -9 --long=27 -T0 | split -b "${PART_MB}m" - "$PACK/bpy.tar.zst.part-"
 rm -rf "$stub"
+if [ -n "${SM:-}" ]; then
+  mkdir -p "$PACK/cubins"
+  ptx=$(mktemp)
+  zstd -q -d -c "$SITE/bpy/4.2/scripts/addons_core/cycles/lib/kernel_compute_75.ptx.zst" > "$ptx"
+  "${PTXAS:-ptxas}" -arch="sm_$SM" -O3 "$ptx" -o "$ptx.cubin"
+  zstd -q -19 -f "$ptx.cubin" -o "$PACK/cubins/kernel_sm_$SM.cubin.zst"
+  rm -f "$ptx" "$ptx.cubin"
+fi
 du -sh "$PACK"/*

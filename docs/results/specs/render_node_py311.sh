@@ -9,6 +9,9 @@
 #                      client libraries bpy links (apt-get download ..., see the render results doc)
 #   PACK/whl311/*.whl  cp311 wheels of synthloop's render-time imports (numpy, pydantic, PyYAML, ...)
 #   PACK/bpy.tar.zst   the bpy package folder (tar | zstd), or its parts PACK/bpy.tar.zst.part-*
+#   PACK/cubins/kernel_sm_*.cubin.zst  (optional) Cycles CUDA kernels compiled ahead of time for the
+#                      node's GPU (render_node_pack.sh SM=90): copied into Cycles' lib/, so that
+#                      the first frame does not wait for the driver to JIT-compile the PTX
 # Prints the launcher's path. Needs dpkg, tar and a python3 (any version) to unzip the wheels.
 set -euo pipefail
 PACK=$(cd "$1" && pwd)
@@ -30,6 +33,9 @@ if [ ! -d "$PREFIX/site/bpy" ]; then
   parts=("$PACK"/bpy.tar.zst*)
   unzst='import sys, zstandard; zstandard.ZstdDecompressor(max_window_size=1 << 27).copy_stream(sys.stdin.buffer, sys.stdout.buffer)'
   cat "${parts[@]}" | "$PREFIX/python3.11" -c "$unzst" | tar -xf - -C "$PREFIX/site"
+fi
+if compgen -G "$PACK/cubins/kernel_sm_*.cubin.zst" > /dev/null; then
+  cp "$PACK"/cubins/kernel_sm_*.cubin.zst "$PREFIX/site/bpy/4.2/scripts/addons_core/cycles/lib/"
 fi
 "$PREFIX/python3.11" -c "import bpy, numpy; print('bpy', bpy.app.version_string, 'numpy', numpy.__version__)" >&2
 echo "$PREFIX/python3.11"

@@ -1,0 +1,231 @@
+"""Target-domain backgrounds: the labeled objects of real photos removed, for support textures.
+
+A procedural table cannot imitate a terry towel or a ribbed plastic tray, and whole-image features
+see mostly the table. The real training photos already show it: remove their labeled objects and the
+rest is the target domain's background, which a recipe can use as ``support.material
+.texture_folder``.
+
+Removal (:func:`fill_holes`) copies real pixels into each hole, never synthesises new ones: the
+photo shifted by a random offset (seeded) fills a whole hole where it can, else the hole pixels
+whose source is neither a hole nor outside the image, and the next offset fills what is left; a
+thin band along each hole's border is then smoothed (``cv2.inpaint``) so that the seams do not read
+as edges. Unlabeled things (the gold foil sweets of fruits-nuts) stay, and may be copied into a
+hole, as the domain's own distractors.
+
+Scale: :func:`metres_per_pixel` compares each labeled real object's long box side (pixels) with the
+recipe's size of its class (metres), so :func:`texture_scale` gives the ``image_scale`` at which a
+texture is as large on the table as the photographed area was.
+
+Conventions: images (H, W, 3) uint8; masks (H, W) bool, True = an object's pixel; boxes pixel x1, y1,
+x2, y2. Pure functions apart from :func:`write_backgrounds`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from synthloop.atomic import atomic_save_image
+from synthloop.dataset.staging import staged_dir
+from synthloop.dataset.types import Dataset, Frame
+from synthloop.errors import SynthloopError
+from synthloop.gap.images import load_rgb
+from synthloop.geometry.masks import rle_to_mask
+from synthloop.scenes.recipe import Recipe
+
+DILATE_PX = 0.02  # hole margin, fraction of the image width (shadows and soft edges)
+SEAM_PX = 3
+MAX_SHIFTS = 400
+SIZE_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class Backgrounds:
+    """What :func:`write_backgrounds` made: the texture files, the ``image_scale`` they need, the
+    metres per photo pixel it came from and the fraction of photo pixels that were filled."""
+
+    paths: list[Path]
+    image_scale: float
+    metres_per_pixel: float
+    filled_fraction: float
+
+
+def objects_mask(frame: Frame, dilate_px: int) -> np.ndarray:
+    """(H, W) bool: every object of ``frame`` (its mask, or its box when it has none), crowd
+    regions included, grown by ``dilate_px`` pixels."""
+    hole: np.ndarray = np.zeros((frame.height, frame.width), dtype=np.uint8)
+    for obj in frame.objects:
+        if obj.mask is not None:
+            hole |= rle_to_mask(obj.mask).astype(np.uint8)
+        else:
+            x1, y1, x2, y2 = (int(round(v)) for v in obj.bbox)
+            hole[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = 1
+    if dilate_px > 0:
+        k = 2 * int(dilate_px) + 1
+        hole = cv2.dilate(hole, np.ones((k, k), dtype=np.uint8))
+    return hole.astype(bool)
+
+
+def _shifted(arr: np.ndarray, dy: int, dx: int, fill: object) -> np.ndarray:
+    """``arr`` moved by (dy, dx) pixels (out[y, x] = arr[y - dy, x - dx]); uncovered cells = ``fill``."""
+    out = np.full_like(arr, fill)
+    h, w = arr.shape[:2]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = arr[ys, xs]
+    return out
+
+
+def _offset(rng: np.random.Generator, width: int, shift_range: tuple[float, float]) -> tuple[int, int]:
+    """A random (dy, dx) of length ``shift_range`` (fractions of ``width``) in a random direction."""
+    ang = rng.uniform(0.0, 2.0 * np.pi)
+    r = rng.uniform(*shift_range) * width
+    return int(round(r * np.sin(ang))), int(round(r * np.cos(ang)))
+
+
+def _fill_whole_components(
+    out: np.ndarray, hole: np.ndarray, rng: np.random.Generator, shift_range: tuple[float, float], tries: int
+) -> np.ndarray:
+    """Fill each connected hole in one piece from one offset whose source lies wholly outside the
+    holes and inside the image (one seam per hole); returns the pixels left unfilled."""
+    left = hole.copy()
+    n, labels = cv2.connectedComponents(hole.astype(np.uint8), connectivity=8)
+    for k in range(1, n):
+        comp = labels == k
+        for _ in range(tries):
+            dy, dx = _offset(rng, hole.shape[1], shift_range)
+            if not (comp & _shifted(hole, dy, dx, True)).any():
+                out[comp] = _shifted(out, dy, dx, 0)[comp]
+                left &= ~comp
+                break
+    return left
+
+
+def fill_holes(
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    shift_range: tuple[float, float] = (0.1, 0.4),
+    max_shifts: int = MAX_SHIFTS,
+    seam_px: int = SEAM_PX,
+) -> np.ndarray:
+    """``rgb`` with every ``hole`` pixel replaced by a real pixel of the same photo.
+
+    Each connected hole is first copied whole from the first of ``max_shifts // 4`` random offsets
+    (direction random, length ``shift_range`` of the width) whose source is clear of holes and
+    inside the image. The holes no offset fits whole are filled pixel by pixel: each further offset
+    (at most ``max_shifts``) fills the pixels still empty whose source pixel is clear; pixels no
+    offset reached are inpainted.
+    A band of ``seam_px`` around each hole's border is inpainted to soften the seams. Raises
+    SynthloopError when the photo has no pixel outside the holes."""
+    if hole.shape != rgb.shape[:2]:
+        raise SynthloopError(f"mask {hole.shape} does not match image {rgb.shape[:2]}")
+    if hole.all():
+        raise SynthloopError("nothing of the photo is left outside its objects")
+    out = rgb.copy()
+    left = _fill_whole_components(out, hole, rng, shift_range, tries=max_shifts // 4)
+    for _ in range(max_shifts):
+        if not left.any():
+            break
+        dy, dx = _offset(rng, rgb.shape[1], shift_range)
+        take = left & ~_shifted(hole, dy, dx, True)
+        out[take] = _shifted(out, dy, dx, 0)[take]
+        left &= ~take
+    kernel = np.ones((2 * seam_px + 1,) * 2, np.uint8)
+    h8 = hole.astype(np.uint8)
+    band = (cv2.dilate(h8, kernel) - cv2.erode(h8, kernel)).astype(bool)
+    return cv2.inpaint(out, ((band | left) * 255).astype(np.uint8), seam_px, cv2.INPAINT_TELEA)
+
+
+def class_long_side(recipe: Recipe, rng: np.random.Generator) -> dict[str, float]:
+    """Median long side (metres: max of ``dimensions`` times ``scale``) of each recipe class with
+    fixed dimensions, over :data:`SIZE_SAMPLES` draws of its distributions."""
+    out: dict[str, float] = {}
+    for cls in recipe.classes:
+        dims = cls.shape.dimensions
+        if dims is None:
+            continue
+        sides = [
+            max(d.sample_float(rng) for d in dims) * cls.shape.scale.sample_float(rng)
+            for _ in range(SIZE_SAMPLES)
+        ]
+        out[cls.name] = float(np.median(sides))
+    return out
+
+
+def metres_per_pixel(real: Dataset, long_side: dict[str, float]) -> float:
+    """Median over the labeled real objects of their class's long side (metres) / their box's
+    long side (pixels). SynthloopError when no real class has a size in ``long_side``."""
+    names = {c.id: c.name for c in real.categories}
+    ratios = [
+        long_side[names[o.category_id]] / max(o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1])
+        for f in real.frames
+        for o in f.objects
+        if not o.iscrowd and names.get(o.category_id) in long_side
+        and max(o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1]) > 0
+    ]  # fmt: skip
+    if not ratios:
+        raise SynthloopError(
+            f"no labeled object of a class with a known size ({', '.join(sorted(long_side)) or 'none'})"
+        )
+    return float(np.median(ratios))
+
+
+def square_centre(rgb: np.ndarray) -> np.ndarray:
+    """The largest centred square of ``rgb`` (a box-projected texture is square)."""
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return rgb[y0 : y0 + s, x0 : x0 + s]
+
+
+def texture_scale(side_px: float, m_per_px: float) -> float:
+    """``image_scale`` (repeats per metre) of a square texture of ``side_px`` photo pixels."""
+    size_m = side_px * m_per_px
+    if not np.isfinite(size_m) or size_m <= 0:
+        raise SynthloopError(f"texture size must be a positive number of metres, got {size_m}")
+    return float(1.0 / size_m)
+
+
+def write_backgrounds(
+    real: Dataset, recipe: Recipe, out: str | Path, rng: np.random.Generator
+) -> Backgrounds:
+    """One JPEG per real frame in ``out`` (published when all are written): its objects removed,
+    the centre square kept. Returns the files and the ``image_scale`` for them."""
+    m_px = metres_per_pixel(real, class_long_side(recipe, rng))
+    sides: list[int] = []
+    filled = total = 0
+    names: list[str] = []
+    with staged_dir(out) as tmp:
+        for i, frame in enumerate(real.frames):
+            rgb = load_rgb(frame)
+            hole = objects_mask(frame, int(round(DILATE_PX * frame.width)))
+            sq = square_centre(fill_holes(rgb, hole, rng))
+            name = f"background_{i:04d}.jpg"
+            atomic_save_image(tmp / name, Image.fromarray(sq), quality=92)
+            names.append(name)
+            sides.append(sq.shape[0])
+            filled, total = filled + int(hole.sum()), total + hole.size
+    return Backgrounds(
+        paths=[Path(out) / n for n in names],
+        image_scale=texture_scale(float(np.median(sides)), m_px),
+        metres_per_pixel=m_px,
+        filled_fraction=filled / max(total, 1),
+    )
+
+
+def with_backgrounds(recipe_dict: dict, folder: str, image_scale: float) -> dict:
+    """A copy of a recipe dict (:func:`~synthloop.scenes.recipe.recipe_to_dict`) whose support
+    shows one texture of ``folder`` (chosen per frame) at ``image_scale`` repeats per metre."""
+    out = {**recipe_dict, "support": {**recipe_dict["support"]}}
+    out["support"]["material"] = {
+        **recipe_dict["support"]["material"],
+        "texture_folder": folder,
+        "image_scale": round(float(image_scale), 4),
+    }
+    return out
