@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ from synthloop.fitting.backgrounds import (
     texture_scale,
 )
 from synthloop.geometry.masks import mask_to_rle
-from synthloop.scenes.recipe import load_recipe
+from synthloop.scenes.recipe import load_recipe, yaml_comment
 
 
 def _position_image(h: int, w: int) -> np.ndarray:
@@ -131,3 +132,9 @@ def test_cli_writes_a_recipe_with_the_textures_and_refuses_bad_input(tmp_path, d
         )
         assert res.exit_code == 2 and words in res.output, res.output
         assert not bad.parent.exists() or not any(bad.parent.iterdir())
+
+
+def test_header_values_cannot_become_yaml():
+    header = yaml_comment(["made from `x --real a\nname: injected`", "", "two\r\nlines"])
+    assert all(line.startswith("#") for line in header.splitlines())
+    assert yaml.safe_load(header + "name: kept\n") == {"name": "kept"}

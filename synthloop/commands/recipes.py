@@ -26,6 +26,7 @@ from synthloop.scenes.recipe import (
     recipe_hash,
     recipe_to_dict,
     recipe_to_yaml,
+    yaml_comment,
 )
 from synthloop.scenes.registry import DEFAULT_RECIPE, list_bundled
 from synthloop.scenes.sampler import sample_scene
@@ -218,6 +219,7 @@ def backgrounds_cmd(
         help="Recipe YAML to write; the textures go to OUT's name + '_textures/' beside it.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the hole filling and of the size estimate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
     """Give a recipe the target domain's tables: remove the labeled objects of real photos (their
     holes filled with the photo's own pixels), keep the centre squares as support textures at the
@@ -234,15 +236,16 @@ def backgrounds_cmd(
                 "needs labeled photos (a COCO json): their objects are removed", path=str(real)
             )
         folder = out.parent / f"{out.stem}_textures"
-        made = write_backgrounds(real_ds, rec, folder, np.random.default_rng(seed))
+        with JobProgress(len(real_ds.frames), "backgrounds", quiet=quiet, unit="photo") as prog:
+            made = write_backgrounds(real_ds, rec, folder, np.random.default_rng(seed), prog.advance)
         data = with_backgrounds(recipe_to_dict(rec), folder.name, made.image_scale)
         recipe_from_dict(data, source=str(out), base_dir=out.parent)  # validates before writing
-        header = (
-            f"# Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}`:\n"
-            f"# {len(made.paths)} photos with their labeled objects removed ({made.filled_fraction:.1%} of "
+        header = yaml_comment([
+            f"Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}`:",
+            f"{len(made.paths)} photos with their labeled objects removed ({made.filled_fraction:.1%} of "
             f"their pixels filled from the same photo); {made.metres_per_pixel * 1000:.3f} mm per photo "
-            f"pixel, image_scale {made.image_scale:.3f} per metre.\n"
-        )
+            f"pixel, image_scale {made.image_scale:.3f} per metre.",
+        ])  # fmt: skip
         atomic_write_bytes(out, (header + recipe_dict_to_yaml(data)).encode("utf-8"))
     summary = {"out": str(out), "textures": str(folder), "images": len(made.paths)}
     typer.echo(

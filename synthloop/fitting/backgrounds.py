@@ -22,6 +22,7 @@ x2, y2. Pure functions apart from :func:`write_backgrounds`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,10 +194,15 @@ def texture_scale(side_px: float, m_per_px: float) -> float:
 
 
 def write_backgrounds(
-    real: Dataset, recipe: Recipe, out: str | Path, rng: np.random.Generator
+    real: Dataset,
+    recipe: Recipe,
+    out: str | Path,
+    rng: np.random.Generator,
+    on_frame: Callable[[], None] | None = None,
 ) -> Backgrounds:
     """One JPEG per real frame in ``out`` (published when all are written): its objects removed,
-    the centre square kept. Returns the files and the ``image_scale`` for them."""
+    the centre square kept. Returns the files and the ``image_scale`` for them. ``on_frame`` is
+    called after each frame."""
     m_px = metres_per_pixel(real, class_long_side(recipe, rng))
     sides: list[int] = []
     filled = total = 0
@@ -211,6 +217,8 @@ def write_backgrounds(
             names.append(name)
             sides.append(sq.shape[0])
             filled, total = filled + int(hole.sum()), total + hole.size
+            if on_frame is not None:
+                on_frame()
     return Backgrounds(
         paths=[Path(out) / n for n in names],
         image_scale=texture_scale(float(np.median(sides)), m_px),

@@ -43,7 +43,7 @@ from synthloop.fitting.space import (
 )
 from synthloop.gap.compute import GapOptions, SideData, collect_side, gap_of_sides, json_safe
 from synthloop.generators.generate import RendererFactory, categories_of
-from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_dict, recipe_to_yaml
+from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_dict, recipe_to_yaml, yaml_comment
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 
@@ -290,7 +290,7 @@ def fitted_header(outcome: FitOutcome, recipe_source: str, real_name: str, setti
         ]
     lines.append("Fitted parameters: " + ", ".join(k.label for k in outcome.knobs))
     lines += [f"Note: {n}" for n in outcome.notes]
-    return "".join(f"# {line}\n" for line in lines)
+    return yaml_comment(lines)
 
 
 def write_fitted(outcome: FitOutcome, out: str | Path, header: str) -> Path:

@@ -434,6 +434,12 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return recipe_dict_to_yaml(recipe_to_dict(recipe))
 
 
+def yaml_comment(lines: list[str]) -> str:
+    """``lines`` as a YAML comment block: every physical line (a value may hold line breaks, e.g.
+    a file name) starts with ``# ``, so nothing in them can become YAML."""
+    return "".join(f"# {part}\n" for line in lines for part in (line.splitlines() or [""]))
+
+
 def recipe_dict_to_yaml(data: dict) -> str:
     """YAML text of a recipe dict (:func:`recipe_to_dict` form), in field order."""
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
