@@ -138,3 +138,12 @@ def test_header_values_cannot_become_yaml():
     header = yaml_comment(["made from `x --real a\nname: injected`", "", "two\r\nlines"])
     assert all(line.startswith("#") for line in header.splitlines())
     assert yaml.safe_load(header + "name: kept\n") == {"name": "kept"}
+
+
+def test_fill_works_on_a_strip_narrower_than_the_offsets():
+    rgb = _position_image(12, 200)
+    hole = np.zeros((12, 200), dtype=bool)
+    hole[4:8, 90:110] = True
+    out = fill_holes(rgb, hole, np.random.default_rng(1), seam_px=0)
+    src_y, src_x = out[hole][:, 0].astype(int), out[hole][:, 1].astype(int)
+    assert not hole[src_y, src_x].any()

@@ -38,7 +38,7 @@ from synthloop.gap.images import load_rgb
 from synthloop.geometry.masks import rle_to_mask
 from synthloop.scenes.recipe import Recipe
 
-DILATE_PX = 0.02  # hole margin, fraction of the image width (shadows and soft edges)
+DILATE_FRACTION = 0.02  # hole margin, fraction of the image width (shadows and soft edges)
 SEAM_PX = 3
 MAX_SHIFTS = 400
 SIZE_SAMPLES = 256
@@ -75,6 +75,8 @@ def _shifted(arr: np.ndarray, dy: int, dx: int, fill: object) -> np.ndarray:
     """``arr`` moved by (dy, dx) pixels (out[y, x] = arr[y - dy, x - dx]); uncovered cells = ``fill``."""
     out = np.full_like(arr, fill)
     h, w = arr.shape[:2]
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
     ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
     xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
     out[yd, xd] = arr[ys, xs]
@@ -201,7 +203,8 @@ def write_backgrounds(
     on_frame: Callable[[], None] | None = None,
 ) -> Backgrounds:
     """One JPEG per real frame in ``out`` (published when all are written): its objects removed,
-    the centre square kept. Returns the files and the ``image_scale`` for them. ``on_frame`` is
+    the centre square kept. Returns the files and the ``image_scale`` for them (from the median
+    square side: photos of one size, as a camera takes them, share one scale). ``on_frame`` is
     called after each frame."""
     m_px = metres_per_pixel(real, class_long_side(recipe, rng))
     sides: list[int] = []
@@ -210,7 +213,7 @@ def write_backgrounds(
     with staged_dir(out) as tmp:
         for i, frame in enumerate(real.frames):
             rgb = load_rgb(frame)
-            hole = objects_mask(frame, int(round(DILATE_PX * frame.width)))
+            hole = objects_mask(frame, int(round(DILATE_FRACTION * frame.width)))
             sq = square_centre(fill_holes(rgb, hole, rng))
             name = f"background_{i:04d}.jpg"
             atomic_save_image(tmp / name, Image.fromarray(sq), quality=92)
