@@ -519,3 +519,29 @@ def test_worker_exits_when_parent_is_killed(tmp_path):
             parent.kill()
         if tmp_dir:  # the killed parent could not remove its private folder
             shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def test_streaks_vary_around_the_z_axis_not_along_a_radius(renderer):
+    """On a box's top face (constant z) the streaks depend only on the angle around the object's
+    z axis: grey varies around circles about the centre, in the same way near it and further out."""
+    mat = _mat(
+        (0.6, 0.3, 0.1),
+        pattern="streaks",
+        pattern_strength=1.0,
+        pattern_scale=8.0,
+        color2_rgb=(0.05, 0.05, 0.3),
+    )
+    box = _obj(1, "box", (0.2, 0.2, 0.02), (0.0, 0.0, 0.01), (0, 0, 0), material=mat)
+    frame = renderer.render(make_spec([box], samples=8, cam_loc=(0.0, -0.02, 0.35), denoise=True))
+    gray = frame.rgb.astype(float).mean(axis=2)
+    ys, xs = np.nonzero(frame.instance_ids == 1)
+    cy, cx = ys.mean(), xs.mean()
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    radii = np.arange(5, 16)
+    py = np.rint(cy + radii[:, None] * np.sin(angles)[None]).astype(int)
+    px = np.rint(cx + radii[:, None] * np.cos(angles)[None]).astype(int)
+    assert (frame.instance_ids[py, px] == 1).all()  # all samples on the box's top face
+    g = gray[py, px]  # (radii, angles)
+    around = g.std(axis=1).mean()
+    inner_outer = np.corrcoef(g[1], g[-1])[0, 1]  # the angular profile at r=6 px and at r=15 px
+    assert around > 10 and inner_outer > 0.7, (around, inner_outer)

@@ -302,6 +302,37 @@ def _scaled_factor(tree: Any, value: Any, strength: float) -> Any:
     return mul.outputs["Value"]
 
 
+def _streaks(tree: Any, texco: Any, scale: float, strength: float) -> Any:
+    """Lines around the object's z axis (a nut shell's lines from tip to base): noise over
+    (angle around z in turns times ``scale``, 20 z in metres: long along z) through a narrow ramp, as
+    ``clamp(line * strength)``. Object coordinates, so the lines follow the object."""
+    grad = tree.nodes.new("ShaderNodeTexGradient")
+    grad.gradient_type = "RADIAL"
+    tree.links.new(texco.outputs["Object"], grad.inputs["Vector"])
+    sep = tree.nodes.new("ShaderNodeSeparateXYZ")
+    tree.links.new(texco.outputs["Object"], sep.inputs["Vector"])
+    around = tree.nodes.new("ShaderNodeMath")
+    around.operation = "MULTIPLY"
+    tree.links.new(grad.outputs["Fac"], around.inputs[0])
+    around.inputs[1].default_value = float(scale)
+    along = tree.nodes.new("ShaderNodeMath")
+    along.operation = "MULTIPLY"
+    tree.links.new(sep.outputs["Z"], along.inputs[0])
+    along.inputs[1].default_value = 20.0
+    comb = tree.nodes.new("ShaderNodeCombineXYZ")
+    tree.links.new(around.outputs["Value"], comb.inputs["X"])
+    tree.links.new(along.outputs["Value"], comb.inputs["Y"])
+    noise = tree.nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 1.5
+    noise.inputs["Detail"].default_value = 2.0
+    tree.links.new(comb.outputs["Vector"], noise.inputs["Vector"])
+    ramp = tree.nodes.new("ShaderNodeValToRGB")
+    ramp.color_ramp.elements[0].position = 0.48
+    ramp.color_ramp.elements[1].position = 0.58
+    tree.links.new(noise.outputs["Fac"], ramp.inputs["Fac"])
+    return _scaled_factor(tree, ramp.outputs["Color"], strength)
+
+
 def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Material:
     """Principled BSDF material for ``spec``; ``where`` names the spec field in error messages.
 
@@ -309,11 +340,12 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
     ``clamp(pattern_value * pattern_strength)`` towards ``color2_rgb`` (default: half the base
     colour) and use Generated coordinates (0..1 over the object's bounding box) times
     ``pattern_scale``: noise (Noise texture), wood (Wave rings), checker, marble (distorted noise
-    through a narrow colour ramp = veins), foil (Voronoi cells). Bump: a Noise height field of
-    scale ``bump_scale`` through a Bump node of strength ``bump_strength``; foil always gets a
-    Voronoi bump of strength ``max(bump_strength, 0.6)`` (crumpled metal; its metallic value is
-    the spec's). ``image_path`` replaces the base colour with the image, box-projected on object
-    coordinates (metres) times ``image_scale``, one tile centred on the object's origin (the
+    through a narrow colour ramp = veins), foil (Voronoi cells); streaks (lines around the object's
+    z axis, on object coordinates: a nut shell's lines from tip to base). Bump: a Noise height
+    field of scale ``bump_scale`` through a Bump node of strength ``bump_strength``; foil always
+    gets a Voronoi bump of strength ``max(bump_strength, 0.6)`` (crumpled metal; its metallic
+    value is the spec's). ``image_path`` replaces the base colour with the image, box-projected on
+    object coordinates (metres) times ``image_scale``, one tile centred on the object's origin (the
     table's centre, where the camera looks, shows no tile seam); a missing file raises
     ``FileNotFoundError``.
     Workbench previews use ``diffuse_color``/``roughness``/``metallic`` (flat colour only).
@@ -383,6 +415,8 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
         tree.links.new(tex.outputs["Fac"], ramp.inputs["Fac"])
         veins = _scaled_factor(tree, ramp.outputs["Color"], strength)
         color = _mix_color(tree, veins, base, color2)
+    elif spec.pattern == "streaks":
+        color = _mix_color(tree, _streaks(tree, texco, spec.pattern_scale, strength), base, color2)
     elif spec.pattern == "foil":
         tex = tree.nodes.new("ShaderNodeTexVoronoi")
         tex.inputs["Scale"].default_value = spec.pattern_scale

@@ -52,7 +52,7 @@ from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
 SHAPE_KINDS: tuple[str, ...] = get_args(ShapeKind)
-PATTERNS = ("none", "noise", "wood", "checker", "marble", "foil")
+PATTERNS = ("none", "noise", "wood", "checker", "marble", "foil", "streaks")
 LIGHT_TYPES = ("SUN", "POINT", "SPOT", "AREA")
 MESH_SUFFIXES = (".obj", ".ply", ".glb")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff")

@@ -99,7 +99,8 @@ class MaterialSpec(_Plain):
 
     ``pattern``: ``none`` (flat colour), ``noise`` (colour variation by a noise texture),
     ``wood`` (wave bands), ``checker``, ``marble``, ``foil`` (crumpled metal: strong bump,
-    high metallic). ``pattern_scale`` is in texture-space units (larger = finer). ``color2_rgb``
+    high metallic), ``streaks`` (lines around the object's z axis; ``pattern_scale`` sets how
+    many). ``pattern_scale`` is in texture-space units (larger = finer). ``color2_rgb``
     is the pattern's second colour. ``image_path`` (absolute) replaces the base colour.
     """
 
@@ -109,7 +110,7 @@ class MaterialSpec(_Plain):
     roughness: float = 0.5
     metallic: float = 0.0
     specular: float = 0.5
-    pattern: Literal["none", "noise", "wood", "checker", "marble", "foil"] = "none"
+    pattern: Literal["none", "noise", "wood", "checker", "marble", "foil", "streaks"] = "none"
     pattern_scale: float = 5.0
     pattern_strength: float = 0.0
     bump_strength: float = 0.0
