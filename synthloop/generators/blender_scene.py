@@ -302,6 +302,16 @@ def _scaled_factor(tree: Any, value: Any, strength: float) -> Any:
     return mul.outputs["Value"]
 
 
+def _narrow_ramp(tree: Any, fac: Any, edges: tuple[float, float], strength: float) -> Any:
+    """``clamp(ramp(fac) * strength)``: a colour ramp from black at ``edges[0]`` to white at
+    ``edges[1]`` (thin lines where a noise crosses the band), as a Math node output."""
+    ramp = tree.nodes.new("ShaderNodeValToRGB")
+    ramp.color_ramp.elements[0].position = edges[0]
+    ramp.color_ramp.elements[1].position = edges[1]
+    tree.links.new(fac, ramp.inputs["Fac"])
+    return _scaled_factor(tree, ramp.outputs["Color"], strength)
+
+
 def _streaks(tree: Any, texco: Any, scale: float, strength: float) -> Any:
     """Lines around the object's z axis (a nut shell's lines from tip to base): noise over
     (angle around z in turns times ``scale``, 20 z in metres: long along z) through a narrow ramp, as
@@ -326,11 +336,7 @@ def _streaks(tree: Any, texco: Any, scale: float, strength: float) -> Any:
     noise.inputs["Scale"].default_value = 1.5
     noise.inputs["Detail"].default_value = 2.0
     tree.links.new(comb.outputs["Vector"], noise.inputs["Vector"])
-    ramp = tree.nodes.new("ShaderNodeValToRGB")
-    ramp.color_ramp.elements[0].position = 0.48
-    ramp.color_ramp.elements[1].position = 0.58
-    tree.links.new(noise.outputs["Fac"], ramp.inputs["Fac"])
-    return _scaled_factor(tree, ramp.outputs["Color"], strength)
+    return _narrow_ramp(tree, noise.outputs["Fac"], (0.48, 0.58), strength)
 
 
 def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Material:
@@ -409,11 +415,7 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
         tex.inputs["Detail"].default_value = 8.0
         tex.inputs["Distortion"].default_value = 4.0
         tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        ramp = tree.nodes.new("ShaderNodeValToRGB")
-        ramp.color_ramp.elements[0].position = 0.45
-        ramp.color_ramp.elements[1].position = 0.55
-        tree.links.new(tex.outputs["Fac"], ramp.inputs["Fac"])
-        veins = _scaled_factor(tree, ramp.outputs["Color"], strength)
+        veins = _narrow_ramp(tree, tex.outputs["Fac"], (0.45, 0.55), strength)
         color = _mix_color(tree, veins, base, color2)
     elif spec.pattern == "streaks":
         color = _mix_color(tree, _streaks(tree, texco, spec.pattern_scale, strength), base, color2)
