@@ -36,6 +36,7 @@ from synthloop.dataset.types import Dataset, Frame
 from synthloop.errors import SynthloopError
 from synthloop.gap.images import load_rgb
 from synthloop.geometry.masks import rle_to_mask
+from synthloop.geometry.properties import box_mask
 from synthloop.scenes.recipe import Recipe
 
 DILATE_FRACTION = 0.02  # hole margin, fraction of the image width (shadows and soft edges)
@@ -60,11 +61,8 @@ def objects_mask(frame: Frame, dilate_px: int) -> np.ndarray:
     regions included, grown by ``dilate_px`` pixels."""
     hole: np.ndarray = np.zeros((frame.height, frame.width), dtype=np.uint8)
     for obj in frame.objects:
-        if obj.mask is not None:
-            hole |= rle_to_mask(obj.mask).astype(np.uint8)
-        else:
-            x1, y1, x2, y2 = (int(round(v)) for v in obj.bbox)
-            hole[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = 1
+        m = rle_to_mask(obj.mask) if obj.mask is not None else box_mask(np.asarray(obj.bbox), *hole.shape)
+        hole |= m.astype(np.uint8)
     if dilate_px > 0:
         k = 2 * int(dilate_px) + 1
         hole = cv2.dilate(hole, np.ones((k, k), dtype=np.uint8))
@@ -165,13 +163,13 @@ def metres_per_pixel(real: Dataset, long_side: dict[str, float]) -> float:
     """Median over the labeled real objects of their class's long side (metres) / their box's
     long side (pixels). SynthloopError when no real class has a size in ``long_side``."""
     names = {c.id: c.name for c in real.categories}
-    ratios = [
-        long_side[names[o.category_id]] / max(o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1])
+    sized = [
+        (long_side[names[o.category_id]], max(o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1]))
         for f in real.frames
         for o in f.objects
         if not o.iscrowd and names.get(o.category_id) in long_side
-        and max(o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1]) > 0
-    ]  # fmt: skip
+    ]
+    ratios = [metres / px for metres, px in sized if px > 0]
     if not ratios:
         raise SynthloopError(
             f"no labeled object of a class with a known size ({', '.join(sorted(long_side)) or 'none'})"
