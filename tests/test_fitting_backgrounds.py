@@ -20,6 +20,7 @@ from synthloop.fitting.backgrounds import (
     metres_per_pixel,
     objects_mask,
     square_centre,
+    table_outliers,
     texture_scale,
 )
 from synthloop.geometry.masks import mask_to_rle
@@ -124,6 +125,13 @@ def test_cli_writes_a_recipe_with_the_textures_and_refuses_bad_input(tmp_path, d
         summary["image_scale"], rel=1e-3
     )
     assert out.read_text().startswith("# Support textures from")
+    relit = tmp_path / "bg" / "relit.yaml"
+    args = ["recipes", "backgrounds", "tabletop", "--real", str(data["real"]), "--out", str(relit)]
+    assert CliRunner().invoke(app, [*args, "--relight"]).exit_code == 0
+    assert "--relight`" in relit.read_text().splitlines()[0]
+    relit_files = sorted((tmp_path / "bg" / "relit_textures").glob("*.jpg"))
+    assert [f.name for f in relit_files] == [f.name for f in files]
+    assert any(a.read_bytes() != b.read_bytes() for a, b in zip(files, relit_files, strict=True))
     # a held-out split and an unlabeled folder: one line, exit 2, nothing written
     for real, words in ((tmp_path / "val.json", "evaluation split"), (files[0].parent, "needs labeled")):
         bad = tmp_path / "bad" / "r.yaml"
@@ -147,3 +155,41 @@ def test_fill_works_on_a_strip_narrower_than_the_offsets():
     out = fill_holes(rgb, hole, np.random.default_rng(1), seam_px=0)
     src_y, src_x = out[hole][:, 0].astype(int), out[hole][:, 1].astype(int)
     assert not hole[src_y, src_x].any()
+
+
+def _lit_table(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grainy grey table (its reflectance, around 0.5) under light that rises from 80 at the left
+    edge to 240 at the right: the photo (uint8) and the light (H, W)."""
+    grain = 0.5 + 0.05 * np.random.default_rng(2).standard_normal((h, w))
+    light = np.broadcast_to(np.linspace(80.0, 240.0, w), (h, w))
+    photo = np.clip(grain * light, 0, 255)[..., None].repeat(3, axis=2)
+    return photo.astype(np.uint8), light
+
+
+def test_relit_fill_matches_the_light_at_the_hole():
+    h, w = 96, 256
+    rgb, light = _lit_table(h, w)
+    hole = np.zeros((h, w), dtype=bool)
+    hole[30:60, 200:230] = True  # in the bright part: most sources are darker
+    truth = (0.5 * light[hole]).mean()
+    errs = {}
+    for sigma in (None, 12.0):
+        out = fill_holes(rgb, hole, np.random.default_rng(0), seam_px=0, light_sigma_px=sigma)
+        assert np.array_equal(out[~hole], rgb[~hole])
+        errs[sigma] = abs(out[hole].astype(float).mean() - truth)
+    assert errs[12.0] < 0.3 * errs[None] and errs[12.0] < 4.0
+
+
+def test_relit_fill_copies_no_piece_of_an_unlabeled_foil():
+    h, w = 96, 256
+    rgb, _ = _lit_table(h, w)
+    rgb[40:56, 60:80] = (255, 200, 0)  # a gold foil sweet, not labeled
+    hole = np.zeros((h, w), dtype=bool)
+    hole[30:70, 120:160] = True
+    flagged = table_outliers(rgb, ~hole, 12.0)
+    assert flagged[40:56, 60:80].all() and flagged.mean() < 0.05  # the foil, not the grain
+    for seed in range(4):
+        out = fill_holes(rgb, hole, np.random.default_rng(seed), seam_px=0, light_sigma_px=12.0)
+        filled = out[hole].astype(int)
+        assert (filled[:, 0] - filled[:, 2] < 30).all()  # grey table only: no yellow foil pixel
+        assert np.array_equal(out[40:56, 60:80], rgb[40:56, 60:80])  # the foil itself stays

@@ -219,6 +219,12 @@ def backgrounds_cmd(
         help="Recipe YAML to write; the textures go to OUT's name + '_textures/' beside it.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the hole filling and of the size estimate."),
+    relight: bool = typer.Option(
+        False,
+        "--relight",
+        help="Relight each copied pixel to the light at its hole and copy from the table only (no "
+        "cut pieces of unlabeled things): cleaner textures on tables lit unevenly.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar."),
 ) -> None:
     """Give a recipe the target domain's tables: remove the labeled objects of real photos (their
@@ -237,11 +243,14 @@ def backgrounds_cmd(
             )
         folder = out.parent / f"{out.stem}_textures"
         with JobProgress(len(real_ds.frames), "backgrounds", quiet=quiet, unit="photo") as prog:
-            made = write_backgrounds(real_ds, rec, folder, np.random.default_rng(seed), prog.advance)
+            made = write_backgrounds(
+                real_ds, rec, folder, np.random.default_rng(seed), prog.advance, relight=relight
+            )
         data = with_backgrounds(recipe_to_dict(rec), folder.name, made.image_scale)
         recipe_from_dict(data, source=str(out), base_dir=out.parent)  # validates before writing
         header = yaml_comment([
-            f"Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}`:",
+            f"Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}"
+            f"{' --relight' if relight else ''}`:",
             f"{len(made.paths)} photos with their labeled objects removed ({made.filled_fraction:.1%} of "
             f"their pixels filled from the same photo); {made.metres_per_pixel * 1000:.3f} mm per photo "
             f"pixel, image_scale {made.image_scale:.3f} per metre.",

@@ -9,8 +9,10 @@ Removal (:func:`fill_holes`) copies real pixels into each hole, never synthesise
 photo shifted by a random offset (seeded) fills a whole hole where it can, else the hole pixels
 whose source is neither a hole nor outside the image, and the next offset fills what is left; a
 thin band along each hole's border is then smoothed (``cv2.inpaint``) so that the seams do not read
-as edges. Unlabeled things (the gold foil sweets of fruits-nuts) stay, and may be copied into a
-hole, as the domain's own distractors.
+as edges. With ``relight`` the copy is of the pixel's reflectance (the pixel over the photo's
+illumination, :func:`illumination`), relit with the illumination at the hole: a patch copied from
+a brighter corner of the table does not show as a bright blob. Unlabeled things (the gold foil
+sweets of fruits-nuts) stay, and may be copied into a hole, as the domain's own distractors.
 
 Scale: :func:`metres_per_pixel` compares each labeled real object's long box side (pixels) with the
 recipe's size of its class (metres), so :func:`texture_scale` gives the ``image_scale`` at which a
@@ -40,6 +42,7 @@ from synthloop.geometry.properties import box_mask
 from synthloop.scenes.recipe import Recipe
 
 DILATE_FRACTION = 0.02  # hole margin, fraction of the image width (shadows and soft edges)
+LIGHT_SIGMA_FRACTION = 0.04  # illumination low-pass: Gaussian sigma, fraction of the image width
 SEAM_PX = 3
 MAX_SHIFTS = 400
 SIZE_SAMPLES = 256
@@ -89,21 +92,57 @@ def _offset(rng: np.random.Generator, width: int, shift_range: tuple[float, floa
 
 
 def _fill_whole_components(
-    out: np.ndarray, hole: np.ndarray, rng: np.random.Generator, shift_range: tuple[float, float], tries: int
+    out: np.ndarray,
+    hole: np.ndarray,
+    blocked: np.ndarray,
+    rng: np.random.Generator,
+    shift_range: tuple[float, float],
+    tries: int,
 ) -> np.ndarray:
     """Fill each connected hole in one piece from one offset whose source lies wholly outside the
-    holes and inside the image (one seam per hole); returns the pixels left unfilled."""
+    ``blocked`` pixels and inside the image (one seam per hole); returns the pixels left unfilled."""
     left = hole.copy()
     n, labels = cv2.connectedComponents(hole.astype(np.uint8), connectivity=8)
     for k in range(1, n):
         comp = labels == k
         for _ in range(tries):
             dy, dx = _offset(rng, hole.shape[1], shift_range)
-            if not (comp & _shifted(hole, dy, dx, True)).any():
+            if not (comp & _shifted(blocked, dy, dx, True)).any():
                 out[comp] = _shifted(out, dy, dx, 0)[comp]
                 left &= ~comp
                 break
     return left
+
+
+def _lowpass(grey: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian low-pass of ``grey`` over ``valid`` pixels only (normalised convolution); where no
+    valid pixel is near, their mean."""
+    w = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), sigma_px)
+    num = cv2.GaussianBlur(grey * valid, (0, 0), sigma_px)
+    mean = float(grey[valid].mean()) if valid.any() else 1.0
+    return np.where(w > 1e-3, num / np.maximum(w, 1e-3), mean).astype(np.float32)
+
+
+def table_outliers(rgb: np.ndarray, valid: np.ndarray, sigma_px: float, outlier: float = 0.3) -> np.ndarray:
+    """(H, W) bool: ``valid`` pixels unlike the table around them (bright foil, dark crevices): a
+    channel's log level differs from its low-pass (sigma ``sigma_px``) by more than ``outlier``;
+    specks smaller than 5 x 5 pixels are dropped (the table's own grain is not an outlier), and
+    the rest grown by 3 pixels (a foil's thin rim goes with it)."""
+    lin = rgb.astype(np.float32) + 1.0
+    dev = np.zeros(rgb.shape[:2], dtype=np.float32)
+    for c in range(lin.shape[2]):
+        dev = np.maximum(dev, np.abs(np.log(lin[..., c] / _lowpass(lin[..., c], valid, sigma_px))))
+    out = ((dev > outlier) & valid).astype(np.uint8)
+    out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    return (cv2.dilate(out, np.ones((7, 7), np.uint8)).astype(bool)) & valid
+
+
+def illumination(rgb: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
+    """(H, W) float32 >= 1: the photo's light on the table, a low-pass (Gaussian, sigma ``sigma_px``
+    pixels) of the grey level of its ``valid`` pixels, defined inside the holes too from the table
+    around them."""
+    grey = rgb.astype(np.float32).mean(axis=2) + 1.0
+    return np.maximum(_lowpass(grey, valid, sigma_px), 1.0)
 
 
 def fill_holes(
@@ -114,8 +153,14 @@ def fill_holes(
     shift_range: tuple[float, float] = (0.1, 0.4),
     max_shifts: int = MAX_SHIFTS,
     seam_px: int = SEAM_PX,
+    light_sigma_px: float | None = None,
 ) -> np.ndarray:
     """``rgb`` with every ``hole`` pixel replaced by a real pixel of the same photo.
+
+    With ``light_sigma_px`` the copies are relit: a source pixel is copied as its reflectance
+    (pixel / :func:`illumination` there) times the illumination at the hole, and only table pixels
+    are sources (not :func:`table_outliers`: no cut-off piece of a foil sweet lands in a hole);
+    pixels outside the holes stay as they were. Without it, copies are as is.
 
     Each connected hole is first copied whole from the first of ``max_shifts // 4`` random offsets
     (direction random, length ``shift_range`` of the width) whose source is clear of holes and
@@ -128,15 +173,22 @@ def fill_holes(
         raise SynthloopError(f"mask {hole.shape} does not match image {rgb.shape[:2]}")
     if hole.all():
         raise SynthloopError("nothing of the photo is left outside its objects")
-    out = rgb.copy()
-    left = _fill_whole_components(out, hole, rng, shift_range, tries=max_shifts // 4)
+    blocked, light = hole, None
+    if light_sigma_px:
+        blocked = hole | table_outliers(rgb, ~hole, light_sigma_px)
+        light = illumination(rgb, ~blocked, light_sigma_px)
+    out = rgb.astype(np.float32) / light[..., None] if light is not None else rgb.copy()
+    left = _fill_whole_components(out, hole, blocked, rng, shift_range, tries=max_shifts // 4)
     for _ in range(max_shifts):
         if not left.any():
             break
         dy, dx = _offset(rng, rgb.shape[1], shift_range)
-        take = left & ~_shifted(hole, dy, dx, True)
+        take = left & ~_shifted(blocked, dy, dx, True)
         out[take] = _shifted(out, dy, dx, 0)[take]
         left &= ~take
+    if light is not None:
+        relit = np.clip(np.rint(out * light[..., None]), 0, 255)
+        out = np.where(hole[..., None], relit, rgb).astype(np.uint8)
     kernel = np.ones((2 * seam_px + 1,) * 2, np.uint8)
     h8 = hole.astype(np.uint8)
     band = (cv2.dilate(h8, kernel) - cv2.erode(h8, kernel)).astype(bool)
@@ -199,11 +251,14 @@ def write_backgrounds(
     out: str | Path,
     rng: np.random.Generator,
     on_frame: Callable[[], None] | None = None,
+    *,
+    relight: bool = False,
 ) -> Backgrounds:
     """One JPEG per real frame in ``out`` (published when all are written): its objects removed,
     the centre square kept. Returns the files and the ``image_scale`` for them (from the median
-    square side: photos of one size, as a camera takes them, share one scale). ``on_frame`` is
-    called after each frame."""
+    square side: photos of one size, as a camera takes them, share one scale). ``relight``: relit
+    copies from table pixels only (:func:`fill_holes` with a low-pass of
+    :data:`LIGHT_SIGMA_FRACTION` of the width). ``on_frame`` is called after each frame."""
     m_px = metres_per_pixel(real, class_long_side(recipe, rng))
     sides: list[int] = []
     filled = total = 0
@@ -212,7 +267,8 @@ def write_backgrounds(
         for i, frame in enumerate(real.frames):
             rgb = load_rgb(frame)
             hole = objects_mask(frame, int(round(DILATE_FRACTION * frame.width)))
-            sq = square_centre(fill_holes(rgb, hole, rng))
+            sigma = LIGHT_SIGMA_FRACTION * frame.width if relight else None
+            sq = square_centre(fill_holes(rgb, hole, rng, light_sigma_px=sigma))
             name = f"background_{i:04d}.jpg"
             atomic_save_image(tmp / name, Image.fromarray(sq), quality=92)
             names.append(name)

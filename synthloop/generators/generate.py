@@ -27,6 +27,7 @@ from synthloop.dataset.folder import MANIFEST, DatasetWriter, frame_stem, object
 from synthloop.dataset.types import Category
 from synthloop.errors import DatasetError, RenderError, SynthloopError
 from synthloop.generators.renderer import RenderedFrame, Renderer
+from synthloop.generators.sensor import apply_sensor
 from synthloop.geometry.annotate import FrameAnnotation, annotate_frame
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import Recipe, recipe_hash, recipe_to_yaml
@@ -114,7 +115,13 @@ def default_renderer_factory(
 
 
 def render_one(renderer: Renderer, spec: SceneSpec) -> tuple[RenderedFrame, FrameAnnotation]:
+    """Render ``spec``, pass the image through its sensor (``spec.sensor``: noise, JPEG) and
+    annotate it from the exact id and depth passes."""
     rendered = renderer.render(spec)
+    if spec.sensor is not None:
+        t0 = time.perf_counter()
+        rendered.rgb = apply_sensor(rendered.rgb, spec.sensor)
+        rendered.timings["sensor"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ann = annotate_frame(spec, rendered.instance_ids, rendered.depth)
     rendered.timings["annotate"] = time.perf_counter() - t0

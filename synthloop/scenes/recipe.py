@@ -109,13 +109,26 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+class SensorConfig(_Model):
+    """What the camera does to the light after the lens, applied to the rendered sRGB image (the
+    labels are unchanged): ``noise_std`` Gaussian noise, its standard deviation in 8-bit levels
+    (0-64, independent per pixel and channel; 0 = none); ``jpeg_quality`` (integer 1-100) the image
+    is JPEG-compressed at and decoded again, as a phone stores its photos (none = no compression).
+    Noise comes first, as in a camera."""
+
+    noise_std: Annotated[NumDist, in_range(0, 64)] = 0.0
+    jpeg_quality: Annotated[NumDist, in_range(1, 100), AfterValidator(integral)] | None = None
+
+
 class CameraConfig(_Model):
     """Camera orbiting the look-at point (table centre + a horizontal offset of length
     ``look_at_jitter`` metres in a uniformly random direction) at ``distance`` metres,
     ``elevation_deg`` above the table plane (90 = straight down), ``azimuth_deg`` from +X;
     ``roll_deg`` turns the image about the view axis. Give ``focal_length_mm`` or ``fov_deg``
     (horizontal, converted with ``sensor_width_mm``); neither means 50 mm. ``look_at_height``: the
-    look-at point's height above the table plane in metres (e.g. chest height for people)."""
+    look-at point's height above the table plane in metres (e.g. chest height for people).
+    ``sensor``: noise and compression after the render (:class:`SensorConfig`; none = a clean
+    image)."""
 
     distance: Positive = 0.6
     elevation_deg: Elevation = 90.0
@@ -128,10 +141,11 @@ class CameraConfig(_Model):
     sensor_width_mm: float = Field(36.0, gt=0)
     clip_start: float = Field(0.01, gt=0)
     clip_end: float = Field(100.0, gt=0)
+    sensor: SensorConfig | None = None
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _drop_defaults(handler(self), look_at_height=0.0)
+        return _drop_defaults(handler(self), look_at_height=0.0, sensor=None)
 
     @model_validator(mode="after")
     def _check(self) -> CameraConfig:

@@ -42,6 +42,7 @@ from synthloop.scenes.recipe import (
     MaterialConfig,
     PlacementConfig,
     Recipe,
+    SensorConfig,
     ShapeConfig,
     SupportConfig,
     WorldConfig,
@@ -57,6 +58,7 @@ from synthloop.scenes.spec import (
     ObjectSpec,
     RenderSettings,
     SceneSpec,
+    SensorSpec,
     ShapeSpec,
     SupportSpec,
     WorldSpec,
@@ -65,6 +67,7 @@ from synthloop.scenes.spec import (
 # Subsystem ids for the per-frame SeedSequence (never renumber: it would change every dataset).
 CAMERA, LIGHTS, SUPPORT, WORLD, COUNTS, OBJECTS, DISTRACTORS, PLACEMENT = 1, 2, 3, 4, 5, 6, 7, 8
 ARRANGEMENT = 9
+SENSOR = 10
 _BOX_FOOTPRINT_KINDS = ("mesh", "body")  # footprints from the bounding box (no file read, no posing)
 
 Params = dict[str, float | int | str]
@@ -147,6 +150,15 @@ def sample_camera(cfg: CameraConfig, rng: np.random.Generator) -> tuple[CameraSp
         "fov_deg": float(fov),
     }
     return spec, params
+
+
+def sample_sensor(cfg: SensorConfig, rng: np.random.Generator) -> tuple[SensorSpec, Params]:
+    """The frame's noise level (8-bit levels), JPEG quality (or none) and noise seed; params for
+    slicing (``sensor_noise_std``, ``sensor_jpeg_quality``: 0 = no compression)."""
+    noise = cfg.noise_std.sample_float(rng)
+    quality = cfg.jpeg_quality.sample_int(rng) if cfg.jpeg_quality is not None else None
+    spec = SensorSpec(noise_std=noise, jpeg_quality=quality, noise_seed=int(rng.integers(2**31)))
+    return spec, {"sensor_noise_std": noise, "sensor_jpeg_quality": quality or 0}
 
 
 def sample_lights(
@@ -425,6 +437,10 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
     params.update(light_params)
     params.update(world_params)
     params.update(support_params)
+    sensor = None
+    if recipe.camera.sensor is not None:
+        sensor, sensor_params = sample_sensor(recipe.camera.sensor, rng(SENSOR))
+        params.update(sensor_params)
 
     drafts: list[_Draft] = []
     for group_id, groups in ((OBJECTS, recipe.classes), (DISTRACTORS, recipe.distractors)):
@@ -500,4 +516,5 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
         categories=category_specs(recipe),
         objects=tuple(objects),
         params=params,
+        sensor=sensor,
     )

@@ -187,6 +187,16 @@ class CameraSpec(_Plain):
     clip_end: float = 100.0
 
 
+class SensorSpec(_Plain):
+    """What the sensor does to one frame's rendered sRGB image (recipe ``camera.sensor``):
+    Gaussian noise of ``noise_std`` 8-bit levels drawn from ``noise_seed``, then a JPEG round trip
+    at ``jpeg_quality`` (None = none)."""
+
+    noise_std: float = Field(0.0, ge=0, le=64)
+    jpeg_quality: int | None = Field(None, ge=1, le=100)
+    noise_seed: int = Field(0, ge=0)
+
+
 class SupportSpec(_Plain):
     """The support surface: a rectangle centred at the origin on z = 0, ``size`` (x, y) metres."""
 
@@ -308,8 +318,16 @@ class SceneSpec(_Plain):
     categories: tuple[CategorySpec, ...]
     objects: tuple[ObjectSpec, ...]
     params: dict[str, float | int | str] = Field(default_factory=dict)
+    sensor: SensorSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        out = handler(self)
+        if isinstance(out, dict) and out.get("sensor") is None:
+            out.pop("sensor", None)  # a clean frame's spec and hash are what they were before
+        return out
 
     def to_json_dict(self) -> dict:
         """JSON-able dict (tuples become lists)."""
