@@ -56,6 +56,20 @@ def test_space_reports_what_cannot_be_fitted_and_starts_at_the_original():
     assert d["uniform"][0] <= 0 <= d["uniform"][1] or d["uniform"][0] == d["uniform"][1] == 0.0
 
 
+def test_the_camera_sensor_can_be_fitted_inside_its_valid_ranges():
+    d = recipe_to_dict(load_recipe("shapes"))
+    d["camera"]["sensor"] = {"noise_std": {"uniform": [0, 4]}, "jpeg_quality": {"uniform": [85, 95]}}
+    rec = recipe_from_dict(d)
+    knobs, notes = find_knobs(rec, ["camera.sensor.noise_std", "camera.sensor.jpeg_quality"])
+    assert not notes and [k.label for k in knobs] == ["camera.sensor.noise_std", "camera.sensor.jpeg_quality"]
+    for ends in ("low", "high"):
+        params = {dim.name: getattr(dim, ends) for k in knobs for dim in k.dims}
+        sensor = build_recipe(recipe_to_dict(rec), knobs, params, source="t").camera.sensor
+        assert sensor is not None and sensor.jpeg_quality is not None
+        q = sensor.jpeg_quality.support()
+        assert 1 <= q.low <= q.high <= 100 and sensor.noise_std.support().low >= 0
+
+
 def test_a_recipe_without_piles_is_fitted_from_a_dormant_arrangement():
     """The dormant block renders the original scenes, its pile fraction is searched over [0, 1]
     from 0, and a high setting piles objects."""

@@ -72,6 +72,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "pile_size": (2.0, float(MAX_COUNT)),
     "contact_gap": (0.0, MAX_CONTACT_GAP),
     "wrinkle_amplitude": (0.0, 0.99),
+    "noise_std": (0.0, 64.0),
+    "jpeg_quality": (1.0, 100.0),
     "dent_depth": (0.0, 0.99),
     **dict.fromkeys(
         ("count", "dent_count", "strength", "sun_strength", "fill_ratio", "bump_strength", "look_at_jitter"),
@@ -82,7 +84,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
         (1e-6, math.inf),
     ),
 }
-_INTEGER = ("count", "dent_count", "pile_size")
+_INTEGER = ("count", "dent_count", "pile_size", "jpeg_quality")
 LOGW = 1.5
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+)\]")
 
