@@ -35,6 +35,7 @@ from typing import Any
 
 from synthloop.errors import SynthloopError
 from synthloop.scenes.recipe import MAX_CONTACT_GAP, MAX_COUNT, Recipe, recipe_from_dict, recipe_to_dict
+from synthloop.scenes.spec import MAX_NOISE_STD
 
 DEFAULT_KNOBS: tuple[str, ...] = (
     "camera.distance",
@@ -72,7 +73,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "pile_size": (2.0, float(MAX_COUNT)),
     "contact_gap": (0.0, MAX_CONTACT_GAP),
     "wrinkle_amplitude": (0.0, 0.99),
-    "noise_std": (0.0, 64.0),
+    "noise_std": (0.0, MAX_NOISE_STD),
     "jpeg_quality": (1.0, 100.0),
     "dent_depth": (0.0, 0.99),
     **dict.fromkeys(

@@ -47,7 +47,7 @@ from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
-from synthloop.scenes.spec import ShapeKind
+from synthloop.scenes.spec import MAX_NOISE_STD, ShapeKind, drop_defaults
 from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
@@ -86,16 +86,6 @@ def _check_name(v: str) -> str:
 Name = Annotated[str, AfterValidator(_check_name)]
 
 
-def _drop_defaults(dumped: Any, **defaults: Any) -> Any:
-    """Leave fields added later out of a dump while they hold their default, so the recipe hash of
-    a recipe that does not use them stays what it was before they existed."""
-    if isinstance(dumped, dict):
-        for k, v in defaults.items():
-            if k in dumped and dumped[k] == v:
-                del dumped[k]
-    return dumped
-
-
 def _resolve(path: str, info: ValidationInfo) -> Path:
     p = Path(path).expanduser()
     if not p.is_absolute():
@@ -116,7 +106,7 @@ class SensorConfig(_Model):
     is JPEG-compressed at and decoded again, as a phone stores its photos (none = no compression).
     Noise comes first, as in a camera."""
 
-    noise_std: Annotated[NumDist, in_range(0, 64)] = 0.0
+    noise_std: Annotated[NumDist, in_range(0, MAX_NOISE_STD)] = 0.0
     jpeg_quality: Annotated[NumDist, in_range(1, 100), AfterValidator(integral)] | None = None
 
 
@@ -145,7 +135,7 @@ class CameraConfig(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _drop_defaults(handler(self), look_at_height=0.0, sensor=None)
+        return drop_defaults(handler(self), look_at_height=0.0, sensor=None)
 
     @model_validator(mode="after")
     def _check(self) -> CameraConfig:
@@ -250,7 +240,7 @@ class ShapeConfig(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _drop_defaults(handler(self), body=None)
+        return drop_defaults(handler(self), body=None)
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -393,7 +383,7 @@ class Recipe(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _drop_defaults(handler(self), arrangement=None)
+        return drop_defaults(handler(self), arrangement=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:

@@ -29,6 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 from synthloop.validation import require_one_of
 
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
+MAX_NOISE_STD = 64.0  # sensor noise, 8-bit levels: far above any camera's
+
+
+def drop_defaults(dumped: Any, **defaults: Any) -> Any:
+    """Leave fields added later out of a dump while they hold their default, so the hash of a
+    recipe or scene that does not use them stays what it was before they existed."""
+    if isinstance(dumped, dict):
+        for k, v in defaults.items():
+            if k in dumped and dumped[k] == v:
+                del dumped[k]
+    return dumped
+
 
 ShapeKind = Literal[
     "ellipsoid",
@@ -87,11 +99,7 @@ class ShapeSpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        # a shape without a body dumps (and hashes) as it did before bodies existed
-        d = handler(self)
-        if isinstance(d, dict) and d.get("body", 0) is None:
-            del d["body"]
-        return d
+        return drop_defaults(handler(self), body=None)  # as before bodies existed
 
 
 class MaterialSpec(_Plain):
@@ -192,7 +200,7 @@ class SensorSpec(_Plain):
     Gaussian noise of ``noise_std`` 8-bit levels drawn from ``noise_seed``, then a JPEG round trip
     at ``jpeg_quality`` (None = none)."""
 
-    noise_std: float = Field(0.0, ge=0, le=64)
+    noise_std: float = Field(0.0, ge=0, le=MAX_NOISE_STD)
     jpeg_quality: int | None = Field(None, ge=1, le=100)
     noise_seed: int = Field(0, ge=0)
 
@@ -324,10 +332,7 @@ class SceneSpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        out = handler(self)
-        if isinstance(out, dict) and out.get("sensor") is None:
-            out.pop("sensor", None)  # a clean frame's spec and hash are what they were before
-        return out
+        return drop_defaults(handler(self), sensor=None)  # a clean frame: as before sensors existed
 
     def to_json_dict(self) -> dict:
         """JSON-able dict (tuples become lists)."""
