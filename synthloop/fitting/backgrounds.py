@@ -114,12 +114,15 @@ def _fill_whole_components(
     return left
 
 
-def _lowpass(grey: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian low-pass of ``grey`` over ``valid`` pixels only (normalised convolution); where no
-    valid pixel is near, their mean."""
+def _lowpass(img: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian low-pass of ``img`` ((H, W) or (H, W, C) float32, each channel alike) over ``valid``
+    pixels only (normalised convolution); where no valid pixel is near, their mean."""
     w = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), sigma_px)
-    num = cv2.GaussianBlur(grey * valid, (0, 0), sigma_px)
-    mean = float(grey[valid].mean()) if valid.any() else 1.0
+    mask = valid if img.ndim == 2 else valid[..., None]
+    num = cv2.GaussianBlur(img * mask, (0, 0), sigma_px)
+    mean = img[valid].mean(axis=0) if valid.any() else 1.0
+    if img.ndim == 3:
+        w = w[..., None]
     return np.where(w > 1e-3, num / np.maximum(w, 1e-3), mean).astype(np.float32)
 
 
@@ -129,9 +132,7 @@ def table_outliers(rgb: np.ndarray, valid: np.ndarray, sigma_px: float, outlier:
     specks smaller than 5 x 5 pixels are dropped (the table's own grain is not an outlier), and
     the rest grown by 3 pixels (a foil's thin rim goes with it)."""
     lin = rgb.astype(np.float32) + 1.0
-    dev = np.zeros(rgb.shape[:2], dtype=np.float32)
-    for c in range(lin.shape[2]):
-        dev = np.maximum(dev, np.abs(np.log(lin[..., c] / _lowpass(lin[..., c], valid, sigma_px))))
+    dev = np.abs(np.log(lin / _lowpass(lin, valid, sigma_px))).max(axis=2)
     out = ((dev > outlier) & valid).astype(np.uint8)
     out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     return (cv2.dilate(out, np.ones((7, 7), np.uint8)).astype(bool)) & valid
