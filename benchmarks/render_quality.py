@@ -115,6 +115,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "preview": QUALITY_PRESETS["preview"],
     "standard": QUALITY_PRESETS["standard"],
 }
+# OIDN (fast prefilter, 2 bounces) with part of the noisy render mixed back in (``denoise_mix``):
+# oidnN_fast_mixM = N spp, denoised share M
+for _spp in (4, 6, 8):
+    for _mix in (0.5, 0.7):
+        CANDIDATES[f"oidn{_spp}_fast_mix{_mix}"] = {
+            "samples": _spp,
+            **OIDN,
+            "denoise_prefilter": "fast",
+            "denoise_mix": _mix,
+            "max_bounces": 2,
+            "persistent_data": True,
+        }
 
 
 # ------------------------------------------------------------------ metrics (pure numpy)

@@ -374,6 +374,7 @@ NON_DEFAULT = {
     "denoise_passes": "albedo",
     "denoise_prefilter": "none",
     "denoise_quality": "balanced",
+    "denoise_mix": 0.4,
     "max_bounces": 5,
     "diffuse_bounces": 1,
     "glossy_bounces": 2,

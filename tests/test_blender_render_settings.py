@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from helpers import NON_DEFAULT
+from PIL import Image
 
 from synthloop.generators.generate import default_renderer_factory, generate_frames
 from synthloop.scenes.recipe import recipe_from_dict
@@ -33,6 +35,16 @@ def _recipe(render: dict):
     return recipe_from_dict({**RECIPE, "render": render}, source="tiny.yaml")
 
 
+def _denoise_mix(scene) -> float:
+    """The denoised share of the saved image: the mix node's factor when it feeds the Composite
+    node and compositing is on, else 1 (the render result is saved as it is)."""
+    composite = next(n for n in scene.node_tree.nodes if n.bl_idname == "CompositorNodeComposite")
+    source = composite.inputs["Image"].links[0].from_node
+    if scene.render.use_compositing and source.bl_idname == "CompositorNodeMixRGB":
+        return round(source.inputs[0].default_value, 6)
+    return 1.0
+
+
 def _cycles_state(bpy) -> dict:
     scene = bpy.context.scene
     c = scene.cycles
@@ -47,6 +59,7 @@ def _cycles_state(bpy) -> dict:
         ],
         "denoise_prefilter": c.denoising_prefilter.lower(),
         "denoise_quality": c.denoising_quality.lower(),
+        "denoise_mix": _denoise_mix(scene),
         "max_bounces": c.max_bounces,
         "diffuse_bounces": c.diffuse_bounces,
         "glossy_bounces": c.glossy_bounces,
@@ -76,9 +89,40 @@ def test_every_render_option_reaches_blender_and_none_leaks_to_the_next_frame(tm
     legacy = sample_scene(_recipe({"quality": "legacy", "samples": 2}), 0, 0)
     blender_scene.render_frame(legacy, tmp_path / "b", threads=2)
     state = _cycles_state(bpy)
-    resolved = {**legacy.render.model_dump(), **legacy.render.bounces()}
+    options = type(legacy.render).model_fields
+    resolved = {**{k: getattr(legacy.render, k) for k in options}, **legacy.render.bounces()}
     resolved["transparent_bounces"] = resolved.pop("transparent_max_bounces")
     assert state == {k: resolved[k] for k in state}
+
+
+def _image(tmp_path: Path, name: str, render: dict) -> np.ndarray:
+    """Frame 0 of the tiny recipe at ``render``, as an (H, W, 3) float array of 8-bit levels."""
+    from synthloop.generators import blender_scene
+
+    spec = sample_scene(_recipe(render), 0, 0)
+    out = blender_scene.render_frame(spec, tmp_path / name, threads=2)
+    return np.asarray(Image.open(out["rgb"]).convert("RGB"), dtype=np.float64)
+
+
+def test_denoise_mix_blends_the_noisy_and_the_denoised_render(tmp_path):
+    """Mix 0 saves the noisy render, 1 the denoised one; between, every pixel lies between the
+    two (the blend is convex in linear light, and the view transform is monotone per channel)."""
+    pytest.importorskip("bpy")
+    paths = {"samples": 1, "max_bounces": 4}  # 1 spp: a noisy render the denoiser changes a lot
+    noisy = _image(tmp_path, "noisy", paths)
+    denoised = _image(tmp_path, "denoised", {**paths, "denoise": True})
+    changed = np.abs(denoised - noisy).max(axis=-1) > 8
+    assert changed.sum() >= 20
+    assert np.array_equal(_image(tmp_path, "mix0", {**paths, "denoise": True, "denoise_mix": 0.0}), noisy)
+    # a small share: the denoised pixels that differ most are far above 1 in linear light, so a
+    # larger share of them already clips to white
+    half = _image(tmp_path, "mix", {**paths, "denoise": True, "denoise_mix": 0.05})
+    low, high = np.minimum(noisy, denoised), np.maximum(noisy, denoised)
+    assert np.all(half >= low - 1) and np.all(half <= high + 1)  # 1 level: rounding
+    assert (np.abs(half - noisy).max(axis=-1)[changed] > 2).mean() > 0.8  # a blend, not the noisy
+    assert (np.abs(half - denoised).max(axis=-1)[changed] > 2).mean() > 0.3  # nor the denoised
+    again = _image(tmp_path, "denoised_again", {**paths, "denoise": True})
+    assert np.array_equal(again, denoised)  # the mixed frame before it leaks nothing
 
 
 def _files(root: Path) -> dict[str, bytes]:

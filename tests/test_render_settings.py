@@ -32,7 +32,7 @@ def _recipe(render: dict | None = None):
 
 
 def test_non_default_values_cover_every_option():
-    defaults = RenderOptions().model_dump()
+    defaults = {name: f.default for name, f in RenderOptions.model_fields.items()}
     option_fields = set(defaults) - {"engine", "image_format", "jpeg_quality"}
     assert set(NON_DEFAULT) == option_fields
     for name, value in NON_DEFAULT.items():
@@ -77,6 +77,19 @@ def test_stored_recipe_round_trips_with_resolved_fields():
     assert recipe_hash(_recipe({"quality": "legacy"})) != recipe_hash(_recipe({"quality": "standard"}))
 
 
+def test_denoise_mix_at_its_default_leaves_hashes_unchanged():
+    """The mix is left out of stored recipes and scene specs while it is 1 (fully denoised), so a
+    recipe or frame written before it existed keeps its hash; any other value enters both."""
+    plain = _recipe({"quality": "preview"})
+    assert "denoise_mix" not in plain.render.model_dump()
+    assert "denoise_mix" not in sample_scene(plain, 0, 0).to_json_dict()["render"]
+    assert recipe_hash(_recipe({"quality": "preview", "denoise_mix": 1.0})) == recipe_hash(plain)
+    mixed = _recipe({"quality": "preview", "denoise_mix": 0.6})
+    assert recipe_hash(mixed) != recipe_hash(plain)
+    assert sample_scene(mixed, 0, 0).render.denoise_mix == 0.6
+    assert sample_scene(mixed, 0, 0).to_json_dict()["render"]["denoise_mix"] == 0.6
+
+
 def test_spec_defaults_reproduce_the_legacy_render():
     """A SceneSpec stored before the new options existed renders as it did."""
     old = {"width": 8, "height": 6, "engine": "CYCLES", "samples": 16, "denoise": False, "max_bounces": 4}
@@ -103,6 +116,9 @@ def test_spec_defaults_reproduce_the_legacy_render():
         ({"adaptive_sampling": True, "samples": 8, "adaptive_min_samples": 9}, "render", "exceeds samples"),
         ({"denoise_passes": "normal"}, "render.denoise_passes", "albedo_normal"),
         ({"denoise_prefilter": "slow"}, "render.denoise_prefilter", "accurate"),
+        ({"denoise_mix": 1.5}, "render.denoise_mix", "less than or equal to 1"),
+        ({"denoise": True, "denoise_mix": ".nan"}, "render.denoise_mix", "finite"),
+        ({"quality": "standard", "denoise_mix": 0.5}, "render", "needs denoise: true"),
         ({"diffuse_bounces": -1}, "render.diffuse_bounces", "greater than or equal to 0"),
         ({"clamp_indirect": ".nan"}, "render.clamp_indirect", "finite"),
         ({"clamp_direct": -1}, "render.clamp_direct", "greater than or equal to 0"),

@@ -147,8 +147,19 @@ def init_session() -> None:
     out.file_slots.new("Depth")
     tree.links.new(rlayers.outputs["IndexOB"], out.inputs["IndexOB"])
     tree.links.new(rlayers.outputs["Depth"], out.inputs["Depth"])
+    mix = tree.nodes.new("CompositorNodeMixRGB")  # denoise_mix: fac 0 = noisy, 1 = denoised
+    tree.links.new(rlayers.outputs["Noisy Image"], mix.inputs[1])
+    tree.links.new(rlayers.outputs["Image"], mix.inputs[2])
     _session.update(
-        initialized=True, camera=cam_obj, world=world, exr_node=out, override=_data_material(), device=None
+        initialized=True,
+        camera=cam_obj,
+        world=world,
+        exr_node=out,
+        rlayers_node=rlayers,
+        composite_node=composite,
+        denoise_mix_node=mix,
+        override=_data_material(),
+        device=None,
     )
 
 
@@ -645,6 +656,7 @@ def _render_data_pass() -> float:
     cyc.diffuse_bounces = cyc.glossy_bounces = cyc.transmission_bounces = 0
     cyc.volume_bounces = cyc.transparent_max_bounces = 0
     cyc.filter_width = DATA_FILTER_WIDTH
+    _route_composite(False, 1.0)
     scene.render.use_compositing = True
     _session["exr_node"].mute = False
     view_layer = scene.view_layers[0]
@@ -686,6 +698,15 @@ def apply_cycles_options(r: RenderOptions) -> None:
     cyc.filter_width = RGB_FILTER_WIDTH
 
 
+def _route_composite(mixed: bool, fac: float) -> None:
+    """Feed the Composite node (the image a still render saves when compositing is on) from the
+    denoise mix node with factor ``fac`` (``mixed``), or straight from the render result."""
+    mix = _session["denoise_mix_node"]
+    mix.inputs[0].default_value = float(fac)
+    source = mix.outputs["Image"] if mixed else _session["rlayers_node"].outputs["Image"]
+    bpy.context.scene.node_tree.links.new(source, _session["composite_node"].inputs["Image"])
+
+
 def _render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
     """The spec's engine, anti-aliased, saved as 8-bit sRGB PNG. Returns seconds in render()."""
     scene = bpy.context.scene
@@ -693,8 +714,10 @@ def _render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
     scene.render.engine = r.engine
     if r.engine == "CYCLES":
         apply_cycles_options(r)
-    scene.render.use_compositing = False
     _session["exr_node"].mute = True
+    mixed = r.engine == "CYCLES" and r.denoise and r.denoise_mix < 1.0
+    _route_composite(mixed, r.denoise_mix)
+    scene.render.use_compositing = mixed
     scene.render.filepath = str(png_path)
     t0 = time.perf_counter()
     bpy.ops.render.render(write_still=True)

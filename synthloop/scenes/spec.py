@@ -237,6 +237,9 @@ class RenderOptions(_Plain):
     * ``denoise``: OpenImageDenoise on the final image; ``denoise_passes`` the guide passes
       (``rgb``, ``albedo``, ``albedo_normal``), ``denoise_prefilter`` how the guides are
       cleaned first (``none``, ``fast``, ``accurate``), ``denoise_quality`` OIDN's mode.
+      ``denoise_mix``: the denoised image's share of the output, in [0, 1]; below 1 the noisy
+      render is mixed back in (linear light, before the view transform), which restores fine
+      texture the denoiser smooths away at the price of some noise. Needs ``denoise``.
     * Light paths: ``max_bounces`` caps the total; ``diffuse_bounces``, ``glossy_bounces``,
       ``transmission_bounces`` (None = ``max_bounces``) and ``transparent_bounces`` (None =
       ``max(max_bounces, 1)``) per kind. ``clamp_direct`` / ``clamp_indirect``: largest sample
@@ -258,6 +261,7 @@ class RenderOptions(_Plain):
     denoise_passes: Literal["rgb", "albedo", "albedo_normal"] = "albedo_normal"
     denoise_prefilter: Literal["none", "fast", "accurate"] = "accurate"
     denoise_quality: Literal["high", "balanced", "fast"] = "high"
+    denoise_mix: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
     max_bounces: int = Field(4, ge=0, le=1024, strict=True)
     diffuse_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
     glossy_bounces: int | None = Field(None, ge=0, le=1024, strict=True)
@@ -280,12 +284,18 @@ class RenderOptions(_Plain):
         return require_one_of(v, TEXTURE_LIMITS, f"texture_limit must be one of {allowed} (0 = off)")
 
     @model_validator(mode="after")
-    def _min_samples(self) -> RenderOptions:
+    def _consistent(self) -> RenderOptions:
         if self.adaptive_sampling and self.adaptive_min_samples > self.samples:
             raise ValueError(
                 f"adaptive_min_samples ({self.adaptive_min_samples}) exceeds samples ({self.samples})"
             )
+        if self.denoise_mix < 1.0 and not self.denoise:
+            raise ValueError(f"denoise_mix ({self.denoise_mix}) below 1 needs denoise: true")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return drop_defaults(handler(self), denoise_mix=1.0)  # as before the mix existed
 
     def bounces(self) -> dict[str, int]:
         """Bounces per light-path kind with the None defaults resolved (Cycles' names)."""
