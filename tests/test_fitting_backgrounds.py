@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+import synthloop.commands.recipes as recipes_cmd
 from synthloop.cli import app
 from synthloop.dataset.types import Category, Dataset, Frame, ObjectAnnotation
 from synthloop.errors import SynthloopError
@@ -22,6 +23,7 @@ from synthloop.fitting.backgrounds import (
     square_centre,
     table_outliers,
     texture_scale,
+    with_backgrounds,
 )
 from synthloop.geometry.masks import mask_to_rle
 from synthloop.scenes.recipe import load_recipe, yaml_comment
@@ -140,6 +142,22 @@ def test_cli_writes_a_recipe_with_the_textures_and_refuses_bad_input(tmp_path, d
         )
         assert res.exit_code == 2 and words in res.output, res.output
         assert not bad.parent.exists() or not any(bad.parent.iterdir())
+
+
+def test_cli_publishes_nothing_when_the_recipe_would_be_invalid(tmp_path, data, monkeypatch):
+    """The recipe is validated against the staged textures; an invalid one leaves no texture
+    folder and no recipe behind."""
+
+    def bad_scale(recipe_dict: dict, folder: str, image_scale: float) -> dict:
+        return with_backgrounds(recipe_dict, folder, -1.0)
+
+    monkeypatch.setattr(recipes_cmd, "with_backgrounds", bad_scale)
+    out = tmp_path / "bg" / "r.yaml"
+    res = CliRunner().invoke(
+        app, ["recipes", "backgrounds", "tabletop", "--real", str(data["real"]), "--out", str(out)]
+    )
+    assert res.exit_code == 2 and "image_scale" in res.output, res.output
+    assert list((tmp_path / "bg").iterdir()) == []
 
 
 def test_header_values_cannot_become_yaml():

@@ -16,7 +16,7 @@ import typer
 from synthloop.atomic import atomic_write_bytes
 from synthloop.cli_common import user_errors
 from synthloop.errors import SynthloopError
-from synthloop.fitting.backgrounds import with_backgrounds, write_backgrounds
+from synthloop.fitting.backgrounds import Backgrounds, with_backgrounds, write_backgrounds
 from synthloop.importers.images import load_labeled_or_folder
 from synthloop.progress import JobProgress
 from synthloop.scenes.recipe import (
@@ -242,12 +242,16 @@ def backgrounds_cmd(
                 "needs labeled photos (a COCO json): their objects are removed", path=str(real)
             )
         folder = out.parent / f"{out.stem}_textures"
+
+        def check(staged: Path, made: Backgrounds) -> None:  # the recipe is valid before any write
+            staged_data = with_backgrounds(recipe_to_dict(rec), staged.name, made.image_scale)
+            recipe_from_dict(staged_data, source=str(out), base_dir=out.parent)
+
         with JobProgress(len(real_ds.frames), "backgrounds", quiet=quiet, unit="photo") as prog:
             made = write_backgrounds(
-                real_ds, rec, folder, np.random.default_rng(seed), prog.advance, relight=relight
+                real_ds, rec, folder, np.random.default_rng(seed), prog.advance, relight=relight, check=check
             )
         data = with_backgrounds(recipe_to_dict(rec), folder.name, made.image_scale)
-        recipe_from_dict(data, source=str(out), base_dir=out.parent)  # validates before writing
         header = yaml_comment([
             f"Support textures from `synthloop recipes backgrounds {recipe} --real {real} --seed {seed}"
             f"{' --relight' if relight else ''}`:",

@@ -254,12 +254,16 @@ def write_backgrounds(
     on_frame: Callable[[], None] | None = None,
     *,
     relight: bool = False,
+    check: Callable[[Path, Backgrounds], None] | None = None,
 ) -> Backgrounds:
     """One JPEG per real frame in ``out`` (published when all are written): its objects removed,
     the centre square kept. Returns the files and the ``image_scale`` for them (from the median
     square side: photos of one size, as a camera takes them, share one scale). ``relight``: relit
     copies from table pixels only (:func:`fill_holes` with a low-pass of
-    :data:`LIGHT_SIGMA_FRACTION` of the width). ``on_frame`` is called after each frame."""
+    :data:`LIGHT_SIGMA_FRACTION` of the width). ``on_frame`` is called after each frame.
+    ``check(staged, made)`` runs on the complete staged folder (a sibling of ``out``) before it is
+    published, e.g. to validate the recipe that will name it; if it raises, ``out`` is left as it
+    was."""
     m_px = metres_per_pixel(real, class_long_side(recipe, rng))
     sides: list[int] = []
     filled = total = 0
@@ -277,12 +281,15 @@ def write_backgrounds(
             filled, total = filled + int(hole.sum()), total + hole.size
             if on_frame is not None:
                 on_frame()
-    return Backgrounds(
-        paths=[Path(out) / n for n in names],
-        image_scale=texture_scale(float(np.median(sides)), m_px),
-        metres_per_pixel=m_px,
-        filled_fraction=filled / max(total, 1),
-    )
+        made = Backgrounds(
+            paths=[Path(out) / n for n in names],
+            image_scale=texture_scale(float(np.median(sides)), m_px),
+            metres_per_pixel=m_px,
+            filled_fraction=filled / max(total, 1),
+        )
+        if check is not None:
+            check(tmp, made)
+    return made
 
 
 def with_backgrounds(recipe_dict: dict, folder: str, image_scale: float) -> dict:
