@@ -87,7 +87,6 @@ class FitOutcome:
     after: Components | None = None
     objective_after: float | None = None
     confirmed: list[dict[str, Any]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_classes(recipe: Recipe, real: Dataset, real_name: str) -> None:
@@ -198,14 +197,22 @@ def fit_recipe(
             weights=settings.weights,
             on_trial=on_trial,
         )
-        outcome = FitOutcome(fitted=recipe, search=search, knobs=knobs, notes=notes, selected=search.best)
-        if settings.confirm:
-            _confirm(outcome, scorer, root, settings)
-        full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
-        outcome.fitted = build_recipe(full, knobs, outcome.selected.params, source=f"{recipe.name} (fitted)")
+        conf = _confirm(search, knobs, scorer, root, settings) if settings.confirm else None
     finally:
         renderer.close()
-    return outcome
+    selected = conf.selected if conf else search.best
+    full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
+    return FitOutcome(
+        fitted=build_recipe(full, knobs, selected.params, source=f"{recipe.name} (fitted)"),
+        search=search,
+        knobs=knobs,
+        notes=notes,
+        selected=selected,
+        before=conf.before if conf else None,
+        after=conf.after if conf else None,
+        objective_after=conf.objective_after if conf else None,
+        confirmed=conf.confirmed if conf else [],
+    )
 
 
 def candidates_of(search: SearchResult, k: int) -> list[Trial]:
@@ -224,16 +231,31 @@ def select_confirmed(rows: list[dict[str, Any]]) -> int:
     return 0 if best is None else int(best["trial"])
 
 
-def _confirm(outcome: FitOutcome, scorer: _TrialScorer, root: Path, settings: FitSettings) -> None:
+@dataclass
+class Confirmation:
+    """What :func:`_confirm` found: the ``selected`` trial, the original's (``before``) and the
+    selected trial's (``after``) components on the fresh renders, the latter's objective, and one
+    row per candidate (``trial``, ``search`` and ``confirmed`` objectives)."""
+
+    selected: Trial
+    before: Components
+    after: Components
+    objective_after: float
+    confirmed: list[dict[str, Any]]
+
+
+def _confirm(
+    search: SearchResult, knobs: list[Knob], scorer: _TrialScorer, root: Path, settings: FitSettings
+) -> Confirmation:
     """Score the original and the candidates (:func:`candidates_of`) on fresh renders (seed + 1),
     select with :func:`select_confirmed`; cached in ``confirm.json`` keyed by the candidates."""
-    cands = candidates_of(outcome.search, settings.rerank)
+    cands = candidates_of(search, settings.rerank)
     key = [t.number for t in cands]
     path = root / "confirm.json"
     cached = json.loads(path.read_text()) if path.exists() else {}
     if cached.get("candidates") != key:
         seed = settings.seed + 1
-        before = scorer.score(start_params(outcome.knobs), seed, root / "confirm" / "original")
+        before = scorer.score(start_params(knobs), seed, root / "confirm" / "original")
         rows = []
         for t in cands:
             after = scorer.score(t.params, seed, root / "confirm" / f"trial_{t.number:04d}")
@@ -243,12 +265,14 @@ def _confirm(outcome: FitOutcome, scorer: _TrialScorer, root: Path, settings: Fi
         atomic_write_json(path, json_safe(cached))
     rows = cached["rows"]
     chosen = select_confirmed(rows)
-    outcome.selected = next(t for t in outcome.search.trials if t.number == chosen)
-    outcome.before = cached["before"]
-    outcome.confirmed = [{k: v for k, v in r.items() if k != "components"} for r in rows]
     row = next((r for r in rows if r["trial"] == chosen), None)
-    outcome.after = row["components"] if row else outcome.before
-    outcome.objective_after = row["confirmed"] if row else 1.0
+    return Confirmation(
+        selected=next(t for t in search.trials if t.number == chosen),
+        before=cached["before"],
+        after=row["components"] if row else cached["before"],
+        objective_after=row["confirmed"] if row else 1.0,
+        confirmed=[{k: v for k, v in r.items() if k != "components"} for r in rows],
+    )
 
 
 def _fmt_components(c: Components | None) -> str:
