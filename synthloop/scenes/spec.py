@@ -34,10 +34,11 @@ MAX_NOISE_STD = 64.0  # sensor noise, 8-bit levels: far above any camera's
 
 def drop_defaults(dumped: Any, **defaults: Any) -> Any:
     """Leave fields added later out of a dump while they hold their default, so the hash of a
-    recipe or scene that does not use them stays what it was before they existed."""
+    recipe or scene that does not use them stays what it was before they existed. A tuple default
+    also matches the list a JSON-mode dump makes of it."""
     if isinstance(dumped, dict):
         for k, v in defaults.items():
-            if k in dumped and dumped[k] == v:
+            if k in dumped and (dumped[k] == v or (isinstance(v, tuple) and dumped[k] == list(v))):
                 del dumped[k]
     return dumped
 
@@ -160,10 +161,7 @@ class ObjectSpec(_Plain):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         # an object with one material dumps (and hashes) as it did before extra materials existed
-        d = handler(self)
-        if isinstance(d, dict) and d.get("extra_materials", 0) in ((), []):
-            del d["extra_materials"]
-        return d
+        return drop_defaults(handler(self), extra_materials=())
 
 
 class LightSpec(_Plain):
