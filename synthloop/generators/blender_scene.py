@@ -97,6 +97,20 @@ def init_session() -> None:
     world.use_nodes = True
     scene.world = world
 
+    _init_output_settings(scene)
+    _session.update(
+        initialized=True,
+        camera=cam_obj,
+        world=world,
+        **_init_compositor(scene),
+        override=_data_material(),
+        device=None,
+    )
+
+
+def _init_output_settings(scene: bpy.types.Scene) -> None:
+    """Full-resolution 8-bit sRGB PNG through the Standard view transform, fixed Cycles seeds,
+    no caustics, the Workbench preview look, and the index and depth passes on."""
     render = scene.render
     render.resolution_percentage = 100
     render.pixel_aspect_x = render.pixel_aspect_y = 1.0
@@ -131,6 +145,11 @@ def init_session() -> None:
     view_layer.use_pass_object_index = True
     view_layer.use_pass_z = True
 
+
+def _init_compositor(scene: bpy.types.Scene) -> dict[str, Any]:
+    """The compositor: Render Layers -> Composite (the saved image), -> a multilayer EXR of the
+    index and depth passes (the data pass), and a Mix node of the noisy and the denoised image
+    (``denoise_mix``: factor 0 = noisy, 1 = denoised). Returns the nodes by their session keys."""
     scene.render.engine = "CYCLES"  # the Render Layers node shows the passes of the current engine
     scene.use_nodes = True
     tree = scene.node_tree
@@ -147,20 +166,10 @@ def init_session() -> None:
     out.file_slots.new("Depth")
     tree.links.new(rlayers.outputs["IndexOB"], out.inputs["IndexOB"])
     tree.links.new(rlayers.outputs["Depth"], out.inputs["Depth"])
-    mix = tree.nodes.new("CompositorNodeMixRGB")  # denoise_mix: fac 0 = noisy, 1 = denoised
+    mix = tree.nodes.new("CompositorNodeMixRGB")
     tree.links.new(rlayers.outputs["Noisy Image"], mix.inputs[1])
     tree.links.new(rlayers.outputs["Image"], mix.inputs[2])
-    _session.update(
-        initialized=True,
-        camera=cam_obj,
-        world=world,
-        exr_node=out,
-        rlayers_node=rlayers,
-        composite_node=composite,
-        denoise_mix_node=mix,
-        override=_data_material(),
-        device=None,
-    )
+    return {"exr_node": out, "rlayers_node": rlayers, "composite_node": composite, "denoise_mix_node": mix}
 
 
 def _data_material() -> bpy.types.Material:
