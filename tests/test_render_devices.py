@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -117,6 +118,38 @@ def test_unknown_device_names_are_user_errors(tmp_path):
         run_local(tmp_path / "job", gpus=2, device="cpu", quiet=True)
     with pytest.raises(SynthloopError, match="unknown device 'gpu'"):
         gpu_device("cpu", "gpu")
+
+
+class _FakeWorker:
+    """A worker process that exits at once with no output; notes the environment it got."""
+
+    started: list[dict[str, str]] = []
+
+    def __init__(self, cmd: list[str], *, env: dict[str, str], **_: object) -> None:
+        _FakeWorker.started.append(env)
+        self.stdout, self.stderr = io.StringIO(""), io.StringIO("")
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_several_workers_share_each_gpu(tmp_path, monkeypatch):
+    from synthloop.farm import executors
+
+    plan_job("shapes", 8, 0, 8, tmp_path / "job")
+    monkeypatch.setattr(executors.subprocess, "Popen", _FakeWorker)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _FakeWorker.started = []
+    summary = executors.run_local(tmp_path / "job", gpus=2, workers_per_gpu=2, device="cuda", quiet=True)
+    assert sorted(summary.shards_ok) == list(range(8))
+    first = [env["CUDA_VISIBLE_DEVICES"] for env in _FakeWorker.started[:4]]
+    assert first == ["0", "1", "0", "1"]  # four workers at once, two on each GPU
+    for bad, words in (
+        ({"gpus": 0, "workers_per_gpu": 2}, "needs --gpus"),
+        ({"gpus": 1, "workers_per_gpu": 0}, ">= 1"),
+    ):
+        with pytest.raises(FarmError, match=words):
+            executors.run_local(tmp_path / "job", quiet=True, **bad)
 
 
 def test_worker_python_comes_from_the_environment(tmp_path):

@@ -106,11 +106,14 @@ def run_local(
     retries: int = 1,
     gpus: int = 0,
     device: str | None = None,
+    workers_per_gpu: int = 1,
 ) -> RunSummary:
     """Run shards with ``workers`` concurrent worker processes (one Blender process each).
 
-    ``gpus`` > 0: one worker per GPU (``workers`` is ignored), each seeing one GPU through
-    ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_worker_env`) and rendering on :func:`gpu_device`.
+    ``gpus`` > 0: ``workers_per_gpu`` workers per GPU (``workers`` is ignored), each seeing one
+    GPU through ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_worker_env`) and rendering on
+    :func:`gpu_device`. A worker builds scenes, runs the id/depth pass's bookkeeping and annotates
+    on the CPU between renders, so several workers per GPU keep it busier.
     Otherwise workers render on ``device`` (None: the plan's). ``threads`` per worker defaults
     to cores // workers. A worker process that dies (killed,
     out of memory) has its shard started again up to ``retries`` times; frames it completed are
@@ -121,8 +124,10 @@ def run_local(
     todo = [s.index for s in plan.shards] if shards is None else list(shards)
     if gpus < 0:
         raise FarmError(f"--gpus must be >= 0, got {gpus}", where="--gpus")
+    if workers_per_gpu < 1 or (workers_per_gpu > 1 and not gpus):
+        raise FarmError(f"needs --gpus and a value >= 1, got {workers_per_gpu}", where="--workers-per-gpu")
     if gpus:
-        workers, device = gpus, gpu_device(plan.device, device)
+        workers, device = gpus * workers_per_gpu, gpu_device(plan.device, device)
     elif device is not None:
         check_device(device)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
