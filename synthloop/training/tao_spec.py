@@ -133,20 +133,49 @@ def spec_to_tao(
     then each class to itself). Returns the message and notes on synthloop settings TAO cannot
     express (non-default ones only)."""
     notes: list[str] = []
-    dn, aug, bb = spec.model.detectnet, spec.augment, spec.backbone
     if label_map is None:
-        label_map = {}
-        for entry in spec.datasets:
-            label_map.update(entry.class_mapping)
-        label_map |= {c: c for c in classes if c not in label_map}
-    target_map = [_kv(k, v) for k, v in label_map.items()]
+        label_map = _default_label_map(spec, classes)
     dataset_config: Message = {
         "data_sources": [{"tfrecords_path": [t], "image_directory_path": [i]} for t, i in data_sources],
         "image_extension": [image_extension],
-        "target_class_mapping": target_map,
+        "target_class_mapping": [_kv(k, v) for k, v in label_map.items()],
         "validation_fold": [0],
     }
-    augmentation: Message = {
+    post, raster, targets, deadzone = _class_configs(spec, classes, notes)
+    msg: Message = {
+        "random_seed": [spec.seed],
+        "dataset_config": [dataset_config],
+        "augmentation_config": [_augmentation_config(spec)],
+        "postprocessing_config": [{"target_class_config": post}],
+        "model_config": [_model_config(spec, notes)],
+        "evaluation_config": [_evaluation_config(spec, classes)],
+        "cost_function_config": [
+            {
+                "target_classes": targets,
+                "enable_autoweighting": [False],
+                "max_objective_weight": [0.9999],
+                "min_objective_weight": [0.0001],
+            }
+        ],
+        "training_config": [_training_config(spec, notes)],
+        "bbox_rasterizer_config": [{"target_class_config": raster, "deadzone_radius": [deadzone]}],
+    }
+    notes += _default_notes(spec)
+    return msg, notes
+
+
+def _default_label_map(spec: ExperimentSpec, classes: list[str]) -> dict[str, str]:
+    """The datasets' class mappings, then each class to itself."""
+    label_map: dict[str, str] = {}
+    for entry in spec.datasets:
+        label_map.update(entry.class_mapping)
+    return label_map | {c: c for c in classes if c not in label_map}
+
+
+def _augmentation_config(spec: ExperimentSpec) -> Message:
+    """Input size (pixels) and the spatial and colour augmentation (hue in degrees)."""
+    aug = spec.augment
+    return {
         "preprocessing": [
             {
                 "output_image_width": [spec.model.input_width],
@@ -175,7 +204,17 @@ def spec_to_tao(
             }
         ],
     }
-    post, raster, targets = [], [], []
+
+
+def _class_configs(
+    spec: ExperimentSpec, classes: list[str], notes: list[str]
+) -> tuple[list[Message], list[Message], list[Message], float]:
+    """Per class: the clustering (post-processing), rasterizer and cost-function entries, and
+    the one deadzone radius TAO has (the first class's; a note when the classes differ)."""
+    dn = spec.model.detectnet
+    post: list[Message] = []
+    raster: list[Message] = []
+    targets: list[Message] = []
     deadzones = set()
     for c in classes:
         cp: ClusterParams = _per_class(dn.cluster, c, ClusterParams())
@@ -192,12 +231,8 @@ def spec_to_tao(
         post.append(_kv(c, {"clustering_config": [clustering]}))
         raster.append(_kv(c, {k: [getattr(rp, k)] for k in RASTER_FIELDS}))
         objectives = [
-            {"name": ["cov"], "initial_weight": [dn.cov_loss_weight], "weight_target": [dn.cov_loss_weight]},
-            {
-                "name": ["bbox"],
-                "initial_weight": [dn.bbox_loss_weight],
-                "weight_target": [dn.bbox_loss_weight],
-            },
+            {"name": [name], "initial_weight": [weight], "weight_target": [weight]}
+            for name, weight in (("cov", dn.cov_loss_weight), ("bbox", dn.bbox_loss_weight))
         ]
         targets.append(
             {
@@ -211,6 +246,13 @@ def spec_to_tao(
         notes.append(
             "model.detectnet.raster.*.deadzone_radius differs by class; TAO has one (the first is used)"
         )
+    return post, raster, targets, next(iter(deadzones), 0.67)
+
+
+def _model_config(spec: ExperimentSpec, notes: list[str]) -> Message:
+    """Backbone arch and depth (resnet 18 with a note where TAO has none), pretrained weights or
+    pruned graph, frozen blocks and the bbox normalisation."""
+    bb = spec.backbone
     arch = {v: k for k, v in ARCHS.items()}.get(bb.name)
     if arch is None:
         notes.append(f"backbone.name {bb.name!r} has no TAO DetectNet_v2 arch (resnet 18 written)")
@@ -222,53 +264,31 @@ def spec_to_tao(
     model_config["load_graph"] = [spec.model.load_graph is not None]
     if bb.freeze_blocks:
         model_config["freeze_blocks"] = list(bb.freeze_blocks)
-    model_config |= {
+    return model_config | {
         "freeze_bn": [bb.freeze_bn],
         "use_batch_norm": [True],
         "all_projections": [True],
-        "objective_set": [{"bbox": [{"scale": [dn.bbox_norm], "offset": [0.5]}], "cov": [{}]}],
+        "objective_set": [
+            {"bbox": [{"scale": [spec.model.detectnet.bbox_norm], "offset": [0.5]}], "cov": [{}]}
+        ],
     }
-    training = _training_config(spec, notes)
-    evaluation: Message = {
+
+
+def _evaluation_config(spec: ExperimentSpec, classes: list[str]) -> Message:
+    """Validation period, IoU 0.5 per class, boxes of any size, integrated AP."""
+    any_size = {
+        "minimum_height": [1],
+        "maximum_height": [9999],
+        "minimum_width": [1],
+        "maximum_width": [9999],
+    }
+    return {
         "validation_period_during_training": [spec.validation_interval or 10],
         "first_validation_epoch": [1],
         "minimum_detection_ground_truth_overlap": [_kv(c, 0.5) for c in classes],
-        "evaluation_box_config": [
-            _kv(
-                c,
-                {
-                    "minimum_height": [1],
-                    "maximum_height": [9999],
-                    "minimum_width": [1],
-                    "maximum_width": [9999],
-                },
-            )
-            for c in classes
-        ],
+        "evaluation_box_config": [_kv(c, dict(any_size)) for c in classes],
         "average_precision_mode": [Enum("INTEGRATE")],
     }
-    msg: Message = {
-        "random_seed": [spec.seed],
-        "dataset_config": [dataset_config],
-        "augmentation_config": [augmentation],
-        "postprocessing_config": [{"target_class_config": post}],
-        "model_config": [model_config],
-        "evaluation_config": [evaluation],
-        "cost_function_config": [
-            {
-                "target_classes": targets,
-                "enable_autoweighting": [False],
-                "max_objective_weight": [0.9999],
-                "min_objective_weight": [0.0001],
-            }
-        ],
-        "training_config": [training],
-        "bbox_rasterizer_config": [
-            {"target_class_config": raster, "deadzone_radius": [next(iter(deadzones), 0.67)]}
-        ],
-    }
-    notes += _default_notes(spec)
-    return msg, notes
 
 
 def _training_config(spec: ExperimentSpec, notes: list[str]) -> Message:
