@@ -392,85 +392,120 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
     color2 = (
         _rgba(spec.color2_rgb) if spec.color2_rgb is not None else tuple(0.5 * c for c in base[:3]) + (1.0,)
     )
-    strength = float(spec.pattern_strength)
     color: Any = base
-
     if spec.image_path is not None:
-        if not os.path.isfile(spec.image_path):
-            raise FileNotFoundError(f"{where}.image_path: image file does not exist: {spec.image_path}")
-        img_node = tree.nodes.new("ShaderNodeTexImage")
-        img_node.image = bpy.data.images.load(spec.image_path, check_existing=False)
-        img_node.projection = "BOX"
-        img_node.projection_blend = 0.2
-        mapping = tree.nodes.new("ShaderNodeMapping")
-        mapping.inputs["Scale"].default_value = (spec.image_scale,) * 3
-        mapping.inputs["Location"].default_value = (0.5, 0.5, 0.5)  # a tile's centre at the origin
-        tree.links.new(texco.outputs["Object"], mapping.inputs["Vector"])
-        tree.links.new(mapping.outputs["Vector"], img_node.inputs["Vector"])
-        color = img_node.outputs["Color"]
-    elif spec.pattern == "noise":
-        tex = tree.nodes.new("ShaderNodeTexNoise")
-        tex.inputs["Scale"].default_value = spec.pattern_scale
-        tex.inputs["Detail"].default_value = 4.0
-        tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        color = _mix_color(tree, _scaled_factor(tree, tex.outputs["Fac"], strength), base, color2)
-    elif spec.pattern == "wood":
-        tex = tree.nodes.new("ShaderNodeTexWave")
-        tex.wave_type = "RINGS"
-        tex.inputs["Scale"].default_value = spec.pattern_scale
-        tex.inputs["Distortion"].default_value = 2.0
-        tex.inputs["Detail"].default_value = 3.0
-        tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        color = _mix_color(tree, _scaled_factor(tree, tex.outputs["Fac"], strength), base, color2)
-    elif spec.pattern == "checker":
-        tex = tree.nodes.new("ShaderNodeTexChecker")
-        tex.inputs["Scale"].default_value = spec.pattern_scale
-        tex.inputs["Color1"].default_value = base
-        tex.inputs["Color2"].default_value = color2
-        tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        color = _mix_color(tree, strength, base, tex.outputs["Color"])
-    elif spec.pattern == "marble":
-        tex = tree.nodes.new("ShaderNodeTexNoise")
-        tex.inputs["Scale"].default_value = spec.pattern_scale
-        tex.inputs["Detail"].default_value = 8.0
-        tex.inputs["Distortion"].default_value = 4.0
-        tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        veins = _narrow_ramp(tree, tex.outputs["Fac"], (0.45, 0.55), strength)
-        color = _mix_color(tree, veins, base, color2)
-    elif spec.pattern == "streaks":
-        color = _mix_color(tree, _streaks(tree, texco, spec.pattern_scale, strength), base, color2)
-    elif spec.pattern == "foil":
-        tex = tree.nodes.new("ShaderNodeTexVoronoi")
-        tex.inputs["Scale"].default_value = spec.pattern_scale
-        tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
-        color = _mix_color(tree, _scaled_factor(tree, tex.outputs["Distance"], strength), base, color2)
-
+        color = _image_color(tree, texco, spec, where)
+    elif spec.pattern in _PATTERNS:
+        color = _PATTERNS[spec.pattern](tree, texco, spec, base, color2)
     if isinstance(color, tuple):
         bsdf.inputs["Base Color"].default_value = color
     else:
         tree.links.new(color, bsdf.inputs["Base Color"])
+    _add_bump(tree, texco, spec, bsdf)
+    return mat
 
+
+def _image_color(tree: Any, texco: Any, spec: MaterialSpec, where: str) -> Any:
+    """The colour output of ``spec.image_path`` box-projected on object coordinates times
+    ``image_scale``, a tile's centre at the origin; ``FileNotFoundError`` if the file is missing."""
+    assert spec.image_path is not None
+    if not os.path.isfile(spec.image_path):
+        raise FileNotFoundError(f"{where}.image_path: image file does not exist: {spec.image_path}")
+    img_node = tree.nodes.new("ShaderNodeTexImage")
+    img_node.image = bpy.data.images.load(spec.image_path, check_existing=False)
+    img_node.projection = "BOX"
+    img_node.projection_blend = 0.2
+    mapping = tree.nodes.new("ShaderNodeMapping")
+    mapping.inputs["Scale"].default_value = (spec.image_scale,) * 3
+    mapping.inputs["Location"].default_value = (0.5, 0.5, 0.5)  # a tile's centre at the origin
+    tree.links.new(texco.outputs["Object"], mapping.inputs["Vector"])
+    tree.links.new(mapping.outputs["Vector"], img_node.inputs["Vector"])
+    return img_node.outputs["Color"]
+
+
+def _texture(tree: Any, texco: Any, kind: str, scale: float, **inputs: float) -> Any:
+    """A texture node of ``kind`` on Generated coordinates times ``scale``, other inputs set."""
+    tex = tree.nodes.new(kind)
+    tex.inputs["Scale"].default_value = scale
+    for name, value in inputs.items():
+        tex.inputs[name].default_value = value
+    tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
+    return tex
+
+
+def _noise_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    tex = _texture(tree, texco, "ShaderNodeTexNoise", spec.pattern_scale, Detail=4.0)
+    return _mix_color(tree, _scaled_factor(tree, tex.outputs["Fac"], spec.pattern_strength), base, color2)
+
+
+def _wood_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    tex = tree.nodes.new("ShaderNodeTexWave")
+    tex.wave_type = "RINGS"
+    tex.inputs["Scale"].default_value = spec.pattern_scale
+    tex.inputs["Distortion"].default_value = 2.0
+    tex.inputs["Detail"].default_value = 3.0
+    tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
+    return _mix_color(tree, _scaled_factor(tree, tex.outputs["Fac"], spec.pattern_strength), base, color2)
+
+
+def _checker_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    tex = tree.nodes.new("ShaderNodeTexChecker")
+    tex.inputs["Scale"].default_value = spec.pattern_scale
+    tex.inputs["Color1"].default_value = base
+    tex.inputs["Color2"].default_value = color2
+    tree.links.new(texco.outputs["Generated"], tex.inputs["Vector"])
+    return _mix_color(tree, float(spec.pattern_strength), base, tex.outputs["Color"])
+
+
+def _marble_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    tex = _texture(tree, texco, "ShaderNodeTexNoise", spec.pattern_scale, Detail=8.0, Distortion=4.0)
+    veins = _narrow_ramp(tree, tex.outputs["Fac"], (0.45, 0.55), float(spec.pattern_strength))
+    return _mix_color(tree, veins, base, color2)
+
+
+def _streaks_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    lines = _streaks(tree, texco, spec.pattern_scale, float(spec.pattern_strength))
+    return _mix_color(tree, lines, base, color2)
+
+
+def _foil_color(tree: Any, texco: Any, spec: MaterialSpec, base: tuple, color2: tuple) -> Any:
+    tex = _texture(tree, texco, "ShaderNodeTexVoronoi", spec.pattern_scale)
+    factor = _scaled_factor(tree, tex.outputs["Distance"], float(spec.pattern_strength))
+    return _mix_color(tree, factor, base, color2)
+
+
+# pattern -> the base colour's node output (see build_material)
+_PATTERNS: dict[str, Callable[[Any, Any, MaterialSpec, tuple, tuple], Any]] = {
+    "noise": _noise_color,
+    "wood": _wood_color,
+    "checker": _checker_color,
+    "marble": _marble_color,
+    "streaks": _streaks_color,
+    "foil": _foil_color,
+}
+
+
+def _add_bump(tree: Any, texco: Any, spec: MaterialSpec, bsdf: Any) -> None:
+    """A Bump node on the BSDF's normal: a Noise height field of ``bump_scale`` and strength
+    ``bump_strength`` (at most 1), or for foil a Voronoi F1 field of strength at least 0.6."""
     bump_strength = float(spec.bump_strength)
     if spec.pattern == "foil":
         bump_strength = max(bump_strength, 0.6)  # crumpled foil: strong facetted bump
-    if bump_strength > 0.0:
-        bump = tree.nodes.new("ShaderNodeBump")
-        bump.inputs["Strength"].default_value = min(bump_strength, 1.0)
-        bump.inputs["Distance"].default_value = 0.01
-        if spec.pattern == "foil":
-            height = tree.nodes.new("ShaderNodeTexVoronoi")
-            height.feature = "F1"
-            height.inputs["Scale"].default_value = spec.bump_scale
-            tree.links.new(texco.outputs["Generated"], height.inputs["Vector"])
-            tree.links.new(height.outputs["Distance"], bump.inputs["Height"])
-        else:
-            height = tree.nodes.new("ShaderNodeTexNoise")
-            height.inputs["Scale"].default_value = spec.bump_scale
-            height.inputs["Detail"].default_value = 6.0
-            tree.links.new(texco.outputs["Generated"], height.inputs["Vector"])
-            tree.links.new(height.outputs["Fac"], bump.inputs["Height"])
-        tree.links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
-    return mat
+    if bump_strength <= 0.0:
+        return
+    bump = tree.nodes.new("ShaderNodeBump")
+    bump.inputs["Strength"].default_value = min(bump_strength, 1.0)
+    bump.inputs["Distance"].default_value = 0.01
+    if spec.pattern == "foil":
+        height = tree.nodes.new("ShaderNodeTexVoronoi")
+        height.feature = "F1"
+        height.inputs["Scale"].default_value = spec.bump_scale
+        tree.links.new(texco.outputs["Generated"], height.inputs["Vector"])
+        tree.links.new(height.outputs["Distance"], bump.inputs["Height"])
+    else:
+        height = _texture(tree, texco, "ShaderNodeTexNoise", spec.bump_scale, Detail=6.0)
+        tree.links.new(height.outputs["Fac"], bump.inputs["Height"])
+    tree.links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
 
 
 # --------------------------------------------------------------------------- scene parts
