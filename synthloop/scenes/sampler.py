@@ -22,6 +22,8 @@ Geometry (world +Z up, table plane z = 0 centred at the origin, metres):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -421,11 +423,7 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
     following ids. Objects that do not fit on the placement area are dropped; ``params`` records
     requested and realized counts (``requested_count_<name>``, ``count_<name>``,
     ``object_count`` (labeled), ``distractor_count``, ``dropped_count``)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise SynthloopError(f"seed must be an integer >= 0, got {seed!r}", where="seed")
-    if isinstance(frame_index, bool) or not isinstance(frame_index, int | np.integer) or frame_index < 0:
-        raise SynthloopError(f"frame_index must be an integer >= 0, got {frame_index!r}", where="frame_index")
-    seed, frame_index = int(seed), int(frame_index)
+    seed, frame_index = _index(seed, "seed"), _index(frame_index, "frame_index")
 
     def rng(*ids: int) -> np.random.Generator:
         return subsystem_rng(seed, frame_index, *ids)
@@ -442,6 +440,37 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
         sensor, sensor_params = sample_sensor(recipe.camera.sensor, rng(SENSOR))
         params.update(sensor_params)
 
+    drafts = _drafts(recipe, rng, params)
+    objects = _realize(recipe, drafts, _place(recipe, drafts, rng, params), params)
+    return SceneSpec(
+        recipe_name=recipe.name,
+        recipe_hash=recipe_hash(recipe),
+        seed=seed,
+        frame_index=frame_index,
+        render=RenderSettings(
+            width=recipe.resolution[0], height=recipe.resolution[1], **recipe.render.options()
+        ),
+        camera=camera,
+        lights=lights,
+        support=support,
+        world=world,
+        categories=category_specs(recipe),
+        objects=tuple(objects),
+        params=params,
+        sensor=sensor,
+    )
+
+
+def _index(value: Any, name: str) -> int:
+    """``value`` as an int, or a SynthloopError naming ``name`` unless it is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise SynthloopError(f"{name} must be an integer >= 0, got {value!r}", where=name)
+    return int(value)
+
+
+def _drafts(recipe: Recipe, rng: Callable[..., np.random.Generator], params: dict) -> list[_Draft]:
+    """Every requested object, labeled classes first then distractors, each drawn from its own
+    stream; notes ``requested_count_<name>`` in ``params``."""
     drafts: list[_Draft] = []
     for group_id, groups in ((OBJECTS, recipe.classes), (DISTRACTORS, recipe.distractors)):
         for gi, group in enumerate(groups):
@@ -449,8 +478,15 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
             params[f"requested_count_{group.name}"] = n
             category_id = gi + 1 if group_id == OBJECTS else None
             drafts.extend(_Draft(group, category_id, k, rng(group_id, gi, k)) for k in range(n))
+    return drafts
 
-    # Place in a random order so no class is systematically the one dropped when space runs out.
+
+def _place(
+    recipe: Recipe, drafts: list[_Draft], rng: Callable[..., np.random.Generator], params: dict
+) -> list[tuple[float, float] | None]:
+    """Each draft's (x, y) on the placement area in metres, None where it did not fit. Placed in
+    a random order, so no class is systematically the one dropped when space runs out; piles
+    (``recipe.arrangement``) note their sampled values in ``params``."""
     place_rng = rng(PLACEMENT)
     order = place_rng.permutation(len(drafts))
     pl = recipe.placement
@@ -467,7 +503,14 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
     xy: list[tuple[float, float] | None] = [None] * len(drafts)
     for slot, i in enumerate(order):
         xy[int(i)] = xy_in_order[slot]
+    return xy
 
+
+def _realize(
+    recipe: Recipe, drafts: list[_Draft], xy: list[tuple[float, float] | None], params: dict
+) -> list[ObjectSpec]:
+    """The placed drafts as ObjectSpecs with instance ids 1.. in draft order; notes the realized
+    and dropped counts in ``params``."""
     objects: list[ObjectSpec] = []
     realized: dict[str, int] = {g.name: 0 for g in (*recipe.classes, *recipe.distractors)}
     for draft, pos in zip(drafts, xy, strict=True):  # drafts are labeled first, then distractors
@@ -500,21 +543,4 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
     params["object_count"] = sum(1 for o in objects if o.category_id is not None)
     params["distractor_count"] = sum(1 for o in objects if o.category_id is None)
     params["dropped_count"] = len(drafts) - len(objects)
-
-    return SceneSpec(
-        recipe_name=recipe.name,
-        recipe_hash=recipe_hash(recipe),
-        seed=seed,
-        frame_index=frame_index,
-        render=RenderSettings(
-            width=recipe.resolution[0], height=recipe.resolution[1], **recipe.render.options()
-        ),
-        camera=camera,
-        lights=lights,
-        support=support,
-        world=world,
-        categories=category_specs(recipe),
-        objects=tuple(objects),
-        params=params,
-        sensor=sensor,
-    )
+    return objects
