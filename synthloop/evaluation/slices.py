@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +41,7 @@ import numpy as np
 from synthloop.atomic import atomic_write_json
 from synthloop.dataset.types import Dataset, Frame, ObjectAnnotation
 from synthloop.evaluation.detections import EvaluationError, FrameDetections, check_detections
-from synthloop.evaluation.matching import IGNORED, TP, is_ignored, match_dataset, resolve_min_iou
+from synthloop.evaluation.matching import IGNORED, TP, FrameMatch, is_ignored, match_dataset, resolve_min_iou
 from synthloop.evaluation.voc import VocMode, class_ap
 from synthloop.jsonio import read_json, reading, require_schema
 
@@ -317,6 +317,75 @@ def build_binnings(
     return out
 
 
+class _SliceCounts:
+    """What the slices are scored from. ``acc``: group -> bin label -> class id ->
+    [detection scores, is-true-positive flags, number of ground-truth objects]; ``matched``:
+    group -> bin label -> [ground-truth objects, matched ones]; ``unattributed``: group ->
+    (class id, score) of the false positives with no value for an object-level binning."""
+
+    def __init__(self, groups: Iterable[str]) -> None:
+        self.acc: dict[str, dict[str, dict[int, list]]] = {g: {} for g in groups}
+        self.matched: dict[str, dict[str, list[int]]] = {g: {} for g in self.acc}
+        self.unattributed: dict[str, list[tuple[int, float]]] = {g: [] for g in self.acc}
+
+    def _cls(self, g: str, label: str, cid: int) -> list:
+        return self.acc[g].setdefault(label, {}).setdefault(cid, [[], [], 0])
+
+    def add_gt(self, labels: Mapping[str, str], cid: int, matched: bool) -> None:
+        """One (not ignored) ground-truth object with its bin label per group."""
+        for g, label in labels.items():
+            self._cls(g, label, cid)[2] += 1
+            mc = self.matched[g].setdefault(label, [0, 0])
+            mc[0] += 1
+            mc[1] += int(matched)
+
+    def add_det(self, g: str, label: str, cid: int, score: float, is_tp: bool) -> None:
+        rec = self._cls(g, label, cid)
+        rec[0].append(score)
+        rec[1].append(is_tp)
+
+    def score_unattributed(self) -> None:
+        """Object-level false positives without a value count against every bin of their group."""
+        for g, fps in self.unattributed.items():
+            for label in list(self.acc[g]):
+                for cid, score in fps:
+                    self.add_det(g, label, cid, score, False)
+
+
+def _object_row(
+    frame: Frame,
+    j: int,
+    fd: FrameDetections,
+    m: FrameMatch,
+    score_thr: float,
+    cat_names: Mapping[int, str],
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The outcome row of ground-truth object ``j`` of ``frame`` (fields in :func:`compute_slices`)."""
+    o = frame.objects[j]
+    d = int(m.gt_det[j])
+    return {
+        "frame_id": frame.frame_id,
+        "object_index": j,
+        "category_id": int(o.category_id),
+        "category": cat_names.get(o.category_id, str(o.category_id)),
+        "bbox": [float(v) for v in o.bbox],
+        "area": float(o.area),
+        "occlusion": o.occlusion,
+        "truncation": o.truncation,
+        "ignored": is_ignored(o),
+        "matched": bool(d >= 0 and float(fd.scores[d]) >= score_thr),
+        "det_index": d if d >= 0 else None,
+        "det_score": float(fd.scores[d]) if d >= 0 else None,
+        "iou": float(m.gt_iou[j]) if d >= 0 else None,
+        "best_iou": float(m.gt_best_iou[j]),
+        "source": frame.source,
+        "scene_params": _jsonable(frame.scene_params),
+        "attributes": _jsonable(o.attributes),
+        "slices": labels,
+    }
+
+
 def compute_slices(
     ds: Dataset,
     dets: Mapping[str, FrameDetections],
@@ -346,78 +415,35 @@ def compute_slices(
     bins = dict(binnings) if binnings is not None else build_binnings(ds, **binning_options)
     cat_names = {c.id: c.name for c in ds.categories}
     objects: list[dict[str, Any]] = []
-    # per group -> per label -> per class: [scores], [is_tp], num_gt
-    acc: dict[str, dict[str, dict[int, list]]] = {g: {} for g in bins}
-    matched_cnt: dict[str, dict[str, list[int]]] = {g: {} for g in bins}
-    unattributed: dict[str, list[tuple[int, float]]] = {g: [] for g in bins}
-
-    def cls_acc(g: str, label: str, cid: int) -> list:
-        return acc[g].setdefault(label, {}).setdefault(cid, [[], [], 0])
-
+    counts = _SliceCounts(bins)
     for frame, fd, m in match_dataset(ds, dets, thr):
         obj_labels = [
             {g: b.assign(_object_value(b, frame, o)) for g, b in bins.items()} for o in frame.objects
         ]
         for j, o in enumerate(frame.objects):
-            d = int(m.gt_det[j])
-            ign = is_ignored(o)
-            matched = d >= 0 and float(fd.scores[d]) >= score_thr
-            objects.append(
-                {
-                    "frame_id": frame.frame_id,
-                    "object_index": j,
-                    "category_id": int(o.category_id),
-                    "category": cat_names.get(o.category_id, str(o.category_id)),
-                    "bbox": [float(v) for v in o.bbox],
-                    "area": float(o.area),
-                    "occlusion": o.occlusion,
-                    "truncation": o.truncation,
-                    "ignored": ign,
-                    "matched": bool(matched),
-                    "det_index": d if d >= 0 else None,
-                    "det_score": float(fd.scores[d]) if d >= 0 else None,
-                    "iou": float(m.gt_iou[j]) if d >= 0 else None,
-                    "best_iou": float(m.gt_best_iou[j]),
-                    "source": frame.source,
-                    "scene_params": _jsonable(frame.scene_params),
-                    "attributes": _jsonable(o.attributes),
-                    "slices": obj_labels[j],
-                }
-            )
-            if ign:
-                continue
-            for g, label in obj_labels[j].items():
-                cls_acc(g, label, o.category_id)[2] += 1
-                mc = matched_cnt[g].setdefault(label, [0, 0])
-                mc[0] += 1
-                mc[1] += int(matched)
+            row = _object_row(frame, j, fd, m, score_thr, cat_names, obj_labels[j])
+            objects.append(row)
+            if not row["ignored"]:
+                counts.add_gt(obj_labels[j], int(o.category_id), row["matched"])
         for d in range(len(fd)):
             if m.det_status[d] == IGNORED:
                 continue
-            cid = int(fd.labels[d])
+            cid, score = int(fd.labels[d]), float(fd.scores[d])
             is_tp = bool(m.det_status[d] == TP)
             j = int(m.det_gt[d]) if is_tp else int(m.det_best_gt[d])
             duplicate = not is_tp and j >= 0 and m.det_iou[d] >= thr[cid] and not is_ignored(frame.objects[j])
             for g, b in bins.items():
                 if is_tp or duplicate:
-                    label = obj_labels[j][g]
+                    counts.add_det(g, obj_labels[j][g], cid, score, is_tp)
                 elif b.kind == "size":
                     x1, y1, x2, y2 = (float(v) for v in fd.boxes[d])
-                    label = b.assign((x2 - x1) * (y2 - y1))
+                    counts.add_det(g, b.assign((x2 - x1) * (y2 - y1)), cid, score, False)
                 elif b.level == "frame":
-                    label = b.assign(frame.scene_params.get(g[len("scene.") :]))
+                    counts.add_det(g, b.assign(frame.scene_params.get(g[len("scene.") :])), cid, score, False)
                 else:
-                    unattributed[g].append((cid, float(fd.scores[d])))
-                    continue
-                rec = cls_acc(g, label, cid)
-                rec[0].append(float(fd.scores[d]))
-                rec[1].append(is_tp)
-    for g, fps in unattributed.items():  # object-level FPs without a value: against every bin
-        for label in list(acc[g]):
-            for cid, score in fps:
-                rec = cls_acc(g, label, cid)
-                rec[0].append(score)
-                rec[1].append(False)
+                    counts.unattributed[g].append((cid, score))
+    counts.score_unattributed()
+    acc, matched_cnt = counts.acc, counts.matched
     slices = _finalize(bins, acc, matched_cnt, voc_mode)
     return SliceTable(
         objects=objects,
