@@ -83,7 +83,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synthloop.active.derive import derive, save_derivation
+from synthloop.active.derive import Derivation, derive, save_derivation
 from synthloop.active.describe import describe_renders, pool_frames
 from synthloop.active.errors import ActiveError
 from synthloop.active.mining import MiningOptions, MiningResult, mine
@@ -440,29 +440,9 @@ def run_loop(
     hooks = hooks or LoopHooks()
     say = log or (lambda _m: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    h = _spec_hash(spec)
-    meta = out / "loop.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        if old.get("spec_hash") != h:
-            raise ActiveError("a different loop spec was run in this folder; use a new --out", path=str(meta))
-    else:
-        atomic_write_bytes(
-            out / "loop.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode()
-        )
-        atomic_write_json(meta, {"schema": LOOP_SCHEMA, "spec_hash": h, "spec": spec.model_dump(mode="json")})
+    _open_loop_dir(spec, out)
     base = load_recipe(spec.recipe)
-
-    # validation set (fixed for the whole loop)
-    val_dir = out / "val"
-    if not (val_dir / DONE).exists():
-        say(f"rendering validation set ({spec.val_frames} frames, seed {spec.val_seed})")
-        val_dir.mkdir(parents=True, exist_ok=True)
-        data = hooks.render(base, spec.val_seed, 0, spec.val_frames, val_dir, spec)
-        atomic_write_json(val_dir / DONE, {"data": str(Path(data).resolve())})
-    val_data = Path(json.loads((val_dir / DONE).read_text())["data"])
-
+    val_data = _validation_set(spec, hooks, base, out, say)
     results: list[dict[str, Any]] = []
     prev_weak: MiningResult | None = None
     prev_ckpt: Path | None = None
@@ -471,89 +451,138 @@ def run_loop(
         rdir = round_dir(out, k)
         if (rdir / DONE).exists():
             m = json.loads((rdir / "metrics.json").read_text())
-            results.append(m)
-            datasets.append(Path(m["data"]))
-            prev_ckpt = Path(m["checkpoint"])
-            prev_weak = MiningResult.load(rdir / "weak_regions.json")
+            prev_ckpt, prev_weak = Path(m["checkpoint"]), MiningResult.load(rdir / "weak_regions.json")
             say(f"round {k}: done (skipped)")
-            continue
-        rdir.mkdir(parents=True, exist_ok=True)
-        # 1. recipe
-        if k == 0 or spec.arm == "random" or prev_weak is None:
-            recipe = base
-            atomic_write_bytes(rdir / "recipe.yaml", recipe_to_yaml(recipe).encode())
-            derivation = None
         else:
-            derivation = derive(base, prev_weak.regions, spec.exploration, name=f"{base.name}-r{k}")
-            save_derivation(derivation, base, rdir, stem="recipe")
-            recipe = derivation.recipe
-        # 2. render
-        start, n = spec.round_start(k), spec.round_frames(k)
-        say(f"round {k}: rendering {n} frames (indices {start}..{start + n - 1}) from {recipe.name}")
-        data_s = _step(
-            rdir / "render.done",
-            lambda: str(Path(hooks.render(recipe, spec.seed, start, n, rdir, spec)).resolve()),  # noqa: B023
-        )
-        data = Path(data_s)
-        if not (rdir / "params.json").exists():
-            atomic_write_json(rdir / "params.json", _jsonable(sampled_params(data)))
-        datasets_k = [*datasets, data]
-        # 3. train
-        init = prev_ckpt if (spec.retrain == "finetune" and k > 0) else None
-        say(f"round {k}: training on {len(datasets_k)} dataset(s){' from ' + str(init) if init else ''}")
-        ckpt = Path(
-            _step(
-                rdir / "train.json",
-                lambda: str(hooks.train(spec, datasets_k, rdir / "train", init)),  # noqa: B023
+            rdir.mkdir(parents=True, exist_ok=True)
+            m, prev_ckpt, prev_weak = _run_round(
+                _RoundInputs(spec, hooks, base, out, k, datasets, prev_ckpt, prev_weak, val_data), say
             )
-        )
-        # 4. evaluate + mine
-        say(f"round {k}: evaluating")
-        val = hooks.evaluate(ckpt, val_data, rdir / "val_eval.json", spec)
-        if val.slices is None:
-            raise ActiveError("the synthetic evaluation returned no slice table", path=str(val_data))
-        val.slices.save(rdir / "val_slices.json")
-        table = outcome_table(
-            val.slices, exclude=spec.mining.exclude, include_measured=spec.mining.include_measured
-        )
-        real_train = None
-        if spec.mine_on == "real":
-            say(f"round {k}: mining the model's errors on {spec.real_train}")
-            real_mined = mine_real_round(spec, hooks, ckpt, datasets_k, out)
-            atomic_write_json(rdir / "real_mining.json", _jsonable(real_mined.to_dict()))
-            mined = real_mined.as_mining_result()
-            real_train = real_mined.summary()
-        else:
-            mined = mine(table, spec.mining.options())
-        mined.save(rdir / "weak_regions.json")
-        real = None
-        if spec.real_eval:
-            real = hooks.evaluate(ckpt, Path(spec.real_eval), rdir / "real_eval.json", spec).metrics
-        metrics = {
-            "round": k,
-            "arm": spec.arm,
-            "recipe": recipe.name,
-            "recipe_hash": recipe_hash(recipe),
-            "frames_round": n,
-            "frames_total": sum(spec.round_frames(j) for j in range(k + 1)),
-            "frame_range": [start, start + n],
-            "data": str(data),
-            "checkpoint": str(ckpt),
-            "val": val.metrics,
-            "real": real,
-            "real_train": real_train,
-            "outcomes": table.counts(),
-            "weak_regions": [r.describe() for r in mined.regions],
-            "derived_changes": [c.path for c in derivation.changes] if derivation else [],
-            "unmapped": [u.param for u in derivation.unmapped] if derivation else [],
-        }
-        atomic_write_json(rdir / "metrics.json", _jsonable(metrics))
-        atomic_write_json(rdir / DONE, {"round": k})
-        results.append(metrics)
-        datasets.append(data)
-        prev_ckpt, prev_weak = ckpt, mined
-        say(f"round {k}: val recall {val.metrics.get('recall')}, {len(mined.regions)} weak region(s)")
+        results.append(m)
+        datasets.append(Path(m["data"]))
     return results
+
+
+def _open_loop_dir(spec: LoopSpec, out: Path) -> None:
+    """Create ``out`` with the spec (``loop.yaml``, ``loop.json``), or check that an existing one
+    ran the same spec (ActiveError otherwise: its rounds would mix)."""
+    out.mkdir(parents=True, exist_ok=True)
+    h = _spec_hash(spec)
+    meta = out / "loop.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old.get("spec_hash") != h:
+            raise ActiveError("a different loop spec was run in this folder; use a new --out", path=str(meta))
+        return
+    atomic_write_bytes(
+        out / "loop.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode()
+    )
+    atomic_write_json(meta, {"schema": LOOP_SCHEMA, "spec_hash": h, "spec": spec.model_dump(mode="json")})
+
+
+def _validation_set(
+    spec: LoopSpec, hooks: LoopHooks, base: Recipe, out: Path, say: Callable[[str], None]
+) -> Path:
+    """The loop's fixed synthetic validation set, rendered once into ``out/val``."""
+    val_dir = out / "val"
+    if not (val_dir / DONE).exists():
+        say(f"rendering validation set ({spec.val_frames} frames, seed {spec.val_seed})")
+        val_dir.mkdir(parents=True, exist_ok=True)
+        data = hooks.render(base, spec.val_seed, 0, spec.val_frames, val_dir, spec)
+        atomic_write_json(val_dir / DONE, {"data": str(Path(data).resolve())})
+    return Path(json.loads((val_dir / DONE).read_text())["data"])
+
+
+@dataclass
+class _RoundInputs:
+    """What round ``k`` starts from: the datasets of the earlier rounds, the last checkpoint and
+    weak regions (None before round 1), and the validation set."""
+
+    spec: LoopSpec
+    hooks: LoopHooks
+    base: Recipe
+    out: Path
+    k: int
+    datasets: list[Path]
+    prev_ckpt: Path | None
+    prev_weak: MiningResult | None
+    val_data: Path
+
+
+def _round_recipe(r: _RoundInputs, rdir: Path) -> tuple[Recipe, Derivation | None]:
+    """Round ``k``'s recipe, saved in ``rdir``: the base recipe (round 0, the random arm, or no
+    weak regions yet), else the one derived from the last round's weak regions; and the
+    derivation (None for the base)."""
+    if r.k == 0 or r.spec.arm == "random" or r.prev_weak is None:
+        atomic_write_bytes(rdir / "recipe.yaml", recipe_to_yaml(r.base).encode())
+        return r.base, None
+    derivation = derive(r.base, r.prev_weak.regions, r.spec.exploration, name=f"{r.base.name}-r{r.k}")
+    save_derivation(derivation, r.base, rdir, stem="recipe")
+    return derivation.recipe, derivation
+
+
+def _run_round(r: _RoundInputs, say: Callable[[str], None]) -> tuple[dict[str, Any], Path, MiningResult]:
+    """Recipe -> render -> train -> evaluate -> mine for round ``r.k`` (each step resumable);
+    returns its metrics (also written to ``metrics.json``), checkpoint and mining result."""
+    spec, hooks, k = r.spec, r.hooks, r.k
+    rdir = round_dir(r.out, k)
+    recipe, derivation = _round_recipe(r, rdir)
+    start, n = spec.round_start(k), spec.round_frames(k)
+    say(f"round {k}: rendering {n} frames (indices {start}..{start + n - 1}) from {recipe.name}")
+    data_s = _step(
+        rdir / "render.done",
+        lambda: str(Path(hooks.render(recipe, spec.seed, start, n, rdir, spec)).resolve()),
+    )
+    data = Path(data_s)
+    if not (rdir / "params.json").exists():
+        atomic_write_json(rdir / "params.json", _jsonable(sampled_params(data)))
+    datasets_k = [*r.datasets, data]
+    init = r.prev_ckpt if (spec.retrain == "finetune" and k > 0) else None
+    say(f"round {k}: training on {len(datasets_k)} dataset(s){' from ' + str(init) if init else ''}")
+    ckpt = Path(_step(rdir / "train.json", lambda: str(hooks.train(spec, datasets_k, rdir / "train", init))))
+    say(f"round {k}: evaluating")
+    val = hooks.evaluate(ckpt, r.val_data, rdir / "val_eval.json", spec)
+    if val.slices is None:
+        raise ActiveError("the synthetic evaluation returned no slice table", path=str(r.val_data))
+    val.slices.save(rdir / "val_slices.json")
+    table = outcome_table(
+        val.slices, exclude=spec.mining.exclude, include_measured=spec.mining.include_measured
+    )
+    real_train = None
+    if spec.mine_on == "real":
+        say(f"round {k}: mining the model's errors on {spec.real_train}")
+        real_mined = mine_real_round(spec, hooks, ckpt, datasets_k, r.out)
+        atomic_write_json(rdir / "real_mining.json", _jsonable(real_mined.to_dict()))
+        mined = real_mined.as_mining_result()
+        real_train = real_mined.summary()
+    else:
+        mined = mine(table, spec.mining.options())
+    mined.save(rdir / "weak_regions.json")
+    real = None
+    if spec.real_eval:
+        real = hooks.evaluate(ckpt, Path(spec.real_eval), rdir / "real_eval.json", spec).metrics
+    metrics = {
+        "round": k,
+        "arm": spec.arm,
+        "recipe": recipe.name,
+        "recipe_hash": recipe_hash(recipe),
+        "frames_round": n,
+        "frames_total": sum(spec.round_frames(j) for j in range(k + 1)),
+        "frame_range": [start, start + n],
+        "data": str(data),
+        "checkpoint": str(ckpt),
+        "val": val.metrics,
+        "real": real,
+        "real_train": real_train,
+        "outcomes": table.counts(),
+        "weak_regions": [w.describe() for w in mined.regions],
+        "derived_changes": [c.path for c in derivation.changes] if derivation else [],
+        "unmapped": [u.param for u in derivation.unmapped] if derivation else [],
+    }
+    atomic_write_json(rdir / "metrics.json", _jsonable(metrics))
+    atomic_write_json(rdir / DONE, {"round": k})
+    say(f"round {k}: val recall {val.metrics.get('recall')}, {len(mined.regions)} weak region(s)")
+    return metrics, ckpt, mined
 
 
 def render_rows(out_dir: Path, k: int, data: Path) -> list[dict[str, Any]]:
