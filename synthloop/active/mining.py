@@ -33,7 +33,7 @@ region to the distribution's bound on that side). Categorical regions list their
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -407,6 +407,94 @@ def _tree_thresholds(tree: Any, table: OutcomeTable) -> dict[str, list[float]]:
 
 
 # ----------------------------------------------------------------------------- mining
+@dataclass
+class _RegionScorer:
+    """Scores a candidate region: recall inside and outside against the ``overall`` recall,
+    Wilson intervals at the nominal and the adjusted confidence, and whether it is weak."""
+
+    detected: np.ndarray  # (N,) bool: each object detected
+    overall: float
+    opts: MiningOptions
+    conf_adj: float
+    importance: dict[str, float]
+    pmin: dict[str, float]  # smallest value of each numeric parameter
+
+    def __call__(self, c: _Cand) -> WeakRegion:
+        detected, overall, opts = self.detected, self.overall, self.opts
+        n = len(detected)
+        k_in, n_in = int(detected[c.mask].sum()), int(c.mask.sum())
+        out_mask = ~c.mask
+        n_out = int(out_mask.sum())
+        r_in = k_in / n_in if n_in else math.nan
+        r_out = float(detected[out_mask].mean()) if n_out else None
+        lo95, hi95 = wilson_interval(k_in, n_in, opts.confidence)
+        adj = wilson_interval(k_in, n_in, self.conf_adj)
+        effect = overall - r_in if n_in else 0.0
+        se = math.sqrt(max(overall * (1.0 - overall), 1e-12) / n_in) if n_in else math.inf
+        weak = n_in >= opts.min_support and adj[1] < overall and effect >= opts.min_effect
+        return WeakRegion(
+            param=c.param,
+            kind=c.kind,
+            support=n_in,
+            support_fraction=n_in / n if n else 0.0,
+            recall_inside=r_in,
+            recall_outside=r_out,
+            overall_recall=overall,
+            ci_low=lo95,
+            ci_high=hi95,
+            ci_adjusted=adj,
+            confidence_adjusted=self.conf_adj,
+            effect=effect,
+            effect_vs_outside=(r_out - r_in) if r_out is not None and n_in else None,
+            z=effect / se if n_in else 0.0,
+            excess_failures=n_in * effect if n_in else 0.0,
+            source=c.source,
+            weak=bool(weak),
+            low=c.low,
+            high=c.high,
+            high_inclusive=c.high_inclusive,
+            categories=c.categories,
+            importance=self.importance.get(c.param),
+            failures_inside=n_in - k_in,
+            at_min=c.low is not None and c.param in self.pmin and c.low <= self.pmin[c.param],
+        )
+
+
+def _bin_stat(p: str, c: _Cand, r: WeakRegion) -> BinStat:
+    recall = None if math.isnan(r.recall_inside) else r.recall_inside
+    return BinStat(p, c.label, r.support, r.support - r.failures_inside, recall, r.ci_low, r.ci_high, r.weak)
+
+
+def _param_regions(
+    cand_lists: Sequence[list[_Cand]], categorical: bool, region: Callable[[_Cand], WeakRegion]
+) -> list[WeakRegion]:
+    """One parameter's weak regions: of each candidate list (bins, tree intervals), the weak
+    categories merged, or each run of adjacent weak intervals merged (where the merged run is
+    not weak, its strongest member); then the strongest non-overlapping ones."""
+    weak_regions: list[WeakRegion] = []
+    for cands in cand_lists:
+        flags = [region(c).weak for c in cands]
+        if categorical:
+            chosen = [c for c, f in zip(cands, flags, strict=True) if f]
+            if chosen:
+                weak_regions.append(region(_merge(chosen)))
+            continue
+        run: list[_Cand] = []
+        for c, f in [*zip(cands, flags, strict=True), (None, False)]:
+            if f and c is not None:
+                run.append(c)
+                continue
+            if run:
+                r = region(_merge(run))
+                weak_regions.append(r if r.weak else max((region(x) for x in run), key=lambda q: q.z))
+                run = []
+    kept: list[WeakRegion] = []
+    for r in sorted((r for r in weak_regions if r.weak), key=lambda q: -q.z):
+        if not any(_overlap(r, k) for k in kept):
+            kept.append(r)
+    return kept
+
+
 def mine(table: OutcomeTable, options: MiningOptions | None = None, **overrides: Any) -> MiningResult:
     """Weak regions of ``table`` (module docstring). ``overrides`` set :class:`MiningOptions` fields."""
     opts = options or MiningOptions()
@@ -434,84 +522,14 @@ def mine(table: OutcomeTable, options: MiningOptions | None = None, **overrides:
     if opts.adjust not in ("bonferroni", "none"):
         raise ActiveError(f"adjust must be 'bonferroni' or 'none', got {opts.adjust!r}", where="adjust")
 
-    def region(c: _Cand) -> WeakRegion:
-        k_in, n_in = int(detected[c.mask].sum()), int(c.mask.sum())
-        out_mask = ~c.mask
-        n_out = int(out_mask.sum())
-        r_in = k_in / n_in if n_in else math.nan
-        r_out = float(detected[out_mask].mean()) if n_out else None
-        lo95, hi95 = wilson_interval(k_in, n_in, opts.confidence)
-        adj = wilson_interval(k_in, n_in, conf_adj)
-        effect = overall - r_in if n_in else 0.0
-        se = math.sqrt(max(overall * (1.0 - overall), 1e-12) / n_in) if n_in else math.inf
-        weak = n_in >= opts.min_support and adj[1] < overall and effect >= opts.min_effect
-        return WeakRegion(
-            param=c.param,
-            kind=c.kind,
-            support=n_in,
-            support_fraction=n_in / n if n else 0.0,
-            recall_inside=r_in,
-            recall_outside=r_out,
-            overall_recall=overall,
-            ci_low=lo95,
-            ci_high=hi95,
-            ci_adjusted=adj,
-            confidence_adjusted=conf_adj,
-            effect=effect,
-            effect_vs_outside=(r_out - r_in) if r_out is not None and n_in else None,
-            z=effect / se if n_in else 0.0,
-            excess_failures=n_in * effect if n_in else 0.0,
-            source=c.source,
-            weak=bool(weak),
-            low=c.low,
-            high=c.high,
-            high_inclusive=c.high_inclusive,
-            categories=c.categories,
-            importance=importance.get(c.param),
-            failures_inside=n_in - k_in,
-            at_min=c.low is not None and c.param in pmin and c.low <= pmin[c.param],
-        )
-
     pmin = {p: float(np.nanmin(v)) for p, v in table.values.items() if table.kinds[p] == "numeric"}
+    region = _RegionScorer(detected, overall, opts, conf_adj, importance, pmin)
     bins: dict[str, list[BinStat]] = {}
     found: list[WeakRegion] = []
     for p in table.params:
-        stats = [(c, region(c)) for c in per_param[p]]
-        bins[p] = [
-            BinStat(
-                p,
-                c.label,
-                r.support,
-                r.support - r.failures_inside,
-                None if math.isnan(r.recall_inside) else r.recall_inside,
-                r.ci_low,
-                r.ci_high,
-                r.weak,
-            )
-            for c, r in stats
-        ]
-        weak_regions: list[WeakRegion] = []
-        for cands in (per_param[p], tree_cands.get(p, [])):
-            flags = [region(c).weak for c in cands]
-            if table.kinds[p] == "categorical":
-                chosen = [c for c, f in zip(cands, flags, strict=True) if f]
-                if chosen:
-                    weak_regions.append(region(_merge(chosen)))
-                continue
-            run: list[_Cand] = []
-            for c, f in [*zip(cands, flags, strict=True), (None, False)]:
-                if f and c is not None:
-                    run.append(c)
-                    continue
-                if run:
-                    r = region(_merge(run))
-                    weak_regions.append(r if r.weak else max((region(x) for x in run), key=lambda q: q.z))
-                    run = []
-        kept: list[WeakRegion] = []
-        for r in sorted((r for r in weak_regions if r.weak), key=lambda q: -q.z):
-            if not any(_overlap(r, k) for k in kept):
-                kept.append(r)
-        found.extend(kept)
+        bins[p] = [_bin_stat(p, c, region(c)) for c in per_param[p]]
+        cand_lists = (per_param[p], tree_cands.get(p, []))
+        found.extend(_param_regions(cand_lists, table.kinds[p] == "categorical", region))
     found.sort(key=lambda r: (-r.excess_failures, -r.z, r.param))
     return MiningResult(
         overall_recall=overall,
