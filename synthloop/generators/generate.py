@@ -153,28 +153,7 @@ def generate_frames(
     # a range is streamed (never materialized: a job of 10**7 frames costs no frame list); other
     # iterables are read once into a list
     indices: range | list[int] = frame_indices if isinstance(frame_indices, range) else list(frame_indices)
-    rhash = recipe_hash(recipe)
-    check_job_identity(out, rhash, seed)
-    created = not out.exists()
-    try:
-        writer = DatasetWriter(
-            out,
-            categories_of(recipe),
-            info={
-                "recipe_name": recipe.name,
-                "recipe_hash": rhash,
-                "seed": seed,
-                "generator": f"synthloop {__version__}",
-            },
-        )
-        recipe_file = out / "recipe.yaml"
-        if not recipe_file.exists():
-            atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
-    except BaseException:  # a full disk or read-only folder: leave no empty dataset behind
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    remove_stale_temps(out)
+    writer = _open_writer(recipe, seed, out)
     done = writer.completed_stems()
     result = GenerateResult(out=out)
     factory = renderer_factory or default_renderer_factory()
@@ -220,6 +199,34 @@ def generate_frames(
         if own_progress:
             prog.__exit__(None, None, None)
     return result
+
+
+def _open_writer(recipe: Recipe, seed: int, out: Path) -> DatasetWriter:
+    """The dataset writer of ``out`` for (``recipe``, ``seed``), with the recipe stored beside the
+    frames; refuses a folder of another job, and leaves no empty folder behind if it fails."""
+    rhash = recipe_hash(recipe)
+    check_job_identity(out, rhash, seed)
+    created = not out.exists()
+    try:
+        writer = DatasetWriter(
+            out,
+            categories_of(recipe),
+            info={
+                "recipe_name": recipe.name,
+                "recipe_hash": rhash,
+                "seed": seed,
+                "generator": f"synthloop {__version__}",
+            },
+        )
+        recipe_file = out / "recipe.yaml"
+        if not recipe_file.exists():
+            atomic_write_bytes(recipe_file, recipe_to_yaml(recipe).encode())
+    except BaseException:  # a full disk or read-only folder: leave no empty dataset behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    remove_stale_temps(out)
+    return writer
 
 
 def _count_done(indices: range | list[int], done: set[str]) -> int:
