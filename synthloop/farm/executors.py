@@ -96,6 +96,41 @@ def _pump(proc: subprocess.Popen, shard: int, q: queue.Queue) -> None:
     q.put((shard, None))
 
 
+def _local_layout(
+    plan_device: str, workers: int, gpus: int, workers_per_gpu: int, device: str | None
+) -> tuple[int, str | None]:
+    """(worker count, device) of a local run: ``gpus * workers_per_gpu`` workers on a GPU
+    device with ``gpus``, else ``workers`` on ``device`` (checked; None: the plan's)."""
+    if gpus < 0:
+        raise FarmError(f"--gpus must be >= 0, got {gpus}", where="--gpus")
+    if workers_per_gpu < 1 or (workers_per_gpu > 1 and not gpus):
+        raise FarmError(f"needs --gpus and a value >= 1, got {workers_per_gpu}", where="--workers-per-gpu")
+    if gpus:
+        return gpus * workers_per_gpu, gpu_device(plan_device, device)
+    if device is not None:
+        check_device(device)
+    return workers, device
+
+
+def _frames_done(job: Path, shard: Shard) -> int:
+    """Frames of ``shard`` with a record already (complete before this run)."""
+    records = shard_dir(job, shard) / "records"
+    return len(list(records.glob("*.json"))) if records.exists() else 0
+
+
+def _count_frame_event(line: str, shard: int, prog: JobProgress, summary: RunSummary) -> None:
+    """Advance the progress by a worker's JSON ``frame`` event (skipped frames were counted at
+    the start; failed ones are also counted in ``summary``); other lines are ignored."""
+    try:
+        ev = json.loads(line)
+    except json.JSONDecodeError:
+        return
+    if isinstance(ev, dict) and ev.get("event") == "frame" and not ev.get("skipped"):
+        prog.advance(shard=shard, frame=ev.get("frame"), failed=ev.get("failed", False))
+        if ev.get("failed"):
+            summary.frames_failed += 1
+
+
 def run_local(
     job: str | Path,
     *,
@@ -122,22 +157,9 @@ def run_local(
     job = Path(job).resolve()
     plan = load_plan(job)
     todo = [s.index for s in plan.shards] if shards is None else list(shards)
-    if gpus < 0:
-        raise FarmError(f"--gpus must be >= 0, got {gpus}", where="--gpus")
-    if workers_per_gpu < 1 or (workers_per_gpu > 1 and not gpus):
-        raise FarmError(f"needs --gpus and a value >= 1, got {workers_per_gpu}", where="--workers-per-gpu")
-    if gpus:
-        workers, device = gpus * workers_per_gpu, gpu_device(plan.device, device)
-    elif device is not None:
-        check_device(device)
+    workers, device = _local_layout(plan.device, workers, gpus, workers_per_gpu, device)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
-    done_before = sum(
-        len(list((shard_dir(job, s) / "records").glob("*.json")))
-        if (shard_dir(job, s) / "records").exists()
-        else 0
-        for s in plan.shards
-        if s.index in todo
-    )
+    done_before = sum(_frames_done(job, s) for s in plan.shards if s.index in todo)
     total = sum(len(plan.shard(i).frames) for i in todo)
     summary = RunSummary()
     attempts = dict.fromkeys(todo, 0)
@@ -171,14 +193,7 @@ def run_local(
                 readers[s].start()
             shard, line = q.get()
             if line is not None:
-                try:
-                    ev = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if ev.get("event") == "frame" and not ev.get("skipped"):
-                    prog.advance(shard=shard, frame=ev.get("frame"), failed=ev.get("failed", False))
-                    if ev.get("failed"):
-                        summary.frames_failed += 1
+                _count_frame_event(line, shard, prog, summary)
                 continue
             proc = running.pop(shard)
             slots.pop(shard, None)
