@@ -290,47 +290,76 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
         key, integer, bounds = _ARRANGEMENT[name]
         return [_Target(("arrangement", key), integer, bounds=bounds)]
     if param_is_category(region):
-        # a weak class (or a distractor group that causes false positives): more instances of it
-        # per frame (the upper half of its count distribution)
-        out = []
-        for group in ("classes", "distractors"):
-            for i, c in enumerate(getattr(recipe, group)):
-                if c.name in set(region.categories or ()):
-                    out.append(_Target((group, i, "count"), integer=True, note="upper half of the count"))
-        return out or f"none of {sorted(region.categories or [])} is a class or distractor of the recipe"
+        return _category_targets(recipe, region)
     if level == "object":
         return _UNMAPPABLE_WHY["object"]
     if name in _UNMAPPABLE_WHY:
         return _UNMAPPABLE_WHY[name]
     if level == "attr":
-        groups = [("classes", i) for i in range(len(recipe.classes))]
-        if name == "scale":
-            return [_Target((*g, "shape", "scale")) for g in groups]
-        if name in ("size", "size_m"):
-            out = []
-            for g in groups:
-                dims = get_field(recipe, (*g, "shape", "dimensions"))
-                base = max(_mid(d) for d in dims)
-                out.append(
-                    _Target(
-                        (*g, "shape", "scale"),
-                        convert=_divided_by(base),
-                        note=f"size / largest base dimension ({base:.4g} m)",
-                    )
-                )
-            return out
-        if name in _MATERIAL_KEYS or name == "material_pattern":
-            key = "pattern" if name == "material_pattern" else name
-            return [_Target((*g, "material", key)) for g in groups]
-        if name == "orientation":
-            return [_Target((*g, "shape", "orientation")) for g in groups]
-        if name == "distance_m":
-            return [_Target(("camera", "distance"), note="object depth ~ camera distance")]
-        return f"object attribute {name!r} is not produced by a recipe field"
-    # scene level
+        return _attr_targets(recipe, name)
     if name in _SCENE_DIRECT:
         path, integer = _SCENE_DIRECT[name]
         return [_Target(path, integer)]
+    if name in ("camera_height", "focal_length_mm", "fov_deg"):
+        return _camera_targets(recipe, name)
+    if name == "key_light_strength":
+        types = set(recipe.lights.type.support().values or ())
+        out = []
+        if types - {"SUN"}:
+            out.append(
+                _Target(("lights", "strength"), note="applies to every light (fills scale by fill_ratio)")
+            )
+        if "SUN" in types:
+            out.append(_Target(("lights", "sun_strength"), note="SUN key light"))
+        return out
+    if name.startswith("support_") and name[len("support_") :] in _MATERIAL_KEYS:
+        return [_Target(("support", "material", name[len("support_") :]))]
+    return _count_targets(recipe, name)
+
+
+def _category_targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
+    """A weak class (or a distractor group that causes false positives): more instances of it
+    per frame (the upper half of its count distribution)."""
+    out = []
+    for group in ("classes", "distractors"):
+        for i, c in enumerate(getattr(recipe, group)):
+            if c.name in set(region.categories or ()):
+                out.append(_Target((group, i, "count"), integer=True, note="upper half of the count"))
+    return out or f"none of {sorted(region.categories or [])} is a class or distractor of the recipe"
+
+
+def _attr_targets(recipe: Recipe, name: str) -> list[_Target] | str:
+    """An object attribute's fields in every class (size via the shape's scale, in metres over the
+    largest base dimension; distance via the camera distance)."""
+    groups = [("classes", i) for i in range(len(recipe.classes))]
+    if name == "scale":
+        return [_Target((*g, "shape", "scale")) for g in groups]
+    if name in ("size", "size_m"):
+        out = []
+        for g in groups:
+            dims = get_field(recipe, (*g, "shape", "dimensions"))
+            base = max(_mid(d) for d in dims)
+            out.append(
+                _Target(
+                    (*g, "shape", "scale"),
+                    convert=_divided_by(base),
+                    note=f"size / largest base dimension ({base:.4g} m)",
+                )
+            )
+        return out
+    if name in _MATERIAL_KEYS or name == "material_pattern":
+        key = "pattern" if name == "material_pattern" else name
+        return [_Target((*g, "material", key)) for g in groups]
+    if name == "orientation":
+        return [_Target((*g, "shape", "orientation")) for g in groups]
+    if name == "distance_m":
+        return [_Target(("camera", "distance"), note="object depth ~ camera distance")]
+    return f"object attribute {name!r} is not produced by a recipe field"
+
+
+def _camera_targets(recipe: Recipe, name: str) -> list[_Target] | str:
+    """``camera_height`` (via the distance, at the mid elevation), ``focal_length_mm`` or
+    ``fov_deg`` (converted into whichever of the two the recipe sets)."""
     cam = recipe.camera
     if name == "camera_height":
         e = math.radians(_mid(cam.elevation_deg))
@@ -344,25 +373,17 @@ def _targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str:
                 note=f"height / sin({math.degrees(e):.3g} deg)",
             )
         ]
-    if name in ("focal_length_mm", "fov_deg"):
-        if cam.focal_length_mm is None and cam.fov_deg is None:
-            return "the recipe uses the default focal length (no distribution to change)"
-        own = "focal_length_mm" if cam.focal_length_mm is not None else "fov_deg"
-        if own == name:
-            return [_Target(("camera", name))]
-        return [_Target(("camera", own), convert=_focal_fov(cam.sensor_width_mm), note=f"{name} -> {own}")]
-    if name == "key_light_strength":
-        types = set(recipe.lights.type.support().values or ())
-        out = []
-        if types - {"SUN"}:
-            out.append(
-                _Target(("lights", "strength"), note="applies to every light (fills scale by fill_ratio)")
-            )
-        if "SUN" in types:
-            out.append(_Target(("lights", "sun_strength"), note="SUN key light"))
-        return out
-    if name.startswith("support_") and name[len("support_") :] in _MATERIAL_KEYS:
-        return [_Target(("support", "material", name[len("support_") :]))]
+    if cam.focal_length_mm is None and cam.fov_deg is None:
+        return "the recipe uses the default focal length (no distribution to change)"
+    own = "focal_length_mm" if cam.focal_length_mm is not None else "fov_deg"
+    if own == name:
+        return [_Target(("camera", name))]
+    return [_Target(("camera", own), convert=_focal_fov(cam.sensor_width_mm), note=f"{name} -> {own}")]
+
+
+def _count_targets(recipe: Recipe, name: str) -> list[_Target] | str:
+    """A group's (requested) count, or the labeled / distractor total split over the groups by
+    their mean counts; otherwise the reason the scene parameter has no recipe field."""
     for prefix in ("requested_count_", "count_"):
         if name.startswith(prefix):
             group = name[len(prefix) :]
