@@ -188,3 +188,14 @@ def test_a_field_that_only_makes_the_weak_category_is_left_alone(shapes):
     d = derive(recipe, [region("attr.pattern", categories=["wood"])])
     assert d.changes == []
     assert "already produces only ['wood']" in d.unmapped[0].reason
+
+
+def test_object_size_of_a_body_class_is_reported_not_a_crash():
+    """People have no base dimensions (the body model sets their extents): a weak size region
+    is unmapped with the reason; in a recipe with shapes as well, only the shapes' scales move."""
+    people = load_recipe("people")
+    d = derive(people, [region("attr.size_m", 0.5, 1.0)])
+    assert d.changes == [] and "no class has base dimensions" in d.unmapped[0].reason
+    mixed = people.model_copy(update={"classes": (*people.classes, recipe_from_dict(RECIPE).classes[0])})
+    d = derive(mixed, [region("attr.size_m", 0.05, 0.07)])
+    assert [c.path for c in d.changes] == [f"classes[{len(people.classes)}].shape.scale"]

@@ -330,7 +330,8 @@ def _category_targets(recipe: Recipe, region: WeakRegion) -> list[_Target] | str
 
 def _attr_targets(recipe: Recipe, name: str) -> list[_Target] | str:
     """An object attribute's fields in every class (size via the shape's scale, in metres over the
-    largest base dimension; distance via the camera distance)."""
+    largest base dimension, for classes that have base dimensions; distance via the camera
+    distance)."""
     groups = [("classes", i) for i in range(len(recipe.classes))]
     if name == "scale":
         return [_Target((*g, "shape", "scale")) for g in groups]
@@ -338,6 +339,8 @@ def _attr_targets(recipe: Recipe, name: str) -> list[_Target] | str:
         out = []
         for g in groups:
             dims = get_field(recipe, (*g, "shape", "dimensions"))
+            if dims is None:  # a body: its extents come from the posed body model
+                continue
             base = max(_mid(d) for d in dims)
             out.append(
                 _Target(
@@ -346,7 +349,7 @@ def _attr_targets(recipe: Recipe, name: str) -> list[_Target] | str:
                     note=f"size / largest base dimension ({base:.4g} m)",
                 )
             )
-        return out
+        return out or "no class has base dimensions (bodies): object size has no scale to map to"
     if name in _MATERIAL_KEYS or name == "material_pattern":
         key = "pattern" if name == "material_pattern" else name
         return [_Target((*g, "material", key)) for g in groups]
