@@ -472,6 +472,89 @@ def _mixture(original: Any, weak: list[Any], exploration: float) -> Any:
     return Mixture.of(parts)
 
 
+def _collect(
+    recipe: Recipe, r: WeakRegion, targets: list[_Target], pending: dict[Path_, _Pending]
+) -> str | None:
+    """Add region ``r`` to the ``pending`` change of each target field it lands in; the reason
+    it lands in none (None if it lands in one or more)."""
+    hits = 0
+    only_weak: list[str] = []  # fields that already produce nothing but the weak categories
+    for t in targets:
+        dist = get_field(recipe, t.path)
+        sup = dist.support()
+        if r.kind == "categorical" and not param_is_category(r):
+            if sup.numeric:
+                continue
+            values = set(map(str, sup.values or ()))
+            cats = {c for c in r.categories or [] if c in values}
+            if cats and cats == values:  # nothing to shift towards: it only makes these
+                only_weak.append(path_str(t.path))
+            if not cats or cats == values:
+                continue
+            p = pending.setdefault(t.path, _Pending(t))
+            p.categories |= cats
+        else:
+            iv = _region_interval(r, t, dist, sup)
+            if iv is None:
+                continue
+            p = pending.setdefault(t.path, _Pending(t))
+            p.intervals.append(iv)
+        p.params.append(r.param)
+        p.regions.append(r.describe())
+        hits += 1
+    if hits:
+        return None
+    if only_weak:
+        return f"{', '.join(only_weak)} already produces only {sorted(r.categories or [])}"
+    return f"outside the support of {', '.join(path_str(t.path) for t in targets)}"
+
+
+def _region_interval(r: WeakRegion, t: _Target, dist: Any, sup: Any) -> Interval | None:
+    """The interval (low, high, high inclusive, observed low, observed high) that numeric region
+    ``r`` asks of target ``t``'s distribution, in the field's units; None where it does not
+    apply or lies outside the field's support. A weak class asks for the upper half of its count;
+    ``in_pile`` for its pile-fraction interval."""
+    if param_is_category(r):  # a weak class -> its count's upper half (see _targets)
+        if not sup.numeric:
+            return None
+        hi = float(sup.high)
+        lo = min(float(math.ceil(_mid(dist))), hi)
+        iv = (lo, hi, True, lo, hi)
+        return iv if math.isfinite(hi) and _clip(iv, dist, True) is not None else None
+    if r.param == "attr.in_pile":
+        lo, hi = in_pile_interval(r)
+        return (lo, hi, True, lo, hi)
+    if not sup.numeric:
+        return None
+    lo_obs, hi_obs = float(r.low), float(r.high)  # type: ignore[arg-type]
+    lo = -math.inf if r.at_min else lo_obs
+    hi = math.inf if r.high_inclusive else hi_obs
+    if t.convert is not None:
+        lo_obs, hi_obs = t.convert(lo_obs, hi_obs)
+        lo, hi = t.convert(lo, hi)
+    if t.path[-1] == "hue":  # turns: shift by a whole turn onto the support
+        shift = hue_shift(lo_obs, hi_obs, dist)
+        lo, hi, lo_obs, hi_obs = lo + shift, hi + shift, lo_obs + shift, hi_obs + shift
+    lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
+    lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
+    iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)
+    return iv if _clip(iv, dist, t.integer, t.bounds) is not None else None
+
+
+def _weak_parts(p: _Pending, dist: Any) -> list[Any]:
+    """The distributions of the weak regions gathered in ``p``: a constant or a choice of the
+    weak categories, else one constant or uniform per interval (clipped to the support)."""
+    if p.categories:
+        vals = sorted(p.categories)
+        return [Constant(value=vals[0]) if len(vals) == 1 else Choice(values=tuple(vals))]
+    weak: list[Any] = []
+    for iv in p.intervals:
+        c = _clip(iv, dist, p.target.integer, p.target.bounds)
+        assert c is not None
+        weak.append(Constant(value=c[0]) if c[0] == c[1] else Uniform(low=c[0], high=c[1]))
+    return weak
+
+
 def derive(
     recipe: Recipe,
     weak_regions: Sequence[WeakRegion],
@@ -494,83 +577,19 @@ def derive(
         if isinstance(targets, str):
             unmapped.append(Unmapped(r.param, r.describe(), targets))
             continue
-        hits = 0
-        only_weak: list[str] = []  # fields that already produce nothing but the weak categories
-        for t in targets:
-            dist = get_field(recipe, t.path)
-            sup = dist.support()
-            if param_is_category(r):  # a weak class -> its count's upper half (see _targets)
-                if not sup.numeric:
-                    continue
-                hi = float(sup.high)
-                lo = min(float(math.ceil(_mid(dist))), hi)
-                iv = (lo, hi, True, lo, hi)
-                if not math.isfinite(hi) or _clip(iv, dist, True) is None:
-                    continue
-                p = pending.setdefault(t.path, _Pending(t))
-                p.intervals.append(iv)
-            elif r.kind == "categorical":
-                if sup.numeric:
-                    continue
-                values = set(map(str, sup.values or ()))
-                cats = {c for c in r.categories or [] if c in values}
-                if cats and cats == values:  # nothing to shift towards: it only makes these
-                    only_weak.append(path_str(t.path))
-                if not cats or cats == values:
-                    continue
-                p = pending.setdefault(t.path, _Pending(t))
-                p.categories |= cats
-            elif r.param == "attr.in_pile":
-                lo, hi = in_pile_interval(r)
-                p = pending.setdefault(t.path, _Pending(t))
-                p.intervals.append((lo, hi, True, lo, hi))
-            else:
-                if not sup.numeric:
-                    continue
-                lo_obs, hi_obs = float(r.low), float(r.high)  # type: ignore[arg-type]
-                lo = -math.inf if r.at_min else lo_obs
-                hi = math.inf if r.high_inclusive else hi_obs
-                if t.convert is not None:
-                    lo_obs, hi_obs = t.convert(lo_obs, hi_obs)
-                    lo, hi = t.convert(lo, hi)
-                if t.path[-1] == "hue":  # turns: shift by a whole turn onto the support
-                    shift = hue_shift(lo_obs, hi_obs, dist)
-                    lo, hi, lo_obs, hi_obs = lo + shift, hi + shift, lo_obs + shift, hi_obs + shift
-                lo_obs, hi_obs = float(f"{lo_obs:.4g}"), float(f"{hi_obs:.4g}")  # readable YAML
-                lo, hi = float(f"{lo:.4g}"), float(f"{hi:.4g}")
-                iv = (lo, hi, r.high_inclusive, lo_obs, hi_obs)
-                if _clip(iv, dist, t.integer, t.bounds) is None:
-                    continue
-                p = pending.setdefault(t.path, _Pending(t))
-                p.intervals.append(iv)
-            p.params.append(r.param)
-            p.regions.append(r.describe())
-            hits += 1
-        if not hits and only_weak:
-            why = f"{', '.join(only_weak)} already produces only {sorted(r.categories or [])}"
+        why = _collect(recipe, r, targets, pending)
+        if why is not None:
             unmapped.append(Unmapped(r.param, r.describe(), why))
-        elif not hits:
-            where = ", ".join(path_str(t.path) for t in targets)
-            unmapped.append(Unmapped(r.param, r.describe(), f"outside the support of {where}"))
     data = recipe_to_dict(recipe)
     data["name"] = name or f"{recipe.name}-derived"
     if recipe.arrangement is None and any(path[0] == "arrangement" for path in pending):
         data["arrangement"] = NO_PILES.model_dump(mode="json")
     changes: list[FieldChange] = []
     for path, p in pending.items():
-        dist = get_field(recipe, path)
         if exploration >= 1.0:
             continue
-        if p.categories:
-            vals = sorted(p.categories)
-            weak: list[Any] = [Constant(value=vals[0]) if len(vals) == 1 else Choice(values=tuple(vals))]
-        else:
-            weak = []
-            for iv in p.intervals:
-                c = _clip(iv, dist, p.target.integer, p.target.bounds)
-                assert c is not None
-                weak.append(Constant(value=c[0]) if c[0] == c[1] else Uniform(low=c[0], high=c[1]))
-        new = _mixture(dist, weak, exploration)
+        dist = get_field(recipe, path)
+        new = _mixture(dist, _weak_parts(p, dist), exploration)
         _set_in(data, path, new.model_dump())
         changes.append(
             FieldChange(
