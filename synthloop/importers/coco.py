@@ -318,20 +318,9 @@ def _synthloop_extras(a: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return extra, attributes
 
 
-def coco_to_dataset(
-    data: Any,
-    json_path: str | Path,
-    images_dir: str | Path | None = None,
-    *,
-    skip_invalid: bool = False,
-    verify_images: bool = False,
-    source: str = "coco",
-    allow_outside_root: bool = False,
-) -> Dataset:
-    """Build a Dataset from an already-parsed COCO dict (``json_path`` names it in errors and
-    anchors relative image paths). See :func:`load_coco`."""
-    path = Path(json_path).absolute()
-    issues = _Issues(path, skip_invalid)
+def _checked_top_level(data: Any, path: Path) -> list:
+    """The annotations list, after checking that ``data`` is an object with ``images`` and
+    ``categories`` lists (a DatasetError naming the key otherwise)."""
     if not isinstance(data, dict):
         raise DatasetError("top level must be a JSON object", path=str(path))
     for key in ("images", "categories"):
@@ -342,11 +331,13 @@ def coco_to_dataset(
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise DatasetError("must be a list", path=str(path), where="annotations")
-    dirs = [Path(images_dir).absolute()] if images_dir is not None else [path.parent, path.parent / "images"]
-    root = None if allow_outside_root else images_root(path, dirs[0] if images_dir is not None else None)
+    return anns
 
+
+def _categories(items: list, issues: _Issues) -> dict[int, Category]:
+    """The valid categories by id; invalid or duplicate (id or name) entries are reported."""
     cats: dict[int, Category] = {}
-    for i, c in enumerate(data["categories"]):
+    for i, c in enumerate(items):
         label = _label("categories", i, c)
         try:
             cat = _parse_category(i, c)
@@ -360,18 +351,26 @@ def coco_to_dataset(
             issues.report(label, "name", f"duplicate category name {cat.name!r}")
             continue
         cats[cat.id] = cat
+    return cats
 
+
+def _frames(
+    items: list, dirs: list[Path], verify_images: bool, root: Path | None, source: str, issues: _Issues
+) -> tuple[list[Frame], dict[Any, Frame], set[Any]]:
+    """The frames of the valid images (dataset order), the frames by COCO image id, and the ids
+    of the images that were skipped as invalid. Frame ids are the ``synthloop_frame_id`` where
+    every image has a distinct one, else the image ids."""
     frames: list[Frame] = []
     by_image: dict[Any, Frame] = {}
-    skipped_images: set[Any] = set()
-    for i, img in enumerate(data["images"]):
+    skipped: set[Any] = set()
+    for i, img in enumerate(items):
         label = _label("images", i, img)
         try:
             image_id, img_path, w, h = _parse_image(img, dirs, verify_images, root)
         except _Invalid as e:
             issues.report(label, e.field, e.reason)
             if isinstance(img, dict) and _is_id(img.get("id")):
-                skipped_images.add(img["id"])
+                skipped.add(img["id"])
             continue
         if image_id in by_image:
             issues.report(label, "id", f"duplicate image id {image_id!r}")
@@ -390,34 +389,60 @@ def coco_to_dataset(
     if len({f.frame_id for f in frames}) != len(frames):  # synthloop ids clash: fall back to image ids
         for f in frames:
             f.frame_id = str(f.extra["coco_image_id"])
+    return frames, by_image, skipped
 
+
+def _annotation(
+    a: Any,
+    by_image: dict[Any, Frame],
+    skipped_images: set[Any],
+    cats: dict[int, Category],
+    skip_invalid: bool,
+) -> tuple[Frame, ObjectAnnotation]:
+    """The frame annotation ``a`` belongs to and its parsed object; ``_Invalid`` naming the field
+    otherwise (no such image, an image skipped as invalid, an unknown category, a bad value)."""
+    if not isinstance(a, dict):
+        raise _Invalid("", "must be an object")
+    if "image_id" not in a:
+        raise _Invalid("image_id", "missing")
+    if not _is_id(a["image_id"]):
+        raise _Invalid("image_id", f"must be an integer or string, got {a['image_id']!r}")
+    owner = by_image.get(a["image_id"])
+    if owner is None:
+        if a["image_id"] in skipped_images and skip_invalid:
+            raise _Invalid("image_id", f"its image {a['image_id']!r} was skipped")
+        raise _Invalid("image_id", f"no image with id {a['image_id']!r}")
+    if "category_id" not in a:
+        raise _Invalid("category_id", "missing")
+    ann_cat = cats.get(a["category_id"]) if _is_id(a["category_id"], str_ok=False) else None
+    if ann_cat is None:
+        raise _Invalid("category_id", f"category id {a['category_id']!r} is not in categories")
+    return owner, _parse_annotation(a, owner.width, owner.height, ann_cat)
+
+
+def coco_to_dataset(
+    data: Any,
+    json_path: str | Path,
+    images_dir: str | Path | None = None,
+    *,
+    skip_invalid: bool = False,
+    verify_images: bool = False,
+    source: str = "coco",
+    allow_outside_root: bool = False,
+) -> Dataset:
+    """Build a Dataset from an already-parsed COCO dict (``json_path`` names it in errors and
+    anchors relative image paths). See :func:`load_coco`."""
+    path = Path(json_path).absolute()
+    issues = _Issues(path, skip_invalid)
+    anns = _checked_top_level(data, path)
+    dirs = [Path(images_dir).absolute()] if images_dir is not None else [path.parent, path.parent / "images"]
+    root = None if allow_outside_root else images_root(path, dirs[0] if images_dir is not None else None)
+    cats = _categories(data["categories"], issues)
+    frames, by_image, skipped_images = _frames(data["images"], dirs, verify_images, root, source, issues)
     for i, a in enumerate(anns):
         label = _label("annotations", i, a)
-        if not isinstance(a, dict):
-            issues.report(label, "", "must be an object")
-            continue
-        if "image_id" not in a:
-            issues.report(label, "image_id", "missing")
-            continue
-        if not _is_id(a["image_id"]):
-            issues.report(label, "image_id", f"must be an integer or string, got {a['image_id']!r}")
-            continue
-        owner = by_image.get(a["image_id"])
-        if owner is None:
-            if a["image_id"] in skipped_images and skip_invalid:
-                issues.report(label, "image_id", f"its image {a['image_id']!r} was skipped")
-            else:
-                issues.report(label, "image_id", f"no image with id {a['image_id']!r}")
-            continue
-        if "category_id" not in a:
-            issues.report(label, "category_id", "missing")
-            continue
-        ann_cat = cats.get(a["category_id"]) if _is_id(a["category_id"], str_ok=False) else None
-        if ann_cat is None:
-            issues.report(label, "category_id", f"category id {a['category_id']!r} is not in categories")
-            continue
         try:
-            obj = _parse_annotation(a, owner.width, owner.height, ann_cat)
+            owner, obj = _annotation(a, by_image, skipped_images, cats, skip_invalid)
         except _Invalid as e:
             issues.report(label, e.field, e.reason)
             continue
