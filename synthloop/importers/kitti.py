@@ -19,7 +19,7 @@ Categories: the type names sorted, ids from 1; or ``categories`` = {type name: i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,45 @@ def _object(f: dict[str, Any], category_id: int) -> ObjectAnnotation:
     )
 
 
+def _label_rows(
+    lbl: Path,
+    w: int,
+    h: int,
+    categories: Mapping[str, int] | None,
+    fail: Callable[[Path, str, str], None],
+) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """The parsed object lines of label file ``lbl`` of a ``w`` x ``h`` image (each with its
+    ``_where``), and its DontCare boxes (x1, y1, x2, y2 pixels). A bad line goes to ``fail(path,
+    where, reason)``, which raises or records it; its line is skipped."""
+    rows: list[dict[str, Any]] = []
+    dontcare: list[list[float]] = []
+    for n, line in enumerate(read_user_text(lbl, DatasetError).splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.split()[0] == "DontCare":  # ignore regions: not objects; kept in frame.extra
+            box = _dontcare_box(line.split())
+            if box is None:
+                fail(lbl, f"line {n}", "DontCare line needs a finite box x1 y1 x2 y2 in fields 5-8")
+            else:
+                dontcare.append(box)
+            continue
+        try:
+            f = parse_label_line(line)
+        except _LineError as e:
+            fail(lbl, f"line {n}" + (f".{e.field}" if e.field else ""), e.reason)
+            continue
+        if categories is not None and f["type"] not in categories:
+            fail(lbl, f"line {n}.type", f"type {f['type']!r} is not in the given categories")
+            continue
+        reach = COORD_REACH * max(w, h)
+        if not all(-reach <= f[k] <= reach for k in ("x1", "y1", "x2", "y2")):
+            fail(lbl, f"line {n}.x1", f"box corners must lie within +-{reach} pixels of the image")
+            continue
+        f["_where"] = (lbl, n)
+        rows.append(f)
+    return rows, dontcare
+
+
 def load_kitti(
     root: str | Path,
     *,
@@ -203,34 +242,10 @@ def load_kitti(
         except (OSError, ValueError, SyntaxError) as e:
             fail(img_path, "", f"unreadable or truncated image ({e})")
             continue
-        rows: list[dict[str, Any]] = []
-        dontcare: list[list[float]] = []
         lbl = lbl_dir / f"{stem}.txt"
-        if lbl.exists() or lbl.is_symlink():
-            for n, line in enumerate(read_user_text(lbl, DatasetError).splitlines(), start=1):
-                if not line.strip():
-                    continue
-                if line.split()[0] == "DontCare":  # ignore regions: not objects; kept in frame.extra
-                    box = _dontcare_box(line.split())
-                    if box is None:
-                        fail(lbl, f"line {n}", "DontCare line needs a finite box x1 y1 x2 y2 in fields 5-8")
-                    else:
-                        dontcare.append(box)
-                    continue
-                try:
-                    f = parse_label_line(line)
-                except _LineError as e:
-                    fail(lbl, f"line {n}" + (f".{e.field}" if e.field else ""), e.reason)
-                    continue
-                if categories is not None and f["type"] not in categories:
-                    fail(lbl, f"line {n}.type", f"type {f['type']!r} is not in the given categories")
-                    continue
-                reach = COORD_REACH * max(w, h)
-                if not all(-reach <= f[k] <= reach for k in ("x1", "y1", "x2", "y2")):
-                    fail(lbl, f"line {n}.x1", f"box corners must lie within +-{reach} pixels of the image")
-                    continue
-                f["_where"] = (lbl, n)
-                rows.append(f)
+        rows, dontcare = (
+            _label_rows(lbl, w, h, categories, fail) if lbl.exists() or lbl.is_symlink() else ([], [])
+        )
         parsed.append((stem, img_path, w, h, rows, dontcare))
 
     names = dict(categories) if categories is not None else {}
