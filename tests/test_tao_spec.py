@@ -349,6 +349,15 @@ def test_round_trip_synthloop_tao_synthloop_keeps_every_mapped_field():
     assert isinstance(b.model.detectnet.raster["fig"], RasterParams)
 
 
+def test_spec_to_tao_writes_the_starting_model_as_pretrained_model_file():
+    """`model.init_from` (a whole trained model) is TAO's pretrained_model_file without load_graph."""
+    a = _rich_spec().model_copy(deep=True)
+    a.model.load_graph, a.model.init_from = None, "/runs/synth/checkpoints/last.pt"
+    mc = spec_to_tao(a, ["date", "fig"], [])[0]["model_config"][0]
+    assert mc["pretrained_model_file"] == ["/runs/synth/checkpoints/last.pt"]
+    assert mc["load_graph"] == [False]
+
+
 def test_spec_to_tao_notes_what_tao_cannot_express():
     a = _rich_spec().model_copy(deep=True)
     a.optimizer.name = "adamw"

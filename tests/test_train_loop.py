@@ -354,6 +354,60 @@ def test_load_graph_retraining_follows_the_spec_freeze_settings(data, tmp_path):
         train(other, tmp_path / "other", quiet=True)
 
 
+def _init_from(spec, path):
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"init_from": str(path)})})
+
+
+def test_init_from_starts_a_run_from_a_trained_checkpoint(data, tmp_path):
+    """`model.init_from`: the run starts from every weight of the checkpoint (a 1e-9 lr step keeps
+    them), not from the package's backbone and fresh heads; its optimizer and schedule are new."""
+    pre = train(_spec(data, iterations=3), tmp_path / "pre", quiet=True)
+    tiny = _spec(data, iterations=1, optimizer={"lr": 1e-9})
+    tuned = load_checkpoint(train(_init_from(tiny, pre), tmp_path / "tuned", quiet=True))
+    fresh = load_checkpoint(train(tiny, tmp_path / "fresh", quiet=True))
+    start = load_checkpoint(pre)["model"]
+    for k, v in start.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(tuned["model"][k], v, atol=1e-6, rtol=0)
+    heads = [k for k in start if not k.startswith("backbone.") and k.endswith(".weight")]
+    assert heads and any(not torch.allclose(fresh["model"][k], start[k], atol=1e-3) for k in heads)
+    assert tuned["state"]["global_step"] == 1 and tuned["spec"]["model"]["init_from"] == str(pre)
+
+
+def test_init_from_keeps_the_checkpoints_anchors_and_refuses_what_does_not_fit(data, tmp_path):
+    """An R-CNN run started from a checkpoint keeps its anchor sizes (its RPN learned offsets against
+    them), not the new data's; other classes, a pruned file, a missing file, another head width, or
+    both `load_graph` and `init_from` are refused naming the field."""
+    from synthloop.deploy.prune import prune_checkpoint
+
+    mr = {"family": "mask_rcnn", "mask_rcnn": {**SMALL_MRCNN, "anchor_sizes": [8, 16, 24, 40]}}
+    pre = train(_spec(data, iterations=1, model=mr), tmp_path / "pre", quiet=True)
+    tuned = _init_from(
+        _spec(data, iterations=1, model={"family": "mask_rcnn", "mask_rcnn": SMALL_MRCNN}), pre
+    )
+    assert load_checkpoint(train(tuned, tmp_path / "tuned", quiet=True))["anchor_sizes"] == [8, 16, 24, 40]
+    wider = tuned.model_copy(
+        update={
+            "model": tuned.model.model_copy(
+                update={"mask_rcnn": tuned.model.mask_rcnn.model_copy(update={"box_head_dim": 128})}
+            )
+        }
+    )
+    with pytest.raises(SpecError, match="model.init_from.*do not fit"):
+        train(wider, tmp_path / "wider", quiet=True)
+    det = train(_spec(data, iterations=1), tmp_path / "det", quiet=True)
+    toy3 = write_toy_folder(tmp_path / "synth3", num_frames=2, class_names=("date", "fig", "hazelnut"))
+    other = _init_from(_spec(data, iterations=1, datasets=[{"kind": "synthetic", "paths": [str(toy3)]}]), det)
+    with pytest.raises(SpecError, match=r"model.init_from.*classes"):
+        train(other, tmp_path / "other", quiet=True)
+    prune_checkpoint(det, tmp_path / "pruned.pt", threshold=0.9, min_filters=8, granularity=8)
+    for bad in (tmp_path / "pruned.pt", tmp_path / "missing.pt"):
+        with pytest.raises(SpecError, match="model.init_from"):
+            train(_init_from(_spec(data, iterations=1), bad), tmp_path / "bad", quiet=True)
+    with pytest.raises(SpecError, match="load_graph or model.init_from"):
+        _spec(data, iterations=1, model={"load_graph": str(tmp_path / "pruned.pt"), "init_from": str(det)})
+
+
 def test_distillation_terms_vanish_when_the_student_is_the_teacher():
     from synthloop.training.backbones import build_backbone
     from synthloop.training.detectnet import DetectNetV2

@@ -20,8 +20,9 @@ Checkpoint kinds read by :func:`load_model` (all through
   stored shape before the weights are loaded (:func:`apply_layer_shapes`), so no pickled code is
   needed.
 
-:func:`load_graph` (``model.load_graph``: retrain a pruned model) and :func:`load_teacher`
-(``distill.teacher``) read checkpoints for a training run; :func:`resolve_checkpoint` turns a run
+:func:`load_graph` (``model.load_graph``: retrain a pruned model), :func:`read_init_weights`
+(``model.init_from``: fine-tune a trained model) and :func:`load_teacher` (``distill.teacher``) read
+checkpoints for a training run; :func:`resolve_checkpoint` turns a run
 folder into the checkpoint to use.
 """
 
@@ -492,6 +493,50 @@ def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
         )
     feature_backbone(loaded.model).freeze(spec.backbone.freeze_blocks, spec.backbone.freeze_bn)
     return loaded.model.train()
+
+
+@dataclass
+class InitWeights:
+    """The starting weights of ``model.init_from``: the checkpoint's state_dict and, for the R-CNN
+    families, its anchor sizes in pixels (one per FPN level; None for DetectNet_v2)."""
+
+    state_dict: Mapping[str, torch.Tensor]
+    anchor_sizes: tuple[int, ...] | None
+
+
+def read_init_weights(spec: ExperimentSpec, classes: list[str]) -> InitWeights:
+    """The training checkpoint of ``spec.model.init_from``, checked against the spec's family and
+    backbone and against ``classes`` (the data's, in label order); errors name ``model.init_from``."""
+    path = spec.model.init_from
+    assert path is not None
+    try:
+        ck = read_checkpoint(path, where="model.init_from")
+        if ck.get("format") == PRUNED_FORMAT:
+            raise CheckpointError("a pruned checkpoint: start from it with model.load_graph", path=path)
+        desc = _training_desc(ck, spec.model.family, path)
+    except SynthloopError as e:
+        raise SpecError(f"cannot start from the checkpoint: {e}", where="model.init_from") from None
+    if list(desc.class_names) != list(classes):
+        raise SpecError(
+            f"the checkpoint's classes {desc.class_names} differ from the data's {classes}",
+            where="model.init_from",
+        )
+    if desc.backbone != spec.backbone.name:
+        raise SpecError(
+            f"the checkpoint has a {desc.backbone} backbone, the spec names {spec.backbone.name}",
+            where="backbone.name",
+        )
+    anchors = tuple(desc.anchor_sizes) if desc.family in RCNN_FAMILIES else None
+    return InitWeights(ck["model"], anchors)
+
+
+def load_init_weights(model: nn.Module, init: InitWeights, path: str) -> None:
+    """Load ``init`` into ``model`` (built from the run's spec), every weight of both (strict);
+    a shape or name mismatch raises :class:`SpecError` naming ``model.init_from``."""
+    try:
+        _load_weights(model, init.state_dict, path)
+    except CheckpointError as e:
+        raise SpecError(f"cannot start from the checkpoint: {e}", where="model.init_from") from None
 
 
 def load_teacher(spec: ExperimentSpec, classes: list[str]) -> DetectNetV2:

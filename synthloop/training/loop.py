@@ -7,8 +7,9 @@ Run folder layout::
       versions.json        python / torch / torchvision / albumentations / numpy versions
       metrics.jsonl        one JSON object per logged step / epoch end / validation
       tensorboard/         the same scalars for TensorBoard
-      checkpoints/last.pt  {model, optimizer, lr_scheduler, scaler, phase, epoch, batch, global_step,
-                            rng, spec, classes, category_ids, family, anchor_sizes} (atomic)
+      checkpoints/last.pt  {model, optimizer, lr_scheduler, scaler, state (phase, epoch, consumed,
+                            global_step, ...), rng, spec, classes, category_ids, family,
+                            anchor_sizes} (atomic)
       checkpoints/best.pt  the best validation checkpoint (when validation runs)
 
 Determinism: each epoch's item stream is a pure function of (seed, phase, epoch) (:mod:`mixing`)
@@ -49,7 +50,15 @@ from synthloop.geometry.masks import box_iou as pairwise_iou
 from synthloop.training import distributed as dist_utils
 from synthloop.training.build import RCNN_FAMILIES, PreparedData, build_model, data_anchor_sizes, prepare_data
 from synthloop.training.checkpoint_io import save_checkpoint
-from synthloop.training.checkpoints import CHECKPOINT_SCHEMA, load_checkpoint, load_graph, load_teacher
+from synthloop.training.checkpoints import (
+    CHECKPOINT_SCHEMA,
+    InitWeights,
+    load_checkpoint,
+    load_graph,
+    load_init_weights,
+    load_teacher,
+    read_init_weights,
+)
 from synthloop.training.cuda_graph import GraphCaptureError, graph_training_forward, remove_graph
 from synthloop.training.data import AugmentConfig, DetectionDataset, collate
 from synthloop.training.detectnet import DetectNetV2, as_detectnet, total_loss
@@ -451,14 +460,18 @@ def _place_model(
     ctx: dist_utils.DistContext,
     device: torch.device,
     fresh: bool,
+    init: InitWeights | None = None,
 ) -> torch.nn.Module:
-    """The model on ``device``: a pruned graph (``model.load_graph``) or a new one (backbone weights
-    loaded on a ``fresh`` start only: a resumed run's checkpoint brings all weights)."""
+    """The model on ``device``: a pruned graph (``model.load_graph``) or a new one, whose weights on
+    a ``fresh`` start are ``init``'s (``model.init_from``) or else the backbone's pretrained ones (a
+    resumed run's checkpoint brings all weights)."""
     cuda = device.type == "cuda"
     if spec.model.load_graph:
         model = load_graph(spec, data.classes)
     else:
-        model = build_model(spec, data.classes, anchors, pretrained=fresh)
+        model = build_model(spec, data.classes, anchors, pretrained=fresh and init is None)
+        if fresh and init is not None:
+            load_init_weights(model, init, str(spec.model.init_from))
     if ctx.distributed and cuda and spec.distributed.sync_bn and not spec.backbone.freeze_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -491,13 +504,18 @@ def setup_run(
     cuda = device.type == "cuda"
     data = prepare_data(spec, source)
     family = spec.model.family
+    init = read_init_weights(spec, data.classes) if (spec.model.init_from and ck is None) else None
     anchors = data_anchor_sizes(spec, data) if family in RCNN_FAMILIES else None
+    if init is not None and init.anchor_sizes is not None:
+        anchors = init.anchor_sizes  # the RPN learned its offsets against these
+    elif spec.model.init_from and ck is not None and ck.get("anchor_sizes"):
+        anchors = tuple(ck["anchor_sizes"])  # resumed: the starting checkpoint is not read again
     phases = _phases(spec, data, ctx.world_size, source, ck is not None)
     steps = [
         spec.iterations if (i == 0 and spec.iterations) else p.epochs * p.batches_per_epoch()
         for i, p in enumerate(phases)
     ]
-    model = _place_model(spec, data, anchors, ctx, device, fresh=ck is None)
+    model = _place_model(spec, data, anchors, ctx, device, fresh=ck is None, init=init)
     teacher, teacher_sha = None, None
     if spec.distill is not None:
         teacher = load_teacher(spec, data.classes).to(device)

@@ -138,12 +138,19 @@ class KeypointRCNNParams(_Strict):
 class ModelSpec(_Strict):
     """``load_graph`` (TLT's name): a pruned checkpoint (``synthloop prune``) whose whole graph —
     pruned layer widths and weights — is the starting model, to retrain after pruning. The family and
-    classes must agree with the spec's; the backbone weights setting is then ignored."""
+    classes must agree with the spec's; the backbone weights setting is then ignored.
+
+    ``init_from``: a training checkpoint (a run's ``last.pt`` / ``best.pt``) whose weights start this
+    run: fine-tune a pre-trained run, e.g. synthetic pre-training then real fine-tuning as two runs.
+    The model is built from this spec (its heads, thresholds and input size), with the checkpoint's
+    anchor sizes, and must take every weight of the checkpoint (same family, backbone, classes and
+    head widths); the optimizer and lr schedule start fresh. Not with ``load_graph``."""
 
     family: Literal["detectnet_v2", "mask_rcnn", "keypoint_rcnn"] = "detectnet_v2"
     input_width: int = Field(640, gt=0)
     input_height: int = Field(480, gt=0)
     load_graph: str | None = None
+    init_from: str | None = None
     detectnet: DetectNetParams = Field(default_factory=DetectNetParams)
     mask_rcnn: MaskRCNNParams = Field(default_factory=MaskRCNNParams)
     keypoint_rcnn: KeypointRCNNParams = Field(default_factory=KeypointRCNNParams)
@@ -290,6 +297,8 @@ class ExperimentSpec(_Strict):
         if self.epochs is not None and self.iterations is not None:
             raise ValueError("give either epochs or iterations, not both")
         m = self.model
+        if m.load_graph and m.init_from:
+            raise ValueError("give either model.load_graph or model.init_from, not both")
         if self.distill is not None and m.family != "detectnet_v2":
             raise ValueError("distill is implemented for model.family detectnet_v2 only")
         if self.augment.enabled and self.augment.rotate90_prob > 0 and m.input_width != m.input_height:
@@ -330,6 +339,7 @@ class ExperimentSpec(_Strict):
             v["coco_json"], v["images_dir"] = fix(v["coco_json"]), fix(v["images_dir"])
         data["backbone"]["weights"] = fix(data["backbone"]["weights"])
         data["model"]["load_graph"] = fix(data["model"].get("load_graph"))
+        data["model"]["init_from"] = fix(data["model"].get("init_from"))
         if data.get("distill"):
             data["distill"]["teacher"] = fix(data["distill"]["teacher"])
         return ExperimentSpec.model_validate(data)

@@ -62,7 +62,9 @@ MAPPING: dict[str, str] = {
         "(DBSCAN only)"
     ),
     "model_config.arch + num_layers": "backbone.name (resnet18/34/50)",
-    "model_config.pretrained_model_file (.pt/.pth)": "backbone.weights, or model.load_graph if load_graph",
+    "model_config.pretrained_model_file (.pt/.pth)": (
+        "backbone.weights, or model.load_graph if load_graph, or model.init_from (a whole trained model)"
+    ),
     "model_config.load_graph": "model.load_graph",
     "model_config.freeze_blocks": "backbone.freeze_blocks",
     "model_config.freeze_bn": "backbone.freeze_bn",
@@ -258,7 +260,8 @@ def _model_config(spec: ExperimentSpec, notes: list[str]) -> Message:
         notes.append(f"backbone.name {bb.name!r} has no TAO DetectNet_v2 arch (resnet 18 written)")
         arch = ("resnet", 18)
     model_config: Message = {"arch": [arch[0]], "num_layers": [arch[1]]}
-    pretrained = spec.model.load_graph or (bb.weights if bb.weights not in (None, "package") else None)
+    own = bb.weights if bb.weights not in (None, "package") else None
+    pretrained = spec.model.load_graph or spec.model.init_from or own
     if pretrained:
         model_config["pretrained_model_file"] = [pretrained]
     model_config["load_graph"] = [spec.model.load_graph is not None]

@@ -1,6 +1,7 @@
-"""Compact synthloop dataset folders to move them to a GPU machine: JPEG q93 images, no depth, same records.
+"""Compact synthloop dataset folders to move them to a GPU machine: JPEG images (quality 93 unless
+--quality), no depth, same records.
 
-usage: compact.py OUT SRC [SRC...] [--first N] [--skip K] [--name NAME] [--no-instances]
+usage: compact.py OUT SRC [SRC...] [--first N] [--skip K] [--name NAME] [--no-instances] [--quality Q]
 
 Each SRC is a dataset folder; OUT gets one folder per SRC (named after it, or NAME). With --skip K
 and --first N only the records K .. K+N-1 (in frame order) are kept: one long render serves several
@@ -21,6 +22,7 @@ ap.add_argument("--first", type=int, default=None)
 ap.add_argument("--skip", type=int, default=0)
 ap.add_argument("--name", default=None)
 ap.add_argument("--no-instances", action="store_true")
+ap.add_argument("--quality", type=int, default=93, choices=range(50, 101), metavar="50..100")
 args = ap.parse_args()
 for src in args.src:
     dst = args.out / (args.name or src.name)
@@ -34,7 +36,7 @@ for src in args.src:
     for rp in records:
         rec = json.loads(rp.read_text())
         img = Path(rec["image"]).with_suffix(".jpg")
-        Image.open(src / rec["image"]).convert("RGB").save(dst / img, quality=93)
+        Image.open(src / rec["image"]).convert("RGB").save(dst / img, quality=args.quality)
         rec["image"] = str(img)
         rec["depth"] = None
         if args.no_instances:

@@ -4,10 +4,13 @@
 # ../shared/data/real/coco-person, with bootstrap intervals paired against real-only.
 # Run from the repository root on a GPU machine with the `test` extra installed (anny, bpy).
 #   FRAMES=2000 bash docs/results/specs/people_pose_gpu.sh WORK_DIR
-# SYNTH=DIR uses frames rendered elsewhere (e.g. on a CPU render node) instead of rendering here;
-# the six runs train in parallel on the one GPU (WORKERS data workers each), each stopped after
-# TRAIN_LIMIT seconds if set (evaluation then uses the run's latest checkpoint). BOOT resamples
-# (default 1000; 0 to bootstrap elsewhere from the returned eval/ folder).
+# SYNTH=DIR uses frames rendered elsewhere (e.g. on a CPU render node) instead of rendering here.
+# Stage 1 trains real-only and synthetic-only (SYNTH_ITERS iterations, default 2000) in parallel
+# on the one GPU; stage 2 fine-tunes each seed's synthetic model on the real photos
+# (keypointrcnn_ptft.yaml: model.init_from), so the synthetic-only arm is the fine-tuned arm's
+# starting point. WORKERS data workers per run; TRAIN_LIMIT seconds stops a run (evaluation then
+# uses its latest checkpoint). BOOT resamples (default 1000; 0 to bootstrap elsewhere from the
+# returned eval/ folder).
 set -euo pipefail
 WORK=${1:?usage: people_pose_gpu.sh WORK_DIR}
 FRAMES=${FRAMES:-2000}
@@ -23,14 +26,18 @@ else
   python -m synthloop.cli generate --recipe people --frames "$FRAMES" --seed 0 --out "$WORK"/synth --quiet
 fi
 
-for arm in real synth ptft; do
-  for seed in $SEEDS; do
-    spec="$WORK"/specs/${arm}_s${seed}.yaml
-    sed -e "s/^seed: 0$/seed: ${seed}/" -e "s/^num_workers: 12$/num_workers: ${WORKERS:-12}/" \
-      "$SPECS"/keypointrcnn_${arm}.yaml > "$spec"
-    ${TRAIN_LIMIT:+timeout $TRAIN_LIMIT} python -m synthloop.cli train "$spec" --out "$WORK"/runs/${arm}_s${seed} \
-      --quiet > "$WORK"/runs/${arm}_s${seed}.log 2>&1 &
-  done
+train_arm() {  # ARM SEED: write the seed's spec from keypointrcnn_ARM.yaml and train it
+  local arm=$1 seed=$2 spec="$WORK"/specs/${1}_s${2}.yaml
+  sed -e "s/^seed: 0$/seed: ${seed}/" -e "s/^num_workers: 12$/num_workers: ${WORKERS:-12}/" \
+    -e "s/^iterations: 2000$/iterations: ${SYNTH_ITERS:-2000}/" -e "s#runs/synth_s0/#runs/synth_s${seed}/#" \
+    "$SPECS"/keypointrcnn_${arm}.yaml > "$spec"
+  ${TRAIN_LIMIT:+timeout $TRAIN_LIMIT} python -m synthloop.cli train "$spec" --out "$WORK"/runs/${arm}_s${seed} \
+    --quiet > "$WORK"/runs/${arm}_s${seed}.log 2>&1 || echo "${arm}_s${seed}: train exited $?"
+}
+
+for seed in $SEEDS; do
+  train_arm real "$seed" &
+  (train_arm synth "$seed" && train_arm ptft "$seed") &
 done
 wait
 
