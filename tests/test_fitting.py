@@ -56,6 +56,19 @@ def test_space_reports_what_cannot_be_fitted_and_starts_at_the_original():
     assert d["uniform"][0] <= 0 <= d["uniform"][1] or d["uniform"][0] == d["uniform"][1] == 0.0
 
 
+def test_a_knob_pattern_selects_a_class_by_its_name_as_labels_print_it():
+    """`classes[hazelnut].x` (the label a fit prints) selects that class, like `classes[2].x`."""
+    rec = load_recipe("tabletop")
+    by_name, _ = find_knobs(rec, ["classes[hazelnut].material.roughness", "classes[fig].count"])
+    by_index, _ = find_knobs(rec, ["classes[2].material.roughness", "classes[1].count"])
+    assert [k.label for k in by_name] == ["classes[hazelnut].material.roughness", "classes[fig].count"]
+    assert [k.path for k in by_name] == [k.path for k in by_index]
+    knobs, notes = find_knobs(rec, ["classes[walnut].count"])
+    assert knobs == [] and notes[0].startswith("classes[walnut].count: no such parameter")
+    with pytest.raises(SynthloopError, match="bad knob pattern"):
+        find_knobs(rec, ["classes[hazel nut].count"])
+
+
 def test_the_camera_sensor_can_be_fitted_inside_its_valid_ranges():
     d = recipe_to_dict(load_recipe("shapes"))
     d["camera"]["sensor"] = {"noise_std": {"uniform": [0, 4]}, "jpeg_quality": {"uniform": [85, 95]}}

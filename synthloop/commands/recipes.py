@@ -141,7 +141,8 @@ def fit_cmd(
     knobs: list[str] = typer.Option(
         None,
         "--knob",
-        help="Parameter pattern to fit, e.g. classes[*].count (repeatable; default: camera, lights, "
+        help="Parameter pattern to fit, e.g. classes[*].count or classes[hazelnut].material.roughness "
+        "(repeatable; default: camera, lights, "
         "world, table and class materials, counts, scales, distractor counts).",
     ),
     widths: bool = typer.Option(False, "--widths", help="Also fit the widths of uniform ranges."),

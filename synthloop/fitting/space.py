@@ -87,7 +87,17 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 }
 _INTEGER = ("count", "dent_count", "pile_size", "jpeg_quality")
 LOGW = 1.5
-_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+)\]")
+_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+|[A-Za-z_][A-Za-z0-9_.-]*)\]")
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A knob pattern's ``[name]``: the list item whose ``name`` is ``name`` (as knob labels print it)."""
+
+    name: str
+
+
+_Token = str | int | None | _Named
 
 
 @dataclass(frozen=True)
@@ -114,27 +124,32 @@ class Knob:
     field_name: str
 
 
-def _parse_pattern(pattern: str) -> list[str | int | None]:
-    """``classes[*].material.value`` -> ["classes", None, "material", "value"] (None = every item)."""
-    out: list[str | int | None] = []
+def _parse_pattern(pattern: str) -> list[_Token]:
+    """``classes[*].material.value`` -> ["classes", None, "material", "value"] (None = every item);
+    ``[2]`` selects item 2 and ``[hazelnut]`` the item named hazelnut, as knob labels print it."""
+    out: list[_Token] = []
     for part in pattern.split("."):
         for m in _TOKEN.finditer(part):
             key, idx = m.groups()
-            out.append(key if key else (None if idx == "*" else int(idx)))
+            if key:
+                out.append(key)
+            else:
+                out.append(None if idx == "*" else int(idx) if idx.isdigit() else _Named(idx))
         if not part or "".join(m.group(0) for m in _TOKEN.finditer(part)) != part:
             raise SynthloopError(f"bad knob pattern '{pattern}' (use e.g. classes[*].material.value)")
     return out
 
 
-def _expand(data: Any, tokens: list[str | int | None], path: tuple[str | int, ...] = ()):
+def _expand(data: Any, tokens: list[_Token], path: tuple[str | int, ...] = ()):
     if not tokens:
         yield path, data
         return
     head, rest = tokens[0], tokens[1:]
-    if head is None:
+    if head is None or isinstance(head, _Named):
         if isinstance(data, list):
             for i, item in enumerate(data):
-                yield from _expand(item, rest, (*path, i))
+                if head is None or (isinstance(item, dict) and item.get("name") == head.name):
+                    yield from _expand(item, rest, (*path, i))
     elif isinstance(head, int):
         if isinstance(data, list) and 0 <= head < len(data):
             yield from _expand(data[head], rest, (*path, head))
