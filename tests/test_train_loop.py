@@ -408,6 +408,21 @@ def test_init_from_keeps_the_checkpoints_anchors_and_refuses_what_does_not_fit(d
         _spec(data, iterations=1, model={"load_graph": str(tmp_path / "pruned.pt"), "init_from": str(det)})
 
 
+def test_a_retrained_pruned_rcnn_keeps_the_graphs_anchors(data, tmp_path):
+    """`model.load_graph` of a pruned Mask R-CNN: the checkpoint records the anchors its RPN was
+    trained with (the graph's), not the new data's, so the evaluator rebuilds the same model."""
+    from synthloop.deploy.prune import prune_checkpoint
+    from synthloop.training.checkpoints import load_model
+
+    mr = {"family": "mask_rcnn", "mask_rcnn": {**SMALL_MRCNN, "anchor_sizes": [8, 16, 24, 40]}}
+    pre = train(_spec(data, iterations=1, model=mr), tmp_path / "pre", quiet=True)
+    prune_checkpoint(pre, tmp_path / "pruned.pt", threshold=0.9, min_filters=8, granularity=8)
+    graph = {"family": "mask_rcnn", "mask_rcnn": SMALL_MRCNN, "load_graph": str(tmp_path / "pruned.pt")}
+    retrained = train(_spec(data, iterations=1, model=graph), tmp_path / "re", quiet=True)
+    assert load_checkpoint(retrained)["anchor_sizes"] == [8, 16, 24, 40]
+    assert load_model(retrained).model.rpn.anchor_generator.sizes == ((8,), (16,), (24,), (40,))
+
+
 def test_distillation_terms_vanish_when_the_student_is_the_teacher():
     from synthloop.training.backbones import build_backbone
     from synthloop.training.detectnet import DetectNetV2

@@ -65,6 +65,7 @@ from synthloop.training.detectnet import DetectNetV2, as_detectnet, total_loss
 from synthloop.training.errors import TrainingError
 from synthloop.training.legacy import drop_legacy_classifier, has_legacy_classifier, upgrade_optimizer_state
 from synthloop.training.mixing import Item, ListBatchSampler, MixedDataset, Phase, build_phases
+from synthloop.training.rcnn import anchor_sizes_of
 from synthloop.training.run_log import NullLogger, RunLogger, truncate_metrics
 from synthloop.training.spec import ExperimentSpec, LRScheduleSpec
 from synthloop.training.tb_validation import log_validation
@@ -516,6 +517,8 @@ def setup_run(
         for i, p in enumerate(phases)
     ]
     model = _place_model(spec, data, anchors, ctx, device, fresh=ck is None, init=init)
+    if spec.model.load_graph and family in RCNN_FAMILIES:
+        anchors = anchor_sizes_of(model)  # the pruned graph's own, which its RPN was trained with
     teacher, teacher_sha = None, None
     if spec.distill is not None:
         teacher = load_teacher(spec, data.classes).to(device)

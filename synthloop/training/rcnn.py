@@ -83,6 +83,12 @@ class RCNNSettings:
     box_head_dim: int = 1024
 
 
+def anchor_sizes_of(model: nn.Module) -> tuple[int, ...]:
+    """The anchor sizes (pixels, one per FPN level) of a built R-CNN model's RPN."""
+    sizes = model.get_submodule("rpn.anchor_generator").sizes
+    return tuple(int(level[0]) for level in sizes)
+
+
 def rcnn_parts(backbone: FeatureBackbone, num_classes: int, s: RCNNSettings) -> dict[str, Any]:
     """The keyword arguments of torchvision's ``MaskRCNN`` / ``KeypointRCNN`` that are not the
     family's own heads: backbone + FPN, anchors, the box branch (7x7 RoIs) and ``s``'s settings.
