@@ -85,8 +85,9 @@ class RCNNSettings:
 
 def anchor_sizes_of(model: nn.Module) -> tuple[int, ...]:
     """The anchor sizes (pixels, one per FPN level) of a built R-CNN model's RPN."""
-    sizes = model.get_submodule("rpn.anchor_generator").sizes
-    return tuple(int(level[0]) for level in sizes)
+    generator = model.get_submodule("rpn.anchor_generator")
+    assert isinstance(generator, AnchorGenerator)
+    return tuple(int(level[0]) for level in generator.sizes)
 
 
 def rcnn_parts(backbone: FeatureBackbone, num_classes: int, s: RCNNSettings) -> dict[str, Any]:
