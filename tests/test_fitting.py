@@ -20,6 +20,7 @@ from synthloop.fitting.fit import (
     check_classes,
     fit_recipe,
     fitted_header,
+    fitted_name,
     select_confirmed,
     write_fitted,
 )
@@ -198,6 +199,7 @@ def test_fit_end_to_end_on_zbuffer_renders_resumes_without_rendering(
     assert text.startswith("# Fitted by `synthloop recipes fit shapes") and "Selected: trial" in text
     fitted = load_recipe(out)
     assert fitted.name == "shapes_fitted" and fitted.resolution == shapes.resolution
+    assert fitted_name(fitted.name) == "shapes_fitted"  # fitting it again keeps the name
     again = fit_recipe(shapes, real, renderer_factory=zbuffer_renderer, **kwargs)
     assert zbuffer_renderer.renders == rendered and again.search.evaluated == []
     assert json.loads((tmp_path / "journal" / "meta.json").read_text())["frames"] == 3

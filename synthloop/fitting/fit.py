@@ -153,6 +153,11 @@ class _TrialScorer:
         return components_of(report)
 
 
+def fitted_name(name: str) -> str:
+    """The fitted recipe's name: ``NAME_fitted``, once (a fitted recipe fitted again keeps it)."""
+    return name if name.endswith("_fitted") else f"{name}_fitted"
+
+
 def fit_recipe(
     recipe: Recipe,
     real: Dataset,
@@ -201,7 +206,7 @@ def fit_recipe(
     finally:
         renderer.close()
     selected = conf.selected if conf else search.best
-    full = {**recipe_to_dict(recipe), "name": f"{recipe.name}_fitted"}
+    full = {**recipe_to_dict(recipe), "name": fitted_name(recipe.name)}
     return FitOutcome(
         fitted=build_recipe(full, knobs, selected.params, source=f"{recipe.name} (fitted)"),
         search=search,
