@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from synthloop.errors import SynthloopError
 from synthloop.farm.executors import gpu_device, gpu_worker_env, k8s_indexed_job, slurm_script, worker_command
+from synthloop.farm.mps import CONTROL
 from synthloop.farm.plan import FarmError, load_plan, plan_job
 from synthloop.generators.blender_renderer import worker_python
 from synthloop.generators.devices import CyclesDevice, DeviceError, select_devices
@@ -150,6 +153,65 @@ def test_several_workers_share_each_gpu(tmp_path, monkeypatch):
     ):
         with pytest.raises(FarmError, match=words):
             executors.run_local(tmp_path / "job", quiet=True, **bad)
+
+
+def _fake_mps_control(tmp_path, monkeypatch, rc: int = 0) -> Path:
+    """A `nvidia-cuda-mps-control` on PATH that logs each call (arguments, stdin, pipe folder);
+    other processes started through `subprocess.Popen` are :class:`_FakeWorker`."""
+    real_popen = subprocess.Popen
+
+    def popen(cmd, **kw):
+        return real_popen(cmd, **kw) if str(cmd[0]).endswith(CONTROL) else _FakeWorker(cmd, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    log = tmp_path / "mps.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "nvidia-cuda-mps-control"
+    stdin = "cat" if rc == 0 else "true"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f"echo \"args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY stdin=$({stdin} | tr -d '\\n')\" >> {log}\n"
+        + (f"echo 'An instance of this daemon is already running' >&2\nexit {rc}\n" if rc else "")
+    )
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_mps_runs_the_gpu_workers_under_a_private_daemon(tmp_path, monkeypatch):
+    """`--mps`: a daemon with its own pipe folder is started before the workers, they get its
+    folders in their environment, and it is told to quit (and its folder removed) afterwards."""
+    from synthloop.farm import executors
+
+    plan_job("shapes", 4, 0, 4, tmp_path / "job")
+    log = _fake_mps_control(tmp_path, monkeypatch)
+    _FakeWorker.started = []
+    summary = executors.run_local(
+        tmp_path / "job", gpus=1, workers_per_gpu=2, device="cuda", mps=True, quiet=True
+    )
+    assert sorted(summary.shards_ok) == [0, 1, 2, 3]
+    start, stop = log.read_text().splitlines()
+    pipe = start.split("pipe=")[1].split()[0]
+    assert start.startswith("args=-d ") and stop == f"args= pipe={pipe} stdin=quit"
+    assert {env["CUDA_MPS_PIPE_DIRECTORY"] for env in _FakeWorker.started} == {pipe}
+    assert not Path(pipe).exists()  # the private folder is gone after the run
+    with pytest.raises(FarmError, match="--mps: needs --gpus"):
+        executors.run_local(tmp_path / "job", mps=True, quiet=True)
+
+
+def test_mps_that_cannot_start_is_one_error_and_no_worker_runs(tmp_path, monkeypatch):
+    from synthloop.farm import executors
+
+    plan_job("shapes", 2, 0, 2, tmp_path / "job")
+    _fake_mps_control(tmp_path, monkeypatch, rc=1)
+    _FakeWorker.started = []
+    with pytest.raises(FarmError, match="--mps: the MPS daemon did not start: An instance"):
+        executors.run_local(tmp_path / "job", gpus=1, mps=True, quiet=True)
+    assert _FakeWorker.started == []
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(FarmError, match="nvidia-cuda-mps-control not found"):
+        executors.run_local(tmp_path / "job", gpus=1, mps=True, quiet=True)
 
 
 def test_worker_python_comes_from_the_environment(tmp_path):

@@ -14,10 +14,12 @@ import shlex
 import subprocess
 import sys
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthloop.atomic import atomic_write_json
+from synthloop.farm.mps import mps_daemon
 from synthloop.farm.plan import (
     PLAN_FILE,
     RECIPE_FILE,
@@ -142,13 +144,16 @@ def run_local(
     gpus: int = 0,
     device: str | None = None,
     workers_per_gpu: int = 1,
+    mps: bool = False,
 ) -> RunSummary:
     """Run shards with ``workers`` concurrent worker processes (one Blender process each).
 
     ``gpus`` > 0: ``workers_per_gpu`` workers per GPU (``workers`` is ignored), each seeing one
     GPU through ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_worker_env`) and rendering on
     :func:`gpu_device`. A worker builds scenes, runs the id/depth pass's bookkeeping and annotates
-    on the CPU between renders, so several workers per GPU keep it busier.
+    on the CPU between renders, so several workers per GPU keep it busier; ``mps`` runs them
+    under a private CUDA MPS daemon (:func:`~synthloop.farm.mps.mps_daemon`), so that their
+    kernels share the GPU instead of taking turns.
     Otherwise workers render on ``device`` (None: the plan's). ``threads`` per worker defaults
     to cores // workers. A worker process that dies (killed,
     out of memory) has its shard started again up to ``retries`` times; frames it completed are
@@ -158,6 +163,8 @@ def run_local(
     plan = load_plan(job)
     todo = [s.index for s in plan.shards] if shards is None else list(shards)
     workers, device = _local_layout(plan.device, workers, gpus, workers_per_gpu, device)
+    if mps and not gpus:
+        raise FarmError("needs --gpus (MPS shares GPUs among their workers)", where="--mps")
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // max(1, workers))
     done_before = sum(_frames_done(job, s) for s in plan.shards if s.index in todo)
     total = sum(len(plan.shard(i).frames) for i in todo)
@@ -169,7 +176,11 @@ def run_local(
     slots: dict[int, int] = {}  # running shard -> worker slot (its GPU with --gpus)
     readers: dict[int, threading.Thread] = {}
     q: queue.Queue = queue.Queue()
-    with JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog:
+    daemon: AbstractContextManager[dict[str, str]] = mps_daemon() if mps else nullcontext({})
+    with (
+        daemon as mps_env,
+        JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog,
+    ):
         while pending or running:
             while pending and len(running) < workers:
                 s = pending.pop(0)
@@ -181,7 +192,7 @@ def run_local(
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
-                    env={**env, "PYTHONUNBUFFERED": "1"},
+                    env={**env, **mps_env, "PYTHONUNBUFFERED": "1"},
                 )
                 slots[s] = slot
                 running[s] = proc
