@@ -92,7 +92,7 @@ def run(
         False,
         "--mps",
         help="With --gpus: run the workers under a private CUDA MPS daemon, started for the run, so "
-        "that their kernels share each GPU (8 workers on one H100: 2.42 frames/s, 1.91 without; "
+        "that their kernels share each GPU (8 workers on one H100: 2.40 frames/s, 1.86-1.92 without; "
         "docs/results/render_quality.md).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),

@@ -468,6 +468,20 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
 # ------------------------------------------------------------------- checkpoints a run reads
 
 
+def _check_starting_model(
+    desc: ModelDesc, spec: ExperimentSpec, classes: list[str], what: str, where: str
+) -> None:
+    """A run's starting model (``what``, read from the spec field ``where``) has the data's
+    ``classes`` in label order and the spec's backbone; else :class:`SpecError`."""
+    if list(desc.class_names) != list(classes):
+        raise SpecError(f"{what}'s classes {desc.class_names} differ from the data's {classes}", where=where)
+    if desc.backbone != spec.backbone.name:
+        raise SpecError(
+            f"{what} has a {desc.backbone} backbone, the spec names {spec.backbone.name}",
+            where="backbone.name",
+        )
+
+
 def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
     """The pruned model of ``spec.model.load_graph`` (train mode), checked against the spec's family,
     backbone and ``classes``; the spec's backbone freezing applies (TLT's retrain spec)."""
@@ -481,16 +495,7 @@ def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
         raise SpecError(
             f"{path} is not a pruned checkpoint (made by `synthloop prune`)", where="model.load_graph"
         )
-    if list(loaded.desc.class_names) != list(classes):
-        raise SpecError(
-            f"the pruned graph's classes {loaded.desc.class_names} differ from the data's {classes}",
-            where="model.load_graph",
-        )
-    if loaded.desc.backbone != spec.backbone.name:
-        raise SpecError(
-            f"the pruned graph has a {loaded.desc.backbone} backbone, the spec names {spec.backbone.name}",
-            where="backbone.name",
-        )
+    _check_starting_model(loaded.desc, spec, classes, "the pruned graph", "model.load_graph")
     feature_backbone(loaded.model).freeze(spec.backbone.freeze_blocks, spec.backbone.freeze_bn)
     return loaded.model.train()
 
@@ -498,8 +503,10 @@ def load_graph(spec: ExperimentSpec, classes: list[str]) -> nn.Module:
 @dataclass
 class InitWeights:
     """The starting weights of ``model.init_from``: the checkpoint's state_dict and, for the R-CNN
-    families, its anchor sizes in pixels (one per FPN level; None for DetectNet_v2)."""
+    families, its anchor sizes in pixels (one per FPN level; None for DetectNet_v2); ``path`` is the
+    file they were read from."""
 
+    path: str
     state_dict: Mapping[str, torch.Tensor]
     anchor_sizes: tuple[int, ...] | None
 
@@ -516,25 +523,16 @@ def read_init_weights(spec: ExperimentSpec, classes: list[str]) -> InitWeights:
         desc = _training_desc(ck, spec.model.family, path)
     except SynthloopError as e:
         raise SpecError(f"cannot start from the checkpoint: {e}", where="model.init_from") from None
-    if list(desc.class_names) != list(classes):
-        raise SpecError(
-            f"the checkpoint's classes {desc.class_names} differ from the data's {classes}",
-            where="model.init_from",
-        )
-    if desc.backbone != spec.backbone.name:
-        raise SpecError(
-            f"the checkpoint has a {desc.backbone} backbone, the spec names {spec.backbone.name}",
-            where="backbone.name",
-        )
+    _check_starting_model(desc, spec, classes, "the checkpoint", "model.init_from")
     anchors = tuple(desc.anchor_sizes) if desc.family in RCNN_FAMILIES else None
-    return InitWeights(ck["model"], anchors)
+    return InitWeights(path, ck["model"], anchors)
 
 
-def load_init_weights(model: nn.Module, init: InitWeights, path: str) -> None:
+def load_init_weights(model: nn.Module, init: InitWeights) -> None:
     """Load ``init`` into ``model`` (built from the run's spec), every weight of both (strict);
     a shape or name mismatch raises :class:`SpecError` naming ``model.init_from``."""
     try:
-        _load_weights(model, init.state_dict, path)
+        _load_weights(model, init.state_dict, init.path)
     except CheckpointError as e:
         raise SpecError(f"cannot start from the checkpoint: {e}", where="model.init_from") from None
 

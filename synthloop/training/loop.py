@@ -472,7 +472,7 @@ def _place_model(
     else:
         model = build_model(spec, data.classes, anchors, pretrained=fresh and init is None)
         if fresh and init is not None:
-            load_init_weights(model, init, str(spec.model.init_from))
+            load_init_weights(model, init)
     if ctx.distributed and cuda and spec.distributed.sync_bn and not spec.backbone.freeze_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
