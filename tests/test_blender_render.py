@@ -545,3 +545,39 @@ def test_streaks_vary_around_the_z_axis_not_along_a_radius(renderer):
     around = g.std(axis=1).mean()
     inner_outer = np.corrcoef(g[1], g[-1])[0, 1]  # the angular profile at r=6 px and at r=15 px
     assert around > 10 and inner_outer > 0.7, (around, inner_outer)
+
+
+def test_a_cap_paints_the_bottom_of_the_object_and_its_rim_darkens_the_edge(renderer):
+    """A tall red ellipsoid seen from the side with a blue cap over its bottom 30 %: the bottom rows
+    are blue, the top rows red; with ``cap_rim`` the rows around the cap's edge are darker than
+    without it, and the rows far from it are not."""
+    cam = (0.0, -0.5, 0.08)
+
+    def render(rim: float):
+        mat = _mat(
+            (0.6, 0.04, 0.04), cap_fraction=0.3, cap_rgb=(0.04, 0.04, 0.6), cap_roughness=0.9, cap_rim=rim
+        )
+        obj = _obj(1, "ellipsoid", (0.1, 0.1, 0.2), (0.0, 0.0, 0.1), (0, 0, 0), material=mat)
+        return renderer.render(make_spec([obj], samples=16, cam_loc=cam, denoise=True))
+
+    plain, rimmed = render(0.0), render(1.0)
+    mask = plain.instance_ids == 1
+    ys, xs = np.nonzero(mask)
+    top, bottom = ys.min(), ys.max()
+    height = bottom - top
+    mask[:, : int(np.percentile(xs, 35))] = False  # the middle columns only
+    mask[:, int(np.percentile(xs, 65)) + 1 :] = False
+
+    def rows(values: np.ndarray) -> np.ndarray:  # the mean of values (H, W) per row over the mask
+        return (values * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+    rgb = plain.rgb.astype(float)
+    blue = rows(rgb[..., 2] / np.maximum(rgb.sum(axis=2), 1e-6))
+    low = slice(bottom - int(0.15 * height), bottom - 1)
+    high = slice(top + 2, top + int(0.5 * height))
+    assert blue[low].mean() > 0.5 and blue[high].max() < 0.35, (blue[low], blue[high])
+    ratio = rows(rimmed.rgb.astype(float).mean(axis=2)) / np.maximum(rows(rgb.mean(axis=2)), 1.0)
+    edge = bottom - 0.3 * height
+    band = slice(int(edge - 0.12 * height), int(edge + 0.12 * height) + 1)
+    assert ratio[band].min() < 0.85, ratio[band]  # a line about a pixel wide at this size
+    assert np.abs(ratio[high] - 1).max() < 0.1, ratio[high]

@@ -303,3 +303,40 @@ def test_texture_and_mesh_files_are_chosen_from_their_lists(tmp_path, shapes):
             mesh_paths.add(o.shape.mesh_path)
     assert textures == {str(tex / n) for n in ("a.png", "b.jpg", "c.png")}
     assert mesh_paths == set(meshes)
+
+
+def test_a_cap_is_sampled_only_where_asked_and_leaves_other_scenes_as_they_were(tabletop):
+    """Without ``cap_fraction`` a recipe's scenes (and dumps) are what they were; with it, the
+    hazelnuts get a paler, less saturated cap of the asked size, roughness and rim."""
+    d = recipe_to_dict(tabletop)
+    assert all("cap_fraction" not in c["material"] for c in d["classes"])
+    nut = next(c for c in d["classes"] if c["name"] == "hazelnut")
+    nut["material"].update(
+        cap_fraction={"uniform": [0.2, 0.3]},
+        cap_saturation_scale=0.5,
+        cap_value_scale=1.5,
+        cap_roughness=0.85,
+        cap_rim=0.7,
+    )
+    capped = recipe_from_dict(d)
+    nuts = [o for f in range(6) for o in sample_scene(capped, 3, f).objects if o.name.startswith("hazelnut")]
+    assert nuts
+    for o in nuts:
+        m = o.material
+        h, s, v = m.base_color_hsv
+        assert 0.2 <= m.cap_fraction <= 0.3 and o.params["cap_fraction"] == m.cap_fraction
+        assert m.cap_rgb == hsv_to_linear_rgb(h, s * 0.5, min(1.0, v * 1.5))
+        assert (m.cap_roughness, m.cap_rim) == (0.85, 0.7)
+    others = [o for f in range(6) for o in sample_scene(tabletop, 3, f).objects]
+    assert all(o.material.cap_fraction == 0 and "cap_fraction" not in o.params for o in others)
+    assert all("cap" not in str(o.material.model_dump()) for o in others)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("cap_fraction", 1.5), ("cap_rim", -0.1), ("cap_roughness", {"uniform": [0.5, 2]})]
+)
+def test_a_cap_out_of_range_names_its_field(tabletop, field, value):
+    d = recipe_to_dict(tabletop)
+    d["classes"][0]["material"][field] = value
+    with pytest.raises(SynthloopError, match=rf"classes\[0\]\.material\.{field}: .*\[0, 1\]"):
+        recipe_from_dict(d)

@@ -397,12 +397,86 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
         color = _image_color(tree, texco, spec, where)
     elif spec.pattern in _PATTERNS:
         color = _PATTERNS[spec.pattern](tree, texco, spec, base, color2)
+    if spec.cap_fraction > 0 and spec.cap_rgb is not None:
+        color = _add_cap(tree, texco, spec, color, bsdf)
     if isinstance(color, tuple):
         bsdf.inputs["Base Color"].default_value = color
     else:
         tree.links.new(color, bsdf.inputs["Base Color"])
     _add_bump(tree, texco, spec, bsdf)
     return mat
+
+
+CAP_EDGE = 0.04  # half-width of the cap edge's blend, in Generated z (0..1 over the object's height)
+CAP_WOBBLE = 0.08  # how far noise moves the cap edge, in Generated z
+
+
+def _cap_factor(tree: Any, texco: Any, fraction: float) -> Any:
+    """1 below ``fraction`` of the object's height (Generated z, 0 at the bottom), 0 above, blended
+    over ``2 * CAP_EDGE`` around an edge that a noise moves by up to ``CAP_WOBBLE / 2``: a
+    Math node output."""
+    sep = tree.nodes.new("ShaderNodeSeparateXYZ")
+    tree.links.new(texco.outputs["Generated"], sep.inputs["Vector"])
+    noise = _texture(tree, texco, "ShaderNodeTexNoise", 6.0, Detail=3.0)
+    wobble = tree.nodes.new("ShaderNodeMath")
+    wobble.operation = "MULTIPLY_ADD"  # z + (noise - 0.5) * wobble
+    tree.links.new(noise.outputs["Fac"], wobble.inputs[0])
+    wobble.inputs[1].default_value = CAP_WOBBLE
+    tree.links.new(sep.outputs["Z"], wobble.inputs[2])
+    step = tree.nodes.new("ShaderNodeMapRange")
+    step.interpolation_type = "SMOOTHSTEP"
+    tree.links.new(wobble.outputs["Value"], step.inputs["Value"])
+    low = float(fraction) + 0.5 * CAP_WOBBLE - CAP_EDGE
+    step.inputs["From Min"].default_value = low
+    step.inputs["From Max"].default_value = low + 2 * CAP_EDGE
+    step.inputs["To Min"].default_value = 1.0
+    step.inputs["To Max"].default_value = 0.0
+    return step.outputs["Result"]
+
+
+def _add_cap(tree: Any, texco: Any, spec: MaterialSpec, color: Any, bsdf: Any) -> Any:
+    """Mix ``spec.cap_rgb`` into ``color`` and ``spec.cap_roughness`` into the BSDF's roughness
+    by :func:`_cap_factor`; returns the new colour output."""
+    assert spec.cap_rgb is not None
+    fac = _cap_factor(tree, texco, spec.cap_fraction)
+    rough = tree.nodes.new("ShaderNodeMix")
+    rough.data_type = "FLOAT"
+    tree.links.new(fac, _socket(rough.inputs, "Factor", "VALUE"))
+    _socket(rough.inputs, "A", "VALUE").default_value = float(spec.roughness)
+    _socket(rough.inputs, "B", "VALUE").default_value = float(spec.cap_roughness)
+    tree.links.new(_socket(rough.outputs, "Result", "VALUE"), bsdf.inputs["Roughness"])
+    color = _mix_color(tree, fac, color, _rgba(spec.cap_rgb))
+    if spec.cap_rim <= 0:
+        return color
+    dark = tree.nodes.new("ShaderNodeMix")
+    dark.data_type = "RGBA"
+    dark.blend_type = "MULTIPLY"
+    _socket(dark.inputs, "Factor", "VALUE").default_value = 1.0
+    tree.links.new(color, _socket(dark.inputs, "A", "RGBA"))
+    _socket(dark.inputs, "B", "RGBA").default_value = (CAP_RIM_DARK,) * 3 + (1.0,)
+    return _mix_color(
+        tree, _rim_factor(tree, fac, spec.cap_rim), color, _socket(dark.outputs, "Result", "RGBA")
+    )
+
+
+CAP_RIM_DARK = 0.3  # the rim line's colour: the colour under it times this
+
+
+def _rim_factor(tree: Any, fac: Any, strength: float) -> Any:
+    """``strength * (4 f (1 - f)) ** 2`` of the cap factor ``f``: a thin line along the cap's edge."""
+    one_minus = tree.nodes.new("ShaderNodeMath")
+    one_minus.operation = "SUBTRACT"
+    one_minus.inputs[0].default_value = 1.0
+    tree.links.new(fac, one_minus.inputs[1])
+    prod = tree.nodes.new("ShaderNodeMath")
+    prod.operation = "MULTIPLY"
+    tree.links.new(fac, prod.inputs[0])
+    tree.links.new(one_minus.outputs["Value"], prod.inputs[1])
+    power = tree.nodes.new("ShaderNodeMath")
+    power.operation = "POWER"
+    tree.links.new(prod.outputs["Value"], power.inputs[0])
+    power.inputs[1].default_value = 2.0
+    return _scaled_factor(tree, power.outputs["Value"], 16.0 * float(strength))  # 16 (f (1 - f)) ** 2
 
 
 def _image_color(tree: Any, texco: Any, spec: MaterialSpec, where: str) -> Any:

@@ -180,7 +180,14 @@ class MaterialConfig(_Model):
     """A Principled BSDF. Base colour from HSV (display values, hue in turns, wraps); the
     pattern's second colour is HSV(hue + ``color2_hue_shift``, saturation *
     ``color2_saturation_scale``, value * ``color2_value_scale``). ``texture_folder``: one image
-    from the folder replaces the base colour (chosen per object)."""
+    from the folder replaces the base colour (chosen per object).
+
+    ``cap_fraction`` (optional, in [0, 1]): a cap over the bottom of the object, the part whose
+    height is below that fraction of the object's z extent (a nut's pale, matte scar at its wide
+    end; a teardrop's tip is at +z), with an irregular edge. Its colour is HSV(hue, saturation *
+    ``cap_saturation_scale``, value * ``cap_value_scale``), its roughness ``cap_roughness``, and a
+    thin dark line along its edge has strength ``cap_rim`` (0 none, 1 full: a nut's rim).
+    Without ``cap_fraction`` nothing is sampled for the cap (a recipe's scenes stay as they were)."""
 
     hue: NumDist = 0.0
     saturation: Unit = 0.0
@@ -198,6 +205,22 @@ class MaterialConfig(_Model):
     bump_scale: Positive = 20.0
     texture_folder: str | None = None
     image_scale: Positive = 1.0
+    cap_fraction: Unit | None = None
+    cap_saturation_scale: NonNegative = 0.4
+    cap_value_scale: NonNegative = 1.4
+    cap_roughness: Unit = 0.9
+    cap_rim: Unit = 0.0
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return drop_defaults(
+            handler(self),
+            cap_fraction=None,
+            cap_saturation_scale=0.4,
+            cap_value_scale=1.4,
+            cap_roughness=0.9,
+            cap_rim=0.0,
+        )
 
     @field_validator("texture_folder")
     @classmethod

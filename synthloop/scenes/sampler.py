@@ -211,6 +211,25 @@ def sample_lights(
     return tuple(lights), params
 
 
+def _sample_cap(
+    cfg: MaterialConfig, h: float, s: float, v: float, rng: np.random.Generator
+) -> dict[str, Any]:
+    """The cap's MaterialSpec fields (see :class:`MaterialConfig`): nothing, and no draw from
+    ``rng``, without ``cap_fraction``; else fraction, linear RGB from the base HSV (h, s, v) scaled,
+    and roughness."""
+    if cfg.cap_fraction is None:
+        return {}
+    fraction = cfg.cap_fraction.sample_float(rng)
+    s_cap = min(1.0, s * cfg.cap_saturation_scale.sample_float(rng))
+    v_cap = min(1.0, v * cfg.cap_value_scale.sample_float(rng))
+    return {
+        "cap_fraction": fraction,
+        "cap_rgb": hsv_to_linear_rgb(h, s_cap, v_cap),
+        "cap_roughness": cfg.cap_roughness.sample_float(rng),
+        "cap_rim": cfg.cap_rim.sample_float(rng),
+    }
+
+
 def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[MaterialSpec, Params]:
     """A material and its sampled scalars (hue, saturation, value, roughness, metallic, pattern)."""
     h = cfg.hue.sample_float(rng)
@@ -247,6 +266,7 @@ def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[Mate
         bump_scale=bump_scale,
         image_path=image_path,
         image_scale=image_scale,
+        **_sample_cap(cfg, h, s, v, rng),
     )
     params: Params = {
         "hue": h % 1.0,
@@ -256,6 +276,8 @@ def sample_material(cfg: MaterialConfig, rng: np.random.Generator) -> tuple[Mate
         "metallic": metallic,
         "pattern": pattern,
     }
+    if spec.cap_fraction > 0:
+        params["cap_fraction"] = spec.cap_fraction
     if image_path is not None:
         params["texture"] = image_path.rsplit("/", 1)[-1]
     return spec, params

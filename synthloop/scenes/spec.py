@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
@@ -111,6 +112,9 @@ class MaterialSpec(_Plain):
     high metallic), ``streaks`` (lines around the object's z axis; ``pattern_scale`` sets how
     many). ``pattern_scale`` is in texture-space units (larger = finer). ``color2_rgb``
     is the pattern's second colour. ``image_path`` (absolute) replaces the base colour.
+    ``cap_fraction`` > 0 paints the bottom of the object (below that fraction of its z extent,
+    edge made irregular by noise) in ``cap_rgb`` (linear RGB) with roughness ``cap_roughness``,
+    and darkens a thin line along its edge by ``cap_rim`` (0 none, 1 full).
     """
 
     base_color_hsv: Vec3
@@ -126,6 +130,22 @@ class MaterialSpec(_Plain):
     bump_scale: float = 20.0
     image_path: str | None = None
     image_scale: float = 1.0
+    cap_fraction: float = 0.0
+    cap_rgb: Vec3 | None = None
+    cap_roughness: float = 0.9
+    cap_rim: float = 0.0
+
+    @field_validator("cap_fraction", "cap_roughness", "cap_rim")
+    @classmethod
+    def _unit(cls, v: float) -> float:
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"must be a finite number in [0, 1], got {v}")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # a material without a cap dumps (and hashes) as it did before caps existed
+        return drop_defaults(handler(self), cap_fraction=0.0, cap_rgb=None, cap_roughness=0.9, cap_rim=0.0)
 
 
 class CategorySpec(_Plain):
