@@ -92,7 +92,8 @@ def run(
         False,
         "--mps",
         help="With --gpus: run the workers under a private CUDA MPS daemon, started for the run, so "
-        "that their kernels share each GPU (8 workers on one H100: 2.40 frames/s, 1.86-1.92 without; "
+        "that their kernels share each GPU (8 workers on one H100: 1.27-1.30x the frames/s without it, "
+        "2.90-2.94 against 2.25 on one node; "
         "docs/results/render_quality.md).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
