@@ -35,7 +35,7 @@ from synthloop.fitting.space import (
     with_dormant_arrangement,
 )
 from synthloop.generators.generate import generate_frames
-from synthloop.scenes.recipe import load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
+from synthloop.scenes.recipe import MaterialConfig, load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
 from synthloop.scenes.sampler import sample_scene
 
 TARGET = 0.64  # planted camera distance centre (the shapes recipe has 0.525)
@@ -82,6 +82,22 @@ def test_the_camera_sensor_can_be_fitted_inside_its_valid_ranges():
         assert sensor is not None and sensor.jpeg_quality is not None
         q = sensor.jpeg_quality.support()
         assert 1 <= q.low <= q.high <= 100 and sensor.noise_std.support().low >= 0
+
+
+def test_every_numeric_material_field_can_be_fitted_near_its_lower_bound():
+    """A narrow range near 0 makes the search reach below 0; the space must clip it to each field's
+    valid range (a field missing from the space's bounds is reported as not fittable)."""
+    d = recipe_to_dict(load_recipe("tabletop"))
+    material = d["classes"][2]["material"]
+    fields = [f for f in MaterialConfig.model_fields if f not in ("pattern", "texture_folder")]
+    assert {"cap_fraction", "cap_rim", "cap_value_scale", "color2_value_scale", "roughness"} <= set(fields)
+    for field in fields:
+        material[field] = {"uniform": [0.02, 0.1]}
+    rec = recipe_from_dict(d)
+    knobs, notes = find_knobs(rec, [f"classes[hazelnut].material.{f}" for f in fields])
+    assert not notes and len(knobs) == len(fields)
+    low = {dim.name: dim.low for k in knobs for dim in k.dims}
+    build_recipe(recipe_to_dict(rec), knobs, low, source="t")  # validates
 
 
 def test_a_recipe_without_piles_is_fitted_from_a_dormant_arrangement():

@@ -64,6 +64,11 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     **dict.fromkeys(
         ("saturation", "value", "roughness", "metallic", "specular", "pattern_strength"), (0.0, 1.0)
     ),
+    **dict.fromkeys(("cap_fraction", "cap_roughness", "cap_rim"), (0.0, 1.0)),
+    **dict.fromkeys(
+        ("color2_saturation_scale", "color2_value_scale", "cap_saturation_scale", "cap_value_scale"),
+        (0.0, math.inf),
+    ),
     "elevation_deg": (0.0, 90.0),
     "fov_deg": (1.0, 170.0),
     "spot_angle_deg": (1.0, 180.0),
