@@ -370,7 +370,8 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
     z axis, on object coordinates: a nut shell's lines from tip to base). Bump: a Noise height
     field of scale ``bump_scale`` through a Bump node of strength ``bump_strength``; foil always
     gets a Voronoi bump of strength ``max(bump_strength, 0.6)`` (crumpled metal; its metallic
-    value is the spec's). ``image_path`` replaces the base colour with the image, box-projected on
+    value is the spec's). ``cap_fraction`` > 0: the cap (:func:`_add_cap`) over the object's
+    bottom, on Generated z. ``image_path`` replaces the base colour with the image, box-projected on
     object coordinates (metres) times ``image_scale``, one tile centred on the object's origin (the
     table's centre, where the camera looks, shows no tile seam); a missing file raises
     ``FileNotFoundError``.
@@ -409,6 +410,7 @@ def build_material(name: str, spec: MaterialSpec, where: str) -> bpy.types.Mater
 
 CAP_EDGE = 0.04  # half-width of the cap edge's blend, in Generated z (0..1 over the object's height)
 CAP_WOBBLE = 0.08  # how far noise moves the cap edge, in Generated z
+CAP_RIM_DARK = 0.3  # the rim line's colour: the colour under it times this
 
 
 def _cap_factor(tree: Any, texco: Any, fraction: float) -> Any:
@@ -419,7 +421,7 @@ def _cap_factor(tree: Any, texco: Any, fraction: float) -> Any:
     tree.links.new(texco.outputs["Generated"], sep.inputs["Vector"])
     noise = _texture(tree, texco, "ShaderNodeTexNoise", 6.0, Detail=3.0)
     wobble = tree.nodes.new("ShaderNodeMath")
-    wobble.operation = "MULTIPLY_ADD"  # z + (noise - 0.5) * wobble
+    wobble.operation = "MULTIPLY_ADD"  # z + noise * CAP_WOBBLE; the noise's mean 0.5 is taken off below
     tree.links.new(noise.outputs["Fac"], wobble.inputs[0])
     wobble.inputs[1].default_value = CAP_WOBBLE
     tree.links.new(sep.outputs["Z"], wobble.inputs[2])
@@ -457,9 +459,6 @@ def _add_cap(tree: Any, texco: Any, spec: MaterialSpec, color: Any, bsdf: Any) -
     return _mix_color(
         tree, _rim_factor(tree, fac, spec.cap_rim), color, _socket(dark.outputs, "Result", "RGBA")
     )
-
-
-CAP_RIM_DARK = 0.3  # the rim line's colour: the colour under it times this
 
 
 def _rim_factor(tree: Any, fac: Any, strength: float) -> Any:
