@@ -47,7 +47,7 @@ from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
-from synthloop.scenes.spec import MAX_NOISE_STD, ShapeKind, drop_defaults
+from synthloop.scenes.spec import MAX_NOISE_STD, ShapeKind, drop_defaults, drop_field_defaults
 from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
@@ -213,13 +213,14 @@ class MaterialConfig(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(
+        return drop_field_defaults(
+            self,
             handler(self),
-            cap_fraction=None,
-            cap_saturation_scale=0.4,
-            cap_value_scale=1.4,
-            cap_roughness=0.9,
-            cap_rim=0.0,
+            "cap_fraction",
+            "cap_saturation_scale",
+            "cap_value_scale",
+            "cap_roughness",
+            "cap_rim",
         )
 
     @field_validator("texture_folder")

@@ -216,7 +216,7 @@ def _sample_cap(
 ) -> dict[str, Any]:
     """The cap's MaterialSpec fields (see :class:`MaterialConfig`): nothing, and no draw from
     ``rng``, without ``cap_fraction``; else fraction, linear RGB from the base HSV (h, s, v) scaled,
-    and roughness."""
+    roughness and rim strength."""
     if cfg.cap_fraction is None:
         return {}
     fraction = cfg.cap_fraction.sample_float(rng)

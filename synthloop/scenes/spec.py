@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
@@ -42,6 +41,12 @@ def drop_defaults(dumped: Any, **defaults: Any) -> Any:
             if k in dumped and (dumped[k] == v or (isinstance(v, tuple) and dumped[k] == list(v))):
                 del dumped[k]
     return dumped
+
+
+def drop_field_defaults(model: BaseModel, dumped: Any, *names: str) -> Any:
+    """:func:`drop_defaults` of the fields ``names`` of ``model``, each at its declared default."""
+    fields = type(model).model_fields
+    return drop_defaults(dumped, **{n: fields[n].default for n in names})
 
 
 ShapeKind = Literal[
@@ -130,22 +135,15 @@ class MaterialSpec(_Plain):
     bump_scale: float = 20.0
     image_path: str | None = None
     image_scale: float = 1.0
-    cap_fraction: float = 0.0
+    cap_fraction: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     cap_rgb: Vec3 | None = None
-    cap_roughness: float = 0.9
-    cap_rim: float = 0.0
-
-    @field_validator("cap_fraction", "cap_roughness", "cap_rim")
-    @classmethod
-    def _unit(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ValueError(f"must be a finite number in [0, 1], got {v}")
-        return v
+    cap_roughness: float = Field(0.9, ge=0.0, le=1.0, allow_inf_nan=False)
+    cap_rim: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         # a material without a cap dumps (and hashes) as it did before caps existed
-        return drop_defaults(handler(self), cap_fraction=0.0, cap_rgb=None, cap_roughness=0.9, cap_rim=0.0)
+        return drop_field_defaults(self, handler(self), "cap_fraction", "cap_rgb", "cap_roughness", "cap_rim")
 
 
 class CategorySpec(_Plain):
