@@ -47,7 +47,7 @@ from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
 from synthloop.scenes.registry import resolve_recipe
 from synthloop.scenes.render_config import RenderConfig as RenderConfig  # re-exported
-from synthloop.scenes.spec import MAX_NOISE_STD, ShapeKind, drop_defaults, drop_field_defaults
+from synthloop.scenes.spec import MAX_NOISE_STD, ShapeKind, drop_field_defaults
 from synthloop.userfiles import parse_yaml, read_user_text
 from synthloop.validation import invalid
 
@@ -135,7 +135,7 @@ class CameraConfig(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), look_at_height=0.0, sensor=None)
+        return drop_field_defaults(self, handler(self), "look_at_height", "sensor")
 
     @model_validator(mode="after")
     def _check(self) -> CameraConfig:
@@ -264,7 +264,7 @@ class ShapeConfig(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), body=None)
+        return drop_field_defaults(self, handler(self), "body")
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -407,7 +407,7 @@ class Recipe(_Model):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), arrangement=None)
+        return drop_field_defaults(self, handler(self), "arrangement")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:

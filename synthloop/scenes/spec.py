@@ -106,7 +106,7 @@ class ShapeSpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), body=None)  # as before bodies existed
+        return drop_field_defaults(self, handler(self), "body")  # as before bodies existed
 
 
 class MaterialSpec(_Plain):
@@ -179,7 +179,7 @@ class ObjectSpec(_Plain):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         # an object with one material dumps (and hashes) as it did before extra materials existed
-        return drop_defaults(handler(self), extra_materials=())
+        return drop_field_defaults(self, handler(self), "extra_materials")
 
 
 class LightSpec(_Plain):
@@ -311,7 +311,7 @@ class RenderOptions(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), denoise_mix=1.0)  # as before the mix existed
+        return drop_field_defaults(self, handler(self), "denoise_mix")  # as before the mix existed
 
     def bounces(self) -> dict[str, int]:
         """Bounces per light-path kind with the None defaults resolved (Cycles' names)."""
@@ -358,7 +358,7 @@ class SceneSpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_defaults(handler(self), sensor=None)  # a clean frame: as before sensors existed
+        return drop_field_defaults(self, handler(self), "sensor")  # a clean frame: as before sensors existed
 
     def to_json_dict(self) -> dict:
         """JSON-able dict (tuples become lists)."""
