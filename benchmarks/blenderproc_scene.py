@@ -1,81 +1,63 @@
-import blenderproc as bproc
+"""Inside BlenderProc: render synthloop's scenes through BlenderProc's API, timing each annotated frame.
 
-"""Inside ``blenderproc run``: render exported scenes with BlenderProc, timing each annotated frame.
+    USE_EXTERNAL_BPY_MODULE=1 PYTHONPATH=REPO $BLENDERPROC_PYTHON benchmarks/blenderproc_scene.py \
+        SCENES.json OUT SETTINGS
 
-    blenderproc run benchmarks/blenderproc_scene.py SCENES.json OUT_DIR SETTINGS_JSON
+Started by ``benchmarks/render_blenderproc.py`` (see there), whose docstring says how to make
+``BLENDERPROC_PYTHON``. SCENES.json: a list of
+``{"spec": SceneSpec JSON, "K": 3x3, "cam_pose": 4x4 world-from-camera (Blender axes)}``.
 
-Started by ``benchmarks/render_blenderproc.py`` (see there); needs only BlenderProc and numpy.
-Per scene: ``bproc.clean_up()``, load the OBJ meshes, set Principled materials, lights, world and
-camera (K and pose), render RGB + instance segmentation, write COCO annotations
-(``bproc.writer.write_coco_annotations``), and save ``frame_NNNNNN.npz`` (``rgb`` uint8 (H, W, 3),
-``ids`` instance ids (H, W), 0 = background). ``timings.json``: seconds per annotated frame, from
-the scene's set-up to its annotations on disk.
+The scene content is synthloop's, built with the same bpy helpers (meshes with their sharp edges,
+procedural materials, support, lights), so both tools shade the same scene. BlenderProc does the
+rest, as a BlenderProc user would: ``bproc.init``, ``clean_up`` per scene, world, camera (K and
+pose), render settings, RGB + depth + instance segmentation in one render, COCO annotations
+(``write_coco_annotations``, which also writes the image) and depth (``write_hdf5``).
+
+Per annotated frame, from ``clean_up`` to its files on disk: wall seconds (``time.perf_counter``)
+and this process's CPU seconds (``time.process_time``, every render thread). ``frame_NNNNNN.npz``
+(``rgb`` uint8 (H, W, 3), ``ids`` instance ids (H, W), 0 = background) is written outside the
+timed span, for the quality scores.
 """
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import os
+import sys
+import time
+from pathlib import Path
 
-import bpy  # noqa: E402
-import numpy as np  # noqa: E402
-from mathutils import Matrix, Quaternion, Vector  # noqa: E402
+import blenderproc as bproc
+import bpy
+import numpy as np
 
-
-def _material(name: str, m: dict):
-    mat = bproc.material.create(name)
-    mat.set_principled_shader_value("Base Color", [*m["color"], 1.0])
-    mat.set_principled_shader_value("Roughness", float(m["roughness"]))
-    mat.set_principled_shader_value("Metallic", float(m["metallic"]))
-    mat.set_principled_shader_value("Specular IOR Level", float(m["specular"]))
-    return mat
+from synthloop.generators.blender_scene import add_light, add_object, add_support, cycles_seed
+from synthloop.geometry.meshes import build_mesh
+from synthloop.scenes.spec import SceneSpec
 
 
-def _light(spec: dict) -> None:
-    light = bproc.types.Light()
-    light.set_type(spec["type"])
-    light.set_energy(float(spec["strength"]))
-    light.set_color(spec["color_rgb"])
-    light.set_location(spec["location"])
-    rot = Vector((0.0, 0.0, -1.0)).rotation_difference(Vector(spec["direction"]).normalized())
-    light.set_rotation_euler(rot.to_euler())
-    data = light.blender_obj.data
-    if spec["type"] == "SUN":
-        data.angle = float(spec["size"])
-    elif spec["type"] == "AREA":
-        data.shape = "SQUARE"
-        data.size = float(spec["size"])
-    else:
-        data.shadow_soft_size = float(spec["size"])
+def build(scene: dict) -> SceneSpec:
+    """The frame's objects, support and lights (synthloop's builders), world and camera
+    (BlenderProc's). Objects keep ``pass_index = instance_id``; BlenderProc's segmentation reads it."""
+    spec = SceneSpec.from_json_dict(scene["spec"])
+    for obj in spec.objects:
+        ob = add_object(obj, build_mesh)
+        ob["category_id"] = int(obj.category_id or 0)
+    support = add_support(spec)
+    support["category_id"] = 0
+    for i, light in enumerate(spec.lights):
+        add_light(i, light)
+    bproc.renderer.set_world_background(list(spec.world.color_rgb), strength=float(spec.world.strength))
+    w, h = spec.render.width, spec.render.height
+    cam = spec.camera
+    bproc.camera.set_intrinsics_from_K_matrix(np.array(scene["K"]), w, h, cam.clip_start, cam.clip_end)
+    bproc.camera.add_camera_pose(np.array(scene["cam_pose"]))
+    bpy.context.scene.cycles.seed = cycles_seed(spec.seed, spec.frame_index)
+    return spec
 
 
-def build(scene: dict) -> None:
-    for o in scene["objects"]:
-        (obj,) = bproc.loader.load_obj(o["obj"])
-        obj.set_location(o["location"])
-        obj.set_rotation_euler(Quaternion(o["quat_wxyz"]).to_euler())
-        obj.set_cp("category_id", int(o["category_id"]))
-        obj.set_cp("instance_id", int(o["instance_id"]))
-        obj.replace_materials(_material(f"mat_{o['instance_id']}", o["material"]))
-        obj.set_shading_mode("auto", 40)
-    sx, sy = scene["support"]["size"]
-    plane = bproc.object.create_primitive("PLANE", scale=[sx / 2, sy / 2, 1])
-    plane.set_cp("category_id", 0)
-    plane.replace_materials(_material("support", scene["support"]["material"]))
-    for light in scene["lights"]:
-        _light(light)
-    bproc.renderer.set_world_background(scene["world"]["color"], strength=scene["world"]["strength"])
-    w, h = scene["width"], scene["height"]
-    bproc.camera.set_intrinsics_from_K_matrix(np.array(scene["K"]), w, h, *scene["clip"])
-    pose = Matrix.Translation(Vector(scene["cam_location"])) @ Matrix(scene["cam_rotation"]).to_4x4()
-    bproc.camera.add_camera_pose(np.array(pose))
-
-
-def main() -> None:
-    scenes_file, out_dir, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = json.loads(Path(scenes_file).read_text())
-    bproc.init()
+def configure(settings: dict) -> None:
+    """BlenderProc's render settings: samples, noise threshold (0 = off), denoiser, bounces, view
+    transform (synthloop renders with ``Standard``; BlenderProc's default is ``Filmic``), light
+    tree (BlenderProc turns it off by default) and caustics."""
     bproc.renderer.set_max_amount_of_samples(int(settings["spp"]))
     bproc.renderer.set_noise_threshold(float(settings["noise_threshold"]))
     bproc.renderer.set_denoiser(settings["denoiser"])
@@ -87,15 +69,31 @@ def main() -> None:
         max_bounces=m,
         transparent_max_bounces=max(m, 1),
     )
+    bproc.renderer.set_output_format(view_transform=settings.get("view_transform", "Standard"))
+    bproc.renderer.toggle_light_tree(bool(settings.get("light_tree", False)))
+    # BlenderProc has no call for caustics; Blender's default is on, synthloop's scenes have them off
+    cyc = bpy.context.scene.cycles
+    cyc.caustics_reflective = cyc.caustics_refractive = bool(settings.get("caustics", False))
+    threads = int(settings.get("threads", 0))
+    if threads > 0:
+        bproc.renderer.set_cpu_threads(threads)
+    bproc.renderer.enable_depth_output(activate_antialiasing=False)
     bproc.renderer.enable_segmentation_output(
         map_by=["instance", "category_id"], default_values={"category_id": 0}
     )
-    seconds = []
+
+
+def main() -> None:
+    scenes_file, out_dir, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scenes = json.loads(Path(scenes_file).read_text())
+    bproc.init()
+    configure(settings)
+    seconds, cpu_seconds = [], []
     for i, scene in enumerate(scenes):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         bproc.clean_up()
         build(scene)
-        bpy.context.scene.cycles.seed = int(scene["seed"]) * 1000 + int(scene["frame_index"])
         data = bproc.renderer.render()
         bproc.writer.write_coco_annotations(
             str(out_dir / f"coco_{i:06d}"),
@@ -104,13 +102,15 @@ def main() -> None:
             colors=data["colors"],
             append_to_existing_output=False,
         )
+        bproc.writer.write_hdf5(str(out_dir / f"depth_{i:06d}"), {"depth": data["depth"]})
         seconds.append(time.perf_counter() - t0)
+        cpu_seconds.append(time.process_time() - c0)
         rgb = np.asarray(data["colors"][0], dtype=np.uint8)
-        np.savez_compressed(
-            out_dir / f"frame_{i:06d}.npz", rgb=rgb, ids=np.asarray(data["instance_segmaps"][0])
-        )
+        ids = np.asarray(data["instance_segmaps"][0])
+        np.savez_compressed(out_dir / f"frame_{i:06d}.npz", rgb=rgb, ids=ids)
     meta = {
         "seconds_per_frame": seconds,
+        "cpu_seconds_per_frame": cpu_seconds,
         "blender_version": bpy.app.version_string,
         "blenderproc_version": getattr(bproc, "__version__", None),
     }
@@ -118,3 +118,5 @@ def main() -> None:
 
 
 main()
+sys.stdout.flush()
+os._exit(0)  # the bpy module can crash while the interpreter tears it down; everything is written

@@ -72,6 +72,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "persistent": {"persistent_data": True},
     "persistent_no_light_tree": {"persistent_data": True, "light_tree": False},
     "bounces2": {"max_bounces": 2, "persistent_data": True},
+    "bounces2_fresh": {"max_bounces": 2},  # without persistent data
     "adaptive32_t0.05": {"samples": 32, "adaptive_sampling": True, "adaptive_threshold": 0.05},
     "adaptive16_t0.02": {"samples": 16, "adaptive_sampling": True, "adaptive_threshold": 0.02},
     "oidn1": {"samples": 1, **OIDN, "persistent_data": True},
@@ -97,13 +98,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "max_bounces": 2,
         "persistent_data": True,
     },
-    "oidn8_fast_bounces2": {
-        "samples": 8,
-        **OIDN,
-        "denoise_prefilter": "fast",
-        "max_bounces": 2,
-        "persistent_data": True,
-    },
     "adaptive16_t0.01_min8_bounces2": {
         "samples": 16,
         "adaptive_sampling": True,
@@ -114,6 +108,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     },
     "preview": QUALITY_PRESETS["preview"],
     "standard": QUALITY_PRESETS["standard"],
+    "denoised": QUALITY_PRESETS["denoised"],  # = oidn9_fast_bounces2
 }
 # OIDN (fast prefilter, 2 bounces) with part of the noisy render mixed back in (``denoise_mix``):
 # oidnN_fast_mixM = N spp, denoised share M
@@ -127,6 +122,30 @@ for _spp in (4, 6, 8):
             "max_bounces": 2,
             "persistent_data": True,
         }
+
+
+# OIDN (fast prefilter) at N spp with 2 bounces: oidnN_fast_bounces2
+for _spp in (8, 9, 10, 12):
+    CANDIDATES[f"oidn{_spp}_fast_bounces2"] = {
+        "samples": _spp,
+        **OIDN,
+        "denoise_prefilter": "fast",
+        "max_bounces": 2,
+        "persistent_data": True,
+    }
+# OIDN's guide passes and their prefilter (2 bounces): oidnN_<passes>_<prefilter>. ``none`` hands
+# the guides to OIDN as they are, so it keeps all the texture the albedo pass holds.
+for _spp in (6, 8):
+    for _passes in ("albedo", "albedo_normal"):
+        for _prefilter in ("none", "accurate"):
+            CANDIDATES[f"oidn{_spp}_{_passes}_{_prefilter}"] = {
+                "samples": _spp,
+                **OIDN,
+                "denoise_passes": _passes,
+                "denoise_prefilter": _prefilter,
+                "max_bounces": 2,
+                "persistent_data": True,
+            }
 
 
 # ------------------------------------------------------------------ metrics (pure numpy)

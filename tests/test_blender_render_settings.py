@@ -85,6 +85,7 @@ def test_every_render_option_reaches_blender_and_none_leaks_to_the_next_frame(tm
     expected = {k: round(v, 6) if isinstance(v, float) else v for k, v in NON_DEFAULT.items()}
     assert _cycles_state(bpy) == expected
     assert bpy.context.scene.cycles.device == "CPU"
+    assert bpy.context.scene.cycles.debug_use_spatial_splits  # same image, less CPU: always on
 
     legacy = sample_scene(_recipe({"quality": "legacy", "samples": 2}), 0, 0)
     blender_scene.render_frame(legacy, tmp_path / "b", threads=2)

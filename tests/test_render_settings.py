@@ -124,7 +124,7 @@ def test_spec_defaults_reproduce_the_legacy_render():
         ({"clamp_direct": -1}, "render.clamp_direct", "greater than or equal to 0"),
         ({"texture_limit": 300}, "render.texture_limit", "one of 0, 128"),
         ({"tile_size": 4}, "render.tile_size", "greater than or equal to 8"),
-        ({"quality": "ultra"}, "render.quality", "'standard', 'preview' or 'legacy'"),
+        ({"quality": "ultra"}, "render.quality", "'standard', 'denoised', 'preview' or 'legacy'"),
         ({"device": "gpu"}, "render.device", "'cpu', 'cuda', 'optix' or 'auto'"),
         ({"light_tree": "maybe"}, "render.light_tree", "boolean"),
         ({"tiles": 64}, "render", "unknown key 'tiles'"),
