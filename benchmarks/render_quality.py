@@ -133,6 +133,19 @@ for _spp in (8, 9, 10, 12):
         "max_bounces": 2,
         "persistent_data": True,
     }
+# OIDN (fast prefilter, 2 bounces) after adaptive sampling: the smooth table stops early, the
+# textured objects take up to N spp: oidnN_fast_adaptive_tT_minM
+for _spp, _t, _min in ((12, 0.05, 4), (12, 0.1, 4), (16, 0.1, 4)):
+    CANDIDATES[f"oidn{_spp}_fast_adaptive_t{_t}_min{_min}"] = {
+        "samples": _spp,
+        **OIDN,
+        "denoise_prefilter": "fast",
+        "adaptive_sampling": True,
+        "adaptive_threshold": _t,
+        "adaptive_min_samples": _min,
+        "max_bounces": 2,
+        "persistent_data": True,
+    }
 # OIDN's guide passes and their prefilter (2 bounces): oidnN_<passes>_<prefilter>. ``none`` hands
 # the guides to OIDN as they are, so it keeps all the texture the albedo pass holds.
 for _spp in (6, 8):
