@@ -34,7 +34,7 @@ from synthloop.geometry.meshes import build_mesh
 from synthloop.scenes.spec import SceneSpec
 
 
-def build(scene: dict) -> SceneSpec:
+def build(scene: dict) -> None:
     """The frame's objects, support and lights (synthloop's builders), world and camera
     (BlenderProc's). Objects keep ``pass_index = instance_id``; BlenderProc's segmentation reads it."""
     spec = SceneSpec.from_json_dict(scene["spec"])
@@ -51,7 +51,6 @@ def build(scene: dict) -> SceneSpec:
     bproc.camera.set_intrinsics_from_K_matrix(np.array(scene["K"]), w, h, cam.clip_start, cam.clip_end)
     bproc.camera.add_camera_pose(np.array(scene["cam_pose"]))
     bpy.context.scene.cycles.seed = cycles_seed(spec.seed, spec.frame_index)
-    return spec
 
 
 def configure(settings: dict) -> None:

@@ -62,10 +62,11 @@ from render_quality import (
     DEFAULT_CACHE,
     add_scene_arguments,
     candidate_recipe,
-    quality,
+    mean_scores,
     references,
     run_candidate,
     scene_specs,
+    score,
 )
 
 from synthloop.atomic import atomic_write_bytes, atomic_write_json
@@ -130,10 +131,6 @@ def load_frames(folder: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return frames
 
 
-def mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.mean(s[k] for s in scores) for k in scores[0]}
-
-
 def reference(
     scenes_file: Path, setting: dict[str, Any], cache: Path, n: int
 ) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]]]:
@@ -192,11 +189,6 @@ def summarize(rounds: list[dict[str, dict[str, list[float]]]], baseline: str) ->
         for key in ("wall", "cpu"):
             rows[name][f"{key}_x_baseline"] = statistics.mean(rows[name][f"{key}_x_baseline_per_round"])
     return rows
-
-
-def score(images: list[np.ndarray], refs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
-    """Quality of each image (H, W, 3) against its reference (rgb, ids), over the image and masks."""
-    return [quality(img, rgb, ids > 0) for img, (rgb, ids) in zip(images, refs, strict=True)]
 
 
 def table(rows: dict[str, dict[str, Any]], baseline: str) -> str:

@@ -195,6 +195,17 @@ def quality(img: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str, flo
     }
 
 
+def score(images: list[np.ndarray], refs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
+    """:func:`quality` of each image (H, W, 3) against its reference (rgb, instance ids), the mask
+    being the ids > 0."""
+    return [quality(img, rgb, ids > 0) for img, (rgb, ids) in zip(images, refs, strict=True)]
+
+
+def mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
+    """Each quality figure's mean over the scenes."""
+    return {k: statistics.mean(s[k] for s in scores) for k in scores[0]}
+
+
 def cost(row: dict[str, Any]) -> float:
     """A row's cost relative to legacy: the CPU-time ratio (robust to other load on a shared
     machine) where measured, else the wall-time ratio."""
@@ -415,9 +426,7 @@ def main() -> None:
             seconds[name].append(secs)
             cpu_seconds[name].append(cpu)
             if rnd == 0:
-                scores[name] = [
-                    quality(img, rgb, ids > 0) for img, (rgb, ids) in zip(images, refs, strict=True)
-                ]
+                scores[name] = score(images, refs)
             print(
                 f"round {rnd} {name}: {statistics.mean(secs):.2f} s/frame, CPU {statistics.mean(cpu):.2f} s",
                 flush=True,
@@ -442,7 +451,7 @@ def main() -> None:
             "cpu_seconds_per_frame": statistics.mean(s for run in cpu_seconds[name] for s in run),
             "cpu_ratio": statistics.mean(cpu_ratios),
             "cpu_ratio_per_round": cpu_ratios,
-            **{k: statistics.mean(s[k] for s in scores[name]) for k in scores[name][0]},
+            **mean_scores(scores[name]),
             "per_scene": scores[name],
         }
     default = pick_default(rows)
