@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,14 @@ from synthloop.fitting.space import (
     with_dormant_arrangement,
 )
 from synthloop.generators.generate import generate_frames
-from synthloop.scenes.recipe import MaterialConfig, load_recipe, recipe_from_dict, recipe_hash, recipe_to_dict
+from synthloop.scenes.recipe import (
+    MaterialConfig,
+    field_range,
+    load_recipe,
+    recipe_from_dict,
+    recipe_hash,
+    recipe_to_dict,
+)
 from synthloop.scenes.sampler import sample_scene
 
 TARGET = 0.64  # planted camera distance centre (the shapes recipe has 0.525)
@@ -98,6 +107,49 @@ def test_every_numeric_material_field_can_be_fitted_near_its_lower_bound():
     assert not notes and len(knobs) == len(fields)
     low = {dim.name: dim.low for k in knobs for dim in k.dims}
     build_recipe(recipe_to_dict(rec), knobs, low, source="t")  # validates
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("camera", "fov_deg"),
+        ("camera", "elevation_deg"),
+        ("camera", "distance"),
+        ("classes", 0, "count"),
+        ("classes", 0, "material", "roughness"),
+        ("classes", 0, "material", "bump_scale"),
+        ("classes", 0, "shape", "wrinkle_amplitude"),
+        ("lights", "color_temperature_k"),
+        ("arrangement", "pile_size"),
+    ],
+)
+def test_the_declared_range_of_a_field_is_what_its_validators_accept(path):
+    """field_range reads the bounds from the recipe model, so a value at each declared end validates,
+    a value just beyond it does not, and an integer field refuses a fraction."""
+    valid = field_range(path)
+    d = recipe_to_dict(load_recipe("tabletop"))
+    d["arrangement"] = {"pile_fraction": 0.0, "pile_size": 3, "contact_gap": 0.0}
+
+    def check(value: float) -> None:
+        node = d
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        recipe_from_dict(copy.deepcopy(d))
+
+    inside = [valid.low + (1e-6 if valid.low_open else 0.0)] + (
+        [valid.high] if math.isfinite(valid.high) else []
+    )
+    for value in inside:
+        check(value)
+    outside = [valid.low - 1.0] if math.isfinite(valid.low) else []
+    outside += [valid.low] if valid.low_open else []
+    outside += [valid.high + 1.0] if math.isfinite(valid.high) else []
+    outside += [valid.low + 1.5] if valid.integer else []
+    assert outside, "every field here has a bound"
+    for value in outside:
+        with pytest.raises(SynthloopError):
+            check(value)
 
 
 def test_a_recipe_without_piles_is_fitted_from_a_dormant_arrangement():

@@ -17,9 +17,13 @@ A *knob* is one distribution of the recipe, addressed by a path pattern over the
 The default space includes the touching piles of ``arrangement`` (``pile_fraction``, ``pile_size``,
 ``contact_gap``). A recipe without that block is fitted from a *dormant* one
 (:func:`with_dormant_arrangement`: ``pile_fraction`` 0, which renders exactly the frames of the
-recipe without it), so the search may introduce piles. A ``uniform [0, 0]`` of a field with a
-bounded valid range (the dormant ``pile_fraction``) searches its centre over that whole range: a
-zero has no scale to search around.
+recipe without it), so the search may introduce piles. A ``uniform [0, 0]`` of a non-integer field
+with a bounded valid range (the dormant ``pile_fraction``) searches its centre over that whole
+range: a zero has no scale to search around.
+
+Every knob stays inside the valid range its recipe field declares (the field's ``in_range`` and
+``integral`` validators, read by :func:`~synthloop.scenes.recipe.field_range`), so the ranges are
+written once, in the recipe model.
 
 A knob whose extreme settings do not validate as a recipe is reported as not fittable and skipped.
 Pure functions of plain dicts; no I/O.
@@ -34,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthloop.errors import SynthloopError
-from synthloop.scenes.recipe import MAX_CONTACT_GAP, MAX_COUNT, Recipe, recipe_from_dict, recipe_to_dict
-from synthloop.scenes.spec import MAX_NOISE_STD
+from synthloop.scenes.distributions import DeclaredRange
+from synthloop.scenes.recipe import Recipe, field_range, recipe_from_dict, recipe_to_dict
 
 DEFAULT_KNOBS: tuple[str, ...] = (
     "camera.distance",
@@ -59,38 +63,6 @@ DEFAULT_KNOBS: tuple[str, ...] = (
     "arrangement.contact_gap",
 )
 
-# Valid ranges by field name (the recipe's validators; checked again when a recipe is built).
-_BOUNDS: dict[str, tuple[float, float]] = {
-    **dict.fromkeys(
-        ("saturation", "value", "roughness", "metallic", "specular", "pattern_strength"), (0.0, 1.0)
-    ),
-    **dict.fromkeys(("cap_fraction", "cap_roughness", "cap_rim"), (0.0, 1.0)),
-    **dict.fromkeys(
-        ("color2_saturation_scale", "color2_value_scale", "cap_saturation_scale", "cap_value_scale"),
-        (0.0, math.inf),
-    ),
-    "elevation_deg": (0.0, 90.0),
-    "fov_deg": (1.0, 170.0),
-    "spot_angle_deg": (1.0, 180.0),
-    "color_temperature_k": (1000.0, 40000.0),
-    "taper": (0.0, 2.0),
-    "pile_fraction": (0.0, 1.0),
-    "pile_size": (2.0, float(MAX_COUNT)),
-    "contact_gap": (0.0, MAX_CONTACT_GAP),
-    "wrinkle_amplitude": (0.0, 0.99),
-    "noise_std": (0.0, MAX_NOISE_STD),
-    "jpeg_quality": (1.0, 100.0),
-    "dent_depth": (0.0, 0.99),
-    **dict.fromkeys(
-        ("count", "dent_count", "strength", "sun_strength", "fill_ratio", "bump_strength", "look_at_jitter"),
-        (0.0, math.inf),
-    ),
-    **dict.fromkeys(
-        ("distance", "size", "scale", "pattern_scale", "bump_scale", "image_scale", "sun_angle_deg"),
-        (1e-6, math.inf),
-    ),
-}
-_INTEGER = ("count", "dent_count", "pile_size", "jpeg_quality")
 LOGW = 1.5
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|\d+|[A-Za-z_][A-Za-z0-9_.-]*)\]")
 
@@ -119,14 +91,15 @@ class Dim:
 @dataclass(frozen=True)
 class Knob:
     """A fittable distribution: ``path`` into the recipe dict, ``label`` (class names instead of
-    indices), ``form`` (uniform | normal | choice | mixture), ``original`` (its dict form) and dims."""
+    indices), ``form`` (uniform | normal | choice | mixture), ``original`` (its dict form), dims
+    and ``valid``: the range the recipe field declares (:func:`~synthloop.scenes.recipe.field_range`)."""
 
     path: tuple[str | int, ...]
     label: str
     form: str
     original: Any
     dims: tuple[Dim, ...]
-    field_name: str
+    valid: DeclaredRange
 
 
 def _parse_pattern(pattern: str) -> list[_Token]:
@@ -175,8 +148,12 @@ def _label(data: dict[str, Any], path: tuple[str | int, ...]) -> str:
     return out
 
 
-def _field_name(path: tuple[str | int, ...]) -> str:
-    return next(str(p) for p in reversed(path) if isinstance(p, str))
+OPEN_LOW_MARGIN = 1e-6  # how far above an excluded lower bound (a positive field's 0) a knob may go
+
+
+def _limits(valid: DeclaredRange) -> tuple[float, float]:
+    """The closed interval a knob's values may take inside the field's declared range."""
+    return (valid.low + OPEN_LOW_MARGIN if valid.low_open else valid.low), valid.high
 
 
 DORMANT_ARRANGEMENT: dict[str, Any] = {
@@ -197,15 +174,15 @@ def with_dormant_arrangement(recipe: Recipe, patterns: tuple[str, ...] | list[st
     return recipe_from_dict(data, source=recipe.name)
 
 
-def _dims_of(label: str, dist: Any, field: str, widths: bool) -> tuple[str, tuple[Dim, ...]] | str:
+def _dims_of(label: str, dist: Any, valid: DeclaredRange, widths: bool) -> tuple[str, tuple[Dim, ...]] | str:
     """(form, dims) of a distribution, or the reason it cannot be fitted."""
-    lo_b, hi_b = _BOUNDS.get(field, (-math.inf, math.inf))
+    lo_b, hi_b = _limits(valid)
     if not isinstance(dist, dict):
         return "a constant"
     if "uniform" in dist:
         a, b = (float(v) for v in dist["uniform"])
         m, h = (a + b) / 2.0, (b - a) / 2.0
-        if h == 0 and m == 0 and math.isfinite(lo_b) and math.isfinite(hi_b):
+        if h == 0 and m == 0 and math.isfinite(lo_b) and math.isfinite(hi_b) and not valid.integer:
             dims = [Dim(f"{label}:centre", lo_b, hi_b, m)]
         else:
             span = max(2.0 * h, 0.25 * abs(m), 1e-6)
@@ -251,12 +228,12 @@ def knob_value(knob: Knob, params: dict[str, float]) -> Any:
     """The knob's distribution (dict form) at ``params`` (missing dims: their start)."""
     vals = [float(params.get(d.name, d.start)) for d in knob.dims]
     dist = copy.deepcopy(knob.original)
-    lo_b, hi_b = _BOUNDS.get(knob.field_name, (-math.inf, math.inf))
+    lo_b, hi_b = _limits(knob.valid)
     if knob.form == "uniform":
         a, b = (float(v) for v in dist["uniform"])
         h = (b - a) / 2.0 * (math.exp(vals[1]) if len(vals) > 1 else 1.0)
         lo, hi = max(vals[0] - h, lo_b), min(vals[0] + h, hi_b)
-        if knob.field_name in _INTEGER and math.ceil(lo - 1e-9) > math.floor(hi + 1e-9):
+        if knob.valid.integer and math.ceil(lo - 1e-9) > math.floor(hi + 1e-9):
             lo = hi = float(min(max(round(vals[0]), lo_b), hi_b))
         return {"uniform": [round(lo, 6), round(max(lo, hi), 6)]}
     if knob.form == "normal":
@@ -304,12 +281,12 @@ def find_knobs(
             if path in seen:
                 continue
             seen.add(path)
-            label, field = _label(base, path), _field_name(path)
-            got = _dims_of(label, dist, field, widths)
+            label, valid = _label(base, path), field_range(path)
+            got = _dims_of(label, dist, valid, widths)
             if isinstance(got, str):
                 notes.append(f"{label}: cannot be fitted ({got}); kept as is")
                 continue
-            knob = Knob(path, label, got[0], copy.deepcopy(dist), got[1], field)
+            knob = Knob(path, label, got[0], copy.deepcopy(dist), got[1], valid)
             problem = _check_extremes(base, knob, recipe.name)
             if problem:
                 notes.append(f"{label}: cannot be fitted ({problem}); kept as is")

@@ -392,10 +392,27 @@ CatDist = Annotated[Distribution, AfterValidator(_categorical)]
 """A categorical knob (strings)."""
 
 
-def in_range(low: float | None = None, high: float | None = None, *, low_open: bool = False):
-    """AfterValidator: the distribution's support lies in [low, high] (``(low, high]`` if ``low_open``)."""
+@dataclass(frozen=True)
+class DeclaredRange:
+    """The values a numeric recipe field accepts: [``low``, ``high``] (``low`` itself excluded
+    when ``low_open``), integers only when ``integer``. Unbounded ends are infinite."""
 
-    def check(d: _Dist) -> _Dist:
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class _InRange:
+    """The check of :func:`in_range`; it keeps its bounds so that :func:`declared_range` can read them."""
+
+    low: float | None
+    high: float | None
+    low_open: bool
+
+    def __call__(self, d: _Dist) -> _Dist:
+        low, high, low_open = self.low, self.high, self.low_open
         s = d.support()
         if s.numeric and (math.isnan(s.low) or math.isnan(s.high)):  # type: ignore[arg-type]
             raise ValueError("must be a finite number, got nan")
@@ -416,7 +433,28 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
             )
         return d
 
-    return AfterValidator(check)
+
+def in_range(low: float | None = None, high: float | None = None, *, low_open: bool = False):
+    """AfterValidator: the distribution's support lies in [low, high] (``(low, high]`` if ``low_open``)."""
+    return AfterValidator(_InRange(low, high, low_open))
+
+
+def declared_range(metadata: Sequence[Any]) -> DeclaredRange:
+    """The range that a field's validators (``metadata``: its :func:`in_range` and
+    :func:`integral` AfterValidators, as pydantic lists them) declare; unbounded without them."""
+    out = DeclaredRange()
+    for m in metadata:
+        func = getattr(m, "func", None)
+        if isinstance(func, _InRange):
+            out = DeclaredRange(
+                -math.inf if func.low is None else float(func.low),
+                math.inf if func.high is None else float(func.high),
+                func.low_open,
+                out.integer,
+            )
+        elif func is integral:
+            out = DeclaredRange(out.low, out.high, out.low_open, True)
+    return out
 
 
 def integral(d: _Dist) -> _Dist:

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -41,7 +41,15 @@ from pydantic import (
 
 from synthloop.atomic import atomic_write_bytes
 from synthloop.errors import RecipeError
-from synthloop.scenes.distributions import CatDist, NumDist, in_range, integral, one_of
+from synthloop.scenes.distributions import (
+    CatDist,
+    DeclaredRange,
+    NumDist,
+    declared_range,
+    in_range,
+    integral,
+    one_of,
+)
 from synthloop.scenes.people import BodyConfig
 from synthloop.scenes.placement import ORIENTATIONS
 from synthloop.scenes.registry import list_bundled as list_bundled  # re-exported
@@ -481,3 +489,34 @@ def save_recipe(recipe: Recipe, path: str | Path) -> Path:
 def focal_length_from_fov(fov_deg: float, sensor_width_mm: float) -> float:
     """Focal length (mm) giving the horizontal field of view ``fov_deg`` on the sensor width."""
     return sensor_width_mm / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+
+
+def _metadata(annotation: Any) -> list[Any]:
+    """Every ``Annotated`` metadata item inside ``annotation`` (through unions such as ``X | None``)."""
+    if get_origin(annotation) is Annotated:
+        return list(annotation.__metadata__) + _metadata(get_args(annotation)[0])
+    return [m for arg in get_args(annotation) for m in _metadata(arg)]
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``X``, ``X | None``, ``tuple[X, ...]``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def field_range(path: tuple[str | int, ...], model: type[BaseModel] = Recipe) -> DeclaredRange:
+    """The valid range that the recipe field at ``path`` (keys into :func:`recipe_to_dict`, list
+    indices included, e.g. ``("classes", 0, "count")``) declares through its validators. A path
+    the recipe model does not hold, or a field without a declared range, is unbounded."""
+    models = [model]
+    keys = [p for p in path if isinstance(p, str)]
+    for i, key in enumerate(keys):
+        owner = next((m for m in models if key in m.model_fields), None)
+        if owner is None:
+            return DeclaredRange()
+        info = owner.model_fields[key]
+        if i == len(keys) - 1:
+            return declared_range([*info.metadata, *_metadata(info.annotation)])
+        models = _models(info.annotation)
+    return DeclaredRange()
