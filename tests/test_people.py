@@ -94,6 +94,33 @@ def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words, t
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (lambda c: c["clothing"].update(sleeves="elbow"), "clothing.sleeves", "none, short, long"),
+        (lambda c: c["clothing"].update(legs={"choice": ["long", "capri"]}), "clothing.legs", "short, long"),
+        (lambda c: c["clothing"]["bottom"].update(value=1.5), "clothing.bottom.value", "[0, 1]"),
+        (lambda c: c["clothing"].update(hat={"value": 0.5}), "clothing", "unknown key 'hat'"),
+    ],
+)
+def test_bad_clothing_is_one_line_naming_file_and_field(edit, field, words):
+    d = _people_dict()
+    edit(d["classes"][0])
+    with pytest.raises(RecipeError) as e:
+        recipe_from_dict(d, source="people.yaml")
+    msg = str(e.value)
+    assert (
+        len(msg.splitlines()) == 1 and msg.startswith(f"people.yaml: classes[0].{field}") and words in msg
+    ), msg
+
+
+def test_clothing_on_a_class_that_is_not_a_body_is_refused():
+    d = yaml.safe_load(bundled_path("tabletop").read_text())
+    d["classes"][0]["clothing"] = {"sleeves": "long", "legs": "long"}
+    with pytest.raises(RecipeError, match=r"tabletop.yaml: classes\[0\].*only a body class"):
+        recipe_from_dict(d, source="tabletop.yaml")
+
+
 def test_keypoints_asked_of_a_body_class_are_refused_through_the_cli(tmp_path):
     """A person class that asks for its own keypoint set (not the body model's COCO-17)."""
     from typer.testing import CliRunner
@@ -225,12 +252,56 @@ def test_sampled_people_are_deterministic_and_labeled_coco17():
     for p in persons:
         assert p.shape.kind == "body" and set(p.keypoints_local) == set(COCO17_KEYPOINTS)
         assert p.params["pose"] in _body(_people_dict())["poses"]
-        (skin,) = p.extra_materials  # skin on head, neck and hands; the class material elsewhere
+        skin, bottom, shoes = p.extra_materials  # the outfit's slots 1-3; the class material is the top
         assert 0.02 <= skin.base_color_hsv[0] <= 0.09
+        assert p.params["sleeves"] == p.shape.body.sleeves and p.params["legs"] == p.shape.body.legs
+        assert p.params["bottom_value"] == bottom.base_color_hsv[2] and shoes.base_color_hsv[1] <= 0.3
     from synthloop.geometry.meshes import build_mesh
 
     groups = build_mesh(persons[0].shape).face_groups
-    assert groups is not None and set(np.unique(groups)) == {0, 1}
+    assert groups is not None and set(np.unique(groups)) == {0, 1, 2, 3}
+
+
+@needs_anny
+def test_without_clothing_a_person_wears_one_garment_and_samples_as_before_outfits():
+    """A recipe without ``clothing`` draws nothing for it: its scenes hold no outfit fields (so their
+    hashes are those of the recipe before outfits existed), one skin material and two face groups."""
+    from synthloop.geometry.meshes import build_mesh
+    from synthloop.scenes.sampler import sample_scene
+
+    d = _people_dict()
+    del d["classes"][0]["clothing"]
+    spec = sample_scene(recipe_from_dict(d, source="people.yaml"), 3, 1)
+    persons = [o for o in spec.objects if o.category_id == 1]
+    assert persons and all(len(p.extra_materials) == 1 for p in persons)
+    dumped = spec.to_json_dict()
+    assert all("sleeves" not in o["shape"]["body"] for o in dumped["objects"] if o["shape"].get("body"))
+    assert set(np.unique(build_mesh(persons[0].shape).face_groups)) == {0, 1}
+
+
+@needs_anny
+@pytest.mark.parametrize(("sleeves", "legs"), [("none", "short"), ("short", "long"), ("long", "long")])
+def test_an_outfit_paints_the_regions_its_sleeves_and_legs_cover(sleeves, legs):
+    """Faces of the arms below the sleeves and of the legs below the trouser legs take the skin
+    (slot 1); the feet the shoes (3); the torso the top (0); the hips the bottom (2)."""
+    from synthloop.bodies.model import pose_body
+    from synthloop.bodies.outfit import BOTTOM, REGIONS, SHOES, SKIN, TOP
+    from synthloop.geometry.meshes import build_mesh
+    from synthloop.scenes.sampler import sample_scene
+
+    d = _people_dict()
+    d["classes"][0]["clothing"].update(sleeves=sleeves, legs=legs)
+    spec = sample_scene(recipe_from_dict(d, source="people.yaml"), 0, 2)
+    person = next(o for o in spec.objects if o.category_id == 1)
+    body = person.shape.body
+    regions = pose_body(dict(body.phenotype), dict(body.rotations_deg)).face_regions
+    slots = build_mesh(person.shape).face_groups
+    by_region = {name: set(np.unique(slots[regions == r])) for r, name in enumerate(REGIONS)}
+    assert by_region["torso"] == {TOP} and by_region["hips"] == {BOTTOM} and by_region["foot"] == {SHOES}
+    assert by_region["head_hands"] == {SKIN} and by_region["thigh"] == {BOTTOM}
+    assert by_region["upper_arm"] == {SKIN if sleeves == "none" else TOP}
+    assert by_region["forearm"] == {TOP if sleeves == "long" else SKIN}
+    assert by_region["shin"] == {BOTTOM if legs == "long" else SKIN}
 
 
 def _dataset_of(spec, ann):

@@ -20,6 +20,7 @@ import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
 from synthloop.bodies.limits import JOINT_LIMITS_DEG, check_phenotype
+from synthloop.bodies.outfit import bone_regions, suit_slots
 
 Vec3 = tuple[float, float, float]
 
@@ -28,26 +29,25 @@ class BodyModelUnavailable(RuntimeError):
     """The body model package (``anny``) is not installed or cannot load."""
 
 
-# bones whose skin shows (face group SKIN): head, neck, eyes, hands
-_SKIN_BONE_PREFIXES = ("neck", "head", "eye", "wrist", "finger", "metacarpal")
-CLOTHING, SKIN = 0, 1
-
-
 @dataclass(frozen=True, eq=False)
 class PosedBody:
     """``vertices`` (V, 3) float64 metres, ``faces`` (F, 3) int64 triangles, ``keypoints`` (17, 3)
     float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above.
-    ``face_groups`` (F,) int64: :data:`SKIN` where a face's first vertex is driven mostly by a head,
-    neck or hand bone, else :data:`CLOTHING`."""
+    ``face_regions`` (F,) int64: the outfit region of each face (:data:`~synthloop.bodies.outfit.REGIONS`,
+    by the bone that drives its first vertex most); ``face_groups`` (F,) int64: the material slots
+    of one garment over the body (:func:`~synthloop.bodies.outfit.suit_slots`: 1 for the head, neck
+    and hands, else 0)."""
 
     vertices: np.ndarray
     faces: np.ndarray
     keypoints: np.ndarray
+    face_regions: np.ndarray
     face_groups: np.ndarray
 
 
 @functools.lru_cache(maxsize=1)
 def _anny() -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The body model, its COCO-17 regressor, faces (F, 3) and face regions (F,)."""
     try:
         import anny
         import torch
@@ -60,9 +60,8 @@ def _anny() -> tuple[Any, Any, np.ndarray, np.ndarray]:
     faces = model.get_triangular_faces().cpu().numpy().astype(np.int64)
     weights = model.vertex_bone_weights.cpu().numpy()
     dominant = model.vertex_bone_indices.cpu().numpy()[np.arange(len(weights)), weights.argmax(axis=1)]
-    skin_bone = np.array([str(b).startswith(_SKIN_BONE_PREFIXES) for b in model.bone_labels])
-    groups = np.where(skin_bone[dominant[faces[:, 0]]], SKIN, CLOTHING).astype(np.int64)
-    return model, regressor, faces, groups
+    regions = bone_regions([str(b) for b in model.bone_labels])[dominant[faces[:, 0]]]
+    return model, regressor, faces, regions
 
 
 def euler_xyz_matrix(deg: Vec3) -> np.ndarray:
@@ -115,7 +114,7 @@ def _pose_cached(
     """:func:`pose_body` after validation (hashable arguments); returns read-only arrays."""
     import torch
 
-    model, regressor, faces, groups = _anny()
+    model, regressor, faces, regions = _anny()
     pose = {}
     for joint, deg in rotations_deg:
         m = torch.eye(4, dtype=torch.float64)
@@ -127,7 +126,13 @@ def _pose_cached(
         kps = regressor(out)[0].cpu().numpy().astype(np.float64)
     verts = out["vertices"][0].cpu().numpy().astype(np.float64)
     centre = (verts.min(axis=0) + verts.max(axis=0)) / 2.0
-    posed = PosedBody(vertices=verts - centre, faces=faces, keypoints=kps - centre, face_groups=groups)
-    for a in (posed.vertices, posed.faces, posed.keypoints, posed.face_groups):
+    posed = PosedBody(
+        vertices=verts - centre,
+        faces=faces,
+        keypoints=kps - centre,
+        face_regions=regions,
+        face_groups=suit_slots(regions),
+    )
+    for a in (posed.vertices, posed.faces, posed.keypoints, posed.face_regions, posed.face_groups):
         a.setflags(write=False)
     return posed

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthloop.bodies.model import BodyModelUnavailable, pose_body
+from synthloop.bodies.outfit import outfit_slots
 from synthloop.geometry.errors import GeometryError
 from synthloop.scenes.spec import ShapeSpec
 
@@ -68,7 +69,8 @@ class Mesh:
     vertices: np.ndarray
     faces: np.ndarray
     closed: bool = False
-    face_groups: np.ndarray | None = None  # (M,) material group per face (bodies: 0 clothing, 1 skin)
+    # (M,) material slot per face (bodies: synthloop.bodies.outfit's TOP, SKIN, BOTTOM, SHOES)
+    face_groups: np.ndarray | None = None
 
     @property
     def extents(self) -> np.ndarray:
@@ -154,7 +156,8 @@ def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         posed = pose_body(dict(body.phenotype), dict(body.rotations_deg))
     except (ValueError, BodyModelUnavailable) as err:
         raise _err(str(err), "body", shape) from None
-    return posed.vertices.copy(), posed.faces, posed.face_groups
+    groups = outfit_slots(posed.face_regions, body.sleeves, body.legs) if body.sleeves else posed.face_groups
+    return posed.vertices.copy(), posed.faces, groups
 
 
 def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray:

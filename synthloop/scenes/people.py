@@ -11,7 +11,10 @@ A class with ``shape: {kind: body, body: {...}}`` is a person. ``body`` fields:
 * ``noise_deg``: joint -> [hx, hy, hz]: uniform noise half-widths (degrees) added to every pose's
   rotation of that joint (a joint a pose does not list is at 0).
 * ``skin``: skin tone as display HSV distributions (``hue`` turns, ``saturation``, ``value``) and
-  ``roughness``; it paints the head, neck and hands, the class's ``material`` the rest (clothing).
+  ``roughness``; it paints the head, neck and hands, and the arms and legs the outfit leaves bare.
+  The class's ``material`` is the top; the class's ``clothing``
+  (:class:`~synthloop.scenes.recipe.ClothingConfig`) adds the bottom, the shoes and the sleeve and
+  leg lengths. Without it the class's ``material`` covers everything but the head, neck and hands.
 
 Validation: every pose's ``value +- noise`` range must lie inside the joint's anatomical limits,
 joints and phenotype names must be known; each problem is one RecipeError line naming the field.

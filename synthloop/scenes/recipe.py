@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from synthloop.atomic import atomic_write_bytes
+from synthloop.bodies.outfit import LEGS, SLEEVES
 from synthloop.errors import RecipeError
 from synthloop.scenes.distributions import (
     CatDist,
@@ -334,14 +335,32 @@ class DistractorConfig(_Model):
     material: MaterialConfig = Field(default_factory=MaterialConfig)
 
 
+class ClothingConfig(_Model):
+    """A person's outfit (:mod:`synthloop.bodies.outfit`): the class's ``material`` is the top,
+    ``bottom`` the trousers or shorts, ``shoes`` the feet; ``sleeves`` (``none``, ``short``,
+    ``long``) and ``legs`` (``short``, ``long``) say how much of the arms and legs they cover (the
+    rest shows the body's skin)."""
+
+    sleeves: Annotated[CatDist, one_of(SLEEVES, "sleeves")] = {"choice": list(SLEEVES)}
+    legs: Annotated[CatDist, one_of(LEGS, "legs")] = {"choice": list(LEGS), "weights": [1.0, 2.0]}
+    bottom: MaterialConfig = Field(default_factory=MaterialConfig)
+    shoes: MaterialConfig = Field(default_factory=MaterialConfig)
+
+
 class ClassConfig(DistractorConfig):
     """A labeled class. ``keypoints``: name -> [x, y, z] in normalized asset coordinates (units of
     the half-extents, each in [-1, 1]; [0, 0, 1] is the top centre of the bounding box), in
-    COCO order. ``skeleton``: pairs of keypoint names."""
+    COCO order. ``skeleton``: pairs of keypoint names. ``clothing`` (body classes only): an outfit
+    of top, bottom and shoes; without it one garment (``material``) covers the body."""
 
     supercategory: str = ""
     keypoints: dict[str, Keypoint] = Field(default_factory=dict)
     skeleton: tuple[tuple[str, str], ...] = ()
+    clothing: ClothingConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return drop_field_defaults(self, handler(self), "clothing")  # as before outfits existed
 
     @model_validator(mode="after")
     def _check_skeleton(self) -> ClassConfig:
@@ -352,6 +371,8 @@ class ClassConfig(DistractorConfig):
                     raise ValueError(f"skeleton[{i}] names keypoint '{kp}', not one of: {known}")
         if self.shape.kind == "body" and (self.keypoints or self.skeleton):
             raise ValueError("a body class takes its COCO-17 keypoints and skeleton from the body model")
+        if self.clothing is not None and self.shape.kind != "body":
+            raise ValueError("clothing: only a body class (shape kind 'body') wears an outfit")
         return self
 
 

@@ -39,6 +39,7 @@ from synthloop.scenes.recipe import (
     ArrangementConfig,
     CameraConfig,
     ClassConfig,
+    ClothingConfig,
     DistractorConfig,
     LightsConfig,
     MaterialConfig,
@@ -367,11 +368,32 @@ class _Draft:
         else:
             self.shape, orientation, shape_params = sample_shape(group.shape, rng)
         self.material, mat_params = sample_material(group.material, rng)
+        clothing = getattr(group, "clothing", None)
+        if clothing is not None:
+            mat_params = {**mat_params, **self._dress(clothing, rng)}
         yaw = float(rng.uniform(0.0, 360.0))
         self.quat = resting_quat(orientation, math.radians(yaw))
         self.radius = footprint_radius(self.shape.dimensions, self.quat)
         self.z = rest_height(self.shape.dimensions, self.quat)
         self.params: Params = {**shape_params, **mat_params, "yaw_deg": yaw}
+
+    def _dress(self, clothing: ClothingConfig, rng: np.random.Generator) -> Params:
+        """Draw the outfit (sleeves, legs, bottom and shoes materials) into the body spec and
+        the extra materials (skin, bottom, shoes: slots 1-3 of :mod:`synthloop.bodies.outfit`);
+        returns its params for mining (``sleeves``, ``legs``, ``bottom_value``, ``shoes_value``)."""
+        sleeves, legs = clothing.sleeves.sample_str(rng), clothing.legs.sample_str(rng)
+        bottom, _ = sample_material(clothing.bottom, rng)
+        shoes, _ = sample_material(clothing.shoes, rng)
+        assert self.shape.body is not None  # clothing is for body classes (ClassConfig validates)
+        body = self.shape.body.model_copy(update={"sleeves": sleeves, "legs": legs})
+        self.shape = self.shape.model_copy(update={"body": body})
+        self.extra_materials = (*self.extra_materials[:1], bottom, shoes)
+        return {
+            "sleeves": sleeves,
+            "legs": legs,
+            "bottom_value": bottom.base_color_hsv[2],
+            "shoes_value": shoes.base_color_hsv[2],
+        }
 
 
 def _footprint(draft: _Draft) -> np.ndarray:

@@ -72,11 +72,25 @@ class BodySpec(_Plain):
     """One person's sampled body (kind ``body``, see :mod:`synthloop.bodies`): ``phenotype`` pairs
     (name, value in [0, 1]), ``rotations_deg`` pairs (joint, [rx, ry, rz] degrees in the
     convention of :mod:`synthloop.bodies.limits`), ``pose`` the canonical pose they came from.
-    Pairs (not dicts) keep the spec hashable for the mesh cache."""
+    ``sleeves`` / ``legs``: the outfit (:mod:`synthloop.bodies.outfit`: which faces the top, the
+    skin, the bottom and the shoes paint); both empty = one garment over the body, as before
+    outfits existed. Pairs (not dicts) keep the spec hashable for the mesh cache."""
 
     phenotype: tuple[tuple[str, float], ...] = ()
     rotations_deg: tuple[tuple[str, Vec3], ...] = ()
     pose: str = ""
+    sleeves: Literal["", "none", "short", "long"] = ""
+    legs: Literal["", "short", "long"] = ""
+
+    @model_validator(mode="after")
+    def _outfit(self) -> BodySpec:
+        if bool(self.sleeves) != bool(self.legs):
+            raise ValueError("an outfit needs both sleeves and legs (or neither)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return drop_field_defaults(self, handler(self), "sleeves", "legs")  # as before outfits existed
 
 
 class ShapeSpec(_Plain):
