@@ -827,7 +827,7 @@ def _route_composite(mixed: bool, fac: float) -> None:
     bpy.context.scene.node_tree.links.new(source, _session["composite_node"].inputs["Image"])
 
 
-def _render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
+def render_rgb_pass(spec: SceneSpec, png_path: Path) -> float:
     """The spec's engine, anti-aliased, saved as 8-bit sRGB PNG. Returns seconds in render()."""
     scene = bpy.context.scene
     r = spec.render
@@ -883,7 +883,7 @@ def render_frame(
     if not raw_exr.is_file():
         raise RuntimeError(f"Blender wrote no id/depth EXR (expected {raw_exr})")
     os.replace(raw_exr, exr_path)
-    rgb_seconds = _render_rgb_pass(spec, png_path)
+    rgb_seconds = render_rgb_pass(spec, png_path)
     if not png_path.is_file():
         raise RuntimeError(f"Blender wrote no RGB image (expected {png_path})")
     return {
