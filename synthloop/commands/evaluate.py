@@ -16,6 +16,7 @@ Mount: ``app.command("evaluate")(synthloop.commands.evaluate.evaluate_cmd)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from synthloop.errors import SynthloopError
 if TYPE_CHECKING:
     from synthloop.dataset.types import Dataset
     from synthloop.evaluation.detections import Detections, FrameDetections
+    from synthloop.evaluation.report import EvaluationReport
 
 
 def _parse_min_iou(values: list[str] | None) -> float | dict[str, float] | None:
@@ -143,10 +145,29 @@ def evaluate_cmd(
 
     Example: synthloop evaluate runs/fruits --data data/fruits-nuts/val.json --out eval/fruits
     """
-    from synthloop.evaluation.detections import load_detections
-    from synthloop.evaluation.frame_outcomes import write_outcome_overlays
     from synthloop.evaluation.report import evaluate, print_report
 
+    _check_choices(voc_mode, worst_by, bootstrap_iou, bool(compare), bootstrap)
+    if detections is not None and detections_arg is not None:
+        raise SynthloopError("give the detections file once: as the second argument or as --detections")
+    dets_file = detections if detections is not None else detections_arg
+    ds, dets = _ground_truth_and_detections(target, dets_file, data, skip_invalid, batch_size)
+    iou = _parse_min_iou(min_iou)
+    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)
+    if not quiet:
+        print_report(report, max_slices_per_group=max_bins)
+    if bootstrap:
+        source = target if dets_file is None else dets_file
+        report.bootstrap = _bootstrap(
+            bootstrap_iou, ds, source, dets, compare or [], bootstrap, seed, batch_size
+        )
+    if out is not None:
+        overlays = _Overlays(worst, worst_by, score_thr, iou)
+        _write_outputs(out, report, ds, dets, predicted=dets_file is None, overlays=overlays)
+
+
+def _check_choices(voc_mode: str, worst_by: str, bootstrap_iou: str, compare: bool, bootstrap: int) -> None:
+    """One-line errors for option values outside their choices, and --compare without --bootstrap."""
     if voc_mode not in ("integrate", "sample"):
         raise SynthloopError(f"--voc-mode must be 'integrate' or 'sample', got {voc_mode!r}")
     if worst_by not in ("f1", "missed"):
@@ -155,43 +176,55 @@ def evaluate_cmd(
         raise SynthloopError(f"--bootstrap-iou must be 'bbox', 'segm' or 'keypoints', got {bootstrap_iou!r}")
     if compare and not bootstrap:
         raise SynthloopError("--compare needs --bootstrap N (the paired intervals are what it reports)")
-    if detections is not None and detections_arg is not None:
-        raise SynthloopError("give the detections file once: as the second argument or as --detections")
-    dets_file = detections if detections is not None else detections_arg
-    predicted = dets_file is None
+
+
+def _ground_truth_and_detections(
+    target: Path, dets_file: Path | None, data: Path | None, skip_invalid: bool, batch_size: int
+) -> tuple[Dataset, Detections]:
+    """(dataset, detections): TARGET is the dataset when a detections file is given; otherwise
+    TARGET is a run or checkpoint (its best checkpoint) that predicts on ``data``."""
+    from synthloop.evaluation.detections import load_detections
+
     if dets_file is not None:
         if data is not None:
             raise SynthloopError("with a detections file, TARGET is the dataset: drop --data")
-        ds = load_source(target, skip_invalid)
-        dets = load_detections(dets_file)
-    else:
-        if data is None:
-            raise SynthloopError(
-                "--data DATASET is required to evaluate a run or checkpoint (or pass --detections FILE)",
-                path=str(target),
-            )
-        from synthloop.training.api import resolve_checkpoint
-
-        ckpt = resolve_checkpoint(target, prefer="best")
-        ds = load_source(data, skip_invalid)
-        dets = _predict(ckpt, ds, batch_size)
-    iou = _parse_min_iou(min_iou)
-    report = evaluate(ds, dets, voc_mode=voc_mode, min_iou=iou, score_thr=score_thr)
-    if not quiet:
-        print_report(report, max_slices_per_group=max_bins)
-    if bootstrap:
-        report.bootstrap = _bootstrap(
-            bootstrap_iou,
-            ds,
-            target if dets_file is None else dets_file,
-            dets,
-            compare or [],
-            bootstrap,
-            seed,
-            batch_size,
+        return load_source(target, skip_invalid), load_detections(dets_file)
+    if data is None:
+        raise SynthloopError(
+            "--data DATASET is required to evaluate a run or checkpoint (or pass --detections FILE)",
+            path=str(target),
         )
-    if out is None:
-        return
+    from synthloop.training.api import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(target, prefer="best")
+    ds = load_source(data, skip_invalid)
+    return ds, _predict(ckpt, ds, batch_size)
+
+
+@dataclass(frozen=True)
+class _Overlays:
+    """Which worst-frame overlays to draw: ``worst`` frames (0: none) ranked ``by`` f1 or missed,
+    at the operating point ``score_thr`` and the per-class IoU ``min_iou``."""
+
+    worst: int
+    by: str
+    score_thr: float
+    min_iou: float | dict[str, float] | None
+
+
+def _write_outputs(
+    out: Path,
+    report: EvaluationReport,
+    ds: Dataset,
+    dets: Detections,
+    *,
+    predicted: bool,
+    overlays: _Overlays,
+) -> None:
+    """``out``/report.json (or the report alone when ``out`` is a .json path), the predicted
+    detections.json, and the worst frames' overlays under ``out``/overlays."""
+    from synthloop.evaluation.frame_outcomes import write_outcome_overlays
+
     if out.suffix.lower() == ".json":
         report.save(out)
         print(f"wrote {out}")
@@ -199,16 +232,16 @@ def evaluate_cmd(
     report.save(out / "report.json")
     if predicted:
         dets.save(out / "detections.json")
-    written = []
-    if worst:
+    written: list = []
+    if overlays.worst:
         written = write_outcome_overlays(
             ds,
             dets,
             out / "overlays",
-            worst=worst,
-            by=worst_by,
-            score_thr=score_thr,
-            min_iou=iou,
+            worst=overlays.worst,
+            by=overlays.by,
+            score_thr=overlays.score_thr,
+            min_iou=overlays.min_iou,
         )
     print(
         f"wrote {out}/report.json" + (", detections.json" if predicted else "") + f", {len(written)} overlays"
