@@ -30,6 +30,7 @@ the summed bounding-box areas: about 20 ms for a 4,000-triangle object covering 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,31 +80,98 @@ def iter_coverage(
         return
     if step <= 0:
         raise GeometryError(f"step must be positive, got {step}", where="step")
-    ox, oy = float(origin[0]), float(origin[1])
     tri = uv[faces]  # (M, 3, 2)
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
     area2 = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
     ok = np.isfinite(area2) & (np.abs(area2) > 1e-12)
     if front_only:
         ok &= area2 < 0
-    # Sample index range covered by each bounding box: centre x = ox + step * (col + 0.5).
+    grid = _Grid(float(origin[0]), float(origin[1]), float(step), int(width), int(height))
+    tasks = _row_band_tasks(*_sample_boxes(tri, ok, grid), chunk)
+    if tasks is None:
+        return
+    edges = _Edges(a, b, c, np.sign(area2), np.abs(area2), EDGE_SLACK_PX * _edge_lengths(a, b, c))
+    # Group consecutive tasks into chunks of about `chunk` samples.
+    ends = np.cumsum(tasks.n)
+    start = 0
+    while start < len(tasks.n):
+        stop = max(int(np.searchsorted(ends, ends[start] - tasks.n[start] + chunk, side="right")), start + 1)
+        covered = _covered_samples(tasks, slice(start, stop), edges, grid)
+        if covered is not None:
+            yield covered
+        start = stop
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The sample canvas: sample (r, c) at image point (ox + step (c + 0.5), oy + step (r + 0.5)),
+    ``height`` rows by ``width`` columns."""
+
+    ox: float
+    oy: float
+    step: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class _Tasks:
+    """Row bands of the triangles' sample boxes (T,): triangle, first row, first column, box
+    width, and sample count of each band."""
+
+    tri: np.ndarray
+    r0: np.ndarray
+    c0: np.ndarray
+    bw: np.ndarray
+    n: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """Per triangle (M,): vertices ``a``, ``b``, ``c`` (M, 2), orientation ``sign``, twice the
+    absolute area ``area2``, and the inside test's slack per edge ``tol`` (M, 3): ab, bc, ca."""
+
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    sign: np.ndarray
+    area2: np.ndarray
+    tol: np.ndarray
+
+
+def _edge_lengths(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(M, 3) lengths of the edges ab, bc, ca."""
+    return np.stack(
+        [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)], axis=1
+    )
+
+
+def _sample_boxes(
+    tri: np.ndarray, ok: np.ndarray, grid: _Grid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(keep, c0, r0, bw, bh): the triangles (of ``tri`` (M, 3, 2), usable where ``ok``) whose
+    bounding box holds a sample centre, and the first column / row and the size of that box."""
     with np.errstate(invalid="ignore"):
-        lo = (tri.min(axis=1) - (ox, oy)) / step - 0.5
-        hi = (tri.max(axis=1) - (ox, oy)) / step - 0.5
-    ok &= np.all(np.isfinite(lo) & np.isfinite(hi), axis=1)
+        lo = (tri.min(axis=1) - (grid.ox, grid.oy)) / grid.step - 0.5
+        hi = (tri.max(axis=1) - (grid.ox, grid.oy)) / grid.step - 0.5
+    ok = ok & np.all(np.isfinite(lo) & np.isfinite(hi), axis=1)
     lo = np.where(ok[:, None], lo, 0.0)
     hi = np.where(ok[:, None], hi, -1.0)
-    c0 = np.clip(np.ceil(lo[:, 0]), 0, width).astype(np.int64)
-    c1 = np.clip(np.floor(hi[:, 0]), -1, width - 1).astype(np.int64)
-    r0 = np.clip(np.ceil(lo[:, 1]), 0, height).astype(np.int64)
-    r1 = np.clip(np.floor(hi[:, 1]), -1, height - 1).astype(np.int64)
-    bw = c1 - c0 + 1
-    bh = r1 - r0 + 1
+    c0 = np.clip(np.ceil(lo[:, 0]), 0, grid.width).astype(np.int64)
+    c1 = np.clip(np.floor(hi[:, 0]), -1, grid.width - 1).astype(np.int64)
+    r0 = np.clip(np.ceil(lo[:, 1]), 0, grid.height).astype(np.int64)
+    r1 = np.clip(np.floor(hi[:, 1]), -1, grid.height - 1).astype(np.int64)
+    bw, bh = c1 - c0 + 1, r1 - r0 + 1
     keep = np.flatnonzero(ok & (bw > 0) & (bh > 0))
+    return keep, c0[keep], r0[keep], bw[keep], bh[keep]
+
+
+def _row_band_tasks(
+    keep: np.ndarray, c0: np.ndarray, r0: np.ndarray, bw: np.ndarray, bh: np.ndarray, chunk: int
+) -> _Tasks | None:
+    """Split the boxes into row bands so that no band exceeds ``chunk`` samples (None: no box)."""
     if len(keep) == 0:
-        return
-    bw, bh, c0, r0 = bw[keep], bh[keep], c0[keep], r0[keep]
-    # Split tall boxes into row bands so that no task exceeds `chunk` samples.
+        return None
     rows_per_task = np.maximum(1, chunk // bw)
     n_tasks = -(-bh // rows_per_task)
     t_tri = np.repeat(keep, n_tasks)
@@ -112,44 +180,37 @@ def iter_coverage(
     t_r0 = np.repeat(r0, n_tasks) + t_band * t_rpt
     t_bh = np.minimum(t_rpt, np.repeat(r0 + bh, n_tasks) - t_r0)
     t_bw = np.repeat(bw, n_tasks)
-    t_c0 = np.repeat(c0, n_tasks)
-    t_n = t_bw * t_bh
-    sign = np.sign(area2)
-    tol = EDGE_SLACK_PX * np.stack(
-        [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)], axis=1
-    )
-    # Group consecutive tasks into chunks of about `chunk` samples.
-    ends = np.cumsum(t_n)
-    start = 0
-    while start < len(t_n):
-        base = ends[start] - t_n[start]
-        stop = int(np.searchsorted(ends, base + chunk, side="right"))
-        stop = max(stop, start + 1)
-        sl = slice(start, stop)
-        n = t_n[sl]
-        ti = np.repeat(t_tri[sl], n)
-        local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        wrep = np.repeat(t_bw[sl], n)
-        rows = np.repeat(t_r0[sl], n) + local // wrep
-        cols = np.repeat(t_c0[sl], n) + local % wrep
-        px = ox + step * (cols + 0.5)
-        py = oy + step * (rows + 0.5)
-        s = sign[ti]
-        ax, ay = a[ti, 0], a[ti, 1]
-        bx, by = b[ti, 0], b[ti, 1]
-        cx, cy = c[ti, 0], c[ti, 1]
-        e_ab = s * ((bx - ax) * (py - ay) - (by - ay) * (px - ax))  # weight of c
-        e_bc = s * ((cx - bx) * (py - by) - (cy - by) * (px - bx))  # weight of a
-        e_ca = s * ((ax - cx) * (py - cy) - (ay - cy) * (px - cx))  # weight of b
-        # Inclusive test with a 1e-7 px slack, so that a centre exactly on an edge shared by two
-        # triangles is never lost to rounding in both (edge function / edge length = distance).
-        inside = (e_ab >= -tol[ti, 0]) & (e_bc >= -tol[ti, 1]) & (e_ca >= -tol[ti, 2])
-        if inside.any():
-            ti = ti[inside]
-            inv = 1.0 / np.abs(area2[ti])
-            bary = np.stack([e_bc[inside] * inv, e_ca[inside] * inv, e_ab[inside] * inv], axis=1)
-            yield ti, rows[inside] * width + cols[inside], bary
-        start = stop
+    return _Tasks(t_tri, t_r0, np.repeat(c0, n_tasks), t_bw, t_bw * t_bh)
+
+
+def _covered_samples(
+    tasks: _Tasks, sl: slice, e: _Edges, grid: _Grid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(tri, flat, bary) of the samples inside their triangle, over the bands ``sl`` (None: none)."""
+    n = tasks.n[sl]
+    ti = np.repeat(tasks.tri[sl], n)
+    local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    wrep = np.repeat(tasks.bw[sl], n)
+    rows = np.repeat(tasks.r0[sl], n) + local // wrep
+    cols = np.repeat(tasks.c0[sl], n) + local % wrep
+    px = grid.ox + grid.step * (cols + 0.5)
+    py = grid.oy + grid.step * (rows + 0.5)
+    s = e.sign[ti]
+    ax, ay = e.a[ti, 0], e.a[ti, 1]
+    bx, by = e.b[ti, 0], e.b[ti, 1]
+    cx, cy = e.c[ti, 0], e.c[ti, 1]
+    e_ab = s * ((bx - ax) * (py - ay) - (by - ay) * (px - ax))  # weight of c
+    e_bc = s * ((cx - bx) * (py - by) - (cy - by) * (px - bx))  # weight of a
+    e_ca = s * ((ax - cx) * (py - cy) - (ay - cy) * (px - cx))  # weight of b
+    # Inclusive test with a 1e-7 px slack, so that a centre exactly on an edge shared by two
+    # triangles is never lost to rounding in both (edge function / edge length = distance).
+    inside = (e_ab >= -e.tol[ti, 0]) & (e_bc >= -e.tol[ti, 1]) & (e_ca >= -e.tol[ti, 2])
+    if not inside.any():
+        return None
+    ti = ti[inside]
+    inv = 1.0 / e.area2[ti]
+    bary = np.stack([e_bc[inside] * inv, e_ca[inside] * inv, e_ab[inside] * inv], axis=1)
+    return ti, rows[inside] * grid.width + cols[inside], bary
 
 
 def rasterize_triangles(
