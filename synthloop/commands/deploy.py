@@ -15,6 +15,7 @@ User errors (:class:`synthloop.errors.SynthloopError`) print one line to stderr 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +200,31 @@ def export_model_cmd(
 
     Example: synthloop export-model runs/fruits/checkpoints/best.pt --out ds/model.onnx --layout tao
     """
-    from synthloop.deploy.export_onnx import export_model, export_qat_onnx
-    from synthloop.deploy.qat import QAT_FORMAT
-    from synthloop.training.checkpoint_io import read_checkpoint
+    _check_export_options(precision, int8_flavor, calib_method, layout, engine)
+    options = _ExportOptions(precision, int8_flavor, calib_method, opset, layout)
+    loaded, calib = _export_onnx(model, out, options, calib_images, calib_count)
+    print(f"wrote {out} (+ {out.with_suffix('.json').name})")
+    if layout == "tao":
+        from synthloop.deploy.deepstream import CONFIG_NAME, LABELS_NAME
 
+        print(f"wrote {out.parent / CONFIG_NAME} and {out.parent / LABELS_NAME} (DeepStream nvinfer)")
+    if parity is not None:
+        if loaded is None:
+            raise SynthloopError("--parity needs a training or pruned checkpoint as MODEL")
+        _print_parity(loaded, out, parity)
+    if engine is not None:
+        from synthloop.deploy.tensorrt_build import build_engine
+
+        trt_precision = "int8" if precision == "int8" or loaded is None else "fp16"
+        built = build_engine(out, engine, trt_precision, calibration=calib)
+        if built is not None:
+            print(f"wrote {built}")
+
+
+def _check_export_options(
+    precision: str, int8_flavor: str, calib_method: str, layout: str, engine: Path | None
+) -> None:
+    """One-line errors for export-model option values outside their choices or not combinable."""
     if precision not in ("fp32", "fp16", "int8"):
         raise SynthloopError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
     if int8_flavor not in ("ort", "tensorrt"):
@@ -216,58 +238,69 @@ def export_model_cmd(
             "--engine with --layout tao is not supported (its dynamic batch needs an optimization "
             "profile); DeepStream's nvinfer builds the engine from the ONNX and the written config"
         )
-    calib = None
-    loaded = None
+
+
+@dataclass(frozen=True)
+class _ExportOptions:
+    """export-model's ONNX options (checked by :func:`_check_export_options`)."""
+
+    precision: str
+    int8_flavor: str
+    calib_method: str
+    opset: int
+    layout: str
+
+
+def _export_onnx(
+    model: Path, out: Path, o: _ExportOptions, calib_images: list[Path] | None, calib_count: int
+) -> tuple[Any, Any]:
+    """Write ``out`` from the checkpoint ``model``: a QAT checkpoint through its fake-quant graph,
+    any other through the export at ``o.precision``. Returns (the loaded model, or None for a QAT
+    checkpoint; the INT8 calibration inputs, or None)."""
+    from synthloop.deploy.export_onnx import export_model, export_qat_onnx
+    from synthloop.deploy.qat import QAT_FORMAT
+    from synthloop.training.checkpoint_io import read_checkpoint
+
     if read_checkpoint(model).get("format") == QAT_FORMAT:
         from synthloop.deploy.qat import load_qat
 
-        if layout != "synthloop":
+        if o.layout != "synthloop":
             raise SynthloopError("--layout tao takes a training or pruned checkpoint, not a QAT one")
         raw, desc = load_qat(model)
-        export_qat_onnx(raw, desc, out, opset, source=str(model))
-    else:
-        from synthloop.training.checkpoints import load_model
+        export_qat_onnx(raw, desc, out, o.opset, source=str(model))
+        return None, None
+    from synthloop.training.checkpoints import load_model
 
-        loaded = load_model(model)
-        desc = loaded.desc
-        if precision == "int8":
-            if not calib_images:
-                raise SynthloopError("--precision int8 needs --calib-images (or use the qat command)")
-            calib = _calibration_inputs(calib_images, calib_count, desc)
-        export_model(
-            loaded.model,
-            desc,
-            out,
-            precision,
-            calib,
-            int8_flavor,
-            calib_method,
-            opset,
-            source=str(model),
-            layout=layout,
-        )
-    print(f"wrote {out} (+ {out.with_suffix('.json').name})")
-    if layout == "tao":
-        from synthloop.deploy.deepstream import CONFIG_NAME, LABELS_NAME
+    loaded = load_model(model)
+    calib = None
+    if o.precision == "int8":
+        if not calib_images:
+            raise SynthloopError("--precision int8 needs --calib-images (or use the qat command)")
+        calib = _calibration_inputs(calib_images, calib_count, loaded.desc)
+    export_model(
+        loaded.model,
+        loaded.desc,
+        out,
+        o.precision,
+        calib,
+        o.int8_flavor,
+        o.calib_method,
+        o.opset,
+        source=str(model),
+        layout=o.layout,
+    )
+    return loaded, calib
 
-        print(f"wrote {out.parent / CONFIG_NAME} and {out.parent / LABELS_NAME} (DeepStream nvinfer)")
-    if parity is not None:
-        if loaded is None:
-            raise SynthloopError("--parity needs a training or pruned checkpoint as MODEL")
-        from synthloop.commands.export import load_source
-        from synthloop.deploy.infer import TorchBackend
-        from synthloop.deploy.ort_runtime import OrtBackend
-        from synthloop.deploy.parity import parity_report
 
-        rep = parity_report(TorchBackend(loaded), OrtBackend(out), load_source(parity))
-        print(json.dumps(rep, indent=1, sort_keys=True))
-    if engine is not None:
-        from synthloop.deploy.tensorrt_build import build_engine
+def _print_parity(loaded: Any, onnx_path: Path, data: Path) -> None:
+    """Print the parity report of the exported ONNX against the PyTorch model on ``data``."""
+    from synthloop.commands.export import load_source
+    from synthloop.deploy.infer import TorchBackend
+    from synthloop.deploy.ort_runtime import OrtBackend
+    from synthloop.deploy.parity import parity_report
 
-        trt_precision = "int8" if precision == "int8" or loaded is None else "fp16"
-        built = build_engine(out, engine, trt_precision, calibration=calib)
-        if built is not None:
-            print(f"wrote {built}")
+    rep = parity_report(TorchBackend(loaded), OrtBackend(onnx_path), load_source(data))
+    print(json.dumps(rep, indent=1, sort_keys=True))
 
 
 @app.command("infer")
