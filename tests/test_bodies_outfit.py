@@ -13,6 +13,7 @@ from synthloop.bodies.outfit import (
     SKIN,
     SLEEVES,
     TOP,
+    body_slots,
     bone_regions,
     outfit_slots,
     suit_slots,
@@ -65,3 +66,9 @@ def test_an_unknown_sleeve_or_leg_length_is_refused():
         outfit_slots(np.zeros(3, dtype=np.int64), "elbow", "long")
     with pytest.raises(ValueError, match="legs"):
         outfit_slots(np.zeros(3, dtype=np.int64), "long", "capri")
+
+
+def test_a_body_without_an_outfit_wears_one_garment_and_with_one_its_outfit():
+    regions = np.arange(len(REGIONS))
+    assert body_slots(regions, "", "").tolist() == suit_slots(regions).tolist()
+    assert body_slots(regions, "none", "short").tolist() == outfit_slots(regions, "none", "short").tolist()

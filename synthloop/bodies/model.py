@@ -20,7 +20,7 @@ import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
 from synthloop.bodies.limits import JOINT_LIMITS_DEG, check_phenotype
-from synthloop.bodies.outfit import bone_regions, suit_slots
+from synthloop.bodies.outfit import bone_regions
 
 Vec3 = tuple[float, float, float]
 
@@ -34,15 +34,13 @@ class PosedBody:
     """``vertices`` (V, 3) float64 metres, ``faces`` (F, 3) int64 triangles, ``keypoints`` (17, 3)
     float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above.
     ``face_regions`` (F,) int64: the outfit region of each face (:data:`~synthloop.bodies.outfit.REGIONS`,
-    by the bone that drives its first vertex most); ``face_groups`` (F,) int64: the material slots
-    of one garment over the body (:func:`~synthloop.bodies.outfit.suit_slots`: 1 for the head, neck
-    and hands, else 0)."""
+    by the bone that drives its first vertex most); :func:`~synthloop.bodies.outfit.body_slots`
+    turns them into material slots."""
 
     vertices: np.ndarray
     faces: np.ndarray
     keypoints: np.ndarray
     face_regions: np.ndarray
-    face_groups: np.ndarray
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,8 +129,7 @@ def _pose_cached(
         faces=faces,
         keypoints=kps - centre,
         face_regions=regions,
-        face_groups=suit_slots(regions),
     )
-    for a in (posed.vertices, posed.faces, posed.keypoints, posed.face_regions, posed.face_groups):
+    for a in (posed.vertices, posed.faces, posed.keypoints, posed.face_regions):
         a.setflags(write=False)
     return posed

@@ -19,6 +19,7 @@ neck and hands is slot 0: one garment over the whole body. Pure functions; no I/
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -35,8 +36,10 @@ REGION_BONES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 REGIONS: tuple[str, ...] = tuple(name for name, _ in REGION_BONES)
 TOP, SKIN, BOTTOM, SHOES = 0, 1, 2, 3
-SLEEVES: tuple[str, ...] = ("none", "short", "long")
-LEGS: tuple[str, ...] = ("short", "long")
+Sleeves = Literal["none", "short", "long"]
+Legs = Literal["short", "long"]
+SLEEVES: tuple[str, ...] = get_args(Sleeves)
+LEGS: tuple[str, ...] = get_args(Legs)
 
 
 def bone_regions(bone_labels: Sequence[str]) -> np.ndarray:
@@ -74,6 +77,14 @@ def outfit_slots(face_regions: np.ndarray, sleeves: str, legs: str) -> np.ndarra
     """(F,) int64 material slot of each face (``face_regions`` (F,) region indices) in the outfit
     with ``sleeves`` and ``legs``."""
     return _slot_table(sleeves, legs)[np.asarray(face_regions, dtype=np.int64)]
+
+
+def body_slots(face_regions: np.ndarray, sleeves: str, legs: str) -> np.ndarray:
+    """(F,) int64 material slot of each face of a body: the outfit's (:func:`outfit_slots`), or
+    one garment's (:func:`suit_slots`) when ``sleeves`` and ``legs`` are empty (no outfit)."""
+    if not sleeves and not legs:
+        return suit_slots(face_regions)
+    return outfit_slots(face_regions, sleeves, legs)
 
 
 def suit_slots(face_regions: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthloop.bodies.model import BodyModelUnavailable, pose_body
-from synthloop.bodies.outfit import outfit_slots
+from synthloop.bodies.outfit import body_slots
 from synthloop.geometry.errors import GeometryError
 from synthloop.scenes.spec import ShapeSpec
 
@@ -156,8 +156,7 @@ def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         posed = pose_body(dict(body.phenotype), dict(body.rotations_deg))
     except (ValueError, BodyModelUnavailable) as err:
         raise _err(str(err), "body", shape) from None
-    groups = outfit_slots(posed.face_regions, body.sleeves, body.legs) if body.sleeves else posed.face_groups
-    return posed.vertices.copy(), posed.faces, groups
+    return posed.vertices.copy(), posed.faces, body_slots(posed.face_regions, body.sleeves, body.legs)
 
 
 def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray:

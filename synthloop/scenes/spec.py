@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from synthloop.bodies.outfit import Legs, Sleeves
 from synthloop.validation import require_one_of
 
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
@@ -79,8 +80,8 @@ class BodySpec(_Plain):
     phenotype: tuple[tuple[str, float], ...] = ()
     rotations_deg: tuple[tuple[str, Vec3], ...] = ()
     pose: str = ""
-    sleeves: Literal["", "none", "short", "long"] = ""
-    legs: Literal["", "short", "long"] = ""
+    sleeves: Literal[""] | Sleeves = ""
+    legs: Literal[""] | Legs = ""
 
     @model_validator(mode="after")
     def _outfit(self) -> BodySpec:
