@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,11 +237,17 @@ def draw_detections(
 
 
 def write_annotation_overlays(
-    ds: Dataset, out_dir: str | Path, frames: Sequence[str] | None = None, *, limit: int | None = None
+    ds: Dataset,
+    out_dir: str | Path,
+    frames: Sequence[str] | None = None,
+    *,
+    limit: int | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> list[Path]:
     """Write ``out_dir/<stem>.png`` annotation overlays for ``frames`` (frame ids; default all, in
-    order), at most ``limit`` of them; the folder is published when complete. Returns the paths.
-    Unknown frame ids raise DatasetError."""
+    order), at most ``limit`` of them; the folder is published when complete. ``on_frame`` is
+    called after each overlay is written (a progress bar's advance). Returns the paths. Unknown
+    frame ids raise DatasetError."""
     stems = dict(zip((f.frame_id for f in ds.frames), frame_stems(ds), strict=True))
     if frames is None:
         chosen = list(ds.frames)
@@ -261,4 +267,6 @@ def write_annotation_overlays(
         for f in chosen:
             atomic_save_image(tmp / f"{stems[f.frame_id]}.png", paint(load_rgb(f), annotation_marks(f, cats)))
             written.append(out_dir / f"{stems[f.frame_id]}.png")
+            if on_frame is not None:
+                on_frame()
     return written

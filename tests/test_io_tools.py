@@ -195,6 +195,12 @@ def test_cli_export_and_dataset_commands(tmp_path):
     assert res.exit_code == 0 and json.loads(res.stdout)["objects"] == 3  # the crowd region became DontCare
     res = r.invoke(_cli(), ["dataset", "show", str(src), "--out", str(tmp_path / "ov"), "--limit", "1"])
     assert res.exit_code == 0 and len(list((tmp_path / "ov").iterdir())) == 1
+    res = r.invoke(_cli(), ["dataset", "show", str(src), "--out", str(tmp_path / "ovq"), "--quiet"])
+    *events, summary = [json.loads(line) for line in res.stdout.splitlines()]  # every line is JSON
+    assert res.exit_code == 0 and [e["event"] for e in events] == ["start", "frame", "frame", "end"]
+    assert events[0]["total"] == 2 and events[-1] == {**events[-1], "completed": 2, "ok": True}
+    assert summary == {"out": str(tmp_path / "ovq"), "overlays": 2}
+    assert len(list((tmp_path / "ovq").iterdir())) == 2
     res = r.invoke(_cli(), ["dataset", "merge", str(src), str(tmp_path / "k"), "--out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     assert len(load_dataset(tmp_path / "m").frames) == 4

@@ -49,15 +49,24 @@ def show_cmd(
     limit: int | None = typer.Option(None, "--limit", help="at most N frames"),
     frame: list[str] | None = typer.Option(None, "--frame", help="frame id (repeatable)"),
     skip_invalid: bool = SKIP,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="JSON lines instead of a progress bar"),
 ) -> None:
     """Draw boxes, masks, keypoints and labels onto the images.
 
     Example: synthloop dataset show out/tabletop --out overlays/
     """
     from synthloop.overlays import write_annotation_overlays
+    from synthloop.progress import JobProgress
 
-    paths = write_annotation_overlays(load_source(src, skip_invalid), out, frames=frame or None, limit=limit)
-    print(f"wrote {len(paths)} overlays to {out}")
+    ds = load_source(src, skip_invalid)
+    total = len(frame) if frame else len(ds.frames)
+    total = total if limit is None else max(0, min(total, limit))
+    with JobProgress(total, "overlays", quiet=quiet) as prog:
+        paths = write_annotation_overlays(ds, out, frames=frame or None, limit=limit, on_frame=prog.advance)
+    if quiet:
+        print(json.dumps({"out": str(out), "overlays": len(paths)}))
+    else:
+        print(f"wrote {len(paths)} overlays to {out}")
 
 
 @app.command("merge")

@@ -15,9 +15,12 @@
 # the script again on the same WORK_DIR (e.g. a second call after TRAIN_LIMIT stopped the synthetic
 # runs) continues the unfinished runs, starts a fine-tune only from a finished synthetic run, and
 # evaluates each finished run once.
+# ARMS="real" or ARMS="synth" (synthetic, then its fine-tune) trains one side only (default both),
+# e.g. to start the real-only runs while the renders are still on their way to the machine.
 set -euo pipefail
 WORK=${1:?usage: people_pose_gpu.sh WORK_DIR}
 FRAMES=${FRAMES:-2000}
+ARMS=${ARMS:-"real synth"}
 SEEDS=${SEEDS:-"0 1"}
 SPECS=$(cd "$(dirname "$0")" && pwd)
 REAL_JSON=${REAL_JSON:-../shared/data/real/coco-person/person_keypoints.json}
@@ -25,7 +28,9 @@ mkdir -p "$WORK"/specs "$WORK"/runs "$WORK"/eval
 
 [ -e "$WORK"/real/val/annotations.json ] ||
   python "$SPECS"/people_pose_split.py "$REAL_JSON" "$WORK"/real --val-fraction 0.3 --seed 0
-if [ -n "${SYNTH:-}" ]; then
+if [[ " $ARMS " != *" synth "* ]]; then
+  :
+elif [ -n "${SYNTH:-}" ]; then
   ln -sfn "$(cd "$SYNTH" && pwd)" "$WORK"/synth
 else
   python -m synthloop.cli generate --recipe people --frames "$FRAMES" --seed 0 --out "$WORK"/synth --quiet
@@ -44,8 +49,8 @@ train_arm() {  # ARM SEED: write the seed's spec from keypointrcnn_ARM.yaml and 
 }
 
 for seed in $SEEDS; do
-  train_arm real "$seed" &
-  (train_arm synth "$seed" && train_arm ptft "$seed") &
+  [[ " $ARMS " == *" real "* ]] && train_arm real "$seed" &
+  [[ " $ARMS " == *" synth "* ]] && (train_arm synth "$seed" && train_arm ptft "$seed") &
 done
 wait
 
