@@ -10,7 +10,8 @@ the COCO AP50 and AP of every model (boxes by default; ``--iou segm`` masks, ``-
 OKS with COCO-17 sigmas), their mean and standard deviation over seeds, and the
 percentile-bootstrap interval of the arm mean over resamples of the val images
 (:func:`synthloop.evaluation.bootstrap.bootstrap_arms`); then each arm's paired difference to the
-first arm. Writes all of it as JSON. All figures are in AP units (0..1).
+first arm, and its ratio to the first arm (B's AP as a share of A's, paired per resample).
+Writes all of it as JSON. All figures are in AP units (0..1).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def main() -> None:
             f"{key:>24}: AP50 {s['value']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}], "
             f"P(not above 0) {s['p_not_above_zero']:.3f}; AP {d['AP']['value']:+.3f}"
         )
+    for key, r in b["ratios"].items():
+        print(f"{key:>24}: " + "; ".join(_ratio_text(stat, r[stat]) for stat in ("AP", "AP50")))
     if args.out:
         atomic_write_json(
             args.out,
@@ -99,6 +102,16 @@ def main() -> None:
             },
         )
         print(f"wrote {args.out}")
+
+
+def _ratio_text(stat: str, r: dict[str, Any]) -> str:
+    """``AP ratio 0.39 [0.00, 2.10] (defined on 98% of resamples)``; ``-`` where undefined."""
+    if r["value"] is None or r["lo"] is None:
+        return f"{stat} ratio - (the first arm at 0)"
+    return (
+        f"{stat} ratio {r['value']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] "
+        f"(defined on {r['defined_share']:.0%} of resamples)"
+    )
 
 
 def _full_stats(ds: Any, runs: dict[str, Any], iou_type: str = "bbox") -> dict[str, float]:

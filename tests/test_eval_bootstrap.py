@@ -62,6 +62,12 @@ def test_values_match_coco_evaluate_and_intervals_behave():
     d = b["differences"]["half - perfect"]["AP50"]
     assert d["value"] == pytest.approx(ap50_half - 1.0)
     assert d["hi"] <= 0 and d["p_not_above_zero"] == 1.0
+    # "perfect" is 1 on every resample, so the ratio is "half" itself, resample by resample
+    r = b["ratios"]["half / perfect"]["AP50"]
+    assert r == {"value": pytest.approx(ap50_half), "lo": h["lo"], "hi": h["hi"], "defined_share": 1.0}
+    inverse = bootstrap_coco(ds, {"half": half, "perfect": perfect}, resamples=200, seed=1)
+    r = inverse["ratios"]["perfect / half"]["AP50"]
+    assert r["value"] == pytest.approx(1 / ap50_half) and r["lo"] == pytest.approx(1 / h["hi"])
     text = format_bootstrap(b)
     assert "half - perfect" in text and "200 resamples" in text
     # the same seed gives the same intervals

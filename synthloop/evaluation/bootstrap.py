@@ -128,22 +128,16 @@ def _sample_stats(
 
 def _summarise(
     names: list[str], full: np.ndarray, samples: np.ndarray, confidence: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Intervals of each column of ``samples`` (``(resamples, M, 3)``; ``-1`` = undefined) and of
-    each column's paired difference to the first, as :func:`bootstrap_coco` returns them."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Intervals of each column of ``samples`` (``(resamples, M, 3)``; ``-1`` = undefined), of each
+    column's paired difference to the first and of its paired ratio to the first, as
+    :func:`bootstrap_coco` returns them."""
     q = (1 - confidence) / 2
-
-    def interval(values: np.ndarray, defined: np.ndarray) -> tuple[float | None, float | None]:
-        v = values[defined]
-        if v.size == 0:
-            return None, None
-        return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
-
     out_runs: dict[str, Any] = {}
     for m, name in enumerate(names):
         out_runs[name] = {}
         for k, stat in enumerate(STATS):
-            lo, hi = interval(samples[:, m, k], samples[:, m, k] > -1)
+            lo, hi = _interval(samples[:, m, k], samples[:, m, k] > -1, q)
             out_runs[name][stat] = {
                 "value": None if full[m][k] < 0 else float(full[m][k]),
                 "lo": lo,
@@ -156,11 +150,36 @@ def _summarise(
         for k, stat in enumerate(STATS):
             ok = (samples[:, m, k] > -1) & (samples[:, 0, k] > -1)
             d = samples[:, m, k] - samples[:, 0, k]
-            lo, hi = interval(d, ok)
+            lo, hi = _interval(d, ok, q)
             value = None if min(full[m][k], full[0][k]) < 0 else float(full[m][k] - full[0][k])
             p = float(np.mean(d[ok] <= 0)) if ok.any() else None
             diffs[key][stat] = {"value": value, "lo": lo, "hi": hi, "p_not_above_zero": p}
-    return out_runs, diffs
+    ratios = {
+        f"{names[m]} / {names[0]}": {
+            stat: _ratio(full[m][k], full[0][k], samples[:, m, k], samples[:, 0, k], q)
+            for k, stat in enumerate(STATS)
+        }
+        for m in range(1, len(names))
+    }
+    return out_runs, diffs, ratios
+
+
+def _interval(values: np.ndarray, defined: np.ndarray, q: float) -> tuple[float | None, float | None]:
+    """The ``q`` and ``1 - q`` quantiles of ``values[defined]``; ``(None, None)`` if none is."""
+    v = values[defined]
+    if v.size == 0:
+        return None, None
+    return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
+
+
+def _ratio(full_b: float, full_a: float, b: np.ndarray, a: np.ndarray, q: float) -> dict[str, float | None]:
+    """B's stat as a share of A's: ``value`` on the full set, ``lo``/``hi`` over the resamples
+    where both are defined and A's is above 0, ``defined_share`` the share of such resamples (a
+    ratio to an A of about 0 is undefined on many resamples, and its interval says little)."""
+    ok = (b > -1) & (a > 0)
+    lo, hi = _interval(np.where(ok, b, 0.0) / np.where(ok, a, 1.0), ok, q)
+    value = float(full_b / full_a) if full_b > -1 and full_a > 0 else None
+    return {"value": value, "lo": lo, "hi": hi, "defined_share": float(ok.mean()) if ok.size else 0.0}
 
 
 def bootstrap_coco(
@@ -179,7 +198,9 @@ def bootstrap_coco(
     {"value", "lo", "hi"}}}, "differences": {"B - A": {stat: {"value", "lo", "hi",
     "p_not_above_zero"}}}}``: ``value`` on the full set, ``lo``/``hi`` the interval's ends over the
     resamples where the stat is defined, ``p_not_above_zero`` the share of resamples where B is
-    not better than A. All values are in AP units (0..1)."""
+    not better than A. All values are in AP units (0..1). ``"ratios": {"B / A": {stat: {"value",
+    "lo", "hi", "defined_share"}}}``: B's stat as a share of A's, paired per resample (see
+    :func:`_ratio`)."""
     _check(runs, resamples, confidence, iou_type)
     full, samples, n_img = _sample_stats(ds, runs, resamples, seed, iou_type)
     return _result(list(runs), full, samples, n_img, resamples, seed, confidence, iou_type)
@@ -231,7 +252,7 @@ def _result(
     iou_type: str,
 ) -> dict[str, Any]:
     """The dict :func:`bootstrap_coco` returns, from :func:`_summarise` of ``full``/``samples``."""
-    out_runs, diffs = _summarise(names, full, samples, confidence)
+    out_runs, diffs, ratios = _summarise(names, full, samples, confidence)
     return {
         "resamples": resamples,
         "confidence": confidence,
@@ -240,6 +261,7 @@ def _result(
         "num_images": num_images,
         "runs": out_runs,
         "differences": diffs,
+        "ratios": ratios,
     }
 
 
