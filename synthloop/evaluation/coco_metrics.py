@@ -195,17 +195,7 @@ def coco_evaluate(
     results = to_coco_results(ds, dets, ids)
     gt = _coco_from_dict(gt_dict)
     out: dict[str, Any] = {"skipped": {}, "notes": []}
-    eval_img_ids: list[int] | None = None
-    if img_ids is not None:
-        missing = [f for f in img_ids if f not in ids]
-        if missing:
-            raise EvaluationError(f"img_ids not in the dataset: {missing[:5]}")
-        eval_img_ids = sorted(ids[f] for f in img_ids)
-    if cat_ids is not None:
-        known = {c.id for c in ds.categories}
-        bad = [c for c in cat_ids if c not in known]
-        if bad:
-            raise EvaluationError(f"cat_ids not in the dataset: {bad}")
+    eval_img_ids = _checked_ids(ds, ids, img_ids, cat_ids)
     for iou_type in iou_types:
         reason = _supports(gt_dict, ds, dets, iou_type)
         if reason is not None:
@@ -213,47 +203,77 @@ def coco_evaluate(
             continue
         res = _results_for(iou_type, results)
         dt = _load_results(gt, res)
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
+        with contextlib.redirect_stdout(io.StringIO()):
             E = COCOeval(gt, dt, iou_type)
             if eval_img_ids is not None:
                 E.params.imgIds = eval_img_ids
             if cat_ids is not None:
                 E.params.catIds = sorted(int(c) for c in cat_ids)
             if iou_type == "keypoints":
-                kp_cats = [c for c in ds.categories if c.keypoints]
-                if cat_ids is None:
-                    E.params.catIds = sorted(c.id for c in kp_cats)
-                if kpt_oks_sigmas is not None:
-                    n_kp = max(len(c.keypoints) for c in kp_cats)
-                    if len(kpt_oks_sigmas) != n_kp:
-                        raise EvaluationError(
-                            f"kpt_oks_sigmas has {len(kpt_oks_sigmas)} values for {n_kp} keypoints"
-                        )
-                    E.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=float)
-                else:
-                    E = _PerCategoryOks.from_eval(E, {c.id: category_sigmas(c) for c in kp_cats})
-                    guessed = [c.name for c in kp_cats if not c.keypoint_sigmas and len(c.keypoints) != 17]
-                    if guessed:
-                        out["notes"].append(
-                            f"keypoints: no keypoint_sigmas for {', '.join(guessed)}; OKS sigma "
-                            f"{DEFAULT_SIGMA} for each of their keypoints"
-                        )
+                E = _keypoint_eval(E, ds, cat_ids, kpt_oks_sigmas, out["notes"])
             _area_ranges(area_rng, E.params)
             E.evaluate()
             E.accumulate()
-        summ = io.StringIO()
-        with contextlib.redirect_stdout(summ):
-            E.summarize()
-        names = KP_STAT_NAMES if iou_type == "keypoints" else BOX_STAT_NAMES
-        out[iou_type] = {
-            "stats": {n: float(v) for n, v in zip(names, E.stats, strict=True)},
-            "per_class": _per_class(E, ds),
-            "summary_text": summ.getvalue(),
-            "num_images": len(E.params.imgIds),
-            "num_detections": len(res),
-            "area_rng": {
-                lbl: list(map(float, r)) for lbl, r in zip(E.params.areaRngLbl, E.params.areaRng, strict=True)
-            },
-        }
+        out[iou_type] = _summary(E, ds, iou_type, num_detections=len(res))
     return out
+
+
+def _checked_ids(
+    ds: Dataset, ids: Mapping[str, int], img_ids: Sequence[str] | None, cat_ids: Sequence[int] | None
+) -> list[int] | None:
+    """The COCO image ids of ``img_ids`` (frame ids; None: all), sorted; raises EvaluationError
+    for a frame id or a category id (``cat_ids``) that the dataset lacks."""
+    missing = [f for f in img_ids or () if f not in ids]
+    if missing:
+        raise EvaluationError(f"img_ids not in the dataset: {missing[:5]}")
+    known = {c.id for c in ds.categories}
+    bad = [c for c in cat_ids or () if c not in known]
+    if bad:
+        raise EvaluationError(f"cat_ids not in the dataset: {bad}")
+    return None if img_ids is None else sorted(ids[f] for f in img_ids)
+
+
+def _keypoint_eval(
+    E: COCOeval,
+    ds: Dataset,
+    cat_ids: Sequence[int] | None,
+    kpt_oks_sigmas: Sequence[float] | None,
+    notes: list[str],
+) -> COCOeval:
+    """``E`` set up for OKS: the categories with keypoints (unless ``cat_ids`` chose), and the
+    given sigmas for every category, else each category's own (:class:`_PerCategoryOks`, with a
+    note in ``notes`` for categories whose sigmas are guessed)."""
+    kp_cats = [c for c in ds.categories if c.keypoints]
+    if cat_ids is None:
+        E.params.catIds = sorted(c.id for c in kp_cats)
+    if kpt_oks_sigmas is not None:
+        n_kp = max(len(c.keypoints) for c in kp_cats)
+        if len(kpt_oks_sigmas) != n_kp:
+            raise EvaluationError(f"kpt_oks_sigmas has {len(kpt_oks_sigmas)} values for {n_kp} keypoints")
+        E.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=float)
+        return E
+    guessed = [c.name for c in kp_cats if not c.keypoint_sigmas and len(c.keypoints) != 17]
+    if guessed:
+        notes.append(
+            f"keypoints: no keypoint_sigmas for {', '.join(guessed)}; OKS sigma "
+            f"{DEFAULT_SIGMA} for each of their keypoints"
+        )
+    return _PerCategoryOks.from_eval(E, {c.id: category_sigmas(c) for c in kp_cats})
+
+
+def _summary(E: COCOeval, ds: Dataset, iou_type: str, num_detections: int) -> dict[str, Any]:
+    """One iou type's entry of :func:`coco_evaluate`'s result, from an accumulated ``E``."""
+    summ = io.StringIO()
+    with contextlib.redirect_stdout(summ):
+        E.summarize()
+    names = KP_STAT_NAMES if iou_type == "keypoints" else BOX_STAT_NAMES
+    return {
+        "stats": {n: float(v) for n, v in zip(names, E.stats, strict=True)},
+        "per_class": _per_class(E, ds),
+        "summary_text": summ.getvalue(),
+        "num_images": len(E.params.imgIds),
+        "num_detections": num_detections,
+        "area_rng": {
+            lbl: list(map(float, r)) for lbl, r in zip(E.params.areaRngLbl, E.params.areaRng, strict=True)
+        },
+    }

@@ -133,6 +133,55 @@ def _count_frame_event(line: str, shard: int, prog: JobProgress, summary: RunSum
             summary.frames_failed += 1
 
 
+@dataclass
+class _WorkerPool:
+    """The worker processes of :func:`run_local`, one per running shard, each in a worker slot
+    (its GPU with ``gpus``). Their stdout lines (frame events) arrive on ``events`` as
+    ``(shard, line)``, then ``(shard, None)`` when the worker's stdout closes."""
+
+    job: Path
+    threads: int
+    device: str | None
+    workers: int
+    gpus: int
+    extra_env: dict[str, str]
+    running: dict[int, subprocess.Popen] = field(default_factory=dict)
+    slots: dict[int, int] = field(default_factory=dict)
+    stderr_tails: dict[int, list[str]] = field(default_factory=dict)
+    readers: dict[int, threading.Thread] = field(default_factory=dict)
+    events: queue.Queue = field(default_factory=queue.Queue)
+
+    def start(self, shard: int) -> None:
+        """Start ``shard``'s worker in the lowest free slot."""
+        slot = min(set(range(self.workers)) - set(self.slots.values()))
+        env = gpu_worker_env(slot, self.gpus) if self.gpus else dict(os.environ)
+        proc = subprocess.Popen(
+            worker_command(self.job, shard, self.threads, device=self.device),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, **self.extra_env, "PYTHONUNBUFFERED": "1"},
+        )
+        self.slots[shard] = slot
+        self.running[shard] = proc
+        tail = self.stderr_tails[shard] = []
+        threading.Thread(target=_pump, args=(proc, shard, self.events), daemon=True).start()
+        err = proc.stderr
+        assert err is not None
+        reader = threading.Thread(target=lambda: tail.extend(err.readlines()[-20:]), daemon=True)
+        self.readers[shard] = reader
+        reader.start()
+
+    def finish(self, shard: int) -> tuple[int, str]:
+        """Wait for ``shard``'s worker, whose stdout has closed; its exit code and the last lines
+        of its stderr (complete: the reader is joined first)."""
+        proc = self.running.pop(shard)
+        self.slots.pop(shard, None)
+        rc = proc.wait()
+        self.readers[shard].join(timeout=10)
+        return rc, "".join(self.stderr_tails.get(shard, []))
+
+
 def run_local(
     job: str | Path,
     *,
@@ -171,45 +220,22 @@ def run_local(
     summary = RunSummary()
     attempts = dict.fromkeys(todo, 0)
     pending = list(todo)
-    running: dict[int, subprocess.Popen] = {}
-    stderr_tail: dict[int, list[str]] = {}
-    slots: dict[int, int] = {}  # running shard -> worker slot (its GPU with --gpus)
-    readers: dict[int, threading.Thread] = {}
-    q: queue.Queue = queue.Queue()
     daemon: AbstractContextManager[dict[str, str]] = mps_daemon() if mps else nullcontext({})
     with (
         daemon as mps_env,
         JobProgress(total, f"farm {job.name}", quiet=quiet, completed=done_before) as prog,
     ):
-        while pending or running:
-            while pending and len(running) < workers:
+        pool = _WorkerPool(job, threads, device, workers, gpus, mps_env)
+        while pending or pool.running:
+            while pending and len(pool.running) < workers:
                 s = pending.pop(0)
                 attempts[s] += 1
-                slot = min(set(range(workers)) - set(slots.values()))
-                env = gpu_worker_env(slot, gpus) if gpus else dict(os.environ)
-                proc = subprocess.Popen(
-                    worker_command(job, s, threads, device=device),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**env, **mps_env, "PYTHONUNBUFFERED": "1"},
-                )
-                slots[s] = slot
-                running[s] = proc
-                stderr_tail[s] = []
-                threading.Thread(target=_pump, args=(proc, s, q), daemon=True).start()
-                readers[s] = threading.Thread(
-                    target=lambda p=proc, s=s: stderr_tail[s].extend(p.stderr.readlines()[-20:]), daemon=True
-                )
-                readers[s].start()
-            shard, line = q.get()
+                pool.start(s)
+            shard, line = pool.events.get()
             if line is not None:
                 _count_frame_event(line, shard, prog, summary)
                 continue
-            proc = running.pop(shard)
-            slots.pop(shard, None)
-            rc = proc.wait()
-            readers[shard].join(timeout=10)  # the stderr tail is complete before it is reported
+            rc, stderr_tail = pool.finish(shard)
             if rc == 0:
                 record_worker_error(job, plan.shard(shard), None)
                 summary.shards_ok.append(shard)
@@ -217,7 +243,7 @@ def run_local(
                 prog.log("worker_died", shard=shard, rc=rc, retry=True)
                 pending.append(shard)
             else:
-                summary.shards_failed[shard] = f"exit {rc}: " + "".join(stderr_tail.get(shard, []))[-800:]
+                summary.shards_failed[shard] = f"exit {rc}: " + stderr_tail[-800:]
                 record_worker_error(job, plan.shard(shard), summary.shards_failed[shard])
                 prog.log("worker_failed", shard=shard, rc=rc)
     return summary
