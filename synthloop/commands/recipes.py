@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -30,6 +31,9 @@ from synthloop.scenes.recipe import (
 )
 from synthloop.scenes.registry import DEFAULT_RECIPE, list_bundled
 from synthloop.scenes.sampler import sample_scene
+
+if TYPE_CHECKING:  # the fit pulls in torch and optuna: imported by the command itself
+    from synthloop.fitting.fit import FitOutcome
 
 app = typer.Typer(
     help="Scene recipes: list the bundled ones, show or validate YAML files.", no_args_is_help=True
@@ -188,8 +192,14 @@ def fit_cmd(
         write_fitted(outcome, out, fitted_header(outcome, recipe, str(real), settings))
     for note in outcome.notes:
         typer.echo(f"note: {note}", err=True)
+    summary = _fit_summary(outcome, out)
+    typer.echo(json.dumps(summary, default=str) if quiet else json.dumps(summary, indent=1, default=str))
+
+
+def _fit_summary(outcome: FitOutcome, out: Path) -> dict[str, Any]:
+    """What ``recipes fit`` prints at the end: the search, the trial chosen and its figures."""
     best = outcome.search.best
-    summary = {
+    return {
         "out": str(out),
         "trials": len(outcome.search.trials),
         "evaluated_now": len(outcome.search.evaluated),
@@ -201,7 +211,6 @@ def fit_cmd(
         "before": outcome.before,
         "after": outcome.after,
     }
-    typer.echo(json.dumps(summary, default=str) if quiet else json.dumps(summary, indent=1, default=str))
 
 
 @app.command("backgrounds")
