@@ -30,10 +30,15 @@ Statistics (per class unless noted), identical definitions on both sides (comput
   weighted by saturation (the hue of grey pixels is noise); s and v plain mean/std.
 * ``background`` (per image): mean HSV value and saturation of the pixels outside every labeled
   mask (unlabeled distractors, e.g. the gold foil, count as background on both sides).
+* ``pose`` (classes with COCO-17 keypoints): elbow, knee, shoulder and hip angles and the torso's
+  tilt in the image plane, in degrees, and the share of keypoints labelled
+  (:mod:`synthloop.gap.pose`); with ``--zbuffer`` a recipe's pose prior is measured in seconds.
 
 Real masks come from the COCO polygons/RLE (:func:`synthloop.importers.coco.load_coco`), synthetic
 masks from the frame records. Only the real split given is read (use the training split: the
-evaluation split must not steer a recipe). Prints a side-by-side table and writes JSON.
+evaluation split must not steer a recipe). Prints a side-by-side table and writes JSON, with each
+statistic's 1-Wasserstein distance between the two sides in real standard deviations
+(:func:`synthloop.gap.stats.normalised_differences`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,13 @@ from synthloop.atomic import atomic_write_json
 from synthloop.dataset.folder import load_dataset
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.errors import SynthloopError
-from synthloop.gap.stats import domain_stats, gap_checks
+from synthloop.gap.stats import (
+    Measurements,
+    gap_checks,
+    measure_dataset,
+    normalised_differences,
+    summarize_measurements,
+)
 from synthloop.importers.coco import load_coco
 from synthloop.scenes.recipe import Recipe, load_recipe
 
@@ -149,6 +160,9 @@ def table_rows(real: dict[str, Any], synth: dict[str, Any]) -> list[tuple[str, s
             (f"{name} per image mean (min-max)", _fmt_count(rc["count"]), _fmt_count(sc.get("count", {})))
         )
         rows.append((f"{name} HSV", _fmt_hsv(rc["hsv"]), _fmt_hsv(sc.get("hsv"))))
+        for stat, d in (rc.get("pose") or {}).items():  # COCO-17 classes: 2-D joint angles (degrees)
+            other = (sc.get("pose") or {}).get(stat, {})
+            rows.append((f"{name} {stat} med (q1, q3)", _fmt_dist(d, 2), _fmt_dist(other, 2)))
     rows.append(("objects per image mean (min-max)", _fmt_count(real["total"]), _fmt_count(synth["total"])))
     rows.append(("coverage med (q1, q3)", _fmt_dist(real["coverage"]), _fmt_dist(synth["coverage"])))
     rows.append(
@@ -182,28 +196,30 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    real_ds = load_real(args.real)
-    real = domain_stats(real_ds)
+def synthetic_side(args: argparse.Namespace) -> tuple[Measurements, str]:
+    """The synthetic side's raw measurements and its name (a dataset folder, a render of the
+    recipe, or its z-buffer annotations without colour)."""
     if args.dataset:
-        synth_ds = load_dataset(args.dataset)
-        synth_name = str(args.dataset)
-        synth = domain_stats(synth_ds)
-    else:
-        recipe = with_resolution(load_recipe(args.recipe), args.size)
-        synth_name = f"{args.recipe} ({recipe.resolution[0]}x{recipe.resolution[1]}, seed {args.seed})"
-        if args.zbuffer:
-            synth = domain_stats(zbuffer_dataset(recipe, args.frames, args.seed), colour=False)
-            synth_name += " z-buffer"
-        elif args.render_dir:
-            synth = domain_stats(
-                render_dataset(recipe, args.frames, args.seed, Path(args.render_dir), args.threads)
-            )
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                synth = domain_stats(
-                    render_dataset(recipe, args.frames, args.seed, Path(tmp) / "ds", args.threads)
-                )
+        return measure_dataset(load_dataset(args.dataset)), str(args.dataset)
+    recipe = with_resolution(load_recipe(args.recipe), args.size)
+    name = f"{args.recipe} ({recipe.resolution[0]}x{recipe.resolution[1]}, seed {args.seed})"
+    if args.zbuffer:
+        return measure_dataset(
+            zbuffer_dataset(recipe, args.frames, args.seed), colour=False
+        ), name + " z-buffer"
+    if args.render_dir:
+        ds = render_dataset(recipe, args.frames, args.seed, Path(args.render_dir), args.threads)
+        return measure_dataset(ds), name
+    with tempfile.TemporaryDirectory() as tmp:
+        return measure_dataset(
+            render_dataset(recipe, args.frames, args.seed, Path(tmp) / "ds", args.threads)
+        ), name
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    real_m = measure_dataset(load_real(args.real))
+    synth_m, synth_name = synthetic_side(args)
+    real, synth = summarize_measurements(real_m), summarize_measurements(synth_m)
     rows = table_rows(real, synth)
     if not args.quiet:
         print_table(rows, Path(args.real).name, synth_name)
@@ -211,10 +227,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "real": {"source": str(args.real), **real},
         "synthetic": {"source": synth_name, **synth},
         "checks": gap_checks(real, synth),
+        "differences": normalised_differences(real_m, synth_m),
     }
     if not args.quiet:
         for name, c in result["checks"].items():
             print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()})
+        print("W1 / real std:", ", ".join(f"{k} {v:.2f}" for k, v in result["differences"].items()))
     atomic_write_json(args.out, result)
     return result
 

@@ -37,6 +37,7 @@ from synthloop.gap.stats import (
     gap_checks,
     normalised_differences,
     normalised_w1,
+    pose_category_ids,
     rgb_to_hsv,
     summarize,
     summarize_measurements,
@@ -172,10 +173,11 @@ def collect_side(
     whole: list[np.ndarray] = []
     crops: dict[str, list[np.ndarray]] = {c: [] for c in classes}
     sources: dict[str, list[str]] = {c: [] for c in classes}
+    pose_ids = pose_category_ids(ds)
     for fi, frame in enumerate(ds.frames):
         rgb = load_rgb(frame)
         if meas is not None:
-            meas.add_frame(frame, names, rgb)
+            meas.add_frame(frame, names, rgb, pose_ids)
         small, scale = to_width(rgb, width)
         hsv = rgb_to_hsv(small)
         image_stats["image_value"].append(float(hsv[:, 2].mean()))

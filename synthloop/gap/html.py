@@ -103,7 +103,7 @@ def render_html(report: GapReport) -> str:
         parts.append(img_tag(histogram_row_png("per image", rows), "per-image histograms"))
         for cls in report.classes:
             keys = [k for k in rs if k.startswith(f"{cls}/")]
-            row = [(k.split("/", 1)[1], rs[k], ss[k]) for k in keys]
+            row = [(k.split("/", 1)[1], rs[k], ss.get(k, np.empty(0))) for k in keys]
             parts.append(img_tag(histogram_row_png(cls, row), f"{cls} histograms"))
     else:
         parts.append(img_tag(histogram_row_png("per image", rows), "per-image histograms"))

@@ -19,6 +19,8 @@ Per class unless noted:
   hue/saturation/value feed the histograms (``hue``, ``saturation``, ``value``).
 * ``background`` (per image): mean HSV value and saturation of the pixels outside every labeled
   mask (unlabeled distractors count as background on both sides).
+* ``pose`` (classes with COCO-17 keypoints): joint angles in the image plane and the share of
+  keypoints labelled, per person (:mod:`synthloop.gap.pose`).
 
 Objects with zero area, crowd objects and unknown categories are skipped; objects without a mask
 count for size/aspect/count but not for colour or coverage. :class:`Measurements` keeps every raw
@@ -35,8 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from synthloop.bodies.coco import COCO17_KEYPOINTS
 from synthloop.dataset.types import Dataset, Frame
 from synthloop.gap.images import load_rgb
+from synthloop.gap.pose import POSE_STATS, pose_statistics
 from synthloop.geometry.masks import rle_to_mask
 from synthloop.geometry.properties import geometry_properties
 
@@ -154,7 +158,7 @@ class Measurements:
 
     def __post_init__(self) -> None:
         for name in self.classes:
-            self.objects.setdefault(name, {k: [] for k in OBJECT_STATS})
+            self.objects.setdefault(name, {k: [] for k in OBJECT_STATS + POSE_STATS})
             self.counts.setdefault(name, [])
             self.pixels.setdefault(name, _PixelSums())
         for k in IMAGE_STATS:
@@ -164,8 +168,16 @@ class Measurements:
     def n_images(self) -> int:
         return len(self.images["total"])
 
-    def add_frame(self, frame: Frame, names: dict[int, str], rgb: np.ndarray | None) -> None:
-        """Measure one frame; ``rgb`` (H, W, 3) uint8 at the frame's size, or None (no colour)."""
+    def add_frame(
+        self,
+        frame: Frame,
+        names: dict[int, str],
+        rgb: np.ndarray | None,
+        pose_ids: frozenset[int] = frozenset(),
+    ) -> None:
+        """Measure one frame; ``rgb`` (H, W, 3) uint8 at the frame's size, or None (no colour).
+        Objects of the categories ``pose_ids`` (COCO-17 keypoints) with keypoints add their pose
+        statistics."""
         w, h = frame.width, frame.height
         union = np.zeros((h, w), dtype=bool)
         per_image = dict.fromkeys(self.classes, 0)
@@ -188,6 +200,9 @@ class Measurements:
             rec["rel_size"].append(max(bw, bh) / w)
             rec["aspect"].append(max(bw, bh) / min(bw, bh))
             rec["overlap"].append(float(ov))
+            if obj.category_id in pose_ids and obj.keypoints:
+                for stat, values in pose_statistics(np.asarray(obj.keypoints)).items():
+                    rec[stat].extend(values)
             if obj.mask is None:
                 continue
             m = rle_to_mask(obj.mask)
@@ -209,9 +224,9 @@ class Measurements:
 
 
 def summarize_measurements(m: Measurements) -> dict[str, Any]:
-    """``{"images", "classes": {name: {rel_size, aspect, overlap, count, hsv}}, "total", "coverage",
-    "touching_border", "background"}`` with :func:`summarize` dicts (``hsv``/``background`` None
-    without colour)."""
+    """``{"images", "classes": {name: {rel_size, aspect, overlap, count, hsv, pose}}, "total",
+    "coverage", "touching_border", "background"}`` with :func:`summarize` dicts (``hsv``/``background``
+    None without colour; ``pose`` None for a class without COCO-17 keypoints)."""
     classes = {
         name: {
             "rel_size": summarize(m.objects[name]["rel_size"]),
@@ -219,6 +234,9 @@ def summarize_measurements(m: Measurements) -> dict[str, Any]:
             "overlap": summarize(m.objects[name]["overlap"]),
             "count": summarize(m.counts[name]),
             "hsv": m.pixels[name].summary() if m.colour else None,
+            "pose": {stat: summarize(m.objects[name][stat]) for stat in POSE_STATS}
+            if m.objects[name]["keypoints_labelled"]
+            else None,
         }
         for name in m.classes
     }
@@ -242,9 +260,15 @@ def measure_dataset(ds: Dataset, *, colour: bool = True, classes: list[str] | No
     names = {c.id: c.name for c in ds.categories}
     m = Measurements(classes=classes or list(names.values()), colour=colour)
     names = {k: v for k, v in names.items() if v in m.classes}
+    pose_ids = pose_category_ids(ds)
     for frame in ds.frames:
-        m.add_frame(frame, names, load_rgb(frame) if colour else None)
+        m.add_frame(frame, names, load_rgb(frame) if colour else None, pose_ids)
     return m
+
+
+def pose_category_ids(ds: Dataset) -> frozenset[int]:
+    """Ids of ``ds``'s categories whose keypoints are COCO-17: their objects get pose statistics."""
+    return frozenset(c.id for c in ds.categories if tuple(c.keypoints) == COCO17_KEYPOINTS)
 
 
 def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
@@ -281,10 +305,12 @@ def gap_checks(
 
 def statistic_samples(m: Measurements) -> dict[str, np.ndarray]:
     """Flat ``{"<class>/<stat>" | "<stat>": values}`` of every raw sample (histograms, distances).
-    Per-class stats: :data:`OBJECT_STATS` and ``count``; image stats: :data:`IMAGE_STATS`."""
+    Per-class stats: :data:`OBJECT_STATS`, ``count`` and, for a class with pose samples,
+    :data:`~synthloop.gap.pose.POSE_STATS`; image stats: :data:`IMAGE_STATS`."""
     out: dict[str, np.ndarray] = {}
     for name in m.classes:
-        for stat in OBJECT_STATS:
+        posed = bool(m.objects[name]["keypoints_labelled"])
+        for stat in OBJECT_STATS + (POSE_STATS if posed else ()):
             if stat in ("hue", "saturation", "value") and not m.colour:
                 continue
             out[f"{name}/{stat}"] = np.asarray(m.objects[name][stat], dtype=np.float64)
