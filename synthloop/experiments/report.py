@@ -67,62 +67,17 @@ def collect_results(out_dir: str | Path) -> dict[str, Any]:
             f"not a mixing-experiment folder (no readable {EXPERIMENT_FILE})", path=str(out / EXPERIMENT_FILE)
         )
     exp = plan["experiment"]
-    rows: list[dict[str, Any]] = []
+    rows = [_run_row(out, r) for r in plan["runs"]]
     classes: list[str] = []
-    for r in plan["runs"]:
-        rd = run_dir(out, r["name"])
-        done = read_json_or_none(rd / "DONE")
-        err = read_json_or_none(rd / "error.json")
-        row: dict[str, Any] = {
-            k: r[k] for k in ("name", "series", "schedule", "real_fraction", "seed", "spec_hash")
-        }
-        row["points"] = [list(p) for p in r["points"]]
-        row.update(
-            {
-                "status": "pending",
-                "AP": None,
-                "AP50": None,
-                "voc_mAP": None,
-                "per_class_AP": {},
-                "per_class_AP50": {},
-                "images_per_s": None,
-                "train": {},
-                "error": None,
-                "samples": [],
-            }
-        )
-        if done is not None and done.get("spec_hash") == r["spec_hash"]:
-            ev = read_json_or_none(rd / "eval.json")
-            if ev is None:
-                row["status"] = "failed"
-                row["error"] = "DONE without a readable eval.json"
-            else:
-                row["status"] = "done"
-                row.update(run_metrics(ev, "bbox"))
-                row["train"] = dict(done.get("train") or {})
-                row["images_per_s"] = _images_per_s(row["train"])
-                row["samples"] = sorted(str(p.relative_to(out)) for p in (rd / "samples").glob("*.png"))
-                classes += [c for c in row["per_class_AP50"] if c not in classes]
-        elif err is not None and err.get("spec_hash") == r["spec_hash"]:
-            row["status"] = "failed"
-            row["error"] = f"{err.get('type')}: {err.get('message')}"
-        rows.append(row)
+    for row in rows:
+        classes += [c for c in row["per_class_AP50"] if c not in classes]
     done_rows = [r for r in rows if r["status"] == "done"]
-
-    def points_of(series: str) -> list[float]:
-        fr = sorted({p[1] for r in rows for p in r["points"] if p[0] == series})
-        return fr
-
-    def aggregate(series: str, frac: float) -> dict[str, Any]:
-        members = [r for r in done_rows if [series, frac] in r["points"]]
-        agg: dict[str, Any] = {"real_fraction": frac, "runs": [r["name"] for r in members]}
-        for m in METRICS:
-            agg[m] = spread([r[m] for r in members])
-        agg["per_class_AP50"] = {c: spread([r["per_class_AP50"].get(c) for r in members]) for c in classes}
-        return agg
-
-    series = {s: [aggregate(s, f) for f in points_of(s)] for s in exp["schedules"]}
-    baselines = {b: aggregate(b, points_of(b)[0]) for b in BASELINES if points_of(b)}
+    series = {
+        s: [_aggregate(done_rows, classes, s, f) for f in _fractions(rows, s)] for s in exp["schedules"]
+    }
+    baselines = {
+        b: _aggregate(done_rows, classes, b, _fractions(rows, b)[0]) for b in BASELINES if _fractions(rows, b)
+    }
     best = max(
         done_rows,
         key=lambda r: (
@@ -142,6 +97,64 @@ def collect_results(out_dir: str | Path) -> dict[str, Any]:
         "baselines": baselines,
         "best_run": best["name"] if best else None,
     }
+
+
+def _run_row(out: Path, r: dict[str, Any]) -> dict[str, Any]:
+    """One planned run's row: its plan fields, and its status and metrics from its folder (``done``
+    only with a DONE marker of the same spec hash and a readable eval.json)."""
+    rd = run_dir(out, r["name"])
+    done = read_json_or_none(rd / "DONE")
+    err = read_json_or_none(rd / "error.json")
+    row: dict[str, Any] = {
+        k: r[k] for k in ("name", "series", "schedule", "real_fraction", "seed", "spec_hash")
+    }
+    row["points"] = [list(p) for p in r["points"]]
+    row.update(
+        {
+            "status": "pending",
+            "AP": None,
+            "AP50": None,
+            "voc_mAP": None,
+            "per_class_AP": {},
+            "per_class_AP50": {},
+            "images_per_s": None,
+            "train": {},
+            "error": None,
+            "samples": [],
+        }
+    )
+    if done is not None and done.get("spec_hash") == r["spec_hash"]:
+        ev = read_json_or_none(rd / "eval.json")
+        if ev is None:
+            row["status"] = "failed"
+            row["error"] = "DONE without a readable eval.json"
+        else:
+            row["status"] = "done"
+            row.update(run_metrics(ev, "bbox"))
+            row["train"] = dict(done.get("train") or {})
+            row["images_per_s"] = _images_per_s(row["train"])
+            row["samples"] = sorted(str(p.relative_to(out)) for p in (rd / "samples").glob("*.png"))
+    elif err is not None and err.get("spec_hash") == r["spec_hash"]:
+        row["status"] = "failed"
+        row["error"] = f"{err.get('type')}: {err.get('message')}"
+    return row
+
+
+def _fractions(rows: list[dict[str, Any]], series: str) -> list[float]:
+    """The real fractions at which ``series`` has planned points, ascending."""
+    return sorted({p[1] for r in rows for p in r["points"] if p[0] == series})
+
+
+def _aggregate(
+    done_rows: list[dict[str, Any]], classes: list[str], series: str, frac: float
+) -> dict[str, Any]:
+    """Mean and spread over the finished runs at point (``series``, ``frac``) of every metric."""
+    members = [r for r in done_rows if [series, frac] in r["points"]]
+    agg: dict[str, Any] = {"real_fraction": frac, "runs": [r["name"] for r in members]}
+    for m in METRICS:
+        agg[m] = spread([r[m] for r in members])
+    agg["per_class_AP50"] = {c: spread([r["per_class_AP50"].get(c) for r in members]) for c in classes}
+    return agg
 
 
 # ---------------------------------------------------------------- Markdown
