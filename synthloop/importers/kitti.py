@@ -20,6 +20,7 @@ Categories: the type names sorted, ids from 1; or ``categories`` = {type name: i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,35 @@ def _label_rows(
     return rows, dontcare
 
 
+@dataclass
+class _Failures:
+    """Bad input of one folder: one :class:`DatasetError` naming the file and ``where``, or (with
+    ``skip``) a row of ``skipped`` (record, field, reason), and the reader goes on."""
+
+    skip: bool
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __call__(self, path: Path, where: str, reason: str) -> None:
+        if not self.skip:
+            raise DatasetError(reason, path=str(path), where=where or None)
+        record, _, name = where.partition(".")
+        self.skipped.append(
+            {"record": f"{path.name}" + (f" {record}" if record else ""), "field": name, "reason": reason}
+        )
+
+
+@dataclass(frozen=True)
+class _LabelledImage:
+    """One image of the folder (size in pixels) and its label file's rows and DontCare boxes."""
+
+    stem: str
+    image: Path
+    width: int
+    height: int
+    rows: list[dict[str, Any]]
+    dontcare: list[list[float]]
+
+
 def load_kitti(
     root: str | Path,
     *,
@@ -219,23 +249,38 @@ def load_kitti(
         )
     base, layout = found
     base = base.resolve()
+    fail = _Failures(skip_invalid)
+    parsed = _read_labels(base, layout, categories, verify_images, fail)
+    names = dict(categories) if categories is not None else _category_ids(parsed)
+    cats = [Category(id=int(i), name=t) for t, i in sorted(names.items(), key=lambda kv: kv[1])]
+    calib_dir = base / "calib"
+    frames = []
+    for p in parsed:
+        calib = calib_dir / f"{p.stem}.txt"
+        camera = None
+        if layout == "kitti" and calib.exists():
+            camera = CameraModel(K=parse_calib_K(calib), world_to_cam=np.eye(4).tolist())
+        frames.append(_frame(p, names, camera))
+    return Dataset(
+        categories=cats,
+        frames=frames,
+        name=base.name,
+        root=base,
+        info={"source_format": "kitti", "layout": layout, "source_path": str(base), "skipped": fail.skipped},
+    )
+
+
+def _read_labels(
+    base: Path, layout: str, categories: Mapping[str, int] | None, verify_images: bool, fail: _Failures
+) -> list[_LabelledImage]:
+    """Every image of the folder (sorted by stem) with its parsed label file (none: no objects); a
+    label file without an image and an unreadable image go to ``fail``."""
     img_dir, lbl_dir = (base / d for d in LAYOUTS[layout])
-    skipped: list[dict[str, str]] = []
-
-    def fail(path: Path, where: str, reason: str) -> None:
-        if not skip_invalid:
-            raise DatasetError(reason, path=str(path), where=where or None)
-        record, _, field = where.partition(".")
-        skipped.append(
-            {"record": f"{path.name}" + (f" {record}" if record else ""), "field": field, "reason": reason}
-        )
-
     images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     for lbl in sorted(lbl_dir.glob("*.txt")):
         if lbl.stem not in images:
             fail(lbl, "", f"no image {lbl.stem}.* in {img_dir}")
-
-    parsed: list[tuple[str, Path, int, int, list[dict[str, Any]], list[list[float]]]] = []
+    parsed = []
     for stem, img_path in sorted(images.items()):
         try:
             w, h = image_size(img_path, full=verify_images)
@@ -246,36 +291,25 @@ def load_kitti(
         rows, dontcare = (
             _label_rows(lbl, w, h, categories, fail) if lbl.exists() or lbl.is_symlink() else ([], [])
         )
-        parsed.append((stem, img_path, w, h, rows, dontcare))
+        parsed.append(_LabelledImage(stem, img_path, w, h, rows, dontcare))
+    return parsed
 
-    names = dict(categories) if categories is not None else {}
-    if categories is None:
-        all_types = sorted({f["type"] for p in parsed for f in p[4]})
-        names = {t: i for i, t in enumerate(all_types, start=1)}
-    cats = [Category(id=int(i), name=t) for t, i in sorted(names.items(), key=lambda kv: kv[1])]
 
-    frames = []
-    calib_dir = base / "calib"
-    for stem, img_path, w, h, rows, dontcare in parsed:
-        camera = None
-        if layout == "kitti" and (calib_dir / f"{stem}.txt").exists():
-            camera = CameraModel(K=parse_calib_K(calib_dir / f"{stem}.txt"), world_to_cam=np.eye(4).tolist())
-        frames.append(
-            Frame(
-                frame_id=stem,
-                image_path=img_path,
-                width=w,
-                height=h,
-                objects=[_object(f, names[f["type"]]) for f in rows],
-                source="kitti",
-                camera=camera,
-                extra={"kitti_dontcare": dontcare} if dontcare else {},
-            )
-        )
-    return Dataset(
-        categories=cats,
-        frames=frames,
-        name=base.name,
-        root=base,
-        info={"source_format": "kitti", "layout": layout, "source_path": str(base), "skipped": skipped},
+def _category_ids(parsed: list[_LabelledImage]) -> dict[str, int]:
+    """Ids 1, 2, ... for the object types found, in sorted order (no ``categories`` map given)."""
+    types = sorted({row["type"] for p in parsed for row in p.rows})
+    return {t: i for i, t in enumerate(types, start=1)}
+
+
+def _frame(p: _LabelledImage, names: Mapping[str, int], camera: CameraModel | None) -> Frame:
+    """The dataset frame of one labelled image (DontCare boxes kept in ``extra``)."""
+    return Frame(
+        frame_id=p.stem,
+        image_path=p.image,
+        width=p.width,
+        height=p.height,
+        objects=[_object(row, names[row["type"]]) for row in p.rows],
+        source="kitti",
+        camera=camera,
+        extra={"kitti_dontcare": p.dontcare} if p.dontcare else {},
     )
