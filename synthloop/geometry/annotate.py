@@ -69,7 +69,7 @@ from synthloop.geometry.masks import mask_to_bbox, mask_to_rle
 from synthloop.geometry.meshes import mesh_cache
 from synthloop.geometry.raster import clip_project_mesh, rasterize_triangles, render_zbuffer
 from synthloop.geometry.transforms import object_to_world, transform_points
-from synthloop.scenes.spec import ObjectSpec, SceneSpec
+from synthloop.scenes.spec import CategorySpec, ObjectSpec, SceneSpec
 
 KP_TOL_ABS = 2e-3
 KP_TOL_REL = 0.01
@@ -243,10 +243,13 @@ def annotate_frame(spec: SceneSpec, instance_ids: np.ndarray, depth: np.ndarray)
     whose category is not in ``spec.categories``.
     """
     ids, dep = _check_arrays(spec, instance_ids, depth)
-    width, height = spec.render.width, spec.render.height
-    K = intrinsics(spec.camera, width, height)
-    T = world_to_cam_cv(spec.camera)
-    near = float(spec.camera.clip_start)
+    view = _View(
+        K=intrinsics(spec.camera, spec.render.width, spec.render.height),
+        T=world_to_cam_cv(spec.camera),
+        near=float(spec.camera.clip_start),
+        ids=ids,
+        depth=dep,
+    )
     cats = {c.id: c for c in spec.categories}
     objects: list[ObjectAnnotation] = []
     distractors: list[dict[str, Any]] = []
@@ -256,53 +259,92 @@ def annotate_frame(spec: SceneSpec, instance_ids: np.ndarray, depth: np.ndarray)
                 f"category {obj.category_id} is not in the spec's categories",
                 where=f"objects[{idx}].category_id",
             )
-        visible = ids == obj.instance_id
-        area = int(visible.sum())
-        bbox = mask_to_bbox(visible)
-        mesh = mesh_cache(obj.shape)
-        verts_world = transform_points(object_to_world(obj.location, obj.rotation_quat_wxyz), mesh.vertices)
-        amodal = amodal_silhouette(K, T, verts_world, mesh.faces, width, height, near, closed=mesh.closed)
-        occlusion = 0.0 if amodal.inside == 0 else min(1.0, max(0.0, 1.0 - area / amodal.inside))
+        seen = _visibility(obj, view)
         if obj.category_id is None:
             distractors.append(
                 {
                     "instance_id": int(obj.instance_id),
-                    "bbox": None if bbox is None else [float(v) for v in bbox],
-                    "area": area,
-                    "occlusion": round(occlusion, 6),
-                    "truncation": round(amodal.truncation, 6),
+                    "bbox": None if seen.bbox is None else [float(v) for v in seen.bbox],
+                    "area": seen.area,
+                    "occlusion": round(seen.occlusion, 6),
+                    "truncation": round(seen.amodal.truncation, 6),
                 }
             )
-            continue
-        cat = cats[obj.category_id]
-        keypoints = project_keypoints(obj, cat.keypoints, K, T, ids, dep, near) if cat.keypoints else None
-        box3d = box3d_of(obj, T)
-        attributes: dict[str, Any] = {
-            "shape_kind": obj.shape.kind,
-            "size_m": float(max(obj.shape.dimensions)),
-            "distance_m": float(box3d.center[2]),
-            "material_pattern": obj.material.pattern,
-        }
-        attributes.update(obj.params)
-        objects.append(
-            ObjectAnnotation(
-                category_id=int(obj.category_id),
-                bbox=EMPTY_BOX if bbox is None else bbox,
-                area=float(area),
-                mask=mask_to_rle(visible),
-                keypoints=keypoints,
-                bbox_amodal=amodal.bbox,
-                occlusion=occlusion,
-                truncation=amodal.truncation,
-                box3d=box3d,
-                instance_id=int(obj.instance_id),
-                attributes=attributes,
-            )
-        )
+        else:
+            objects.append(_labeled(obj, cats[obj.category_id], view, seen))
     return FrameAnnotation(
         objects=objects,
-        camera=CameraModel(K=K.tolist(), world_to_cam=T.tolist()),
+        camera=CameraModel(K=view.K.tolist(), world_to_cam=view.T.tolist()),
         distractors=distractors,
+    )
+
+
+@dataclass(frozen=True)
+class _View:
+    """One frame's camera (intrinsics ``K`` 3x3, OpenCV world-to-camera ``T`` 4x4, near clip in
+    metres) and its id (H, W) and depth (H, W, metres) passes."""
+
+    K: np.ndarray
+    T: np.ndarray
+    near: float
+    ids: np.ndarray
+    depth: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the frame shows of one object: its visible mask (H, W) bool, pixel count, tight box
+    (xyxy pixels; None if hidden), amodal silhouette and occlusion in [0, 1]."""
+
+    visible: np.ndarray
+    area: int
+    bbox: tuple[float, float, float, float] | None
+    amodal: AmodalInfo
+    occlusion: float
+
+
+def _visibility(obj: ObjectSpec, view: _View) -> _Seen:
+    """The visible and the amodal extent of ``obj`` in ``view``."""
+    height, width = view.ids.shape
+    visible = view.ids == obj.instance_id
+    area = int(visible.sum())
+    mesh = mesh_cache(obj.shape)
+    verts_world = transform_points(object_to_world(obj.location, obj.rotation_quat_wxyz), mesh.vertices)
+    amodal = amodal_silhouette(
+        view.K, view.T, verts_world, mesh.faces, width, height, view.near, closed=mesh.closed
+    )
+    occlusion = 0.0 if amodal.inside == 0 else min(1.0, max(0.0, 1.0 - area / amodal.inside))
+    return _Seen(visible, area, mask_to_bbox(visible), amodal, occlusion)
+
+
+def _labeled(obj: ObjectSpec, cat: CategorySpec, view: _View, seen: _Seen) -> ObjectAnnotation:
+    """The annotation of labeled object ``obj`` of category ``cat``: box, mask, keypoints (if the
+    category has any), amodal box, occlusion, truncation, 3D box and attributes."""
+    keypoints = (
+        project_keypoints(obj, cat.keypoints, view.K, view.T, view.ids, view.depth, view.near)
+        if cat.keypoints
+        else None
+    )
+    box3d = box3d_of(obj, view.T)
+    attributes: dict[str, Any] = {
+        "shape_kind": obj.shape.kind,
+        "size_m": float(max(obj.shape.dimensions)),
+        "distance_m": float(box3d.center[2]),
+        "material_pattern": obj.material.pattern,
+    }
+    attributes.update(obj.params)
+    return ObjectAnnotation(
+        category_id=int(cat.id),
+        bbox=EMPTY_BOX if seen.bbox is None else seen.bbox,
+        area=float(seen.area),
+        mask=mask_to_rle(seen.visible),
+        keypoints=keypoints,
+        bbox_amodal=seen.amodal.bbox,
+        occlusion=seen.occlusion,
+        truncation=seen.amodal.truncation,
+        box3d=box3d,
+        instance_id=int(obj.instance_id),
+        attributes=attributes,
     )
 
 
