@@ -94,61 +94,10 @@ def _relabel(ds: Dataset, id_to_name: dict[int, str], classes: list[str], name: 
 
 def prepare_data(spec: ExperimentSpec, source: str = "<spec>") -> PreparedData:
     """Load and check the spec's datasets. Errors name ``source`` and the spec field."""
-    loaded: list[tuple[str, str, Dataset, dict[int, str]]] = []  # (kind, where, ds, id->name)
-    for i, entry in enumerate(spec.datasets):
-        where = f"datasets.{i}"
-        if entry.kind == "synthetic":
-            if not entry.enabled:
-                continue
-            for folder in expand_synthetic_paths(entry, i, source):
-                try:
-                    ds = load_dataset(folder)
-                except SynthloopError as e:
-                    raise SpecError(
-                        f"cannot load dataset folder {str(folder)!r}: {e}",
-                        path=source,
-                        where=f"{where}.paths",
-                    ) from None
-                loaded.append(("synthetic", where, ds, _mapped_names(ds, entry.class_mapping, source, where)))
-        else:
-            ds = _load_real(entry, source, where)
-            if len(ds.frames) == 0:
-                raise SpecError(
-                    "the real train split is empty (no images)", path=source, where=f"{where}.coco_json"
-                )
-            loaded.append(("real", where, ds, _mapped_names(ds, entry.class_mapping, source, where)))
-    if not loaded:
-        raise SpecError("no enabled dataset", path=source, where="datasets")
-    ref_kind, ref_where, ref_ds, ref_names = next((x for x in loaded if x[0] == "real"), loaded[0])
-    ref_sorted = sorted(ref_names.items())
-    classes = [n for _, n in ref_sorted]
-    if len(set(classes)) != len(classes):
-        raise SpecError(
-            f"class_mapping maps two classes to one name ({classes})",
-            path=source,
-            where=f"{ref_where}.class_mapping",
-        )
-    for kind, where, ds, names in loaded:
-        got = set(names.values())
-        if got != set(classes) or len(got) != len(names):
-            only_here = sorted(got - set(classes))
-            only_ref = sorted(set(classes) - got)
-            raise SpecError(
-                f"class names differ between {kind} dataset {ds.name!r} "
-                f"and {ref_kind} dataset {ref_ds.name!r}: "
-                f"only in {kind}: {only_here}, only in {ref_kind}: {only_ref}; "
-                f"add class_mapping ({{{kind}_name: {ref_kind}_name}}) to {where}",
-                path=source,
-                where=f"{where}.class_mapping",
-            )
-    synth_parts = [_relabel(ds, n, classes, ds.name) for k, _, ds, n in loaded if k == "synthetic"]
-    real_parts = [_relabel(ds, n, classes, ds.name) for k, _, ds, n in loaded if k == "real"]
-
-    def merge(parts: list[Dataset], name: str) -> Dataset | None:
-        if not parts:
-            return None
-        return Dataset(categories=parts[0].categories, frames=[f for p in parts for f in p.frames], name=name)
-
+    loaded = _load_entries(spec, source)
+    classes, ref_sorted = _common_classes(loaded, source)
+    synth_parts = [_relabel(x.ds, x.names, classes, x.ds.name) for x in loaded if x.kind == "synthetic"]
+    real_parts = [_relabel(x.ds, x.names, classes, x.ds.name) for x in loaded if x.kind == "real"]
     validation = None
     if spec.validation is not None:
         vds = _load_real(spec.validation, source, "validation")
@@ -163,10 +112,88 @@ def prepare_data(spec: ExperimentSpec, source: str = "<spec>") -> PreparedData:
     return PreparedData(
         classes=classes,
         category_ids=[cid for cid, _ in ref_sorted],
-        synthetic=merge(synth_parts, "synthetic"),
-        real=merge(real_parts, "real"),
+        synthetic=_merged(synth_parts, "synthetic"),
+        real=_merged(real_parts, "real"),
         validation=validation,
     )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One loaded dataset of the spec: its kind, its spec field, and its category id -> class name
+    (after the entry's class_mapping)."""
+
+    kind: str
+    where: str
+    ds: Dataset
+    names: dict[int, str]
+
+
+def _load_entries(spec: ExperimentSpec, source: str) -> list[_Loaded]:
+    """Every enabled dataset of ``spec.datasets`` (each folder of a synthetic entry), loaded."""
+    loaded: list[_Loaded] = []
+    for i, entry in enumerate(spec.datasets):
+        where = f"datasets.{i}"
+        if entry.kind == "synthetic":
+            if not entry.enabled:
+                continue
+            for folder in expand_synthetic_paths(entry, i, source):
+                try:
+                    ds = load_dataset(folder)
+                except SynthloopError as e:
+                    raise SpecError(
+                        f"cannot load dataset folder {str(folder)!r}: {e}",
+                        path=source,
+                        where=f"{where}.paths",
+                    ) from None
+                loaded.append(
+                    _Loaded("synthetic", where, ds, _mapped_names(ds, entry.class_mapping, source, where))
+                )
+        else:
+            ds = _load_real(entry, source, where)
+            if len(ds.frames) == 0:
+                raise SpecError(
+                    "the real train split is empty (no images)", path=source, where=f"{where}.coco_json"
+                )
+            loaded.append(_Loaded("real", where, ds, _mapped_names(ds, entry.class_mapping, source, where)))
+    if not loaded:
+        raise SpecError("no enabled dataset", path=source, where="datasets")
+    return loaded
+
+
+def _common_classes(loaded: list[_Loaded], source: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """The class names (in the reference dataset's id order: the first real one, else the first)
+    and the reference's sorted (id, name) pairs; every dataset must name the same classes."""
+    ref = next((x for x in loaded if x.kind == "real"), loaded[0])
+    ref_sorted = sorted(ref.names.items())
+    classes = [n for _, n in ref_sorted]
+    if len(set(classes)) != len(classes):
+        raise SpecError(
+            f"class_mapping maps two classes to one name ({classes})",
+            path=source,
+            where=f"{ref.where}.class_mapping",
+        )
+    for x in loaded:
+        got = set(x.names.values())
+        if got != set(classes) or len(got) != len(x.names):
+            only_here = sorted(got - set(classes))
+            only_ref = sorted(set(classes) - got)
+            raise SpecError(
+                f"class names differ between {x.kind} dataset {x.ds.name!r} "
+                f"and {ref.kind} dataset {ref.ds.name!r}: "
+                f"only in {x.kind}: {only_here}, only in {ref.kind}: {only_ref}; "
+                f"add class_mapping ({{{x.kind}_name: {ref.kind}_name}}) to {x.where}",
+                path=source,
+                where=f"{x.where}.class_mapping",
+            )
+    return classes, ref_sorted
+
+
+def _merged(parts: list[Dataset], name: str) -> Dataset | None:
+    """One dataset of all ``parts``' frames (they share categories after relabelling); None if none."""
+    if not parts:
+        return None
+    return Dataset(categories=parts[0].categories, frames=[f for p in parts for f in p.frames], name=name)
 
 
 def box_sizes(datasets: list[Dataset], width: int, height: int) -> np.ndarray:
