@@ -244,7 +244,7 @@ def test_domain_stats_on_a_known_image(tmp_path):
         categories=[Category(1, "date"), Category(2, "fig")],
         frames=[Frame("a", img, w, h, objects=[obj]), Frame("b", grey, w, h, objects=[])],
     )
-    st = dg.domain_stats(ds)
+    st = dg.summarize_measurements(dg.measure_dataset(ds))
     date = st["classes"]["date"]
     assert date["rel_size"]["median"] == pytest.approx(8 / 40)
     assert date["aspect"]["median"] == pytest.approx(2.0)

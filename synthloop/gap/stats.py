@@ -271,11 +271,6 @@ def pose_category_ids(ds: Dataset) -> frozenset[int]:
     return frozenset(c.id for c in ds.categories if tuple(c.keypoints) == COCO17_KEYPOINTS)
 
 
-def domain_stats(ds: Dataset, *, colour: bool = True) -> dict[str, Any]:
-    """:func:`summarize_measurements` of :func:`measure_dataset` (the benchmark's summary)."""
-    return summarize_measurements(measure_dataset(ds, colour=colour))
-
-
 def gap_checks(
     real: dict[str, Any], synth: dict[str, Any], size_tol: float = 0.2, count_tol: float = 0.25
 ) -> dict[str, Any]:
