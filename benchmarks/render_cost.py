@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,20 +71,16 @@ def _plain_material() -> Iterator[None]:
         yield
     finally:
         layer.material_override = None
-
-
-@contextmanager
-def _as_is() -> Iterator[None]:
-    yield
+        bpy.data.materials.remove(plain)
 
 
 # name -> (render option overrides, scene edit around the render)
 VARIANTS: dict[str, tuple[dict, Callable[[], AbstractContextManager[None]]]] = {
-    "preset": ({}, _as_is),
-    "no_denoise": ({"denoise": False}, _as_is),
-    "one_sample": ({"samples": 1, "denoise": False}, _as_is),
-    "no_light_tree": ({"light_tree": False}, _as_is),
-    "no_bounces": ({"max_bounces": 0}, _as_is),
+    "preset": ({}, nullcontext),
+    "no_denoise": ({"denoise": False}, nullcontext),
+    "one_sample": ({"samples": 1, "denoise": False}, nullcontext),
+    "no_light_tree": ({"light_tree": False}, nullcontext),
+    "no_bounces": ({"max_bounces": 0}, nullcontext),
     "no_bump": ({}, _no_bump),
     "plain_material": ({}, _plain_material),
 }

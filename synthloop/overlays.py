@@ -236,6 +236,21 @@ def draw_detections(
     return paint(Image.fromarray(np.asarray(rgb, np.uint8)), detection_marks(dets, names), enlarge=False)
 
 
+def select_frames(ds: Dataset, frames: Sequence[str] | None = None, limit: int | None = None) -> list[Frame]:
+    """The frames of ``ds`` with the ids ``frames`` (default all, in order), at most ``limit`` of
+    them: what :func:`write_annotation_overlays` draws. Unknown frame ids raise DatasetError."""
+    if frames is None:
+        chosen = list(ds.frames)
+    else:
+        by_id = {f.frame_id: f for f in ds.frames}
+        missing = [fid for fid in frames if fid not in by_id]
+        if missing:
+            src = ds.info.get("source_path") or ds.root or ds.name
+            raise DatasetError(f"no frame with id {missing[0]!r}", path=str(src), where="frames")
+        chosen = [by_id[fid] for fid in frames]
+    return chosen if limit is None else chosen[: max(0, limit)]
+
+
 def write_annotation_overlays(
     ds: Dataset,
     out_dir: str | Path,
@@ -249,17 +264,7 @@ def write_annotation_overlays(
     called after each overlay is written (a progress bar's advance). Returns the paths. Unknown
     frame ids raise DatasetError."""
     stems = dict(zip((f.frame_id for f in ds.frames), frame_stems(ds), strict=True))
-    if frames is None:
-        chosen = list(ds.frames)
-    else:
-        by_id = {f.frame_id: f for f in ds.frames}
-        missing = [fid for fid in frames if fid not in by_id]
-        if missing:
-            src = ds.info.get("source_path") or ds.root or ds.name
-            raise DatasetError(f"no frame with id {missing[0]!r}", path=str(src), where="frames")
-        chosen = [by_id[fid] for fid in frames]
-    if limit is not None:
-        chosen = chosen[: max(0, limit)]
+    chosen = select_frames(ds, frames, limit)
     cats = ds.category_by_id()
     out_dir = Path(out_dir).absolute()
     written = []

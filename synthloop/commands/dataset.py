@@ -55,12 +55,11 @@ def show_cmd(
 
     Example: synthloop dataset show out/tabletop --out overlays/
     """
-    from synthloop.overlays import write_annotation_overlays
+    from synthloop.overlays import select_frames, write_annotation_overlays
     from synthloop.progress import JobProgress
 
     ds = load_source(src, skip_invalid)
-    total = len(frame) if frame else len(ds.frames)
-    total = total if limit is None else max(0, min(total, limit))
+    total = len(select_frames(ds, frame or None, limit))  # an unknown frame id fails before the bar
     with JobProgress(total, "overlays", quiet=quiet) as prog:
         paths = write_annotation_overlays(ds, out, frames=frame or None, limit=limit, on_frame=prog.advance)
     if quiet:

@@ -232,7 +232,7 @@ def _write_outputs(
     report.save(out / "report.json")
     if predicted:
         dets.save(out / "detections.json")
-    written: list = []
+    written: list[tuple[Path, Any]] = []
     if overlays.worst:
         written = write_outcome_overlays(
             ds,
