@@ -93,6 +93,18 @@ def test_unlabelled_keypoints_drop_their_angles_and_count_as_unlabelled():
     assert nothing == {**{s: [] for s in POSE_STATS}, "keypoints_labelled": [0.0]}
 
 
+def test_a_person_faces_the_camera_when_its_left_shoulder_is_on_its_own_left_as_seen():
+    assert pose_statistics(_keypoints(STANDING))["faces_camera"] == [1.0]
+    seen_from_behind = {n: (100 - x, y) for n, (x, y) in STANDING.items()}  # left side on the image left
+    assert pose_statistics(_keypoints(seen_from_behind))["faces_camera"] == [0.0]
+    for degrees in (90.0, 180.0, -150.0):  # "up" follows the torso, so a roll changes nothing
+        assert pose_statistics(_keypoints(_rotated(STANDING, degrees)))["faces_camera"] == [1.0]
+        assert pose_statistics(_keypoints(_rotated(seen_from_behind, degrees)))["faces_camera"] == [0.0]
+    no_hips = _keypoints(seen_from_behind, hidden=("left_hip", "right_hip"))
+    assert pose_statistics(no_hips)["faces_camera"] == [0.0]  # the image's up then
+    assert pose_statistics(_keypoints(STANDING, hidden=("right_shoulder",)))["faces_camera"] == []
+
+
 def _person_frame(tmp: Path, name: str, people: list[np.ndarray]) -> Frame:
     path = tmp / f"{name}.png"
     Image.fromarray(np.full((120, 200, 3), 200, dtype=np.uint8)).save(path)

@@ -1,5 +1,6 @@
 """People: the body model behind synthloop.bodies, the pose prior's validation, person keypoints
-(visibility from the instance map), the left/right flip map, and OKS AP = 1.0 on own ground truth.
+(visibility from the instance map and depth, self-occlusion included), people turned towards the
+camera, the left/right flip map, and OKS AP = 1.0 on own ground truth.
 
 The body model needs the ``people`` extra (anny); tests that pose bodies skip without it. The one
 Blender test renders a single 128x96 frame at 4 samples.
@@ -16,6 +17,7 @@ import yaml
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, flip_index
 from synthloop.errors import RecipeError
+from synthloop.geometry.annotate import BODY_KP_SLACK_M
 from synthloop.scenes.recipe import recipe_from_dict
 from synthloop.scenes.registry import bundled_path
 
@@ -350,6 +352,57 @@ def test_oks_ap_is_one_against_own_ground_truth():
     assert coco_evaluate(ds, dets, iou_types=("keypoints",))["keypoints"]["stats"]["AP"] < 0.9
 
 
+def _one_person(facing: float | None) -> dict:
+    """One person 4 m from a level camera, no distractors; ``facing_deg`` constant or absent."""
+    d = _people_dict()
+    d["resolution"] = [320, 240]
+    d["classes"][0]["count"] = 1
+    d["distractors"] = []
+    d["camera"].update(distance=4.0, elevation_deg=10, fov_deg=40, look_at_jitter=0, look_at_height=0.9)
+    _body(d).pop("facing_deg", None)
+    if facing is not None:
+        _body(d)["facing_deg"] = facing
+    return d
+
+
+@needs_anny
+def test_facing_turns_people_to_the_camera_and_their_own_head_hides_the_face_from_behind():
+    from synthloop.gap.pose import pose_statistics
+    from synthloop.geometry.annotate import annotate_frame, zbuffer_scene
+    from synthloop.scenes.sampler import sample_scene
+
+    face = [COCO17_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye")]
+    torso = [COCO17_KEYPOINTS.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+    for facing, face_vis, faces_camera in ((0.0, 2, 1.0), (180.0, 1, 0.0)):
+        recipe = recipe_from_dict(_one_person(facing), source="people.yaml")
+        for k in range(3):
+            spec = sample_scene(recipe, 0, k)
+            obj = spec.objects[0]
+            assert obj.params["facing_deg"] == facing
+            ids, depth = zbuffer_scene(spec, include_support=True)
+            kp = np.array(annotate_frame(spec, ids, depth).objects[0].keypoints)
+            assert (kp[face, 2] == face_vis).all(), (facing, k, kp[:, 2])
+            assert (kp[torso, 2] > 0).all()  # shoulders and hips stay labelled from either side
+            assert pose_statistics(kp)["faces_camera"] == [faces_camera]
+
+
+@needs_anny
+def test_facing_changes_only_the_people_s_yaw():
+    from synthloop.scenes.sampler import sample_scene
+
+    free = recipe_from_dict(_one_person(None), source="people.yaml")
+    turned = recipe_from_dict(_one_person(45.0), source="people.yaml")
+    for k in range(3):
+        a, b = sample_scene(free, 3, k), sample_scene(turned, 3, k)
+        assert a.camera == b.camera and len(a.objects) == len(b.objects) == 1
+        oa, ob = a.objects[0], b.objects[0]
+        assert (oa.location, oa.shape, oa.material) == (ob.location, ob.shape, ob.material)
+        assert oa.rotation_quat_wxyz != ob.rotation_quat_wxyz
+        assert {k: v for k, v in ob.params.items() if k not in ("yaw_deg", "facing_deg")} == {
+            k: v for k, v in oa.params.items() if k != "yaw_deg"
+        }
+
+
 # ------------------------------------------------------------------ one tiny Blender frame
 def _frame_with_mutual_occlusion(recipe):
     """The first frame (seed 0) whose z-buffer shows a person's joint covered by another person."""
@@ -364,6 +417,16 @@ def _frame_with_mutual_occlusion(recipe):
                 if vis == 1 and int(ids[int(v), int(u)]) not in (0, obj.instance_id):
                     return spec
     raise AssertionError("no frame with mutual occlusion in 30 frames")
+
+
+def _camera_depths(spec, instance_id: int) -> np.ndarray:
+    """(17,) camera depth (metres, OpenCV +Z) of a person's COCO-17 keypoints."""
+    from synthloop.geometry.camera import world_to_cam_cv
+    from synthloop.geometry.transforms import object_to_world, transform_points
+
+    obj = next(o for o in spec.objects if o.instance_id == instance_id)
+    T = world_to_cam_cv(spec.camera) @ object_to_world(obj.location, obj.rotation_quat_wxyz)
+    return transform_points(T, np.array([obj.keypoints_local[n] for n in COCO17_KEYPOINTS]))[:, 2]
 
 
 @needs_anny
@@ -381,15 +444,17 @@ def test_rendered_person_keypoints_inside_mask_when_visible_and_hidden_when_occl
     counts = {0: 0, 1: 0, 2: 0}
     by_other = 0
     for obj in ann.objects:
-        for u, v, vis in obj.keypoints:
+        z = _camera_depths(spec, obj.instance_id)
+        for (u, v, vis), zk in zip(obj.keypoints, z, strict=True):
             counts[vis] += 1
             if vis == 0:
                 continue
             pix = int(ids[int(v), int(u)])
             if vis == 2:
                 assert pix == obj.instance_id  # inside its own mask
+            elif pix == obj.instance_id:  # hidden by the person's own body, well in front of it
+                assert frame.depth[int(v), int(u)] < zk - BODY_KP_SLACK_M
             else:
-                assert pix != obj.instance_id
                 by_other += pix > 0
     assert counts[2] > 0 and counts[1] > 0, counts
     assert by_other > 0  # occluded joints are hidden by another person in this scene

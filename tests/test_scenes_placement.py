@@ -14,6 +14,7 @@ from synthloop.scenes.placement import (
     rest_height,
     resting_quat,
     rotated_extent,
+    yaw_facing,
 )
 
 SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
@@ -85,3 +86,16 @@ def test_place_circles_no_overlap_inside_area_deterministic():
 def test_place_circles_drops_circles_larger_than_the_area():
     out = place_circles([0.2, 0.01], (0.3, 0.3), 0.0, 10, np.random.default_rng(0))
     assert out[0] is None and out[1] is not None
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0, -120.0, 180.0])
+@pytest.mark.parametrize("forward", [(0.0, -1.0), (1.0, 0.0)])
+def test_yaw_facing_turns_the_forward_direction_towards_the_target_plus_the_offset(offset, forward):
+    pos, target = (1.0, -2.0), (-3.0, 4.0)
+    yaw = yaw_facing(pos, target, offset, forward)
+    assert 0.0 <= yaw < 360.0
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    fx, fy = c * forward[0] - s * forward[1], s * forward[0] + c * forward[1]  # rotated about +Z
+    to_target = math.atan2(target[1] - pos[1], target[0] - pos[0])
+    turned = math.degrees(math.atan2(fy, fx) - to_target)
+    assert (turned - offset + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=1e-9)

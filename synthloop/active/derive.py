@@ -214,7 +214,7 @@ _MATERIAL_KEYS = ("hue", "saturation", "value", "roughness", "metallic", "patter
 _UNMAPPABLE_WHY = {
     "object": "measured by the evaluation, not sampled from the recipe",
     "key_light_relative_azimuth_deg": "depends on the camera azimuth too; no single recipe field",
-    "yaw_deg": "object yaw is always uniform on [0, 360) (no recipe field)",
+    "yaw_deg": "uniform on [0, 360) for objects; people with body.facing_deg turn to the camera",
     "dropped_count": "a consequence of placement, not a recipe field",
     "pile_count": "a consequence of placement, not a recipe field",
     "piled_count": "a consequence of placement, not a recipe field",

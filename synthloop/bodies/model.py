@@ -24,6 +24,8 @@ from synthloop.bodies.outfit import bone_regions
 
 Vec3 = tuple[float, float, float]
 
+BODY_FORWARD_XY: tuple[float, float] = (0.0, -1.0)  # where the person faces, in its output frame's xy
+
 
 class BodyModelUnavailable(RuntimeError):
     """The body model package (``anny``) is not installed or cannot load."""

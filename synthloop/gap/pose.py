@@ -12,6 +12,11 @@ Angles are measured in the image plane, in degrees in [0, 180], between labelled
 * ``torso_tilt``: between the torso (mid-hip to mid-shoulder) and the image's up direction
   (0 = upright, 90 = lying across the image, 180 = upside down).
 
+``faces_camera``: 1 when the person's left shoulder lies on its own right-hand side as the image
+shows it, i.e. the person shows the camera its front, else 0 (its back); "up" is mid-hip ->
+mid-shoulder, or the image's up without a labelled hip; none without both shoulders labelled. Its
+mean is the share of people facing the camera (photos: most; a yaw uniform on [0, 360): half),
+
 and ``keypoints_labelled``: the share of the 17 keypoints that are labelled (COCO leaves the joints
 of small or cut-off persons unlabelled; a render labels every joint inside the image).
 
@@ -27,7 +32,15 @@ import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS
 
-POSE_STATS = ("elbow_angle", "knee_angle", "shoulder_angle", "hip_angle", "torso_tilt", "keypoints_labelled")
+POSE_STATS = (
+    "elbow_angle",
+    "knee_angle",
+    "shoulder_angle",
+    "hip_angle",
+    "torso_tilt",
+    "faces_camera",
+    "keypoints_labelled",
+)
 
 # stat -> (end, vertex, end) keypoint names, one triple per side
 _ANGLES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -71,8 +84,27 @@ def pose_statistics(keypoints: np.ndarray) -> dict[str, list[float]]:
     tilt = _torso_tilt(kp[:, :2], labelled)
     if tilt is not None:
         out["torso_tilt"].append(tilt)
+    facing = _faces_camera(kp[:, :2], labelled)
+    if facing is not None:
+        out["faces_camera"].append(facing)
     out["keypoints_labelled"].append(float(labelled.mean()))
     return out
+
+
+def _faces_camera(xy: np.ndarray, labelled: np.ndarray) -> float | None:
+    """1.0 when the right -> left shoulder direction turns counter-clockwise, as seen on the
+    screen, from the person's up direction (mid-hip -> mid-shoulder, else the image's up), i.e.
+    the person faces the camera; 0.0 when it turns the other way; None without both shoulders."""
+    left, right = _INDEX["left_shoulder"], _INDEX["right_shoulder"]
+    if not (labelled[left] and labelled[right]):
+        return None
+    across = xy[left] - xy[right]
+    hips = [i for i in (_INDEX["left_hip"], _INDEX["right_hip"]) if labelled[i]]
+    up = (xy[[left, right]].mean(axis=0) - xy[hips].mean(axis=0)) if hips else np.array([0.0, -1.0])
+    cross = float(up[0] * across[1] - up[1] * across[0])  # y grows downwards
+    if cross == 0.0 or not math.isfinite(cross):
+        return None
+    return 1.0 if cross > 0 else 0.0
 
 
 def _torso_tilt(xy: np.ndarray, labelled: np.ndarray) -> float | None:

@@ -33,10 +33,14 @@ For every object of the spec (labeled objects and distractors alike):
   between a keypoint placed on the undisplaced shape and the displaced (wrinkled) surface; a
   keypoint hidden behind the object's own front surface is still reported occluded whenever the
   object is thicker than the tolerance (a 2 cm nut at 0.5 m: tol = 5 mm).
-  Persons (shape kind ``body``) use the instance map instead: their COCO joints lie inside the
-  body, so a depth test would call every joint self-occluded; a joint is 2 when the pixel
-  containing it shows the person itself, else 1 (hidden by another instance, distractor or
-  support), and 0 outside the image as above.
+  Persons (shape kind ``body``): their COCO joints lie inside the body, so the depth test allows
+  for each keypoint's inset ``r`` (its distance to the nearest vertex of the posed mesh: ~0 for
+  the nose, eyes and ears, a few cm for the joints). A keypoint is 2 when the pixel containing it
+  shows the person itself at ``d >= z - (r + BODY_KP_SLACK_M)``, else 1: hidden by another
+  instance, a distractor or the support, or by the person's own body (the face seen from behind,
+  an arm across the hip); 0 outside the image as above. ``BODY_KP_SLACK_M`` (6 cm) covers a
+  joint seen across a limb's thickness, where the surface in front is further than the nearest
+  vertex; the back of a head is ~18 cm in front of the face keypoints it hides.
 * ``box3d``: oriented box in the OpenCV camera frame; centre = object origin (the mesh's
   bounding-box centre), dimensions (h, w, l) = (dims_z, dims_y, dims_x); with
   ``R = R_cam_from_world @ R_world_from_object`` the corners are ``centre + R @ (sx*l/2, sy*w/2,
@@ -74,6 +78,7 @@ from synthloop.scenes.spec import CategorySpec, ObjectSpec, SceneSpec
 KP_TOL_ABS = 2e-3
 KP_TOL_REL = 0.01
 KP_TOL_SLOPE = 2.0
+BODY_KP_SLACK_M = 0.06
 MAX_CANVAS_FACTOR = 4
 EMPTY_BOX = (0.0, 0.0, 0.0, 0.0)
 
@@ -179,6 +184,16 @@ def keypoint_tolerance(depth: np.ndarray, instance_ids: np.ndarray, row: int, co
     return max(KP_TOL_ABS, KP_TOL_REL * z, KP_TOL_SLOPE * g)
 
 
+def body_keypoint_insets(obj: ObjectSpec) -> dict[str, float]:
+    """Each of a person's keypoints' distance (metres) to the nearest vertex of its posed mesh:
+    how deep inside the body it lies (module doc)."""
+    verts = mesh_cache(obj.shape).vertices
+    names = list(obj.keypoints_local)
+    pts = np.asarray([obj.keypoints_local[n] for n in names], dtype=np.float64).reshape(-1, 3)
+    d2 = ((verts[None, :, :] - pts[:, None, :]) ** 2).sum(axis=2)
+    return {n: float(np.sqrt(d2[i].min())) for i, n in enumerate(names)}
+
+
 def project_keypoints(
     obj: ObjectSpec,
     names: tuple[str, ...],
@@ -191,6 +206,7 @@ def project_keypoints(
     """COCO keypoints ``(u, v, visibility)`` of ``obj`` in the order ``names`` (module doc)."""
     h, w = depth.shape
     T = np.asarray(world_to_cam, dtype=np.float64) @ object_to_world(obj.location, obj.rotation_quat_wxyz)
+    insets = body_keypoint_insets(obj) if obj.shape.kind == "body" else {}
     out: list[Keypoint] = []
     for name in names:
         if name not in obj.keypoints_local:
@@ -207,8 +223,10 @@ def project_keypoints(
             out.append((0.0, 0.0, 0))
             continue
         col, row = int(math.floor(u)), int(math.floor(v))
-        if obj.shape.kind == "body":  # joints lie inside the body: visible = own pixel (module doc)
-            out.append((u, v, 2 if int(instance_ids[row, col]) == obj.instance_id else 1))
+        if obj.shape.kind == "body":  # joints lie inside the body (module doc)
+            own = int(instance_ids[row, col]) == obj.instance_id
+            front = float(depth[row, col]) >= z - (insets[name] + BODY_KP_SLACK_M)
+            out.append((u, v, 2 if own and front else 1))
             continue
         d = float(depth[row, col])
         tol = keypoint_tolerance(depth, instance_ids, row, col, z)

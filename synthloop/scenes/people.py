@@ -10,6 +10,10 @@ A class with ``shape: {kind: body, body: {...}}`` is a person. ``body`` fields:
   convention of :mod:`synthloop.bodies.limits`); one pose is drawn per person by weight.
 * ``noise_deg``: joint -> [hx, hy, hz]: uniform noise half-widths (degrees) added to every pose's
   rotation of that joint (a joint a pose does not list is at 0).
+* ``facing_deg``: the angle (degrees, about the vertical) between the person's forward direction
+  and the direction from the person to the camera: 0 faces the camera, 180 turns its back,
+  positive turns it counter-clockwise seen from above. Absent: the yaw is uniform on [0, 360), as
+  for every other object, so only about half the people face the camera (real photos: most).
 * ``skin``: skin tone as display HSV distributions (``hue`` turns, ``saturation``, ``value``) and
   ``roughness``; it paints the head, neck and hands, and the arms and legs the outfit leaves bare.
   The class's ``material`` is the top; the class's ``clothing``
@@ -68,6 +72,7 @@ class BodyConfig(_Model):
     phenotype: dict[str, Unit] = Field(default_factory=dict)
     poses: dict[str, PoseConfig] = Field(min_length=1)
     noise_deg: dict[str, NonNeg3] = Field(default_factory=dict)
+    facing_deg: NumDist | None = None
 
     @field_validator("keypoint_set")
     @classmethod

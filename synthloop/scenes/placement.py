@@ -77,6 +77,20 @@ def rotated_extent(dims: Sequence[float], quat: Sequence[float]) -> np.ndarray:
     return np.abs(r) @ np.asarray(dims, dtype=np.float64)
 
 
+def yaw_facing(
+    position_xy: Sequence[float],
+    target_xy: Sequence[float],
+    offset_deg: float,
+    forward_xy: Sequence[float] = (0.0, -1.0),
+) -> float:
+    """Yaw (degrees, about world +Z, in [0, 360)) that turns an object at ``position_xy`` whose
+    local forward direction is ``forward_xy`` (its local frame's xy; a person faces -Y) towards
+    ``target_xy``, then by ``offset_deg`` more, counter-clockwise seen from above. World metres."""
+    theta = math.degrees(math.atan2(target_xy[1] - position_xy[1], target_xy[0] - position_xy[0]))
+    forward = math.degrees(math.atan2(forward_xy[1], forward_xy[0]))
+    return (theta + offset_deg - forward) % 360.0
+
+
 def footprint_radius(dims: Sequence[float], quat: Sequence[float]) -> float:
     """Radius (metres) of the circle around the object's centre that contains its footprint.
 

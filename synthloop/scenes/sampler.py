@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, COCO17_SKELETON
+from synthloop.bodies.model import BODY_FORWARD_XY
 from synthloop.errors import SynthloopError
 from synthloop.geometry.meshes import mesh_cache
 from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb
 from synthloop.scenes.people import sample_body
 from synthloop.scenes.piles import box_footprint, footprint, pile_sizes, place_piles
-from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat
+from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat, yaw_facing
 from synthloop.scenes.recipe import (
     DEFAULT_FOCAL_LENGTH_MM,
     ArrangementConfig,
@@ -372,6 +373,11 @@ class _Draft:
         if clothing is not None:
             mat_params = {**mat_params, **self._dress(clothing, rng)}
         yaw = float(rng.uniform(0.0, 360.0))
+        body = group.shape.body
+        # turned towards the camera once placed (_realize); drawn last, so other draws keep their values
+        self.facing_deg = (
+            None if body is None or body.facing_deg is None else body.facing_deg.sample_float(rng)
+        )
         self.quat = resting_quat(orientation, math.radians(yaw))
         self.radius = footprint_radius(self.shape.dimensions, self.quat)
         self.z = rest_height(self.shape.dimensions, self.quat)
@@ -485,7 +491,7 @@ def sample_scene(recipe: Recipe, seed: int, frame_index: int) -> SceneSpec:
         params.update(sensor_params)
 
     drafts = _drafts(recipe, rng, params)
-    objects = _realize(recipe, drafts, _place(recipe, drafts, rng, params), params)
+    objects = _realize(recipe, drafts, _place(recipe, drafts, rng, params), params, camera)
     return SceneSpec(
         recipe_name=recipe.name,
         recipe_hash=recipe_hash(recipe),
@@ -550,17 +556,33 @@ def _place(
     return xy
 
 
+def _turn_to_camera(draft: _Draft, pos: tuple[float, float], camera: CameraSpec) -> None:
+    """A person with ``facing_deg`` gets the yaw that faces the camera from ``pos``, turned by
+    that angle (its footprint radius and rest height do not depend on yaw)."""
+    if draft.facing_deg is None:
+        return
+    yaw = yaw_facing(pos, camera.location[:2], draft.facing_deg, BODY_FORWARD_XY)
+    draft.quat = resting_quat("upright", math.radians(yaw))
+    draft.params = {**draft.params, "yaw_deg": yaw, "facing_deg": float(draft.facing_deg)}
+
+
 def _realize(
-    recipe: Recipe, drafts: list[_Draft], xy: list[tuple[float, float] | None], params: dict
+    recipe: Recipe,
+    drafts: list[_Draft],
+    xy: list[tuple[float, float] | None],
+    params: dict,
+    camera: CameraSpec,
 ) -> list[ObjectSpec]:
-    """The placed drafts as ObjectSpecs with instance ids 1.. in draft order; notes the realized
-    and dropped counts in ``params``."""
+    """The placed drafts as ObjectSpecs with instance ids 1.. in draft order (people with
+    ``facing_deg`` turned towards ``camera``); notes the realized and dropped counts in
+    ``params``."""
     objects: list[ObjectSpec] = []
     realized: dict[str, int] = {g.name: 0 for g in (*recipe.classes, *recipe.distractors)}
     for draft, pos in zip(drafts, xy, strict=True):  # drafts are labeled first, then distractors
         if pos is None:
             continue
         realized[draft.group.name] += 1
+        _turn_to_camera(draft, pos, camera)
         keypoints = (
             _keypoints_local(draft.group, draft.shape.dimensions)
             if draft.category_id and isinstance(draft.group, ClassConfig)
