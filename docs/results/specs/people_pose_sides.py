@@ -10,8 +10,9 @@ For each run:
   (:func:`synthloop.bodies.coco.flip_index`). A model that knows the sides loses AP when they
   are swapped; one that does not loses little.
 * ``shoulder_gap_px``: the median horizontal distance (pixels) between a prediction's left and
-  right shoulder, over predictions scoring at least ``--min-score``, next to the same median
-  over the ground truth's persons with both shoulders labelled (``gt_shoulder_gap_px``). A model
+  right shoulder, over predictions scoring at least ``--min-score``, and ``shoulder_gap_rel``
+  the median of that distance over the box's width (boxes are xyxy pixels); the ground truth's
+  persons with both shoulders labelled give the same two medians (``ground_truth``). A model
   unsure which side is which puts both shoulders on the same spot, between the two.
 * ``faces_camera``: the share of those predictions that show the camera their front
   (:mod:`synthloop.gap.pose`), next to the ground truth's share.
@@ -49,14 +50,17 @@ def _swapped(dets: Detections) -> Detections:
     )
 
 
-def _sides(people: list[np.ndarray]) -> dict[str, float | int | None]:
-    """Median |x_left - x_right| of the shoulders and the share facing the camera, (17, 3) each."""
-    both = [k for k in people if k[LEFT, 2] > 0 and k[RIGHT, 2] > 0]
-    facing = [f for k in both for f in pose_statistics(k)["faces_camera"]]
-    gap = [abs(float(k[LEFT, 0] - k[RIGHT, 0])) for k in both]
+def _sides(people: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float | int | None]:
+    """Median shoulder gap (pixels, and over the box width) and the share facing the camera, of
+    ``(keypoints (17, 3), box xyxy (4,))`` pairs."""
+    both = [(k, b) for k, b in people if k[LEFT, 2] > 0 and k[RIGHT, 2] > 0]
+    facing = [f for k, _ in both for f in pose_statistics(k)["faces_camera"]]
+    gap = [abs(float(k[LEFT, 0] - k[RIGHT, 0])) for k, _ in both]
+    rel = [g / float(b[2] - b[0]) for g, (_, b) in zip(gap, both, strict=True) if b[2] > b[0]]
     return {
         "people": len(both),
         "shoulder_gap_px": round(float(np.median(gap)), 1) if gap else None,
+        "shoulder_gap_rel": round(float(np.median(rel)), 3) if rel else None,
         "faces_camera": round(float(np.mean(facing)), 3) if facing else None,
     }
 
@@ -70,16 +74,21 @@ def main() -> None:
     ap.add_argument("--min-score", type=float, default=0.5)
     args = ap.parse_args()
     ds = load_coco(args.gt)
-    truth = [np.asarray(o.keypoints, float) for f in ds.frames for o in f.objects if o.keypoints]
+    truth = [
+        (np.asarray(o.keypoints, float), np.asarray(o.bbox))
+        for f in ds.frames
+        for o in f.objects
+        if o.keypoints
+    ]
     out = {"command": args.command, "min_score": args.min_score, "ground_truth": _sides(truth), "runs": {}}
     for item in args.runs:
         name, _, path = item.partition("=")
         dets = load_detections(path)
         kept = [  # every predicted keypoint counts as labelled (its third value is a score)
-            np.column_stack([np.asarray(k, float)[:, :2], np.full(len(k), 2.0)])
+            (np.column_stack([np.asarray(k, float)[:, :2], np.full(len(k), 2.0)]), box)
             for fd in dets.values()
             if fd.keypoints is not None
-            for k, s in zip(fd.keypoints, fd.scores, strict=True)
+            for k, box, s in zip(fd.keypoints, fd.boxes, fd.scores, strict=True)
             if s >= args.min_score
         ]
         ap_, ap50 = _ap(ds, dets)
