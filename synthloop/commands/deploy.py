@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from synthloop.cli_common import cli_errors
 from synthloop.errors import SynthloopError
+
+if TYPE_CHECKING:  # the module imports torch; the CLI loads it only when pruning
+    from synthloop.deploy.prune import PruneReport
 
 app = typer.Typer(help="Prune, quantize, export and run detectors.", no_args_is_help=True)
 
@@ -111,6 +114,12 @@ def prune_cmd(
         images,
         exclude,
     )
+    _print_pruned(r, out)
+
+
+def _print_pruned(r: PruneReport, out: Path) -> None:
+    """What ``prune`` did: layers, parameters and MACs before and after, the batch-norm
+    re-estimation, and the file written."""
     print(f"pruned {len(r.layers)} layer groups at -pth {r.threshold:.4f}")
     print(f"params: {r.params_before:,} -> {r.params_after:,} (ratio {r.param_ratio:.3f})")
     print(f"MACs:   {r.macs_before:,} -> {r.macs_after:,} (ratio {r.macs_ratio:.3f})")

@@ -155,12 +155,12 @@ def generate_frames(
     indices: range | list[int] = frame_indices if isinstance(frame_indices, range) else list(frame_indices)
     writer = _open_writer(recipe, seed, out)
     done = writer.completed_stems()
-    result = GenerateResult(out=out)
-    factory = renderer_factory or default_renderer_factory()
-    renderer: Renderer | None = None
     own_progress = progress is None
     prog = progress or JobProgress(
         len(indices), description, quiet=quiet, completed=_count_done(indices, done)
+    )
+    session = _Session(
+        recipe, seed, out, writer, renderer_factory or default_renderer_factory(), retries, prog
     )
     try:
         if own_progress:
@@ -168,37 +168,81 @@ def generate_frames(
         pending: Iterable[int] = indices
         first_pass = True
         while pending:
-            deferred: list[int] = []
-            for i in pending:
-                stem = frame_stem(i)
-                if first_pass and stem in done:  # complete before this call (counted above)
-                    result.skipped.append(i)
-                    continue
-                if writer.is_complete(stem):  # finished meanwhile by another worker
-                    result.skipped.append(i)
-                    prog.advance(frame=i, skipped=True)
-                    continue
-                lock = claim(i) if claim is not None else nullcontext()
-                if lock is None:
-                    deferred.append(i)
-                    continue
-                with lock:
-                    if writer.is_complete(stem):
-                        result.skipped.append(i)
-                        prog.advance(frame=i, skipped=True)
-                        continue
-                    renderer = _render_and_write(
-                        i, recipe, seed, out, writer, renderer, factory, retries, prog, result
-                    )
+            deferred = [i for i in pending if _visit(i, first_pass and frame_stem(i) in done, session, claim)]
             if deferred:
                 time.sleep(poll_seconds)
             pending, first_pass = deferred, False
     finally:
-        if renderer is not None:
-            renderer.close()
+        session.close()
         if own_progress:
             prog.__exit__(None, None, None)
-    return result
+    return session.result
+
+
+class _Session:
+    """One :func:`generate_frames` call's state: its writer, progress and result, and the Blender
+    worker it reuses from frame to frame (None until the first render, and after a failure)."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        seed: int,
+        out: Path,
+        writer: DatasetWriter,
+        factory: RendererFactory,
+        retries: int,
+        prog: JobProgress,
+    ) -> None:
+        self.recipe, self.seed, self.out, self.writer = recipe, seed, out, writer
+        self.factory, self.retries, self.prog = factory, retries, prog
+        self.result = GenerateResult(out=out)
+        self.renderer: Renderer | None = None
+
+    def skip(self, i: int) -> None:
+        """Frame i was completed by another worker while this call ran."""
+        self.result.skipped.append(i)
+        self.prog.advance(frame=i, skipped=True)
+
+    def render(self, i: int) -> None:
+        """Render and write frame i, keeping the worker for the next frame."""
+        self.renderer = _render_and_write(
+            i,
+            self.recipe,
+            self.seed,
+            self.out,
+            self.writer,
+            self.renderer,
+            self.factory,
+            self.retries,
+            self.prog,
+            self.result,
+        )
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+
+
+def _visit(i: int, done_before: bool, session: _Session, claim: FrameClaim | None) -> bool:
+    """Frame i in one pass over the pending frames: skipped when complete (``done_before``: before
+    this call, already counted by the progress bar), rendered when it can be claimed. True when
+    another process holds it, so it is tried again after the others."""
+    if done_before:
+        session.result.skipped.append(i)
+        return False
+    stem = frame_stem(i)
+    if session.writer.is_complete(stem):  # finished meanwhile by another worker
+        session.skip(i)
+        return False
+    lock = claim(i) if claim is not None else nullcontext()
+    if lock is None:
+        return True
+    with lock:
+        if session.writer.is_complete(stem):
+            session.skip(i)
+        else:
+            session.render(i)
+    return False
 
 
 def _open_writer(recipe: Recipe, seed: int, out: Path) -> DatasetWriter:

@@ -738,29 +738,10 @@ def _train(
     run.model.train()
     try:
         for pi in range(state.phase, len(run.phases)):
-            phase = run.phases[pi]
             sched, phase_step = _start_phase(run, pi)
-            # one loader per phase with persistent workers: each epoch only swaps the (main-process)
-            # batch list, so workers are not restarted every epoch
-            batch_sampler = ListBatchSampler([], 0)
-            loader = torch.utils.data.DataLoader(
-                run.dataset,
-                batch_sampler=batch_sampler,
-                collate_fn=collate,
-                num_workers=spec.num_workers,
-                pin_memory=run.cuda and spec.pin_memory,
-                persistent_workers=spec.num_workers > 0,
-            )
-            per_batch = phase.per_batch() if phase.ratio is not None else None
-            for epoch in range(state.epoch, phase.epochs):
-                global_batches = phase.epoch_batches(spec.seed, pi, epoch, start=state.consumed)
-                global_batches = global_batches[
-                    : max(0, run.steps[pi] - phase_step)
-                ]  # never load unused ones
-                batch_sampler.batches = [
-                    dist_utils.rank_items(b, ctx.rank, run.world, per_batch) for b in global_batches
-                ]
-                batch_sampler.start = 0
+            loader, batch_sampler = _phase_loader(run)
+            for epoch in range(state.epoch, run.phases[pi].epochs):
+                global_batches = _epoch_batches(run, pi, epoch, phase_step, ctx, batch_sampler)
                 phase_step, stopped = train_one_epoch(
                     run,
                     pi,
@@ -776,13 +757,7 @@ def _train(
                 )
                 if stopped:
                     return run.last
-                state.epoch, state.consumed, state.global_epoch = epoch + 1, 0, state.global_epoch + 1
-                logger.log({"kind": "epoch", "step": state.global_step, "phase": phase.name, "epoch": epoch})
-                ge = state.global_epoch
-                if spec.unit == "epoch" and spec.validation_interval and ge % spec.validation_interval == 0:
-                    _validate(run, state, logger, writer, sched)
-                if spec.unit == "epoch" and ge % spec.checkpoint_interval == 0:
-                    writer.write(sched)
+                _end_epoch(run, pi, epoch, logger, writer, sched)
                 if phase_step >= run.steps[pi]:
                     break
             state.phase, state.epoch, state.consumed = pi + 1, 0, 0
@@ -793,6 +768,53 @@ def _train(
         if run.graph_stats is not None:
             remove_graph(run.model.get_submodule("backbone"))  # frees the graphs' memory pool with them
     return run.last
+
+
+def _phase_loader(run: Run) -> tuple[Any, ListBatchSampler]:
+    """A phase's loader and its batch sampler. One loader per phase with persistent workers: each
+    epoch only swaps the (main-process) batch list, so workers are not restarted every epoch."""
+    batch_sampler = ListBatchSampler([], 0)
+    loader = torch.utils.data.DataLoader(
+        run.dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=run.spec.num_workers,
+        pin_memory=run.cuda and run.spec.pin_memory,
+        persistent_workers=run.spec.num_workers > 0,
+    )
+    return loader, batch_sampler
+
+
+def _epoch_batches(
+    run: Run,
+    pi: int,
+    epoch: int,
+    phase_step: int,
+    ctx: dist_utils.DistContext,
+    batch_sampler: ListBatchSampler,
+) -> list[list[Item]]:
+    """Phase ``pi``'s global batches of ``epoch`` from the saved item position, cut to the steps
+    the phase has left (unused ones are never loaded); this rank's share of each goes into
+    ``batch_sampler``."""
+    phase = run.phases[pi]
+    per_batch = phase.per_batch() if phase.ratio is not None else None
+    global_batches = phase.epoch_batches(run.spec.seed, pi, epoch, start=run.state.consumed)
+    global_batches = global_batches[: max(0, run.steps[pi] - phase_step)]
+    batch_sampler.batches = [dist_utils.rank_items(b, ctx.rank, run.world, per_batch) for b in global_batches]
+    batch_sampler.start = 0
+    return global_batches
+
+
+def _end_epoch(run: Run, pi: int, epoch: int, logger: Any, writer: CheckpointWriter, sched: Any) -> None:
+    """Count a finished epoch of phase ``pi``, log it, and validate / checkpoint on epoch units."""
+    state, spec = run.state, run.spec
+    state.epoch, state.consumed, state.global_epoch = epoch + 1, 0, state.global_epoch + 1
+    logger.log({"kind": "epoch", "step": state.global_step, "phase": run.phases[pi].name, "epoch": epoch})
+    ge = state.global_epoch
+    if spec.unit == "epoch" and spec.validation_interval and ge % spec.validation_interval == 0:
+        _validate(run, state, logger, writer, sched)
+    if spec.unit == "epoch" and ge % spec.checkpoint_interval == 0:
+        writer.write(sched)
 
 
 def _fast_forward(sched, optimizer, step: int) -> None:
