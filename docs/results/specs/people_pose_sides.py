@@ -1,6 +1,7 @@
-"""Does a keypoint model tell a person's left from right? Per run, on a COCO ground truth.
+"""Does a keypoint model tell a person's left from right? Per run, against a ground truth GT (a COCO
+.json or a synthloop dataset folder, e.g. held-out renders).
 
-usage: people_pose_sides.py GT.json OUT.json RUN=detections.json [RUN=detections.json ...]
+usage: people_pose_sides.py GT OUT.json RUN=detections.json [RUN=detections.json ...]
            --command "how the detections were made" [--min-score 0.5]
 
 For each run:
@@ -32,7 +33,7 @@ from synthloop.bodies.coco import COCO17_KEYPOINTS, flip_index
 from synthloop.evaluation.coco_metrics import coco_evaluate
 from synthloop.evaluation.detections import Detections, load_detections
 from synthloop.gap.pose import pose_statistics
-from synthloop.importers.coco import load_coco
+from synthloop.importers import load_any
 
 LEFT, RIGHT = COCO17_KEYPOINTS.index("left_shoulder"), COCO17_KEYPOINTS.index("right_shoulder")
 
@@ -73,7 +74,7 @@ def main() -> None:
     ap.add_argument("--command", required=True)
     ap.add_argument("--min-score", type=float, default=0.5)
     args = ap.parse_args()
-    ds = load_coco(args.gt)
+    ds = load_any(args.gt)
     truth = [
         (np.asarray(o.keypoints, float), np.asarray(o.bbox))
         for f in ds.frames
