@@ -12,10 +12,11 @@ Angles are measured in the image plane, in degrees in [0, 180], between labelled
 * ``torso_tilt``: between the torso (mid-hip to mid-shoulder) and the image's up direction
   (0 = upright, 90 = lying across the image, 180 = upside down).
 
-``faces_camera``: 1 when the person's left shoulder lies on its own right-hand side as the image
-shows it, i.e. the person shows the camera its front, else 0 (its back); "up" is mid-hip ->
-mid-shoulder, or the image's up without a labelled hip; none without both shoulders labelled. Its
-mean is the share of people facing the camera (photos: most; a yaw uniform on [0, 360): half),
+``faces_camera``: 1 when, with the person's "up" pointing up, its left shoulder appears to the
+right of its right shoulder in the image, i.e. the person shows the camera its front; else 0 (its
+back). "Up" is mid-hip -> mid-shoulder, or the image's up without a labelled hip; no value without
+both shoulders labelled. Its mean is the share of people facing the camera (photos: most; a yaw
+uniform on [0, 360): half);
 
 and ``keypoints_labelled``: the share of the 17 keypoints that are labelled (COCO leaves the joints
 of small or cut-off persons unlabelled; a render labels every joint inside the image).

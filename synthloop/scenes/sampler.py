@@ -558,7 +558,8 @@ def _place(
 
 def _turn_to_camera(draft: _Draft, pos: tuple[float, float], camera: CameraSpec) -> None:
     """A person with ``facing_deg`` gets the yaw that faces the camera from ``pos``, turned by
-    that angle (its footprint radius and rest height do not depend on yaw)."""
+    that angle. Its footprint radius and rest height do not depend on yaw; in a pile
+    (``arrangement``), its box footprint was fitted at the yaw it was drawn with."""
     if draft.facing_deg is None:
         return
     yaw = yaw_facing(pos, camera.location[:2], draft.facing_deg, BODY_FORWARD_XY)
