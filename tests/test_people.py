@@ -169,7 +169,7 @@ def test_left_right_flip_swaps_keypoint_labels():
 # ------------------------------------------------------------------ body model
 @needs_anny
 def test_body_model_poses_and_keeps_keypoints_in_the_mesh_frame():
-    from synthloop.bodies.model import pose_body
+    from synthloop.bodies.model import BODY_FORWARD_XY, pose_body
 
     rest = pose_body({}, {})
     assert rest.keypoints.shape == (17, 3) and rest.faces.shape[1] == 3
@@ -179,6 +179,8 @@ def test_body_model_poses_and_keeps_keypoints_in_the_mesh_frame():
     k = {n: rest.keypoints[i] for i, n in enumerate(COCO17_KEYPOINTS)}
     assert k["left_shoulder"][0] > 0 > k["right_shoulder"][0]  # +X is the person's left
     assert k["nose"][1] < k["left_hip"][1]  # facing -Y
+    ears = (k["left_ear"] + k["right_ear"]) / 2
+    assert np.dot(k["nose"][:2] - ears[:2], BODY_FORWARD_XY) > 0.05  # the facing prior's forward
     sit = pose_body({}, {"upperleg01.L": (-85, 0, 0), "lowerleg01.L": (85, 0, 0)})
     s = {n: sit.keypoints[i] for i, n in enumerate(COCO17_KEYPOINTS)}
     thigh = s["left_knee"] - s["left_hip"]
