@@ -178,8 +178,8 @@ class _WorkerPool:
         proc = self.running.pop(shard)
         self.slots.pop(shard, None)
         rc = proc.wait()
-        self.readers[shard].join(timeout=10)
-        return rc, "".join(self.stderr_tails.get(shard, []))
+        self.readers.pop(shard).join(timeout=10)
+        return rc, "".join(self.stderr_tails.pop(shard, []))
 
 
 def run_local(

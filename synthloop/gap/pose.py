@@ -55,6 +55,7 @@ _ANGLES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 _INDEX = {name: i for i, name in enumerate(COCO17_KEYPOINTS)}
 _MIN_ARM = 1e-6  # pixels: a shorter arm has no direction
+_IMAGE_UP = np.array([0.0, -1.0])  # y grows downwards
 
 
 def angle_deg(end_a: np.ndarray, vertex: np.ndarray, end_b: np.ndarray) -> float | None:
@@ -94,14 +95,15 @@ def pose_statistics(keypoints: np.ndarray) -> dict[str, list[float]]:
 
 def _faces_camera(xy: np.ndarray, labelled: np.ndarray) -> float | None:
     """1.0 when the right -> left shoulder direction turns counter-clockwise, as seen on the
-    screen, from the person's up direction (mid-hip -> mid-shoulder, else the image's up), i.e.
-    the person faces the camera; 0.0 when it turns the other way; None without both shoulders."""
+    screen, from the person's up direction (:func:`_torso_up`, else the image's up), i.e. the
+    person faces the camera; 0.0 when it turns the other way; None without both shoulders."""
     left, right = _INDEX["left_shoulder"], _INDEX["right_shoulder"]
     if not (labelled[left] and labelled[right]):
         return None
     across = xy[left] - xy[right]
-    hips = [i for i in (_INDEX["left_hip"], _INDEX["right_hip"]) if labelled[i]]
-    up = (xy[[left, right]].mean(axis=0) - xy[hips].mean(axis=0)) if hips else np.array([0.0, -1.0])
+    up = _torso_up(xy, labelled)
+    if up is None:
+        up = _IMAGE_UP
     cross = float(up[0] * across[1] - up[1] * across[0])  # y grows downwards
     if cross == 0.0 or not math.isfinite(cross):
         return None
@@ -109,13 +111,17 @@ def _faces_camera(xy: np.ndarray, labelled: np.ndarray) -> float | None:
 
 
 def _torso_tilt(xy: np.ndarray, labelled: np.ndarray) -> float | None:
-    """Degrees between mid-hip -> mid-shoulder (the means of the labelled ones) and the image's up
-    direction (0, -1): y grows downwards. None without a labelled shoulder and hip."""
-    shoulders = [_INDEX["left_shoulder"], _INDEX["right_shoulder"]]
-    hips = [_INDEX["left_hip"], _INDEX["right_hip"]]
-    s = [i for i in shoulders if labelled[i]]
-    h = [i for i in hips if labelled[i]]
+    """Degrees between the torso's up direction (:func:`_torso_up`) and the image's; None without
+    a labelled shoulder and hip."""
+    up = _torso_up(xy, labelled)
+    return None if up is None else angle_deg(_IMAGE_UP, np.zeros(2), up)
+
+
+def _torso_up(xy: np.ndarray, labelled: np.ndarray) -> np.ndarray | None:
+    """Mid-hip -> mid-shoulder (the means of the labelled ones), pixels; None without a labelled
+    shoulder and hip."""
+    s = [i for i in (_INDEX["left_shoulder"], _INDEX["right_shoulder"]) if labelled[i]]
+    h = [i for i in (_INDEX["left_hip"], _INDEX["right_hip"]) if labelled[i]]
     if not s or not h:
         return None
-    mid_hip = xy[h].mean(axis=0)
-    return angle_deg(mid_hip + (0.0, -1.0), mid_hip, xy[s].mean(axis=0))
+    return xy[s].mean(axis=0) - xy[h].mean(axis=0)
