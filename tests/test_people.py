@@ -69,6 +69,9 @@ def _tiny_occluding(d: dict, w: int = 128, h: int = 96) -> dict:
         (lambda b: b["phenotype"].update({"tail_length": 0.5}), "phenotype", "unknown phenotype"),
         (lambda b: b.update(keypoint_set="halpe26"), "keypoint_set", "coco17"),
         (lambda b: b["poses"]["standing"]["joints"].update({"tail": [0, 0, 0]}), "body", "unknown joint"),
+        (lambda b: b["head"].update(hair_style="mohawk"), "head.hair_style", "none, short, long"),
+        (lambda b: b["head"]["hair"].update(value={"uniform": [0.2, 1.4]}), "head.hair.value", "[0, 1]"),
+        (lambda b: b["head"].update(beard={"value": 0.1}), "head", "unknown key 'beard'"),
     ],
 )
 def test_bad_body_config_is_one_line_naming_file_and_field(edit, field, words, tmp_path):
@@ -256,14 +259,22 @@ def test_sampled_people_are_deterministic_and_labeled_coco17():
     for p in persons:
         assert p.shape.kind == "body" and set(p.keypoints_local) == set(COCO17_KEYPOINTS)
         assert p.params["pose"] in _body(_people_dict())["poses"]
-        skin, bottom, shoes = p.extra_materials  # the outfit's slots 1-3; the class material is the top
+        # the outfit's slots 1-3 and the head's 4-5; the class material is the top
+        skin, bottom, shoes, hair, eyes = p.extra_materials
         assert 0.02 <= skin.base_color_hsv[0] <= 0.09
         assert p.params["sleeves"] == p.shape.body.sleeves and p.params["legs"] == p.shape.body.legs
         assert p.params["bottom_value"] == bottom.base_color_hsv[2] and shoes.base_color_hsv[1] <= 0.3
+        assert (
+            p.params["hair_style"] == p.shape.body.hair and p.params["hair_value"] == hair.base_color_hsv[2]
+        )
+        assert hair.base_color_hsv[2] <= 0.45 and eyes.base_color_hsv[2] <= 0.12
     from synthloop.geometry.meshes import build_mesh
 
-    groups = build_mesh(persons[0].shape).face_groups
-    assert groups is not None and set(np.unique(groups)) == {0, 1, 2, 3}
+    styles = {p.shape.body.hair: p for p in persons}
+    for style, p in styles.items():
+        groups = build_mesh(p.shape).face_groups
+        assert groups is not None
+        assert set(np.unique(groups)) == {0, 1, 2, 3, 5} | ({4} if style != "none" else set())
 
 
 @needs_anny
@@ -275,12 +286,39 @@ def test_without_clothing_a_person_wears_one_garment_and_samples_as_before_outfi
 
     d = _people_dict()
     del d["classes"][0]["clothing"]
+    del _body(d)["head"]
     spec = sample_scene(recipe_from_dict(d, source="people.yaml"), 3, 1)
     persons = [o for o in spec.objects if o.category_id == 1]
     assert persons and all(len(p.extra_materials) == 1 for p in persons)
     dumped = spec.to_json_dict()
-    assert all("sleeves" not in o["shape"]["body"] for o in dumped["objects"] if o["shape"].get("body"))
+    bodies = [o["shape"]["body"] for o in dumped["objects"] if o["shape"].get("body")]
+    assert all("sleeves" not in b and "hair" not in b for b in bodies)
     assert set(np.unique(build_mesh(persons[0].shape).face_groups)) == {0, 1}
+
+
+@needs_anny
+def test_a_head_adds_hair_and_eyes_and_leaves_every_other_draw_alone():
+    """``body.head`` is drawn after everything else of a person: the same recipe with and without
+    it places, poses, dresses and turns the same people; only the hair and eyes are new. Without
+    an outfit, slots 2 and 3 repeat the top (no face uses them) so the hair and eyes keep 4 and 5."""
+    from synthloop.geometry.meshes import build_mesh
+    from synthloop.scenes.sampler import sample_scene
+
+    d = _people_dict()
+    del d["classes"][0]["clothing"]
+    with_head = sample_scene(recipe_from_dict(d, source="people.yaml"), 3, 1)
+    del _body(d)["head"]
+    without = sample_scene(recipe_from_dict(d, source="people.yaml"), 3, 1)
+    assert len(with_head.objects) == len(without.objects)
+    for a, b in zip(with_head.objects, without.objects, strict=True):
+        assert a.location == b.location and a.rotation_quat_wxyz == b.rotation_quat_wxyz
+        if a.category_id != 1:
+            continue
+        assert a.shape.body.rotations_deg == b.shape.body.rotations_deg
+        assert a.extra_materials[:1] == b.extra_materials and a.extra_materials[1:3] == (a.material,) * 2
+        groups = build_mesh(a.shape).face_groups
+        assert 5 in groups and (4 in groups) == (a.shape.body.hair != "none")
+        assert not np.isin(groups, [2, 3]).any()
 
 
 @needs_anny
@@ -289,7 +327,7 @@ def test_an_outfit_paints_the_regions_its_sleeves_and_legs_cover(sleeves, legs):
     """Faces of the arms below the sleeves and of the legs below the trouser legs take the skin
     (slot 1); the feet the shoes (3); the torso the top (0); the hips the bottom (2)."""
     from synthloop.bodies.model import pose_body
-    from synthloop.bodies.outfit import BOTTOM, REGIONS, SHOES, SKIN, TOP
+    from synthloop.bodies.outfit import BOTTOM, EYES, HAIR, REGIONS, SHOES, SKIN, TOP
     from synthloop.geometry.meshes import build_mesh
     from synthloop.scenes.sampler import sample_scene
 
@@ -303,6 +341,7 @@ def test_an_outfit_paints_the_regions_its_sleeves_and_legs_cover(sleeves, legs):
     by_region = {name: set(np.unique(slots[regions == r])) for r, name in enumerate(REGIONS)}
     assert by_region["torso"] == {TOP} and by_region["hips"] == {BOTTOM} and by_region["foot"] == {SHOES}
     assert by_region["head_hands"] == {SKIN} and by_region["thigh"] == {BOTTOM}
+    assert by_region["eyes"] == {EYES} and by_region["scalp"] == {SKIN if body.hair == "none" else HAIR}
     assert by_region["upper_arm"] == {SKIN if sleeves == "none" else TOP}
     assert by_region["forearm"] == {TOP if sleeves == "long" else SKIN}
     assert by_region["shin"] == {BOTTOM if legs == "long" else SKIN}

@@ -20,7 +20,7 @@ import numpy as np
 
 from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
 from synthloop.bodies.limits import JOINT_LIMITS_DEG, check_phenotype
-from synthloop.bodies.outfit import bone_regions
+from synthloop.bodies.outfit import bone_regions, head_regions
 
 Vec3 = tuple[float, float, float]
 
@@ -36,8 +36,8 @@ class PosedBody:
     """``vertices`` (V, 3) float64 metres, ``faces`` (F, 3) int64 triangles, ``keypoints`` (17, 3)
     float64 metres in COCO-17 order (:data:`COCO17_KEYPOINTS`); all in the output frame above.
     ``face_regions`` (F,) int64: the outfit region of each face (:data:`~synthloop.bodies.outfit.REGIONS`,
-    by the bone that drives its first vertex most); :func:`~synthloop.bodies.outfit.body_slots`
-    turns them into material slots."""
+    by the bone that drives its first vertex most, the hair regions by the face's place on the
+    head at rest); :func:`~synthloop.bodies.outfit.body_slots` turns them into material slots."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -61,6 +61,13 @@ def _anny() -> tuple[Any, Any, np.ndarray, np.ndarray]:
     weights = model.vertex_bone_weights.cpu().numpy()
     dominant = model.vertex_bone_indices.cpu().numpy()[np.arange(len(weights)), weights.argmax(axis=1)]
     regions = bone_regions([str(b) for b in model.bone_labels])[dominant[faces[:, 0]]]
+    with torch.no_grad():  # the rest pose of the mean phenotype places the hairlines
+        rest = model()
+        kps = dict(zip(COCO17_KEYPOINTS, regressor(rest)[0].cpu().numpy(), strict=True))
+    verts = rest["vertices"][0].cpu().numpy().astype(np.float64)
+    eyes = (kps["left_eye"] + kps["right_eye"]) / 2.0
+    ears = (kps["left_ear"] + kps["right_ear"]) / 2.0
+    regions = head_regions(verts[faces].mean(axis=1), regions, eyes, ears)
     return model, regressor, faces, regions
 
 

@@ -69,7 +69,7 @@ class Mesh:
     vertices: np.ndarray
     faces: np.ndarray
     closed: bool = False
-    # (M,) material slot per face (bodies: synthloop.bodies.outfit's TOP, SKIN, BOTTOM, SHOES)
+    # (M,) material slot per face (bodies: synthloop.bodies.outfit's TOP, SKIN, BOTTOM, SHOES, HAIR, EYES)
     face_groups: np.ndarray | None = None
 
     @property
@@ -156,7 +156,11 @@ def _body(shape: ShapeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         posed = pose_body(dict(body.phenotype), dict(body.rotations_deg))
     except (ValueError, BodyModelUnavailable) as err:
         raise _err(str(err), "body", shape) from None
-    return posed.vertices.copy(), posed.faces, body_slots(posed.face_regions, body.sleeves, body.legs)
+    return (
+        posed.vertices.copy(),
+        posed.faces,
+        body_slots(posed.face_regions, body.sleeves, body.legs, body.hair),
+    )
 
 
 def _fit(vertices: np.ndarray, dims: np.ndarray, shape: ShapeSpec) -> np.ndarray:

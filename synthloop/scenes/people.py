@@ -19,6 +19,10 @@ A class with ``shape: {kind: body, body: {...}}`` is a person. ``body`` fields:
   The class's ``material`` is the top; the class's ``clothing``
   (:class:`~synthloop.scenes.recipe.ClothingConfig`) adds the bottom, the shoes and the sleeve and
   leg lengths. Without it the class's ``material`` covers everything but the head, neck and hands.
+* ``head`` (:class:`HeadConfig`): the hair style (``none``, ``short``, ``long``), the hair's and
+  the eyes' colours. Absent: the head is skin all over (bald, no eyes), as before it existed; a
+  front and a back then differ only by the face's shape, so a keypoint model learns left from
+  right less easily.
 
 Validation: every pose's ``value +- noise`` range must lie inside the joint's anatomical limits,
 joints and phenotype names must be known; each problem is one RecipeError line naming the field.
@@ -34,8 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from synthloop.bodies.coco import COCO17_KEYPOINTS, KEYPOINT_SETS
 from synthloop.bodies.limits import JOINT_LIMITS_DEG, PHENOTYPES, check_rotation_range
 from synthloop.bodies.model import pose_body
+from synthloop.bodies.outfit import HAIR_STYLES
 from synthloop.scenes.color import hsv_to_linear_rgb
-from synthloop.scenes.distributions import NumDist, in_range
+from synthloop.scenes.distributions import CatDist, NumDist, in_range, one_of
 from synthloop.scenes.spec import BodySpec, MaterialSpec, ShapeSpec
 from synthloop.validation import require_one_of
 
@@ -64,6 +69,37 @@ class SkinConfig(_Model):
     roughness: Unit = {"uniform": [0.4, 0.7]}  # type: ignore[assignment]
 
 
+class HairConfig(SkinConfig):
+    """Hair colour (display HSV, hue in turns) and roughness distributions: browns to black."""
+
+    hue: NumDist = {"uniform": [0.02, 0.12]}  # type: ignore[assignment]
+    saturation: Unit = {"uniform": [0.2, 0.7]}  # type: ignore[assignment]
+    value: Unit = {"uniform": [0.02, 0.45]}  # type: ignore[assignment]
+    roughness: Unit = {"uniform": [0.45, 0.75]}  # type: ignore[assignment]
+
+
+class EyesConfig(SkinConfig):
+    """Eye colour (display HSV) and roughness distributions: dark and glossy, as eyes look from
+    a few metres."""
+
+    hue: NumDist = {"uniform": [0.03, 0.12]}  # type: ignore[assignment]
+    saturation: Unit = {"uniform": [0.2, 0.6]}  # type: ignore[assignment]
+    value: Unit = {"uniform": [0.02, 0.12]}  # type: ignore[assignment]
+    roughness: Unit = {"uniform": [0.05, 0.25]}  # type: ignore[assignment]
+
+
+class HeadConfig(_Model):
+    """A person's hair (``hair_style``: ``none``, ``short``, ``long``; ``hair``: its colour) and
+    ``eyes`` (their colour); see :mod:`synthloop.bodies.outfit` for where the hair grows."""
+
+    hair_style: Annotated[CatDist, one_of(HAIR_STYLES, "hair_style")] = {  # type: ignore[assignment]
+        "choice": list(HAIR_STYLES),
+        "weights": [1.0, 4.0, 3.0],
+    }
+    hair: HairConfig = Field(default_factory=HairConfig)
+    eyes: EyesConfig = Field(default_factory=EyesConfig)
+
+
 class BodyConfig(_Model):
     """Phenotype distributions and the pose prior of a person class (module doc)."""
 
@@ -73,6 +109,7 @@ class BodyConfig(_Model):
     poses: dict[str, PoseConfig] = Field(min_length=1)
     noise_deg: dict[str, NonNeg3] = Field(default_factory=dict)
     facing_deg: NumDist | None = None
+    head: HeadConfig | None = None
 
     @field_validator("keypoint_set")
     @classmethod
@@ -114,7 +151,7 @@ class BodyConfig(_Model):
 
 
 def sample_skin(cfg: SkinConfig, rng: np.random.Generator) -> MaterialSpec:
-    """A skin material (flat colour, mild noise bump) from the tone distributions."""
+    """A skin (hair, eyes) material (flat colour, mild noise bump) from the tone distributions."""
     h, s, v = (float(d.sample_float(rng)) for d in (cfg.hue, cfg.saturation, cfg.value))
     return MaterialSpec(
         base_color_hsv=(h % 1.0, s, v),
@@ -158,3 +195,13 @@ def sample_body(
     skin = sample_skin(cfg.skin, rng)
     params.update(pose=pose_name, size=float(ext.max()), skin_value=skin.base_color_hsv[2])
     return spec, kps, params, skin
+
+
+def sample_head(
+    cfg: HeadConfig, rng: np.random.Generator
+) -> tuple[str, MaterialSpec, MaterialSpec, dict[str, float | int | str]]:
+    """A person's hair style, its hair and eyes materials, and params for mining (``hair_style``,
+    ``hair_value``)."""
+    style = cfg.hair_style.sample_str(rng)
+    hair, eyes = sample_skin(cfg.hair, rng), sample_skin(cfg.eyes, rng)
+    return style, hair, eyes, {"hair_style": style, "hair_value": hair.base_color_hsv[2]}

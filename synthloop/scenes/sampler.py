@@ -32,7 +32,7 @@ from synthloop.bodies.model import BODY_FORWARD_XY
 from synthloop.errors import SynthloopError
 from synthloop.geometry.meshes import mesh_cache
 from synthloop.scenes.color import hsv_to_linear_rgb, kelvin_to_linear_rgb
-from synthloop.scenes.people import sample_body
+from synthloop.scenes.people import HeadConfig, sample_body, sample_head
 from synthloop.scenes.piles import box_footprint, footprint, pile_sizes, place_piles
 from synthloop.scenes.placement import footprint_radius, place_circles, rest_height, resting_quat, yaw_facing
 from synthloop.scenes.recipe import (
@@ -378,6 +378,8 @@ class _Draft:
         self.facing_deg = (
             None if body is None or body.facing_deg is None else body.facing_deg.sample_float(rng)
         )
+        if body is not None and body.head is not None:  # drawn after the facing: the rest keep their values
+            mat_params = {**mat_params, **self._grow_head(body.head, rng)}
         self.quat = resting_quat(orientation, math.radians(yaw))
         self.radius = footprint_radius(self.shape.dimensions, self.quat)
         self.z = rest_height(self.shape.dimensions, self.quat)
@@ -400,6 +402,18 @@ class _Draft:
             "bottom_value": bottom.base_color_hsv[2],
             "shoes_value": shoes.base_color_hsv[2],
         }
+
+    def _grow_head(self, head: HeadConfig, rng: np.random.Generator) -> Params:
+        """Draw the hair style and the hair and eyes materials (slots 4 and 5 of
+        :mod:`synthloop.bodies.outfit`; without an outfit, slots 2 and 3 repeat the top, which no
+        face uses); returns their params for mining."""
+        style, hair, eyes, params = sample_head(head, rng)
+        assert self.shape.body is not None  # head is a body config's field
+        body = self.shape.body.model_copy(update={"hair": style})
+        self.shape = self.shape.model_copy(update={"body": body})
+        filler = (self.material,) * max(0, 3 - len(self.extra_materials))
+        self.extra_materials = (*self.extra_materials, *filler, hair, eyes)
+        return params
 
 
 def _footprint(draft: _Draft) -> np.ndarray:

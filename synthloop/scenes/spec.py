@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from synthloop.bodies.outfit import Legs, Sleeves
+from synthloop.bodies.outfit import HairStyle, Legs, Sleeves
 from synthloop.validation import require_one_of
 
 SCENE_SPEC_SCHEMA = "synthloop.scenespec/1"
@@ -75,13 +75,16 @@ class BodySpec(_Plain):
     convention of :mod:`synthloop.bodies.limits`), ``pose`` the canonical pose they came from.
     ``sleeves`` / ``legs``: the outfit (:mod:`synthloop.bodies.outfit`: which faces the top, the
     skin, the bottom and the shoes paint); both empty = one garment over the body, as before
-    outfits existed. Pairs (not dicts) keep the spec hashable for the mesh cache."""
+    outfits existed. ``hair``: ``none``, ``short`` or ``long`` (the head's hair and eyes take
+    slots 4 and 5); empty = a head of skin, as before hair existed. Pairs (not dicts) keep the
+    spec hashable for the mesh cache."""
 
     phenotype: tuple[tuple[str, float], ...] = ()
     rotations_deg: tuple[tuple[str, Vec3], ...] = ()
     pose: str = ""
     sleeves: Literal[""] | Sleeves = ""
     legs: Literal[""] | Legs = ""
+    hair: Literal[""] | HairStyle = ""
 
     @model_validator(mode="after")
     def _outfit(self) -> BodySpec:
@@ -91,7 +94,7 @@ class BodySpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_field_defaults(self, handler(self), "sleeves", "legs")  # as before outfits existed
+        return drop_field_defaults(self, handler(self), "sleeves", "legs", "hair")  # as before outfits
 
 
 class ShapeSpec(_Plain):
@@ -177,7 +180,8 @@ class ObjectSpec(_Plain):
     ``keypoints_local`` maps keypoint name -> point in the object's local frame (metres), in the
     category's keypoint order. ``params`` holds this object's sampled scalars for mining
     (e.g. ``scale``, ``hue``, ``roughness``). ``extra_materials[k]`` paints the mesh's faces of
-    group ``k + 1`` (bodies: ``extra_materials[0]`` is the skin; ``material`` the clothing).
+    group ``k + 1`` (bodies: the skin, the bottom, the shoes, the hair and the eyes, in the slots
+    of :mod:`synthloop.bodies.outfit`; ``material`` the top).
     """
 
     instance_id: int
