@@ -112,7 +112,8 @@ def _head_slots(hair: str) -> dict[str, int]:
     }
 
 
-def _slot_table(sleeves: str, legs: str, hair: str = "") -> np.ndarray:
+def _outfit_slot(sleeves: str, legs: str, hair: str) -> dict[str, int]:
+    """Region name -> slot in the outfit with ``sleeves``, ``legs`` and ``hair``."""
     if sleeves not in SLEEVES:
         raise ValueError(f"sleeves must be one of {', '.join(SLEEVES)}, got '{sleeves}'")
     if legs not in LEGS:
@@ -128,13 +129,19 @@ def _slot_table(sleeves: str, legs: str, hair: str = "") -> np.ndarray:
         "shin": BOTTOM if legs == "long" else SKIN,
         "foot": SHOES,
     }
-    return np.array([slot[name] for name in REGIONS], dtype=np.int64)
+    return slot
+
+
+def _paint(slot: dict[str, int], face_regions: np.ndarray) -> np.ndarray:
+    """(F,) int64 slot of each face (``face_regions`` (F,) region indices) by region name."""
+    table = np.array([slot[name] for name in REGIONS], dtype=np.int64)
+    return table[np.asarray(face_regions, dtype=np.int64)]
 
 
 def outfit_slots(face_regions: np.ndarray, sleeves: str, legs: str, hair: str = "") -> np.ndarray:
     """(F,) int64 material slot of each face (``face_regions`` (F,) region indices) in the outfit
     with ``sleeves`` and ``legs``, and the ``hair`` style ('' = none configured)."""
-    return _slot_table(sleeves, legs, hair)[np.asarray(face_regions, dtype=np.int64)]
+    return _paint(_outfit_slot(sleeves, legs, hair), face_regions)
 
 
 def body_slots(face_regions: np.ndarray, sleeves: str, legs: str, hair: str = "") -> np.ndarray:
@@ -148,6 +155,4 @@ def body_slots(face_regions: np.ndarray, sleeves: str, legs: str, hair: str = ""
 def suit_slots(face_regions: np.ndarray, hair: str = "") -> np.ndarray:
     """(F,) int64 slots without an outfit: :data:`SKIN` for the head, neck and hands (with the
     eyes and hair of ``hair``), else 0."""
-    slot = {name: TOP for name in REGIONS} | {"head_hands": SKIN} | _head_slots(hair)
-    table = np.array([slot[name] for name in REGIONS], dtype=np.int64)
-    return table[np.asarray(face_regions, dtype=np.int64)]
+    return _paint({name: TOP for name in REGIONS} | {"head_hands": SKIN} | _head_slots(hair), face_regions)

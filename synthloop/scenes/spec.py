@@ -94,7 +94,7 @@ class BodySpec(_Plain):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return drop_field_defaults(self, handler(self), "sleeves", "legs", "hair")  # as before outfits
+        return drop_field_defaults(self, handler(self), "sleeves", "legs", "hair")  # as before outfits, hair
 
 
 class ShapeSpec(_Plain):
