@@ -137,7 +137,7 @@ def _summarise(
     for m, name in enumerate(names):
         out_runs[name] = {}
         for k, stat in enumerate(STATS):
-            lo, hi = _interval(samples[:, m, k], samples[:, m, k] > -1, q)
+            lo, hi = quantile_interval(samples[:, m, k], samples[:, m, k] > -1, q)
             out_runs[name][stat] = {
                 "value": None if full[m][k] < 0 else float(full[m][k]),
                 "lo": lo,
@@ -150,7 +150,7 @@ def _summarise(
         for k, stat in enumerate(STATS):
             ok = (samples[:, m, k] > -1) & (samples[:, 0, k] > -1)
             d = samples[:, m, k] - samples[:, 0, k]
-            lo, hi = _interval(d, ok, q)
+            lo, hi = quantile_interval(d, ok, q)
             value = None if min(full[m][k], full[0][k]) < 0 else float(full[m][k] - full[0][k])
             p = float(np.mean(d[ok] <= 0)) if ok.any() else None
             diffs[key][stat] = {"value": value, "lo": lo, "hi": hi, "p_not_above_zero": p}
@@ -164,7 +164,7 @@ def _summarise(
     return out_runs, diffs, ratios
 
 
-def _interval(values: np.ndarray, defined: np.ndarray, q: float) -> tuple[float | None, float | None]:
+def quantile_interval(values: np.ndarray, defined: np.ndarray, q: float) -> tuple[float | None, float | None]:
     """The ``q`` and ``1 - q`` quantiles of ``values[defined]``; ``(None, None)`` if none is."""
     v = values[defined]
     if v.size == 0:
@@ -177,7 +177,7 @@ def _ratio(full_b: float, full_a: float, b: np.ndarray, a: np.ndarray, q: float)
     where both are defined and A's is above 0, ``defined_share`` the share of such resamples (a
     ratio to an A of about 0 is undefined on many resamples, and its interval says little)."""
     ok = (b > -1) & (a > 0)
-    lo, hi = _interval(np.where(ok, b, 0.0) / np.where(ok, a, 1.0), ok, q)
+    lo, hi = quantile_interval(np.where(ok, b, 0.0) / np.where(ok, a, 1.0), ok, q)
     value = float(full_b / full_a) if full_b > -1 and full_a > 0 else None
     return {"value": value, "lo": lo, "hi": hi, "defined_share": float(ok.mean()) if ok.size else 0.0}
 

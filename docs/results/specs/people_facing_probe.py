@@ -41,6 +41,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from synthloop.atomic import atomic_write_json
+from synthloop.evaluation.bootstrap import quantile_interval
 from synthloop.gap.features import LiteFeatures
 from synthloop.gap.images import crop, load_rgb
 from synthloop.gap.pose import pose_statistics
@@ -105,8 +106,9 @@ def resampled_auc(y: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> np.nd
 
 
 def _interval(values: np.ndarray) -> list[float]:
-    v = values[np.isfinite(values)]
-    return [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)]
+    """The 95 % percentile interval of the finite resamples, rounded."""
+    lo, hi = quantile_interval(values, np.isfinite(values), 0.025)
+    return [round(float(lo), 3), round(float(hi), 3)] if lo is not None and hi is not None else []
 
 
 def main() -> None:
